@@ -1,0 +1,320 @@
+"""The wire contract between scheduler, workers and the simulation core (no TensorFlow).
+
+Everything here is JSON-safe and hashable, so a configuration has one canonical text and one
+content address, and a chunk travels as a small JSON object (or, over Celery, as an id only).
+
+Vocabulary
+----------
+configuration (`SimConfig`)
+    One point of a sweep: weight scheme, activation, bias, depth, width, batch, dtype, sampler.
+chunk (`ChunkTask`)
+    `n_trials` consecutive trials of one configuration, trials `[trial_start, trial_start+n)`.
+    Its randomness is a pure function of `(seed_key, trial index)`: the result of a trial does
+    not depend on which chunk, sub-batch, process or host computes it.
+outcome (`ChunkOutcome`)
+    Per (layer, quantity) sufficient statistics over the chunk's trials (`LayerRecord`).
+
+Layers are numbered 1..depth; layer 0 is the input and carries only the `activation` quantity
+(h^0 = x). `preactivation` z^l = h^{l-1} W^l + b^l, `activation` h^l = phi(z^l), `gradient`
+dL/dz^l with L = <r, h^depth>, r ~ N(0, I) drawn fresh per trial.
+
+Per trial the core computes, over all batch x units values of a (layer, quantity), three
+observables in float64: `mean`, `std` (ddof=0, like `tf.math.reduce_std`) and `mean_sq`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.stats import Moments
+
+TASK_NAME = "initsweep.run_chunk"
+CONTRACT_VERSION = 1
+
+QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
+OBSERVABLES: tuple[str, ...] = ("mean", "std", "mean_sq")
+DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
+SAMPLERS: tuple[str, ...] = ("dense", "conditional")
+
+ParamValue = float | str
+
+# Weight schemes and their parameters with defaults. Semantics (fans are those of each 2-D
+# kernel of shape (fan_in, fan_out); Keras' definitions unless said otherwise):
+#   normal(mean, std)                N(mean, std^2)
+#   uniform(low, high)               U[low, high)
+#   truncated_normal(mean, std)      N(mean, std^2) truncated to mean +- 2 std (Keras; not rescaled)
+#   scaled_uniform(low, high, scale, mode)
+#                                    U[low, high) * sqrt(scale / fan): the notebook's
+#                                    `tf.random.uniform(shape) * np.sqrt(k / n)`; not centred
+#   variance_scaling(scale, mode, distribution)   Keras VarianceScaling; distribution one of
+#                                    truncated_normal (std = sqrt(scale/fan)/0.87962566),
+#                                    untruncated_normal, uniform (limit = sqrt(3 scale/fan))
+#   glorot_uniform / glorot_normal   variance_scaling(1, fan_avg, uniform / truncated_normal)
+#   he_uniform / he_normal           variance_scaling(2, fan_in, uniform / truncated_normal)
+#   lecun_uniform / lecun_normal     variance_scaling(1, fan_in, uniform / truncated_normal)
+#   kaiming_normal(a)                PyTorch: N(0, 2/((1+a^2) fan_in)), untruncated
+#   xavier_normal(gain)              PyTorch: N(0, gain^2 * 2/(fan_in+fan_out)), untruncated
+#   orthogonal(gain)                 Keras Orthogonal: gain * Q of the QR of a Gaussian matrix
+INIT_SCHEMES: dict[str, dict[str, ParamValue]] = {
+    "normal": {"mean": 0.0, "std": 1.0},
+    "uniform": {"low": -0.05, "high": 0.05},
+    "truncated_normal": {"mean": 0.0, "std": 0.05},
+    "scaled_uniform": {"low": 0.0, "high": 1.0, "scale": 1.0, "mode": "fan_in"},
+    "variance_scaling": {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
+    "glorot_uniform": {},
+    "glorot_normal": {},
+    "he_uniform": {},
+    "he_normal": {},
+    "lecun_uniform": {},
+    "lecun_normal": {},
+    "kaiming_normal": {"a": 0.0},
+    "xavier_normal": {"gain": 1.0},
+    "orthogonal": {"gain": 1.0},
+}
+FAN_MODES: tuple[str, ...] = ("fan_in", "fan_out", "fan_avg")
+VS_DISTRIBUTIONS: tuple[str, ...] = ("truncated_normal", "untruncated_normal", "uniform")
+
+# Activations and their parameters with defaults (Keras definitions; gelu is the exact erf form).
+ACTIVATIONS: dict[str, dict[str, ParamValue]] = {
+    "linear": {},
+    "tanh": {},
+    "sigmoid": {},
+    "relu": {},
+    "leaky_relu": {"alpha": 0.2},
+    "elu": {"alpha": 1.0},
+    "selu": {},
+    "gelu": {},
+    "swish": {},
+    "softplus": {},
+}
+BIAS_SCHEMES: dict[str, dict[str, ParamValue]] = {"zeros": {}, "normal": {"std": 0.0}}
+
+# Keras: std of a N(0,1) truncated to [-2, 2] is 0.87962566...; its *_normal schemes divide by it.
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A named function with parameters (a weight scheme or an activation), hashable."""
+
+    name: str
+    params: tuple[tuple[str, ParamValue], ...] = ()
+
+    def get(self, key: str) -> ParamValue:
+        """Value of parameter `key`."""
+        for k, v in self.params:
+            if k == key:
+                return v
+        raise KeyError(f"{self.name} has no parameter {key!r}")
+
+    def num(self, key: str) -> float:
+        """Numeric parameter `key`."""
+        value = self.get(key)
+        if isinstance(value, str):
+            raise TypeError(f"{self.name}.{key} is not numeric: {value!r}")
+        return float(value)
+
+    def to_json(self) -> dict[str, ParamValue]:
+        return {"name": self.name, **dict(self.params)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str) -> Scheme:
+        if isinstance(data, str):
+            return cls(data)
+        params = tuple(sorted((str(k), v) for k, v in data.items() if k != "name"))
+        return cls(str(data["name"]), params)
+
+    @property
+    def label(self) -> str:
+        """Short human label: `he_normal`, `normal(std=0.05)`."""
+        if not self.params:
+            return self.name
+        inner = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params)
+        return f"{self.name}({inner})"
+
+
+def _fmt(value: ParamValue) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def canonical_scheme(
+    registry: Mapping[str, Mapping[str, ParamValue]], name: str, params: Mapping[str, Any]
+) -> Scheme:
+    """The scheme with every parameter present (defaults filled), numbers as floats, sorted."""
+    defaults = registry[name]
+    merged: dict[str, ParamValue] = dict(defaults)
+    for key, value in params.items():
+        merged[key] = float(value) if isinstance(value, int | float) else value
+    return Scheme(name, tuple(sorted(merged.items())))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One configuration: what a trial simulates. `input_dim` defaults to `width`."""
+
+    init: Scheme
+    activation: Scheme
+    depth: int
+    width: int
+    input_dim: int
+    batch: int = 1
+    dtype: str = "float32"
+    bias: Scheme = field(default_factory=lambda: Scheme("zeros"))
+    sampler: str = "dense"
+
+    def fans(self, layer: int) -> tuple[int, int]:
+        """(fan_in, fan_out) of the kernel of `layer` (1-based)."""
+        return (self.input_dim if layer == 1 else self.width, self.width)
+
+    @property
+    def bias_std(self) -> float:
+        return self.bias.num("std") if self.bias.name == "normal" else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": CONTRACT_VERSION,
+            "init": self.init.to_json(),
+            "activation": self.activation.to_json(),
+            "bias": self.bias.to_json(),
+            "depth": self.depth,
+            "width": self.width,
+            "input_dim": self.input_dim,
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "sampler": self.sampler,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SimConfig:
+        return cls(
+            init=Scheme.from_json(data["init"]),
+            activation=Scheme.from_json(data["activation"]),
+            bias=Scheme.from_json(data.get("bias", "zeros")),
+            depth=int(data["depth"]),
+            width=int(data["width"]),
+            input_dim=int(data.get("input_dim") or data["width"]),
+            batch=int(data.get("batch", 1)),
+            dtype=str(data.get("dtype", "float32")),
+            sampler=str(data.get("sampler", "dense")),
+        )
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def config_hash(self) -> str:
+        """Content address: sha256 of the canonical JSON (hex, 64 chars)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Trials `[trial_start, trial_start + n_trials)` of `config`, randomness keyed by `seed_key`."""
+
+    config: SimConfig
+    seed_key: int
+    chunk_index: int
+    trial_start: int
+    n_trials: int
+    memory_budget_bytes: int = 1 << 30
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_json(),
+            "seed_key": self.seed_key,
+            "chunk_index": self.chunk_index,
+            "trial_start": self.trial_start,
+            "n_trials": self.n_trials,
+            "memory_budget_bytes": self.memory_budget_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChunkTask:
+        return cls(
+            config=SimConfig.from_json(data["config"]),
+            seed_key=int(data["seed_key"]),
+            chunk_index=int(data["chunk_index"]),
+            trial_start=int(data["trial_start"]),
+            n_trials=int(data["n_trials"]),
+            memory_budget_bytes=int(data.get("memory_budget_bytes", 1 << 30)),
+        )
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """Sufficient statistics of one (layer, quantity) over some trials.
+
+    `n_finite` trials had every value (and every observable) finite at this layer; the three
+    `Moments` are over exactly those trials. `n_first_nonfinite` trials first became non-finite
+    here; `n_collapsed` trials were finite with every value exactly zero.
+    """
+
+    layer: int
+    quantity: str
+    n_trials: int
+    n_finite: int
+    n_first_nonfinite: int
+    n_collapsed: int
+    mean: Moments
+    std: Moments
+    mean_sq: Moments
+
+    def merge(self, other: LayerRecord) -> LayerRecord:
+        """Pool two disjoint sets of trials (Chan et al.; associative)."""
+        if (self.layer, self.quantity) != (other.layer, other.quantity):
+            raise ValueError("cannot merge records of different (layer, quantity)")
+        return LayerRecord(
+            layer=self.layer,
+            quantity=self.quantity,
+            n_trials=self.n_trials + other.n_trials,
+            n_finite=self.n_finite + other.n_finite,
+            n_first_nonfinite=self.n_first_nonfinite + other.n_first_nonfinite,
+            n_collapsed=self.n_collapsed + other.n_collapsed,
+            mean=self.mean.merge(other.mean),
+            std=self.std.merge(other.std),
+            mean_sq=self.mean_sq.merge(other.mean_sq),
+        )
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.layer, self.quantity)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where and how a chunk was computed."""
+
+    tf_version: str
+    device: str
+    sampler: str
+    dtype: str
+    seed_key: int
+    duration_s: float
+    sub_batch: int
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What the core returns for a chunk: records sorted by (layer, quantity order)."""
+
+    chunk_index: int
+    n_trials: int
+    records: tuple[LayerRecord, ...]
+    provenance: Provenance
+
+
+def merge_records(
+    groups: list[tuple[LayerRecord, ...]] | list[list[LayerRecord]],
+) -> list[LayerRecord]:
+    """Merge per-chunk record lists in the given order into one list (deterministic)."""
+    merged: dict[tuple[int, str], LayerRecord] = {}
+    for records in groups:
+        for record in records:
+            prev = merged.get(record.key)
+            merged[record.key] = record if prev is None else prev.merge(record)
+    order = {q: i for i, q in enumerate(QUANTITIES)}
+    return sorted(merged.values(), key=lambda r: (r.layer, order[r.quantity]))
