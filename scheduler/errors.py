@@ -1,0 +1,44 @@
+"""Errors the user sees. The CLI maps each to one stderr line and an exit code, once.
+
+    InitsweepError                      base; exit 1
+    ├── UserError                       bad input; exit 2
+    │   ├── SpecError                   a sweep spec is invalid (message starts with its location)
+    │   ├── UnknownSweepError           no sweep with that id
+    │   └── BudgetError                 a configuration does not fit the memory budget
+    └── RuntimeFailure                  the environment failed; exit 1
+        └── DatabaseUnavailableError    the database cannot be reached or opened
+"""
+
+from __future__ import annotations
+
+
+class InitsweepError(Exception):
+    """Base of every error initsweep reports to a user."""
+
+    exit_code = 1
+
+
+class UserError(InitsweepError):
+    """The input is wrong; nothing was written."""
+
+    exit_code = 2
+
+
+class SpecError(UserError):
+    """A sweep spec is invalid: `grid.width[2]: expected a positive integer. Received: -4`."""
+
+
+class UnknownSweepError(UserError):
+    """No sweep has that id."""
+
+
+class BudgetError(UserError):
+    """A configuration's single trial exceeds the memory budget."""
+
+
+class RuntimeFailure(InitsweepError):
+    """Something outside the input failed."""
+
+
+class DatabaseUnavailableError(RuntimeFailure):
+    """The database cannot be reached, opened or migrated."""
