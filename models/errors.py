@@ -1,8 +1,8 @@
 """Storage errors, translated once from SQLAlchemy/driver errors at the models boundary.
 
-    StoreError                  base
-    ├── TransientStoreError     connection lost, database restarting, lock timeout: retry
-    └── SchemaError             the database is not at the migration head
+StoreError                  base
+├── TransientStoreError     connection lost, database restarting, lock timeout: retry
+└── SchemaError             the database is not at the migration head
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Errors the user sees. The CLI maps each to one stderr line and an exit code, once.
 
-    InitsweepError                      base; exit 1
-    ├── UserError                       bad input; exit 2
-    │   ├── SpecError                   a sweep spec is invalid (message starts with its location)
-    │   ├── UnknownSweepError           no sweep with that id
-    │   └── BudgetError                 a configuration does not fit the memory budget
-    └── RuntimeFailure                  the environment failed; exit 1
-        └── DatabaseUnavailableError    the database cannot be reached or opened
+InitsweepError                      base; exit 1
+├── UserError                       bad input; exit 2
+│   ├── SpecError                   a sweep spec is invalid (message starts with its location)
+│   ├── UnknownSweepError           no sweep with that id
+│   └── BudgetError                 a configuration does not fit the memory budget
+└── RuntimeFailure                  the environment failed; exit 1
+    └── DatabaseUnavailableError    the database cannot be reached or opened
 """
 
 from __future__ import annotations

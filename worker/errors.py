@@ -1,9 +1,9 @@
 """Errors of the worker side.
 
-    WorkerError
-    ├── SimulationError      the core failed on a chunk (a poison chunk): retried a bounded
-    │                        number of times, then the chunk is marked failed with this message
-    └── ChunkNotFoundError   the chunk id names no chunk (stale message): dropped
+WorkerError
+├── SimulationError      the core failed on a chunk (a poison chunk): retried a bounded
+│                        number of times, then the chunk is marked failed with this message
+└── ChunkNotFoundError   the chunk id names no chunk (stale message): dropped
 """
 
 from __future__ import annotations

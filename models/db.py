@@ -1,0 +1,216 @@
+"""Engine, sessions and migrations from a URL; driver errors become `models.errors` here, once.
+
+SQLite (the embedded default) runs in WAL mode with a 30 s busy timeout and foreign keys on, and
+every transaction starts with BEGIN IMMEDIATE: concurrent writers then queue on the busy timeout
+instead of failing when a reader upgrades to a writer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.errors import SchemaError, StoreError, TransientStoreError
+
+if TYPE_CHECKING:  # alembic is imported on first use: processes that never migrate skip it
+    from alembic.config import Config
+
+ENV_URL = "INITSWEEP_DATABASE_URL"
+DEFAULT_URL = "sqlite:///./initsweep.db"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+ALEMBIC_DIR = REPO_ROOT / "alembic"
+# pg_advisory_xact_lock key that serialises concurrent `ensure_schema` calls ("initswp").
+_MIGRATION_LOCK = 0x696E6974737770
+
+
+def resolve_url(db: str | None) -> str:
+    """The database URL: `db` (a URL or a file path) > $INITSWEEP_DATABASE_URL > ./initsweep.db."""
+    value = db or os.environ.get(ENV_URL) or DEFAULT_URL
+    if "://" not in value:
+        return f"sqlite:///{os.path.expanduser(value)}"
+    scheme, rest = value.split("://", 1)
+    if scheme in ("postgres", "postgresql"):  # psycopg 3 is the driver we ship, not psycopg2
+        return f"postgresql+psycopg://{rest}"
+    return value
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`: SQLite tuned for concurrent processes, servers with pre-ping."""
+    url = resolve_url(url)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Hand transaction control to SQLAlchemy (pysqlite's own BEGIN breaks SAVEPOINTs).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to `engine` (objects stay readable after commit)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on error; driver errors translated."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException as e:
+        session.rollback()
+        translated = translate_error(e)
+        if translated is None:
+            raise
+        raise translated from e
+    finally:
+        session.close()
+
+
+def translate_error(e: BaseException) -> StoreError | None:
+    """The `models.errors` class for a SQLAlchemy/driver error, or None to let it through."""
+    if isinstance(e, StoreError | exc.IntegrityError):
+        return None
+    message = _first_line(getattr(e, "orig", None) or e)
+    if isinstance(e, exc.OperationalError) and "no such table" in message:
+        return SchemaError(f"database schema: expected the migration head. Received: {message}")
+    if isinstance(e, exc.OperationalError | exc.TimeoutError | exc.DisconnectionError):
+        return TransientStoreError(f"database: {message}")
+    if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
+        return TransientStoreError(f"database connection lost: {message}")
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An alembic Config for this repository's migrations, from any working directory."""
+    from alembic.config import Config
+
+    config = Config(str(ALEMBIC_INI)) if ALEMBIC_INI.exists() else Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.attributes["embedded"] = True  # env.py leaves the application's logging alone
+    if url is not None:
+        config.attributes["url"] = resolve_url(url)
+    return config
+
+
+def head_revision() -> str:
+    """The single head revision of the migration scripts."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise SchemaError(f"{ALEMBIC_DIR}: expected migration scripts. Received: none")
+    return head
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at `url` up to `revision`."""
+    from alembic import command
+
+    with _translated("upgrade"):
+        command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at `url` down to `revision` (`base` drops everything)."""
+    from alembic import command
+
+    with _translated("downgrade"):
+        command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, None when it has never been migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with _translated("read the schema revision"), engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def ensure_schema(engine: Engine) -> str:
+    """Upgrade to head when the database is not there (safe if several processes race)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from alembic import command
+
+    script = ScriptDirectory.from_config(alembic_config())
+    head = head_revision()
+    with _translated("migrate"), migration_connection(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return head
+        if current is not None and current not in {s.revision for s in script.walk_revisions()}:
+            raise SchemaError(
+                f"database revision: expected one of this code's migrations. Received: {current} "
+                "(the database is newer than the code)"
+            )
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    return head
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for migrations; SQLite foreign keys off meanwhile.
+
+    SQLite batch migrations copy and drop tables; with foreign keys on, dropping a parent table
+    would cascade-delete its children's rows (alembic cookbook).
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a PRAGMA is ignored inside a transaction: run it before BEGIN
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as e:
+        raise SchemaError(f"{action}: {e}") from e
+    except Exception as e:
+        translated = translate_error(e)
+        if translated is None:
+            raise
+        raise type(translated)(f"{action}: {translated}") from e

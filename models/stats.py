@@ -1,0 +1,55 @@
+"""Per-chunk (`chunk_stats`) and per-configuration (`layer_stats`) sufficient statistics.
+
+Each row is one (layer, quantity): trial counts and, for each observable o of
+`worker.contract.OBSERVABLES`, the mean and M2 of o over the `n_finite` finite trials. Values are
+IEEE doubles stored exactly; an empty sample stores 0.0, never NaN or inf.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+# Mirrors worker.contract.OBSERVABLES (models imports no numpy); a test checks they agree.
+OBSERVABLES: tuple[str, ...] = ("mean", "std", "mean_sq")
+
+
+class StatColumns:
+    """The columns shared by chunk and configuration statistics."""
+
+    layer: Mapped[int]
+    quantity: Mapped[str] = mapped_column(String(32))
+    n_trials: Mapped[int]
+    n_finite: Mapped[int]
+    n_first_nonfinite: Mapped[int]
+    n_collapsed: Mapped[int]
+    mean_mean: Mapped[float]
+    mean_m2: Mapped[float]
+    std_mean: Mapped[float]
+    std_m2: Mapped[float]
+    mean_sq_mean: Mapped[float]
+    mean_sq_m2: Mapped[float]
+
+
+class ChunkStat(StatColumns, Base):
+    """Statistics of one (layer, quantity) over one chunk's trials."""
+
+    __tablename__ = "chunk_stats"
+    __table_args__ = (UniqueConstraint("chunk_id", "layer", "quantity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"))
+
+
+class LayerStat(StatColumns, Base):
+    """Statistics of one (layer, quantity) over all trials of a configuration (merged chunks)."""
+
+    __tablename__ = "layer_stats"
+    __table_args__ = (UniqueConstraint("configuration_id", "layer", "quantity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    configuration_id: Mapped[int] = mapped_column(
+        ForeignKey("configurations.id", ondelete="CASCADE")
+    )

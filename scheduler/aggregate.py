@@ -1,0 +1,82 @@
+"""Per-configuration layer statistics: chunk statistics merged in chunk-index order.
+
+The merge is Chan et al.'s pairwise update (`worker.stats.Moments.merge`), applied chunk by chunk
+in ascending `chunk_index` whatever order the chunks finished in, so a configuration's aggregate
+is bit-identical however its chunks were scheduled, and re-running it rewrites identical rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, exists, insert, select
+from sqlalchemy.orm import Session
+
+from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
+from scheduler.store import record_from_row, record_order, record_values
+from worker.contract import LayerRecord, merge_records
+
+
+def chunk_records(session: Session, chunk_id: int) -> list[LayerRecord]:
+    """The saved records of one chunk, in (layer, quantity) order."""
+    rows = session.scalars(select(ChunkStat).where(ChunkStat.chunk_id == chunk_id))
+    return sorted((record_from_row(r) for r in rows), key=record_order)
+
+
+def aggregate_config(session: Session, configuration_id: int) -> bool:
+    """Merge a finished configuration's chunks into layer_stats; False (no change) if unfinished."""
+    # Lock the configuration (PostgreSQL) so two aggregators do not interleave delete + insert.
+    configuration = session.scalars(
+        select(Configuration)
+        .where(Configuration.id == configuration_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if configuration is None:
+        return False
+    chunks = session.execute(
+        select(Chunk.id, Chunk.status)
+        .where(Chunk.configuration_id == configuration_id)
+        .order_by(Chunk.chunk_index)
+    ).all()
+    if any(status != "done" for _, status in chunks):
+        return False
+    groups: dict[int, list[LayerRecord]] = {chunk_id: [] for chunk_id, _ in chunks}
+    for row in session.scalars(
+        select(ChunkStat)
+        .join(Chunk, Chunk.id == ChunkStat.chunk_id)
+        .where(Chunk.configuration_id == configuration_id)
+    ):
+        groups[row.chunk_id].append(record_from_row(row))
+    # dicts keep insertion order: groups are in chunk-index order, as merge_records requires
+    merged = merge_records([sorted(g, key=record_order) for g in groups.values()])
+
+    session.execute(delete(LayerStat).where(LayerStat.configuration_id == configuration_id))
+    rows = [{"configuration_id": configuration_id, **record_values(r)} for r in merged]
+    if rows:
+        session.execute(insert(LayerStat), rows)
+    configuration.status = "done"
+    configuration.aggregated_at = utcnow()
+    session.flush()
+    return True
+
+
+def aggregate_sweep(session: Session, sweep_id: int, *, force: bool = False) -> int:
+    """Aggregate the sweep's configurations whose chunks are all done; returns how many.
+
+    Configurations already aggregated (status done) are skipped unless `force`.
+    """
+    unfinished = exists().where(Chunk.configuration_id == Configuration.id, Chunk.status != "done")
+    query = (
+        select(Configuration.id)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .where(SweepConfiguration.sweep_id == sweep_id, ~unfinished)
+        .order_by(SweepConfiguration.position)
+    )
+    if not force:
+        query = query.where(Configuration.status != "done")
+    return sum(aggregate_config(session, cid) for cid in session.scalars(query).all())
+
+
+def config_records(session: Session, configuration_id: int) -> list[LayerRecord]:
+    """The aggregated records of a configuration, in (layer, quantity) order."""
+    rows = session.scalars(select(LayerStat).where(LayerStat.configuration_id == configuration_id))
+    return sorted((record_from_row(r) for r in rows), key=record_order)

@@ -1,0 +1,97 @@
+"""Split each configuration's trials into chunks and build the `SweepPlan` of a spec.
+
+A chunk should take seconds, not hours: large enough to amortise a message and a DB write, small
+enough to spread a configuration over workers and retry cheaply. Sizes come from the nominal
+cost model of `scheduler.estimate` (never from timing this machine), so the same spec gives the
+same chunks, hence the same run keys, everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scheduler.errors import BudgetError
+from scheduler.estimate import nominal_seconds_per_trial
+from scheduler.expand import ExpandedConfig, expand_located
+from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
+from scheduler.spec import SweepSpec
+from worker.contract import SimConfig
+from worker.memory import MemoryBudgetError, sub_batch_size
+from worker.seeding import config_seed_key
+
+TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials allow
+MIN_CHUNK_TRIALS = 50  # below this the per-chunk overhead dominates
+MAX_CHUNK_SECONDS = 300.0  # ...unless 50 trials would exceed this; then fewer
+SHARE_FROM_TRIALS = 200  # from this many trials a configuration is split over 2+ chunks
+
+
+def auto_chunk_trials(config: SimConfig, trials: int) -> int:
+    """Trials per chunk for `config`: about TARGET_CHUNK_SECONDS of nominal work; at least
+    min(trials, MIN_CHUNK_TRIALS) and at most `trials`; never over MAX_CHUNK_SECONDS (which wins
+    over the minimum for very expensive trials); two or more chunks from SHARE_FROM_TRIALS trials;
+    chunks of near-equal size."""
+    if trials < 1:
+        raise ValueError(f"trials: expected a positive integer. Received: {trials}")
+    per_trial = max(nominal_seconds_per_trial(config), 1e-12)
+    cap = max(1, int(MAX_CHUNK_SECONDS / per_trial))  # hard limit: a chunk stays retryable
+    floor = min(trials, MIN_CHUNK_TRIALS, cap)
+    target = max(floor, int(TARGET_CHUNK_SECONDS / per_trial))
+    n_chunks = math.ceil(trials / target)
+    if trials >= SHARE_FROM_TRIALS:
+        n_chunks = max(n_chunks, 2)
+    n_chunks = max(1, min(n_chunks, trials // floor))
+    return min(math.ceil(trials / n_chunks), cap)
+
+
+def split_trials(trials: int, chunk_trials: int) -> tuple[ChunkPlan, ...]:
+    """Consecutive chunks covering [0, trials); the last may be shorter."""
+    if trials < 1 or chunk_trials < 1:
+        raise ValueError(
+            f"expected positive trials and chunk_trials. Received: {trials}, {chunk_trials}"
+        )
+    return tuple(
+        ChunkPlan(chunk_index=i, trial_start=start, n_trials=min(chunk_trials, trials - start))
+        for i, start in enumerate(range(0, trials, chunk_trials))
+    )
+
+
+def plan_sweep(spec: SweepSpec) -> SweepPlan:
+    """Configurations, seeds and chunks of `spec`; raises BudgetError (located) when one trial
+    of a configuration does not fit `spec.memory_budget_bytes`."""
+    configs: list[ConfigPlan] = []
+    for item in expand_located(spec):
+        config = item.config
+        if spec.chunk_trials is not None:
+            chunk_trials = min(spec.chunk_trials, spec.trials)
+        else:
+            chunk_trials = auto_chunk_trials(config, spec.trials)
+        _check_budget(item, chunk_trials, spec.memory_budget_bytes)
+        configs.append(
+            ConfigPlan(
+                config=config,
+                seed=spec.seed,
+                seed_key=config_seed_key(spec.seed, config.config_hash),
+                trials=spec.trials,
+                chunk_trials=chunk_trials,
+                chunks=split_trials(spec.trials, chunk_trials),
+                queue=spec.queue,
+                axes=dict(item.axes),
+            )
+        )
+    return SweepPlan(
+        name=spec.name,
+        seed=spec.seed,
+        spec_yaml=spec.spec_yaml,
+        spec_json=spec.to_json(),
+        configs=tuple(configs),
+        memory_budget_bytes=spec.memory_budget_bytes,
+    )
+
+
+def _check_budget(item: ExpandedConfig, chunk_trials: int, budget: int) -> None:
+    try:
+        sub_batch_size(item.config, chunk_trials, budget)
+    except MemoryBudgetError as e:
+        labels = ", ".join(f"{k}={v}" for k, v in item.axes.items())
+        where = f"{item.origin} ({labels})" if labels else item.origin
+        raise BudgetError(f"{where}: {e}") from e

@@ -1,0 +1,167 @@
+"""Nominal work model of a sweep: random numbers, core-seconds and peak memory, machine-free.
+
+Deterministic on purpose (chunk sizes derive from it, and chunk sizes are part of a run's
+content address), so it never times this machine. Per trial of a configuration:
+
+dense sampler (every kernel drawn):
+    draws = sum_l fan_in_l * fan_out_l            weights
+          + batch * input_dim                     input x ~ N(0, I)
+          + batch * width                         gradient probe r ~ N(0, I) (L = <r, h^depth>)
+          + depth * width  (normal bias only)     biases
+    flops = sum_l 4 * batch * fan_in_l * fan_out_l          forward z = hW, backward g W^T
+          + orthogonal: sum_l 4 m n^2 - 4/3 n^3, m >= n      Householder QR and forming Q
+conditional sampler (z | h drawn directly; no kernel):
+    draws = depth * (batch * width + batch^2 * width) + the input, probe and bias terms
+    flops = depth * (4 batch^2 width + 10 batch width)
+
+seconds = (uniform draws + GAUSSIAN_DRAW_COST * Gaussian draws) / DRAWS_PER_SECOND
+          + flops / FLOPS_PER_SECOND, doubled for float64.
+
+Calibrated once against `worker.sim` on one CPU core (TF 2.x, float32, 1 thread): stateless
+uniforms ~1.5e8/s; normals and Keras truncated normals ~3x slower (Box-Muller); a 512x512 QR
+~25 ms. Typical error is within 2x (small kernels run slower than the model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.plan import SweepPlan
+from worker.contract import SimConfig
+from worker.memory import DEFAULT_BUDGET, format_bytes, sub_batch_size, trial_bytes
+
+DRAWS_PER_SECOND = 1.5e8  # one core, TF stateless uniforms, float32
+GAUSSIAN_DRAW_COST = 3.0  # a normal (or truncated normal) costs ~3 uniforms
+FLOPS_PER_SECOND = 1.5e10  # one core, float32 matmul/QR through TF
+NORMALS_PER_SECOND = DRAWS_PER_SECOND / GAUSSIAN_DRAW_COST  # nominal Gaussian throughput
+
+_UNIFORM_INITS = frozenset(
+    {"uniform", "scaled_uniform", "glorot_uniform", "he_uniform", "lecun_uniform"}
+)
+
+
+def random_numbers_per_trial(config: SimConfig) -> int:
+    """Random numbers one trial of `config` draws (nominal model, module docstring)."""
+    return _kernel_draws(config) + _gaussian_extra_draws(config)
+
+
+def gaussian_numbers_per_trial(config: SimConfig) -> int:
+    """How many of `random_numbers_per_trial` are Gaussian (normal or truncated normal)."""
+    kernel = 0 if _uniform_kernels(config) else _kernel_draws(config)
+    return kernel + _gaussian_extra_draws(config)
+
+
+def flops_per_trial(config: SimConfig) -> int:
+    """Floating-point operations of one trial of `config` (nominal model)."""
+    b, w = config.batch, config.width
+    if config.sampler == "conditional":
+        return config.depth * (4 * b * b * w + 10 * b * w)
+    flops = 0
+    for fi, fo in _kernels(config):
+        flops += 4 * b * fi * fo
+        if config.init.name == "orthogonal":
+            m, n = max(fi, fo), min(fi, fo)
+            flops += 4 * m * n * n - (4 * n**3) // 3
+    return flops
+
+
+def nominal_seconds_per_trial(config: SimConfig) -> float:
+    """Core-seconds of one trial of `config` under the nominal model."""
+    total = random_numbers_per_trial(config)
+    gaussian = gaussian_numbers_per_trial(config)
+    draws = (total - gaussian) + GAUSSIAN_DRAW_COST * gaussian
+    seconds = draws / DRAWS_PER_SECOND + flops_per_trial(config) / FLOPS_PER_SECOND
+    return seconds * (2.0 if config.dtype == "float64" else 1.0)
+
+
+@dataclass(frozen=True)
+class WorkEstimate:
+    """Totals of a planned sweep under the nominal model."""
+
+    n_configs: int
+    n_chunks: int
+    n_trials: int
+    random_numbers: int
+    est_core_seconds: float
+    peak_bytes_per_worker: int
+    memory_budget_bytes: int = DEFAULT_BUDGET
+    longest_chunk_seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """Human-readable summary for `initsweep validate`."""
+        cores = self.est_core_seconds
+        return [
+            f"configurations   {self.n_configs:,}",
+            f"chunks           {self.n_chunks:,}",
+            f"trials           {self.n_trials:,}",
+            f"random numbers   {self.random_numbers:.3g}",
+            f"work (nominal)   {format_duration(cores)} of one core; about "
+            f"{format_duration(cores / 2)} on 2 cores, {format_duration(cores / 8)} on 8 "
+            f"(model: {DRAWS_PER_SECOND:.2g} uniforms or {NORMALS_PER_SECOND:.2g} normals/s "
+            "per core)",
+            f"longest chunk    {format_duration(self.longest_chunk_seconds)} (nominal)",
+            f"peak memory      {format_bytes(self.peak_bytes_per_worker)} per worker process "
+            f"(budget {format_bytes(self.memory_budget_bytes)})",
+        ]
+
+
+def estimate(plan: SweepPlan) -> WorkEstimate:
+    """Nominal totals of `plan` (raises worker.memory.MemoryBudgetError for an unchecked plan)."""
+    normals = 0
+    seconds = 0.0
+    peak = 0
+    longest = 0.0
+    for cp in plan.configs:
+        per_trial = nominal_seconds_per_trial(cp.config)
+        normals += random_numbers_per_trial(cp.config) * cp.trials
+        seconds += per_trial * cp.trials
+        longest = max(longest, per_trial * max((c.n_trials for c in cp.chunks), default=0))
+        sub = sub_batch_size(cp.config, cp.chunk_trials, plan.memory_budget_bytes)
+        peak = max(peak, sub * trial_bytes(cp.config))
+    return WorkEstimate(
+        n_configs=len(plan.configs),
+        n_chunks=plan.n_chunks,
+        n_trials=plan.n_trials,
+        random_numbers=normals,
+        est_core_seconds=seconds,
+        peak_bytes_per_worker=peak,
+        memory_budget_bytes=plan.memory_budget_bytes,
+        longest_chunk_seconds=longest,
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """`0.4 s`, `42 s`, `12 min`, `3.5 h`."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _kernels(config: SimConfig) -> list[tuple[int, int]]:
+    return [config.fans(layer) for layer in range(1, config.depth + 1)]
+
+
+def _kernel_draws(config: SimConfig) -> int:
+    if config.sampler == "conditional":
+        b = config.batch
+        return config.depth * (b * config.width + b * b * config.width)
+    return sum(fi * fo for fi, fo in _kernels(config))
+
+
+def _gaussian_extra_draws(config: SimConfig) -> int:
+    """Input, gradient probe and (normal) biases: always Gaussian."""
+    b, w = config.batch, config.width
+    bias = config.depth * w if config.bias.name == "normal" else 0
+    return b * config.input_dim + b * w + bias
+
+
+def _uniform_kernels(config: SimConfig) -> bool:
+    if config.sampler == "conditional":
+        return False
+    if config.init.name == "variance_scaling":
+        return dict(config.init.params).get("distribution") == "uniform"
+    return config.init.name in _UNIFORM_INITS

@@ -1,0 +1,264 @@
+"""A validated `SweepSpec` → its configurations (`SimConfig`, canonical) with axis labels.
+
+Order is deterministic: grid x zip x random (grid axes in the order written, last fastest; then
+zip rows; then random draws, innermost), then `configs` entries in order. A configuration whose
+`config_hash` was already produced is dropped (the first keeps its labels).
+
+Sugar: `sigma_w: s` is init `variance_scaling(scale=s**2, mode=fan_in,
+distribution=untruncated_normal)`, i.e. W ~ N(0, s^2/fan_in); `sigma_b: s` is bias
+`normal(std=s)`. A `normal` bias with std 0 is the zeros bias (identical simulation, one hash).
+
+Random axes are drawn from numpy `SeedSequence` words (a documented, version-stable hash, unlike
+`Generator` streams), one independent stream per axis name keyed by the sweep seed: u = top 53
+bits / 2**53 in [0, 1); uniform low + u (high - low); log_uniform exp of that in log space;
+int_uniform low + floor(u (high - low + 1)); choice values[floor(u n)].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from scheduler.errors import SpecError
+from worker.contract import (
+    ACTIVATIONS,
+    BIAS_SCHEMES,
+    INIT_SCHEMES,
+    Scheme,
+    SimConfig,
+    canonical_scheme,
+)
+
+if TYPE_CHECKING:
+    from scheduler.spec import AxisValue, RandomSpec, SweepSpec
+
+Located = tuple[str, "AxisValue", str]
+"""(axis, value, where the value was written in the spec)."""
+
+GAUSSIAN_INITS: tuple[str, ...] = ("normal", "kaiming_normal", "xavier_normal")
+# sigma_w is sugar for init and sigma_b for bias: each pair names one field of a configuration.
+PARTNER_AXIS: dict[str, str] = {
+    "init": "sigma_w",
+    "sigma_w": "init",
+    "bias": "sigma_b",
+    "sigma_b": "bias",
+}
+_RANDOM_DOMAIN = 0x72616E64  # "rand": keeps random-axis streams apart from other seed uses
+
+
+@dataclass(frozen=True)
+class ExpandedConfig:
+    """A configuration, its user-facing axis labels, and where it came from (`grid`,
+    `configs[3]`) for messages."""
+
+    config: SimConfig
+    axes: dict[str, Any]
+    origin: str
+
+
+def expand(spec: SweepSpec) -> list[tuple[SimConfig, dict[str, Any]]]:
+    """The distinct configurations of `spec`, in order, with their varying axis labels."""
+    return [(e.config, e.axes) for e in expand_located(spec)]
+
+
+def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
+    """Like `expand`, keeping each configuration's origin (used in budget errors)."""
+    out: list[ExpandedConfig] = []
+    seen: set[str] = set()
+    for origin, located, label_keys in _assignments(spec):
+        config = _config(located, origin)
+        key = config.config_hash
+        if key in seen:
+            continue
+        seen.add(key)
+        by_axis = {axis: value for axis, value, _ in located}
+        axes = {k: axis_label(by_axis[k]) for k in label_keys}
+        out.append(ExpandedConfig(config=config, axes=axes, origin=origin))
+    return out
+
+
+def is_iid_gaussian(init: Scheme) -> bool:
+    """Whether `init` draws every weight i.i.d. from a normal distribution (untruncated)."""
+    if init.name in GAUSSIAN_INITS:
+        return True
+    if init.name == "variance_scaling":
+        params = dict(init.params)
+        return params.get("distribution", INIT_SCHEMES[init.name]["distribution"]) == (
+            "untruncated_normal"
+        )
+    return False
+
+
+def resolve_sampler(requested: str, init: Scheme) -> str:
+    """The sampler a configuration runs with: `auto` is `conditional` exactly for i.i.d.
+    Gaussian weights (conditionally on the layer input, z = hW is then exactly Gaussian and W need
+    not be drawn), else `dense`. Raises SpecError (without location) for an inexact request."""
+    if requested == "dense":
+        return "dense"
+    gaussian = is_iid_gaussian(init)
+    if requested == "auto":
+        return "conditional" if gaussian else "dense"
+    if requested == "conditional":
+        if gaussian:
+            return "conditional"
+        raise SpecError(
+            f"sampler 'conditional' is exact only for i.i.d. Gaussian weights; init {init.name!r} "
+            f"is {_describe(init)}. Expected sampler dense or auto, or a Gaussian init: "
+            "normal, kaiming_normal, xavier_normal, variance_scaling with distribution "
+            "untruncated_normal, or sigma_w"
+        )
+    raise SpecError(f"unknown sampler {requested!r}; expected one of auto, dense, conditional")
+
+
+def random_draws(random: RandomSpec, seed: int) -> list[list[Located]]:
+    """`random.count` joint draws: per draw, (axis, value, where) for each random axis."""
+    columns: list[list[Located]] = []
+    for ax in random.axes:
+        name_words = [int(w) for w in np.frombuffer(_digest(ax.axis), dtype=">u4")[:4]]
+        ss = np.random.SeedSequence(entropy=[seed, _RANDOM_DOMAIN, *name_words])
+        words = ss.generate_state(random.count, dtype=np.uint64)
+        where = f"random.axes.{ax.axis}"
+        column: list[Located] = []
+        for word in words.tolist():
+            u = (int(word) >> 11) * 2.0**-53
+            if ax.distribution == "choice":
+                k = min(int(u * len(ax.values)), len(ax.values) - 1)
+                column.append((ax.axis, ax.values[k], f"{where}.values[{k}]"))
+                continue
+            assert ax.low is not None and ax.high is not None
+            low, high = ax.low, ax.high
+            value: AxisValue
+            if ax.distribution == "uniform":
+                value = float(low + u * (high - low))
+            elif ax.distribution == "log_uniform":
+                value = float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+            else:  # int_uniform, inclusive
+                value = int(min(int(low) + math.floor(u * (int(high) - int(low) + 1)), int(high)))
+            column.append((ax.axis, value, where))
+        columns.append(column)
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def axis_label(value: Any) -> Any:
+    """User-readable label of an axis value: `he_normal`, `normal(std=0.05)`, 10, 1.5."""
+    return value.label if isinstance(value, Scheme) else value
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+def _assignments(
+    spec: SweepSpec,
+) -> list[tuple[str, list[Located], list[str]]]:
+    """(origin, located values, keys of axes labels) for every configuration, in order."""
+    fixed = [(axis, value, f"fixed.{axis}") for axis, value in spec.fixed]
+    out: list[tuple[str, list[Located], list[str]]] = []
+    sections = spec.product_sections
+    if sections:
+        factors: list[list[list[Located]]] = [
+            [[(axis, v, f"grid.{axis}[{i}]")] for i, v in enumerate(values)]
+            for axis, values in spec.grid
+        ]
+        label_keys = [axis for axis, _ in spec.grid]
+        if spec.zip_axes:
+            n_rows = len(spec.zip_axes[0][1])
+            factors.append(
+                [
+                    [(axis, values[r], f"zip.{axis}[{r}]") for axis, values in spec.zip_axes]
+                    for r in range(n_rows)
+                ]
+            )
+            label_keys += [axis for axis, _ in spec.zip_axes]
+        if spec.random_axes is not None:
+            factors.append(random_draws(spec.random_axes, spec.seed))
+            label_keys += [a.axis for a in spec.random_axes.axes]
+        for combo in itertools.product(*factors):
+            located = [item for part in combo for item in part]
+            out.append((sections[0], located + fixed, label_keys))
+    for i, entry in enumerate(spec.configs):
+        own = {axis for axis, _ in entry}
+        base = [item for item in fixed if item[0] not in own and _partner(item[0]) not in own]
+        located = [(axis, v, f"configs[{i}].{axis}") for axis, v in entry]
+        out.append((f"configs[{i}]", base + located, [axis for axis, _ in entry]))
+    return out
+
+
+def _partner(axis: str) -> str:
+    return PARTNER_AXIS.get(axis, "")
+
+
+def _config(located: list[Located], origin: str) -> SimConfig:
+    values = {axis: value for axis, value, _ in located}
+    where = {axis: at for axis, _, at in located}
+    for axis in ("activation", "depth", "width"):
+        if axis not in values:
+            raise SpecError(f"{origin}: missing axis {axis!r}")
+    if "sigma_w" in values:
+        s = float(_num(values["sigma_w"]))
+        init = canonical_scheme(
+            INIT_SCHEMES,
+            "variance_scaling",
+            {"scale": s * s, "mode": "fan_in", "distribution": "untruncated_normal"},
+        )
+    elif "init" in values:
+        init = _canonical(INIT_SCHEMES, values["init"])
+    else:
+        raise SpecError(f"{origin}: missing axis 'init' (or sigma_w)")
+    if "sigma_b" in values:
+        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": float(_num(values["sigma_b"]))})
+    elif "bias" in values:
+        bias = _canonical(BIAS_SCHEMES, values["bias"])
+    else:
+        bias = Scheme("zeros")
+    if bias.name == "normal" and bias.num("std") == 0.0:
+        bias = Scheme("zeros")
+    requested = str(values.get("sampler", "auto"))
+    try:
+        sampler = resolve_sampler(requested, init)
+    except SpecError as e:
+        raise SpecError(f"{where.get('sampler', origin)}: {e}") from None
+    width = int(_num(values["width"]))
+    return SimConfig(
+        init=init,
+        activation=_canonical(ACTIVATIONS, values["activation"]),
+        depth=int(_num(values["depth"])),
+        width=width,
+        input_dim=int(_num(values.get("input_dim", width))),
+        batch=int(_num(values.get("batch", 1))),
+        dtype=str(values.get("dtype", "float32")),
+        bias=bias,
+        sampler=sampler,
+    )
+
+
+def _canonical(registry: dict[str, dict[str, Any]], value: AxisValue) -> Scheme:
+    if not isinstance(value, Scheme):
+        raise TypeError(f"expected a Scheme, got {value!r}")
+    return canonical_scheme(registry, value.name, dict(value.params))
+
+
+def _num(value: AxisValue) -> float | int:
+    if isinstance(value, Scheme | str):
+        raise TypeError(f"expected a number, got {value!r}")
+    return value
+
+
+def _describe(init: Scheme) -> str:
+    name = init.name
+    if name == "variance_scaling":
+        dist = dict(init.params).get("distribution", "truncated_normal")
+        return "a truncated normal" if dist == "truncated_normal" else "uniform"
+    if name == "orthogonal":
+        return "orthogonal (its entries are not independent)"
+    if name.endswith("normal"):
+        return "a truncated normal"
+    return "uniform"
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()

@@ -1,0 +1,219 @@
+"""The reconciler: make the broker agree with the database, over and over.
+
+One pass, for every active sweep:
+1. a `running` chunk whose heartbeat is older than `stale_after_s` belonged to a dead worker:
+   back to `pending` (a late save by a worker that was only slow is still a harmless no-op);
+2. a `pending` chunk enqueued more than `requeue_after_s` ago lost its message (Redis restart,
+   purge): it is enqueued again;
+3. up to `max_in_flight` chunks are kept enqueued-or-running: new ones are sent in
+   (sweep, position, chunk index) order, so a sweep of 10^5 chunks never floods the broker;
+4. configurations whose chunks are all done are aggregated (idempotent), and sweep statuses
+   are refreshed (done, or partial when chunks failed for good).
+Resume, retry and recovery after a lost message are this one mechanism. The enqueue time is
+committed before the message is sent, so a crash between the two only delays a chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from models import Chunk, Configuration, Sweep, SweepConfiguration, utcnow
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[int, str], None]  # (chunk_id, queue)
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    """Timeouts and bounds of the reconciler."""
+
+    stale_after_s: float = 60.0
+    requeue_after_s: float = 900.0
+    max_in_flight: int = 64
+
+
+@dataclass
+class PassReport:
+    """What one pass did."""
+
+    stale: int = 0
+    requeued: int = 0
+    sent: int = 0
+    aggregated: int = 0
+    finished: list[int] = field(default_factory=list)
+
+
+def active_sweep_ids(session: Session) -> list[int]:
+    """Sweeps with work left."""
+    return list(
+        session.scalars(
+            select(Sweep.id).where(Sweep.status.in_(("pending", "running"))).order_by(Sweep.id)
+        )
+    )
+
+
+def _sweep_chunks(sweep_ids: list[int]):  # type: ignore[no-untyped-def]
+    return (
+        select(Chunk.id)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
+        .where(SweepConfiguration.sweep_id.in_(sweep_ids))
+    )
+
+
+def reconcile_once(
+    factory: Callable[[], Session],
+    send: Send,
+    policy: ReconcilePolicy,
+    *,
+    sweep_ids: list[int] | None = None,
+    now: datetime | None = None,
+) -> PassReport:
+    """One reconciliation pass over `sweep_ids` (default: every active sweep)."""
+    from scheduler.aggregate import aggregate_config
+    from scheduler.store import refresh_sweep_status
+
+    report = PassReport()
+    now = now or utcnow()
+    with session_scope(factory) as session:
+        ids = sweep_ids if sweep_ids is not None else active_sweep_ids(session)
+        if not ids:
+            return report
+        in_sweeps = Chunk.id.in_(_sweep_chunks(ids).scalar_subquery())
+        stale_before = now - timedelta(seconds=policy.stale_after_s)
+        report.stale = session.execute(
+            update(Chunk)
+            .where(in_sweeps, Chunk.status == "running")
+            .where(func.coalesce(Chunk.heartbeat_at, Chunk.started_at) < stale_before)
+            .values(status="pending", enqueued_at=None, worker=None)
+        ).rowcount
+        lost_before = now - timedelta(seconds=policy.requeue_after_s)
+        report.requeued = session.execute(
+            update(Chunk)
+            .where(in_sweeps, Chunk.status == "pending", Chunk.enqueued_at < lost_before)
+            .values(enqueued_at=None)
+        ).rowcount
+        in_flight = (
+            session.scalar(
+                select(func.count()).where(
+                    in_sweeps,
+                    or_(
+                        Chunk.status == "running",
+                        and_(Chunk.status == "pending", Chunk.enqueued_at.is_not(None)),
+                    ),
+                )
+            )
+            or 0
+        )
+        capacity = max(0, policy.max_in_flight - in_flight)
+        to_send: list[tuple[int, str]] = []
+        if capacity:
+            rows = session.execute(
+                select(Chunk.id, Chunk.queue)
+                .join(
+                    SweepConfiguration,
+                    SweepConfiguration.configuration_id == Chunk.configuration_id,
+                )
+                .where(
+                    SweepConfiguration.sweep_id.in_(ids),
+                    Chunk.status == "pending",
+                    Chunk.enqueued_at.is_(None),
+                )
+                .order_by(
+                    SweepConfiguration.sweep_id, SweepConfiguration.position, Chunk.chunk_index
+                )
+                .limit(capacity)
+            ).all()
+            seen: set[int] = set()
+            for chunk_id, queue in rows:
+                if chunk_id not in seen:  # a configuration shared by two sweeps
+                    seen.add(chunk_id)
+                    to_send.append((chunk_id, queue))
+            if to_send:
+                session.execute(
+                    update(Chunk)
+                    .where(Chunk.id.in_([c for c, _ in to_send]))
+                    .values(enqueued_at=now)
+                )
+    for chunk_id, queue in to_send:
+        send(chunk_id, queue)
+    report.sent = len(to_send)
+
+    with session_scope(factory) as session:
+        ready = session.scalars(
+            select(Configuration.id)
+            .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+            .where(SweepConfiguration.sweep_id.in_(ids), Configuration.status != "done")
+            .distinct()
+        ).all()
+    for config_id in ready:
+        with session_scope(factory) as session:
+            report.aggregated += int(aggregate_config(session, config_id))
+    with session_scope(factory) as session:
+        for sweep_id in ids:
+            if refresh_sweep_status(session, sweep_id) in ("done", "partial", "failed"):
+                report.finished.append(sweep_id)
+    return report
+
+
+def celery_sender() -> Send:
+    """Send `run_chunk(chunk_id)` by name to the chunk's queue (no worker code imported)."""
+    from worker.celery_app import app
+    from worker.contract import TASK_NAME
+
+    def send(chunk_id: int, queue: str) -> None:
+        app.send_task(TASK_NAME, args=[chunk_id], queue=queue)
+
+    return send
+
+
+def serve(
+    factory: Callable[[], Session],
+    send: Send,
+    policy: ReconcilePolicy,
+    *,
+    interval_s: float = 2.0,
+    sweep_ids: list[int] | None = None,
+    until_finished: bool = False,
+    on_pass: Callable[[PassReport], None] | None = None,
+) -> None:
+    """Reconcile every `interval_s` seconds; with `until_finished`, stop once `sweep_ids` end.
+
+    A pass that fails on a transient database or broker error is logged and retried next time.
+    """
+    from models.errors import StoreError
+
+    while True:
+        try:
+            report = reconcile_once(factory, send, policy, sweep_ids=sweep_ids)
+        except (StoreError, OSError, ConnectionError) as exc:
+            log.warning("reconcile pass failed, retrying: %s", exc)
+            report = None
+        except Exception as exc:  # kombu/redis/sqlalchemy errors while a service restarts
+            if not _transient(exc):
+                raise
+            log.warning("reconcile pass failed, retrying: %s", exc)
+            report = None
+        if report is not None:
+            if on_pass is not None:
+                on_pass(report)
+            if until_finished and sweep_ids is not None and set(report.finished) >= set(sweep_ids):
+                return
+        time.sleep(interval_s)
+
+
+def _transient(exc: BaseException) -> bool:
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, KombuOperationalError | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

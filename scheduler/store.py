@@ -1,0 +1,489 @@
+"""Sweeps, configurations and chunks in the database. Takes a Session; never commits.
+
+The caller owns the transaction (`models.db.session_scope`), so `create_sweep` writes the sweep,
+its configurations, links and chunks all-or-nothing. Configurations are content-addressed by
+`run_key`: a configuration already stored by an earlier sweep is linked, not recomputed.
+ORM rows stay in here; domain values (`SweepInfo`, `ConfigInfo`, `ChunkTask`, `LayerRecord`) go out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import (
+    CHUNK_STATUSES,
+    SWEEP_FINISHED,
+    SWEEP_STATUSES,
+    Base,
+    Chunk,
+    Configuration,
+    StatColumns,
+    Sweep,
+    SweepConfiguration,
+    utcnow,
+)
+from models.errors import TransientStoreError
+from scheduler.errors import SpecError, UnknownSweepError
+from scheduler.plan import ConfigPlan, SweepPlan
+from worker.contract import OBSERVABLES, QUANTITIES, ChunkTask, LayerRecord, SimConfig
+from worker.errors import ChunkNotFoundError
+from worker.memory import DEFAULT_BUDGET
+from worker.stats import Moments
+
+MAX_BIGINT = (1 << 63) - 1
+_IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit, planner-friendly sizes)
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """A sweep and its progress; `chunk_counts` by chunk status (every status present)."""
+
+    id: int
+    name: str
+    seed: int
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    spec_yaml: str
+    n_configs: int
+    chunk_counts: dict[str, int]
+    trials_done: int
+    trials_total: int
+
+    @property
+    def n_chunks(self) -> int:
+        return sum(self.chunk_counts.values())
+
+
+@dataclass(frozen=True)
+class ConfigInfo:
+    """A configuration as linked to one sweep: its place there and the user's axis values."""
+
+    id: int
+    config_hash: str
+    config: SimConfig
+    axes: dict[str, Any]
+    status: str
+    position: int
+    run_key: str
+    trials: int
+
+
+def create_sweep(session: Session, plan: SweepPlan) -> int:
+    """Insert a sweep; get-or-create its configurations by run_key; chunks for new ones only."""
+    if not 0 <= plan.seed <= MAX_BIGINT:
+        raise SpecError(f"seed: expected an integer in [0, 2**63). Received: {plan.seed}")
+    now = utcnow()
+    sweep = Sweep(
+        name=plan.name,
+        seed=plan.seed,
+        spec_yaml=plan.spec_yaml,
+        spec_json=json.dumps(plan.spec_json, sort_keys=True, separators=(",", ":")),
+        status="pending",
+        memory_budget_bytes=plan.memory_budget_bytes,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(sweep)
+
+    # A run_key listed twice is one configuration: link it once, at its first position.
+    plans: dict[str, tuple[int, ConfigPlan]] = {}
+    for position, config_plan in enumerate(plan.configs):
+        plans.setdefault(config_plan.run_key, (position, config_plan))
+    ids = _config_ids_by_run_key(session, plans)
+    new = {
+        key: _new_configuration(config_plan)
+        for key, (_, config_plan) in plans.items()
+        if key not in ids
+    }
+    session.add_all(new.values())
+    try:
+        session.flush()
+    except IntegrityError as e:  # another sweep inserted the same run_key since our SELECT
+        raise TransientStoreError(
+            f"sweep {plan.name!r}: a concurrent submission created the same configurations; retry"
+        ) from e
+    ids.update({key: row.id for key, row in new.items()})
+
+    links = [
+        {
+            "sweep_id": sweep.id,
+            "configuration_id": ids[key],
+            "position": position,
+            "axes_json": json.dumps(config_plan.axes, sort_keys=True, separators=(",", ":")),
+        }
+        for key, (position, config_plan) in plans.items()
+    ]
+    if links:
+        session.execute(insert(_table(SweepConfiguration)), links)
+    chunks = [
+        {
+            "configuration_id": new[key].id,
+            "chunk_index": chunk.chunk_index,
+            "trial_start": chunk.trial_start,
+            "n_trials": chunk.n_trials,
+            "status": "pending",
+            "attempts": 0,
+            "queue": config_plan.queue,
+            "seed_key": config_plan.seed_key,
+        }
+        for key, (_, config_plan) in plans.items()
+        if key in new
+        for chunk in config_plan.chunks
+    ]
+    if chunks:
+        session.execute(insert(_table(Chunk)), chunks)  # Core executemany: no ORM overhead
+    return sweep.id
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _config_ids_by_run_key(session: Session, run_keys: Iterable[str]) -> dict[str, int]:
+    keys = list(run_keys)
+    found: dict[str, int] = {}
+    for i in range(0, len(keys), _IN_BATCH):
+        rows = session.execute(
+            select(Configuration.run_key, Configuration.id).where(
+                Configuration.run_key.in_(keys[i : i + _IN_BATCH])
+            )
+        )
+        found.update({key: id_ for key, id_ in rows})
+    return found
+
+
+def _new_configuration(plan: ConfigPlan) -> Configuration:
+    config = plan.config
+    return Configuration(
+        run_key=plan.run_key,
+        config_hash=config.config_hash,
+        config_json=config.canonical_json(),
+        seed=plan.seed,
+        seed_key=plan.seed_key,
+        trials=plan.trials,
+        chunk_trials=plan.chunk_trials,
+        queue=plan.queue,
+        init_name=config.init.name,
+        init_label=config.init.label,
+        activation_name=config.activation.name,
+        activation_label=config.activation.label,
+        depth=config.depth,
+        width=config.width,
+        input_dim=config.input_dim,
+        batch=config.batch,
+        dtype=config.dtype,
+        bias_std=config.bias_std,
+        sampler=config.sampler,
+        status="pending",
+    )
+
+
+def get_sweep(session: Session, sweep_id: int) -> SweepInfo:
+    """The sweep `sweep_id` with its progress; UnknownSweepError when there is none."""
+    infos = _sweep_infos(session, select(Sweep).where(Sweep.id == sweep_id))
+    if not infos:
+        raise UnknownSweepError(f"sweep {sweep_id}: no such sweep")
+    return infos[0]
+
+
+def list_sweeps(session: Session) -> list[SweepInfo]:
+    """Every sweep, oldest first, with its progress."""
+    return _sweep_infos(session, select(Sweep).order_by(Sweep.id))
+
+
+def _sweep_infos(session: Session, query: Any) -> list[SweepInfo]:
+    sweeps: Sequence[Sweep] = session.scalars(query).all()
+    if not sweeps:
+        return []
+    ids = [s.id for s in sweeps]
+    n_configs: dict[int, int] = {}
+    counts: dict[int, dict[str, int]] = {i: dict.fromkeys(CHUNK_STATUSES, 0) for i in ids}
+    trials: dict[int, dict[str, int]] = {i: dict.fromkeys(CHUNK_STATUSES, 0) for i in ids}
+    for i in range(0, len(ids), _IN_BATCH):
+        batch = ids[i : i + _IN_BATCH]
+        rows = session.execute(
+            select(SweepConfiguration.sweep_id, func.count())
+            .where(SweepConfiguration.sweep_id.in_(batch))
+            .group_by(SweepConfiguration.sweep_id)
+        )
+        n_configs.update({sweep_id: n for sweep_id, n in rows})
+        chunk_rows = session.execute(
+            select(
+                SweepConfiguration.sweep_id,
+                Chunk.status,
+                func.count(),
+                func.coalesce(func.sum(Chunk.n_trials), 0),
+            )
+            .join(Chunk, Chunk.configuration_id == SweepConfiguration.configuration_id)
+            .where(SweepConfiguration.sweep_id.in_(batch))
+            .group_by(SweepConfiguration.sweep_id, Chunk.status)
+        )
+        for sweep_id, status, n, n_trials in chunk_rows:
+            counts[sweep_id][status] = int(n)
+            trials[sweep_id][status] = int(n_trials)
+    return [
+        SweepInfo(
+            id=s.id,
+            name=s.name,
+            seed=s.seed,
+            status=s.status,
+            created_at=s.created_at,
+            finished_at=s.finished_at,
+            spec_yaml=s.spec_yaml,
+            n_configs=n_configs.get(s.id, 0),
+            chunk_counts=counts[s.id],
+            trials_done=trials[s.id]["done"],
+            trials_total=sum(trials[s.id].values()),
+        )
+        for s in sweeps
+    ]
+
+
+def _require_sweep(session: Session, sweep_id: int) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise UnknownSweepError(f"sweep {sweep_id}: no such sweep")
+    return sweep
+
+
+def _check_statuses(where: str, statuses: Iterable[str], allowed: tuple[str, ...]) -> list[str]:
+    values = list(statuses)
+    for value in values:
+        if value not in allowed:
+            raise ValueError(f"{where}: expected one of {', '.join(allowed)}. Received: {value!r}")
+    return values
+
+
+def _sweep_config_ids(sweep_id: int) -> Any:
+    return select(SweepConfiguration.configuration_id).where(
+        SweepConfiguration.sweep_id == sweep_id
+    )
+
+
+def chunk_ids(
+    session: Session,
+    sweep_id: int,
+    statuses: Iterable[str] = ("pending", "running", "failed"),
+) -> list[int]:
+    """Ids of the sweep's chunks in `statuses`, by (configuration position, chunk_index)."""
+    wanted = _check_statuses("statuses", statuses, CHUNK_STATUSES)
+    _require_sweep(session, sweep_id)
+    rows = session.scalars(
+        select(Chunk.id)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
+        .where(SweepConfiguration.sweep_id == sweep_id, Chunk.status.in_(wanted))
+        .order_by(SweepConfiguration.position, Chunk.chunk_index)
+    )
+    return list(rows)
+
+
+def load_task(session: Session, chunk_id: int) -> ChunkTask:
+    """The ChunkTask of chunk `chunk_id` (budget of the newest sweep naming its configuration)."""
+    row = session.execute(
+        select(Chunk, Configuration)
+        .join(Configuration, Configuration.id == Chunk.configuration_id)
+        .where(Chunk.id == chunk_id)
+    ).one_or_none()
+    if row is None:
+        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+    chunk, configuration = row
+    budget = session.scalar(
+        select(Sweep.memory_budget_bytes)
+        .join(SweepConfiguration, SweepConfiguration.sweep_id == Sweep.id)
+        .where(SweepConfiguration.configuration_id == configuration.id)
+        .order_by(Sweep.id.desc())
+        .limit(1)
+    )
+    return ChunkTask(
+        config=SimConfig.from_json(json.loads(configuration.config_json)),
+        seed_key=chunk.seed_key,
+        chunk_index=chunk.chunk_index,
+        trial_start=chunk.trial_start,
+        n_trials=chunk.n_trials,
+        memory_budget_bytes=DEFAULT_BUDGET if budget is None else budget,
+    )
+
+
+def chunk_configuration_id(session: Session, chunk_id: int) -> int:
+    """The id of the configuration chunk `chunk_id` belongs to."""
+    config_id = session.scalar(select(Chunk.configuration_id).where(Chunk.id == chunk_id))
+    if config_id is None:
+        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+    return config_id
+
+
+def chunk_attempts(session: Session, chunk_id: int) -> int:
+    """How many times the chunk has been claimed."""
+    attempts = session.scalar(select(Chunk.attempts).where(Chunk.id == chunk_id))
+    if attempts is None:
+        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+    return int(attempts)
+
+
+def mark_enqueued(session: Session, chunk_ids: Iterable[int]) -> None:
+    """Record that these chunks were just sent to an executor (for the stale-chunk reconciler)."""
+    ids = list(chunk_ids)
+    now = utcnow()
+    for i in range(0, len(ids), _IN_BATCH):
+        session.execute(
+            update(Chunk)
+            .where(Chunk.id.in_(ids[i : i + _IN_BATCH]))
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def set_sweep_status(session: Session, sweep_id: int, status: str) -> None:
+    """Set a sweep's status; finished_at is set for finished statuses and cleared otherwise."""
+    _check_statuses("status", [status], SWEEP_STATUSES)
+    sweep = _require_sweep(session, sweep_id)
+    now = utcnow()
+    sweep.status = status
+    sweep.updated_at = now
+    if status in SWEEP_FINISHED:
+        sweep.finished_at = sweep.finished_at or now
+    else:
+        sweep.finished_at = None
+    session.flush()
+
+
+def refresh_sweep_status(session: Session, sweep_id: int) -> str:
+    """Derive the status from chunks: done, partial (failures, nothing left) or running.
+
+    A cancelled sweep stays cancelled unless all of its work is done.
+    """
+    sweep = _require_sweep(session, sweep_id)
+    counts = get_sweep(session, sweep_id).chunk_counts
+    if counts["done"] == sum(counts.values()):
+        status = "done"
+    elif counts["failed"] and not counts["pending"] and not counts["running"]:
+        status = "partial"
+    else:
+        status = "running"
+    if sweep.status == "cancelled" and status != "done":
+        return sweep.status
+    if status != sweep.status:
+        set_sweep_status(session, sweep_id, status)
+    return status
+
+
+def reset_chunks(
+    session: Session, sweep_id: int, statuses: Iterable[str] = ("failed", "running")
+) -> int:
+    """Put the sweep's chunks in `statuses` back to pending (resume); returns how many."""
+    wanted = _check_statuses("statuses", statuses, CHUNK_STATUSES)
+    _require_sweep(session, sweep_id)
+    result = session.execute(
+        update(Chunk)
+        .where(Chunk.configuration_id.in_(_sweep_config_ids(sweep_id)), Chunk.status.in_(wanted))
+        .values(status="pending", worker=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    session.execute(
+        update(Configuration)
+        .where(Configuration.id.in_(_sweep_config_ids(sweep_id)), Configuration.status == "partial")
+        .values(status="pending")
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def sweep_config_rows(session: Session, sweep_id: int) -> list[ConfigInfo]:
+    """The sweep's configurations in position order."""
+    _require_sweep(session, sweep_id)
+    rows = session.execute(
+        select(Configuration, SweepConfiguration.position, SweepConfiguration.axes_json)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+        .order_by(SweepConfiguration.position)
+    )
+    return [
+        ConfigInfo(
+            id=c.id,
+            config_hash=c.config_hash,
+            config=SimConfig.from_json(json.loads(c.config_json)),
+            axes=json.loads(axes_json),
+            status=c.status,
+            position=position,
+            run_key=c.run_key,
+            trials=c.trials,
+        )
+        for c, position, axes_json in rows
+    ]
+
+
+# --- LayerRecord <-> chunk_stats / layer_stats columns: the one place that maps them ---
+
+
+def record_values(record: LayerRecord) -> dict[str, Any]:
+    """Column values of a record; refuses NaN/inf and moments whose n is not n_finite."""
+    where = f"layer {record.layer} {record.quantity}"
+    if record.quantity not in QUANTITIES:
+        raise ValueError(
+            f"{where}: expected a quantity in {', '.join(QUANTITIES)}. "
+            f"Received: {record.quantity!r}"
+        )
+    counts = (record.n_finite, record.n_first_nonfinite, record.n_collapsed)
+    if min(counts) < 0 or max(counts) > record.n_trials:
+        raise ValueError(
+            f"{where}: expected counts in [0, n_trials={record.n_trials}]. Received: "
+            f"n_finite={record.n_finite}, n_first_nonfinite={record.n_first_nonfinite}, "
+            f"n_collapsed={record.n_collapsed}"
+        )
+    values: dict[str, Any] = {
+        "layer": int(record.layer),
+        "quantity": record.quantity,
+        "n_trials": int(record.n_trials),
+        "n_finite": int(record.n_finite),
+        "n_first_nonfinite": int(record.n_first_nonfinite),
+        "n_collapsed": int(record.n_collapsed),
+    }
+    for name in OBSERVABLES:
+        moments: Moments = getattr(record, name)
+        if moments.n != record.n_finite:
+            raise ValueError(
+                f"{where}: expected {name}.n == n_finite == {record.n_finite}. "
+                f"Received: {moments.n}"
+            )
+        mean, m2 = (float(moments.mean), float(moments.m2)) if moments.n else (0.0, 0.0)
+        if not (math.isfinite(mean) and math.isfinite(m2)):
+            raise ValueError(
+                f"{where}: expected finite {name} moments. Received: mean={mean}, m2={m2}"
+            )
+        values[f"{name}_mean"] = mean
+        values[f"{name}_m2"] = m2
+    return values
+
+
+def record_from_row(row: StatColumns) -> LayerRecord:
+    """The LayerRecord of a chunk_stats or layer_stats row (moments' n is n_finite)."""
+    moments = {
+        name: Moments(row.n_finite, getattr(row, f"{name}_mean"), getattr(row, f"{name}_m2"))
+        for name in OBSERVABLES
+    }
+    return LayerRecord(
+        layer=row.layer,
+        quantity=row.quantity,
+        n_trials=row.n_trials,
+        n_finite=row.n_finite,
+        n_first_nonfinite=row.n_first_nonfinite,
+        n_collapsed=row.n_collapsed,
+        mean=moments["mean"],
+        std=moments["std"],
+        mean_sq=moments["mean_sq"],
+    )
+
+
+def record_order(record: LayerRecord) -> tuple[int, int]:
+    """Sort key of records: layer, then the contract's quantity order."""
+    return (record.layer, QUANTITIES.index(record.quantity))

@@ -1,0 +1,136 @@
+"""Hand-built plans and chunk outcomes (numpy only: no TensorFlow, no worker.sim)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
+from worker.contract import (
+    ACTIVATIONS,
+    INIT_SCHEMES,
+    QUANTITIES,
+    ChunkOutcome,
+    ChunkTask,
+    LayerRecord,
+    Provenance,
+    SimConfig,
+    canonical_scheme,
+)
+from worker.seeding import config_seed_key
+from worker.stats import Moments
+
+
+def sim_config(
+    *, init: str = "he_normal", activation: str = "tanh", depth: int = 3, width: int = 8, **kw: Any
+) -> SimConfig:
+    """A small configuration with canonical schemes."""
+    return SimConfig(
+        init=canonical_scheme(INIT_SCHEMES, init, {}),
+        activation=canonical_scheme(ACTIVATIONS, activation, {}),
+        depth=depth,
+        width=width,
+        input_dim=kw.pop("input_dim", width),
+        **kw,
+    )
+
+
+def config_plan(
+    config: SimConfig,
+    *,
+    seed: int = 7,
+    trials: int = 40,
+    chunk_trials: int = 10,
+    queue: str = "cpu",
+    axes: dict[str, Any] | None = None,
+) -> ConfigPlan:
+    """The plan of `config`: `trials` split into chunks of `chunk_trials` (last one shorter)."""
+    chunks = tuple(
+        ChunkPlan(i, start, min(chunk_trials, trials - start))
+        for i, start in enumerate(range(0, trials, chunk_trials))
+    )
+    return ConfigPlan(
+        config=config,
+        seed=seed,
+        seed_key=config_seed_key(seed, config.config_hash),
+        trials=trials,
+        chunk_trials=chunk_trials,
+        chunks=chunks,
+        queue=queue,
+        axes=axes if axes is not None else {"width": config.width, "depth": config.depth},
+    )
+
+
+def sweep_plan(
+    configs: list[ConfigPlan], *, name: str = "test", seed: int = 7, budget: int = 1 << 30
+) -> SweepPlan:
+    """A sweep of these configuration plans."""
+    return SweepPlan(
+        name=name,
+        seed=seed,
+        spec_yaml=f"name: {name}\nseed: {seed}\n",
+        spec_json={
+            "name": name,
+            "seed": seed,
+            "grid": {"width": [c.config.width for c in configs]},
+        },
+        configs=tuple(configs),
+        memory_budget_bytes=budget,
+    )
+
+
+def grid(widths: list[int], **kw: Any) -> list[ConfigPlan]:
+    """One configuration plan per width."""
+    return [config_plan(sim_config(width=w), **kw) for w in widths]
+
+
+def layer_records(task: ChunkTask, salt: int = 0) -> tuple[LayerRecord, ...]:
+    """Plausible records of a chunk: per-trial observables, some trials overflowing at depth.
+
+    Trial t first becomes non-finite at a random layer (or never); it is finite at layers
+    before that. Moments are two-pass over the finite trials, as the core computes them.
+    """
+    rng = np.random.default_rng([task.seed_key, task.chunk_index, salt])
+    n, depth = task.n_trials, task.config.depth
+    first_bad = np.where(rng.random(n) < 0.3, rng.integers(1, depth + 1, n), depth + 1)
+    collapsed = rng.random(n) < 0.1
+    records = []
+    for layer in range(depth + 1):
+        quantities = ("activation",) if layer == 0 else QUANTITIES
+        finite = first_bad > layer
+        for q in quantities:
+            values = rng.normal(loc=layer, scale=1.0 + layer, size=(n, 3)) * np.pi
+            moments = [Moments.of(values[finite, j]) for j in range(3)]
+            records.append(
+                LayerRecord(
+                    layer=layer,
+                    quantity=q,
+                    n_trials=n,
+                    n_finite=int(finite.sum()),
+                    n_first_nonfinite=int((first_bad == layer).sum()),
+                    n_collapsed=int((collapsed & finite).sum()),
+                    mean=moments[0],
+                    std=moments[1],
+                    mean_sq=moments[2],
+                )
+            )
+    return tuple(records)
+
+
+def outcome_for(task: ChunkTask, salt: int = 0) -> ChunkOutcome:
+    """A ChunkOutcome of `task` with hand-built records and provenance."""
+    return ChunkOutcome(
+        chunk_index=task.chunk_index,
+        n_trials=task.n_trials,
+        records=layer_records(task, salt),
+        provenance=Provenance(
+            tf_version="2.99.0-test",
+            device="/cpu:0",
+            sampler=task.config.sampler,
+            dtype=task.config.dtype,
+            seed_key=task.seed_key,
+            duration_s=0.125,
+            sub_batch=task.n_trials,
+        ),
+    )

@@ -1,0 +1,190 @@
+"""Forward and manual backward pass of T trials of a deep fully-connected network, as one graph.
+
+Per trial (all trials of a sub-batch batched along a leading axis T), layers l = 1..D:
+
+    h^0 = x ~ N(0, I)                          (T, batch, input_dim)   stream (0, INPUT)
+    W^l ~ init                                 (T, fan_in, fan_out)    stream (l, WEIGHTS)
+    b^l ~ N(0, bias_std^2) or 0                (T, 1, width)           stream (l, BIAS)
+    z^l = h^{l-1} W^l + b^l                    (T, batch, width)       batched matmul
+    h^l = phi(z^l)
+    L   = <r, h^D>,  r ~ N(0, I)               (T, batch, width)       stream (0, READOUT)
+    g^D = r * phi'(z^D)
+    g^l = phi'(z^l) * (g^{l+1} W^{l+1 T})      l = D-1..1, g^l = dL/dz^l
+
+The backward pass reuses the stored kernels (batched matmul with adjoint_b), no GradientTape.
+When a kernel is factored as W = s B (see `initializers.sample_kernels`), z = (s h) B and
+g W^T = (s g) B^T: the scalar multiplies the small operand, never the (T, fan_in, fan_out) one.
+
+Layer 1 (fan_in = input_dim) is built once; layers 2..D, all (width, width), run in a graph
+while-loop whose body draws W^l at stream (l, WEIGHTS) from the loop index, so the trace and its
+optimisation cost the same for depth 3 or 3000 (an unrolled depth-100 graph has ~7000 ops and
+takes ~6 s to trace and optimise, longer than many chunks run). The loop keeps for the backward
+pass only what it needs: W^2..W^D (B, in a TensorArray) and phi'(z^l) (not for linear); the
+observables of z^l, h^l and g^l are reduced on the fly, one layer of float64 scratch at a time,
+as `worker.memory` assumes. W^1 is never needed backward (g^1 uses W^2).
+
+`compiled(config)` returns one `tf.function` per configuration with a dynamic trial axis, so
+sub-batches of any size share one trace:
+
+    fn(key: uint64[1], trial_offset: uint64[], n_trials: int32[]) ->
+        (act (T, D+1, 4), pre (T, D, 4), grad (T, D, 4))  float64 observables
+        (mean, std, mean_sq, max|v|; see `worker.sim.observables`); act[:, 0] is h^0 = x.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from worker.contract import SimConfig
+from worker.sim import rng
+from worker.sim.activations import activation
+from worker.sim.initializers import kernel_scale, sample_kernels
+from worker.sim.observables import trial_observables
+
+SubBatchFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+Layer = int | tf.Tensor
+
+
+def max_groups(config: SimConfig) -> int:
+    """Largest Philox steps per trial of any draw of `config` (for the counter range check)."""
+    d = rng.draw_dtype(config.dtype)
+    sizes = [config.fans(layer)[0] * config.fans(layer)[1] for layer in range(1, config.depth + 1)]
+    sizes += [config.batch * config.input_dim, config.batch * config.width, config.width]
+    return max(rng.padded_size(m, d)[1] for m in sizes)
+
+
+def _scaled(t: tf.Tensor, scale: float) -> tf.Tensor:
+    return t if scale == 1.0 else t * tf.constant(scale, t.dtype)
+
+
+def _by_trial(ta: tf.TensorArray) -> tf.Tensor:
+    """TensorArray of D (T, 4) entries -> (T, D, 4)."""
+    return tf.transpose(ta.stack(), [1, 0, 2])
+
+
+def forward_backward(
+    config: SimConfig, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The sub-batch computation (see module doc); runs eagerly too, with Python ints."""
+    dtype = tf.as_dtype(config.dtype)
+    ddtype = rng.draw_dtype(dtype)
+    act = activation(config.activation)
+    depth, width, batch = config.depth, config.width, config.batch
+    bias_std = config.bias_std
+
+    def gaussian(m: int, stream: int | tf.Tensor, shape: list[int], std: float = 1.0) -> tf.Tensor:
+        flat = rng.draw(
+            "normal", m, n_trials, key=key, stream=stream, trial_offset=trial_offset, dtype=ddtype
+        )
+        if std != 1.0:
+            flat = flat * tf.constant(std, ddtype)
+        return tf.cast(tf.reshape(flat, [-1, *shape]), dtype)
+
+    def kernel(layer: Layer) -> tuple[tf.Tensor, float]:
+        fan_in, fan_out = config.fans(layer if isinstance(layer, int) else 2)
+        k = sample_kernels(
+            config.init,
+            fan_in,
+            fan_out,
+            n_trials,
+            key=key,
+            stream=rng.stream_tensor(layer, rng.Purpose.WEIGHTS),
+            trial_offset=trial_offset,
+            dtype=dtype,
+            factored=True,
+        )
+        return k.base, k.scale
+
+    def forward(
+        layer: Layer, h: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None, tf.Tensor, float]:
+        """(z, h, phi'(z) or None for linear, B, scale) of `layer` given h^{layer-1}."""
+        base, scale = kernel(layer)
+        z = tf.linalg.matmul(_scaled(h, scale), base)
+        if bias_std != 0.0:
+            z = z + gaussian(width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width], bias_std)
+        h_new = act.phi(z)
+        d = None if act.dphi is None else act.dphi(z, h_new)
+        return z, h_new, d, base, scale
+
+    x = gaussian(batch * config.input_dim, rng.stream_id(0, rng.Purpose.INPUT), [batch, config.input_dim])
+    r = gaussian(batch * width, rng.stream_id(0, rng.Purpose.READOUT), [batch, width])
+
+    ta = functools.partial(tf.TensorArray, size=depth, element_shape=tf.TensorShape([None, 4]))
+    pre_ta, act_ta = ta(tf.float64), ta(tf.float64)
+    dphi_ta = tf.TensorArray(
+        dtype, size=depth, element_shape=tf.TensorShape([None, batch, width]), clear_after_read=False
+    )
+    w_ta = tf.TensorArray(
+        dtype, size=max(depth - 1, 0), element_shape=tf.TensorShape([None, width, width]), clear_after_read=False
+    )
+
+    z, h, d, _, _ = forward(1, x)
+    pre_ta = pre_ta.write(0, trial_observables(z))
+    act_ta = act_ta.write(0, trial_observables(h))
+    if act.dphi is not None:
+        dphi_ta = dphi_ta.write(0, d)
+    # W^2..W^D share one law, hence one factored scale (a Python float, not a tensor).
+    deep_scale = kernel_scale(config.init, width, width, dtype, factored=True)
+    if depth > 1:
+
+        def fwd_body(layer, h, pre_ta, act_ta, dphi_ta, w_ta):  # type: ignore[no-untyped-def]
+            z, h, d, base, _ = forward(layer, h)
+            i = layer - 1
+            if act.dphi is not None:
+                dphi_ta = dphi_ta.write(i, d)
+            return (
+                layer + 1,
+                h,
+                pre_ta.write(i, trial_observables(z)),
+                act_ta.write(i, trial_observables(h)),
+                dphi_ta,
+                w_ta.write(layer - 2, base),
+            )
+
+        _, h, pre_ta, act_ta, dphi_ta, w_ta = tf.while_loop(
+            lambda layer, *_: layer <= depth,
+            fwd_body,
+            [tf.constant(2), h, pre_ta, act_ta, dphi_ta, w_ta],
+        )
+
+    grad_ta = ta(tf.float64)
+    g = r if act.dphi is None else r * dphi_ta.read(depth - 1)
+    grad_ta = grad_ta.write(depth - 1, trial_observables(g))
+    if depth > 1:
+
+        def bwd_body(layer, g, grad_ta):  # type: ignore[no-untyped-def]
+            # g^layer = phi'(z^layer) * ((s g^{layer+1}) B^{layer+1 T}); W^{layer+1} is w_ta[layer-1].
+            g = tf.linalg.matmul(_scaled(g, deep_scale), w_ta.read(layer - 1), adjoint_b=True)
+            if act.dphi is not None:
+                g = dphi_ta.read(layer - 1) * g
+            return layer - 1, g, grad_ta.write(layer - 1, trial_observables(g))
+
+        _, g, grad_ta = tf.while_loop(
+            lambda layer, *_: layer >= 1, bwd_body, [tf.constant(depth - 1), g, grad_ta]
+        )
+
+    pre = _by_trial(pre_ta)
+    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], _by_trial(act_ta)], axis=1)
+    return act_obs, pre, _by_trial(grad_ta)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled(config: SimConfig) -> SubBatchFn:
+    """The compiled sub-batch function of `config` (one trace per configuration, cached)."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([1], tf.uint64),
+            tf.TensorSpec([], tf.uint64),
+            tf.TensorSpec([], tf.int32),
+        ],
+        autograph=False,
+    )
+    def fn(key: tf.Tensor, trial_offset: tf.Tensor, n_trials: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        return forward_backward(config, key, trial_offset, n_trials)
+
+    return fn  # type: ignore[return-value]

@@ -1,0 +1,66 @@
+"""Celery tasks. A task is a thin view over `worker.execute`: its payload is a chunk id.
+
+Retries: transient database errors (connection lost, server restarting, lock timeouts) are
+retried with exponential backoff; a simulation error is retried a bounded number of times and
+then recorded as the chunk's final error. Everything else is a bug and fails loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Task
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.errors import TransientStoreError
+from worker.celery_app import app
+from worker.contract import TASK_NAME
+from worker.errors import SimulationError
+
+log = logging.getLogger(__name__)
+MAX_SIMULATION_ATTEMPTS = 3
+MAX_TRANSIENT_RETRIES = 12
+
+_factory: sessionmaker[Session] | None = None
+
+
+def session_factory() -> sessionmaker[Session]:
+    """This process's session factory (created lazily, after the pool forked)."""
+    global _factory
+    if _factory is None:
+        from models.db import make_engine, make_session_factory, resolve_url
+
+        _factory = make_session_factory(make_engine(resolve_url(None)))
+    return _factory
+
+
+def _backoff(retries: int) -> float:
+    return float(min(2**retries, 30))
+
+
+@app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=None)
+def run_chunk(self: Task, chunk_id: int) -> dict[str, Any]:
+    """Claim, simulate and save chunk `chunk_id`; a no-op when it is already saved."""
+    from worker.execute import execute_chunk, record_simulation_failure
+
+    retries = int(self.request.retries or 0)
+    try:
+        result = execute_chunk(session_factory(), int(chunk_id))
+    except TransientStoreError as exc:
+        if retries >= MAX_TRANSIENT_RETRIES:
+            raise
+        log.warning("chunk %s: transient store error, retrying: %s", chunk_id, exc)
+        raise self.retry(exc=exc, countdown=_backoff(retries)) from exc
+    except SimulationError as exc:
+        final = record_simulation_failure(
+            session_factory(), int(chunk_id), str(exc), max_attempts=MAX_SIMULATION_ATTEMPTS
+        )
+        log.error(
+            "chunk %s: simulation failed (%s): %s", chunk_id, "final" if final else "retry", exc
+        )
+        if final:
+            return {"chunk_id": chunk_id, "status": "failed"}
+        raise self.retry(exc=exc, countdown=_backoff(retries)) from exc
+    return {"chunk_id": chunk_id, "status": result.status, "pid": os.getpid()}
