@@ -360,6 +360,7 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--layer", type=int, default=None, help="Only this layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None)
+@click.option("--theory", is_flag=True, help="Add mean-field predictions and z-scores.")
 def results(
     sweep_id: int,
     db: str | None,
@@ -368,15 +369,24 @@ def results(
     layer: int | None,
     fmt: str,
     output: str | None,
+    theory: bool,
 ) -> None:
     """Aggregated per-layer statistics of SWEEP_ID as a table, CSV or JSON."""
     from models.db import session_scope
     from scheduler.query import render_csv, render_table, result_records
 
     with _database(db) as factory, session_scope(factory) as session:
-        records = result_records(
-            session, sweep_id, where=_parse_where(where), quantity=quantity, layer=layer
-        )
+        filters: dict[str, Any] = {
+            "where": _parse_where(where),
+            "quantity": quantity,
+            "layer": layer,
+        }
+        if theory:
+            from scheduler.compare import theory_records
+
+            records = theory_records(session, sweep_id, **filters)
+        else:
+            records = result_records(session, sweep_id, **filters)
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
@@ -399,6 +409,63 @@ def _print_summary(db: str | None, sweep_id: int) -> None:
     with _database(db) as factory, session_scope(factory) as session:
         records = result_records(session, sweep_id)
     render_summary(records)
+
+
+# --------------------------------------------------------------------------- theory and report
+
+
+@cli.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@click.option("--threshold", type=float, default=4.0, show_default=True, help="|z| limit.")
+def check(sweep_id: int, db: str | None, threshold: float) -> None:
+    """Compare SWEEP_ID with mean-field theory; exit 1 on an unexplained |z| > threshold."""
+    from models.db import session_scope
+    from scheduler.compare import check_sweep
+
+    with _database(db) as factory, session_scope(factory) as session:
+        report = check_sweep(session, sweep_id, threshold)
+    report.render()
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@click.option(
+    "--kind",
+    type=click.Choice(["layers", "explosion", "phase"]),
+    default="layers",
+    show_default=True,
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
+    """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
+    from models.db import session_scope
+    from scheduler.compare import theory_records
+    from scheduler.plots import plot as draw
+
+    with _database(db) as factory, session_scope(factory) as session:
+        records = theory_records(session, sweep_id)
+    click.echo(str(draw(kind, records, Path(output))))
+
+
+@cli.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True
+)
+def report(sweep_id: int, db: str | None, output: str) -> None:
+    """Write a self-contained HTML report of SWEEP_ID (spec, provenance, plots, theory)."""
+    from models.db import session_scope
+    from scheduler.report import render_report
+
+    with _database(db) as factory, session_scope(factory) as session:
+        html = render_report(session, sweep_id)
+    Path(output).write_text(html)
+    click.echo(output)
 
 
 # --------------------------------------------------------------------------- distributed

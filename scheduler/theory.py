@@ -28,8 +28,10 @@ sigma_w^2 = fan_in * v (effective, per layer) and E_z over z ~ N(0, 1):
 For linear and positively homogeneous activations (relu, leaky_relu) and centred i.i.d. weights
 the mean_sq recursion is exact in expectation at any width: E over W^l of |h^{l-1} W^l|^2 is
 fan_out v |h^{l-1}|^2 whatever h^{l-1} is, and E[relu(z)^2] = E[z^2] / 2 for any symmetric z.
-For other activations it is the infinite-width limit (corrections O(depth / width), Hanin &
-Rolnick 2018; see `finite_width_note`).
+(Only mean_sq: E[mean(relu(z))] = E[sqrt(q)] / sqrt(2 pi) is below sqrt(E[q] / 2 pi) once q
+fluctuates.) For other activations it is the infinite-width limit (corrections O(depth / width),
+Hanin & Rolnick 2018; see `finite_width_note`). Gradients always rest on the gradient
+independence assumption (W^{l+1} of the backward pass treated as independent of the forward).
 
 `std`: the field is sqrt(E[std^2]), the root of the expected within-trial variance. It is exact
 for the input (E[std^2] = 1 - 1/N over N = batch x input_dim i.i.d. values) and for the first
@@ -43,8 +45,8 @@ B = batch, n0 = fan_in, n = fan_out, and x rows independent N(0, I),
     E[mean_sq(z^1)] = n0 (v + mu^2) + sigma_b^2
     E[std(z^1)^2]   = n0 v (1 - 1/(B n)) + n0 mu^2 (1 - 1/B) + sigma_b^2 (1 - 1/n)
 
-(the common mode m_b = mu sum_i x_bi is shared by every unit of row b, so it leaves the
-within-row spread). The marginal of one z^1_j is Gaussian given its column of W, with variance
+(the common mode m_b = mu sum_i x_bi is shared by every unit of row b, so it adds nothing to
+the spread within a row). The marginal of one z^1_j is Gaussian given its column of W, with variance
 sum_i W_ij^2 + sigma_b^2 ~ q^1, so the activation moments of layer 1 follow from q^1 as usual; its
 within-trial variance accounts for the common mode: z_bj = m_b + e_bj with Var m = A = n0 mu^2,
 Var e = V = n0 v + sigma_b^2, hence
@@ -111,7 +113,15 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
-from worker.contract import DTYPES, TRUNCATED_NORMAL_STD, Scheme, SimConfig
+from worker.contract import (
+    ACTIVATIONS,
+    DTYPES,
+    INIT_SCHEMES,
+    TRUNCATED_NORMAL_STD,
+    ParamValue,
+    Scheme,
+    SimConfig,
+)
 
 __all__ = [
     "DTYPE_LIMITS",
@@ -150,8 +160,9 @@ DTYPE_LIMITS: dict[str, tuple[float, float, float]] = {
     "bfloat16": (3.3895313892515355e38, 1.1754943508222875e-38, 9.183549615799121e-41),
 }
 
-_SELU_ALPHA = 1.67326324
-_SELU_SCALE = 1.05070098
+# tf.nn.selu's constants (Keras documents them rounded: alpha=1.67326324, scale=1.05070098)
+_SELU_ALPHA = 1.6732632423543772
+_SELU_SCALE = 1.0507009873554805
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _LOG_Q_HI = math.log(1e150)  # beyond: unbounded activations by their asymptotic slopes
 _LOG_Q_LO = math.log(1e-150)  # below: phi(0) = 0 activations by their slopes at 0
@@ -159,6 +170,24 @@ _LOG_Q_LO = math.log(1e-150)  # below: phi(0) = 0 activations by their slopes at
 
 # --------------------------------------------------------------------------------------------
 # Weights
+
+
+def _param(scheme: Scheme, registry: dict[str, dict[str, ParamValue]], key: str) -> ParamValue:
+    """Parameter `key` of `scheme`, or the contract's default when the scheme omits it."""
+    try:
+        return scheme.get(key)
+    except KeyError:
+        defaults = registry.get(scheme.name, {})
+        if key not in defaults:
+            raise
+        return defaults[key]
+
+
+def _num(scheme: Scheme, registry: dict[str, dict[str, ParamValue]], key: str) -> float:
+    value = _param(scheme, registry, key)
+    if isinstance(value, str):
+        raise TypeError(f"{scheme.name}.{key}: expected a number. Received: {value!r}")
+    return float(value)
 
 
 def _fan(mode: str, fan_in: int, fan_out: int) -> float:
@@ -190,20 +219,27 @@ def weight_moments(init: Scheme, fan_in: int, fan_out: int) -> tuple[float, floa
     gain^2/max(fan_in, fan_out) (rows or columns orthonormal; not i.i.d.).
     """
     name = init.name
+
+    def num(key: str) -> float:
+        return _num(init, INIT_SCHEMES, key)
+
+    def text(key: str) -> str:
+        return str(_param(init, INIT_SCHEMES, key))
+
     if name == "normal":
-        return init.num("mean"), init.num("std") ** 2
+        return num("mean"), num("std") ** 2
     if name == "uniform":
-        low, high = init.num("low"), init.num("high")
+        low, high = num("low"), num("high")
         return (low + high) / 2.0, (high - low) ** 2 / 12.0
     if name == "truncated_normal":
-        return init.num("mean"), init.num("std") ** 2 * TRUNCATED_VARIANCE_FACTOR
+        return num("mean"), num("std") ** 2 * TRUNCATED_VARIANCE_FACTOR
     if name == "scaled_uniform":
-        low, high = init.num("low"), init.num("high")
-        c2 = init.num("scale") / _fan(str(init.get("mode")), fan_in, fan_out)
+        low, high = num("low"), num("high")
+        c2 = num("scale") / _fan(text("mode"), fan_in, fan_out)
         return math.sqrt(c2) * (low + high) / 2.0, c2 * (high - low) ** 2 / 12.0
     if name == "variance_scaling":
-        scale = _variance_scaling(init.num("scale"), str(init.get("mode")), fan_in, fan_out)
-        distribution = str(init.get("distribution"))
+        scale = _variance_scaling(num("scale"), text("mode"), fan_in, fan_out)
+        distribution = text("distribution")
         if distribution == "truncated_normal":
             std = math.sqrt(scale) / TRUNCATED_NORMAL_STD
             return 0.0, std**2 * TRUNCATED_VARIANCE_FACTOR
@@ -229,11 +265,11 @@ def weight_moments(init: Scheme, fan_in: int, fan_out: int) -> tuple[float, floa
         )
         return weight_moments(vs, fan_in, fan_out)
     if name == "kaiming_normal":
-        return 0.0, 2.0 / ((1.0 + init.num("a") ** 2) * fan_in)
+        return 0.0, 2.0 / ((1.0 + num("a") ** 2) * fan_in)
     if name == "xavier_normal":
-        return 0.0, init.num("gain") ** 2 * 2.0 / (fan_in + fan_out)
+        return 0.0, num("gain") ** 2 * 2.0 / (fan_in + fan_out)
     if name == "orthogonal":
-        return 0.0, init.num("gain") ** 2 / max(fan_in, fan_out)
+        return 0.0, num("gain") ** 2 / max(fan_in, fan_out)
     raise ValueError(f"init: unknown weight scheme. Received: {name!r}")
 
 
@@ -242,7 +278,9 @@ def _weight_log_row_max(init: Scheme, fan_in: int, fan_out: int) -> float:
     _, var = weight_moments(init, fan_in, fan_out)
     sd = math.sqrt(var)
     name = init.name
-    distribution = str(init.get("distribution")) if name == "variance_scaling" else ""
+    distribution = (
+        str(_param(init, INIT_SCHEMES, "distribution")) if name == "variance_scaling" else ""
+    )
     if name in ("uniform", "glorot_uniform", "he_uniform", "lecun_uniform") or (
         distribution == "uniform"
     ):
@@ -367,9 +405,9 @@ def _act(activation: Scheme) -> _Act:
     if name == "relu":
         return _piecewise_linear(1.0, 0.0)
     if name == "leaky_relu":
-        return _piecewise_linear(1.0, activation.num("alpha"))
+        return _piecewise_linear(1.0, _num(activation, ACTIVATIONS, "alpha"))
     if name == "elu":
-        return _elu(activation.num("alpha"), 1.0)
+        return _elu(_num(activation, ACTIVATIONS, "alpha"), 1.0)
     if name == "selu":
         return _elu(_SELU_ALPHA, _SELU_SCALE)
     factories = {
@@ -417,6 +455,8 @@ def _gauss_rule(s: float, fine: float = 1.0) -> tuple[FloatArray, FloatArray]:
     x, w = _panel_rule(edges)
     z = np.concatenate((-x[::-1], x))
     w = np.concatenate((w[::-1], w)) * _pdf(z)
+    z.setflags(write=False)
+    w.setflags(write=False)
     return z, w
 
 
@@ -543,7 +583,10 @@ def _moments_log(activation: Scheme, log_q: float) -> ActivationMoments:
     m4n = float(np.dot(w, fn**4))
     d2 = float(np.dot(w, d1 * d1))
     curv_n = float(np.dot(w, act.d2(u) * fn))
-    q_over_m2 = math.exp(log_q - 2.0 * math.log(norm)) / m2n
+    # d log E[phi^2] / d log q = E[u phi(u) phi'(u)] / E[phi^2] (Stein, d/dq E f(sqrt(q) z) =
+    # E[z f'(sqrt(q) z)] / (2 sqrt q)): one expectation, no cancellation of E[phi'^2] against
+    # E[phi'' phi] at large q.
+    slope_n = float(np.dot(w, (u / norm) * fn * d1))
     return ActivationMoments(
         mean=m1n * norm,
         mean_sq=m2n * norm * norm,
@@ -551,7 +594,7 @@ def _moments_log(activation: Scheme, log_q: float) -> ActivationMoments:
         curvature=curv_n * norm,
         kurtosis=m4n / m2n**2,
         log_mean_sq=math.log(m2n) + 2.0 * math.log(norm),
-        log_slope=q_over_m2 * (d2 + curv_n * norm),
+        log_slope=slope_n / m2n,
     )
 
 
@@ -920,8 +963,8 @@ def predict(config: SimConfig) -> ConfigTheory:
     if config.init.name == "orthogonal":
         notes.append(
             "orthogonal kernels are not i.i.d.: the recursion uses their entry variance "
-            "gain^2/max(fan_in, fan_out) (mean_sq exact for square linear layers, "
-            "approximate otherwise)."
+            "gain^2/max(fan_in, fan_out) (E[mean_sq] stays exact for linear, relu and "
+            "leaky_relu; the rest is approximate)."
         )
     if not centred:
         notes.append(
@@ -975,6 +1018,7 @@ def _log_max_abs_normal(n: int) -> tuple[float, float]:
     return mean, float(np.dot(wd, (log_t - mean) ** 2))
 
 
+@lru_cache(maxsize=256)
 def _norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
     """Mean and variance of lambda_l = log q_l for l = 0..horizon (q_0 = 1 for the input).
 
@@ -982,7 +1026,8 @@ def _norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]
     |h^l|^2 = n Y with Y = mean_j phi(z_j)^2, E[log Y] ~ log E[phi^2] - kappa/(2n),
     Var[log Y] ~ kappa/n (delta method; kappa = E[phi^4]/E[phi^2]^2 - 1; exact digamma and
     trigamma of chi^2_n / n for linear), and the fluctuation of lambda_l propagates with the
-    log-slope d log E[phi^2] / d log q.
+    log-slope d log E[phi^2] / d log q. Orthogonal square kernels fix |z^l| = gain |h^{l-1}|:
+    only the angular part of Y fluctuates, kappa - 2 in place of kappa (0 for linear).
     """
     n0, n = config.input_dim, config.width
     v1 = weight_moments(config.init, n0, n)[1]
@@ -990,6 +1035,7 @@ def _norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]
     sb2 = config.bias_std**2
     log_sb2 = math.log(sb2) if sb2 > 0.0 else -math.inf
     linear = _act(config.activation).homogeneous == (1.0, 1.0)
+    radial = 0.0 if config.init.name == "orthogonal" else 2.0  # kappa of the norm of z
     mu = np.zeros(horizon + 1)
     var = np.zeros(horizon + 1)
     x = math.log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
@@ -998,17 +1044,19 @@ def _norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]
     mu[1], var[1] = lam, r * r * float(special.polygamma(1, n0 / 2.0))
     for layer in range(2, horizon + 1):
         m = _moments_log(config.activation, lam)
-        if linear:
+        if linear and radial:
             drift = float(special.digamma(n / 2.0)) + math.log(2.0 / n)
             noise = float(special.polygamma(1, n / 2.0))
         else:
-            kappa = m.kurtosis - 1.0
+            kappa = max(0.0, m.kurtosis - 3.0 + radial)
             drift, noise = -kappa / (2.0 * n), kappa / n
         x = math.log(n * v) + m.log_mean_sq + drift
         lam = float(np.logaddexp(x, log_sb2))
         r = math.exp(x - lam)
         mu[layer] = lam
         var[layer] = (r * m.log_slope) ** 2 * var[layer - 1] + r * r * noise
+    mu.setflags(write=False)
+    var.setflags(write=False)
     return mu, var
 
 
@@ -1063,6 +1111,9 @@ def underflow_layer(config: SimConfig, *, flush_denormals: bool = True) -> float
     slope of phi at 0). A trial collapses when every row does: p_row^batch. Collapse is
     absorbing. None when the median trial survives `depth`, when sigma_b > 0 (the bias keeps
     values ~sigma_b), when phi(0) != 0 (sigmoid, softplus) or for non-centred kernels.
+    The seed notebook's cell 157 (linear, N(0, 0.05^2), width 100, float32): 125.2 flushed
+    (a numpy emulation of flush-to-zero products gives 124.4) and 149.0 gradual (numpy float32
+    matmul: 149.0); so its 100 layers never collapse.
     """
     act = _act(config.activation)
     if not _centred(config) or config.bias_std > 0.0 or act.slopes_zero is None:
@@ -1098,21 +1149,35 @@ def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
     Linear, relu, leaky_relu with zero bias: (1 + 2/n0) (1 + 2/n) (1 + kappa/n)^(layer-1),
     kappa = E[phi^4]/E[phi^2]^2 - 1 (2 linear, 5 relu), exact for Gaussian weights and batch 1
     (the norm is a product of independent chi-square-like factors; other i.i.d. weights differ
-    at O(1/n^2) per layer). Otherwise the log-normal value exp(Var[log ms]) - 1 from the norm
-    walk, which damps fluctuations by the q-map's log-slope (a contracting map forgets them).
-    None for non-centred kernels or a layer outside 1..depth.
+    at O(1/n^2) per layer). Orthogonal kernels (fan_in <= fan_out) keep |z| = gain |h|, so only
+    the direction of z fluctuates: (1 + 2/n0) (1 + d ((1 - 1/n)/(n/2 + 1) + 1/n))^(layer-1),
+    d = ((a_+^2 - a_-^2)/(a_+^2 + a_-^2))^2 (exact; 2/n0 for linear). Otherwise the
+    log-normal value exp(Var[log ms]) - 1 from the norm walk, which damps fluctuations by the
+    q-map's log-slope. None for non-centred kernels or a layer outside 1..depth.
     """
     if not _centred(config) or not 1 <= layer <= config.depth:
         return None
     n0, n = config.input_dim, config.width
     act = _act(config.activation)
-    if act.homogeneous is not None and config.bias_std == 0.0:
+    ortho = config.init.name == "orthogonal"
+    if act.homogeneous is not None and config.bias_std == 0.0 and (not ortho or n0 <= n):
         a_pos, a_neg = act.homogeneous
-        kappa = 6.0 * (a_pos**4 + a_neg**4) / (a_pos**2 + a_neg**2) ** 2 - 1.0
-        log_ratio = math.log1p(2.0 / n0) + math.log1p(2.0 / n) + (layer - 1) * math.log1p(kappa / n)
+        if ortho:
+            # z^l / |z^l| is uniform on the sphere: with K ~ Bin(n, 1/2) positive coordinates,
+            # their share of |z|^2 is Beta(K/2, (n-K)/2), of variance
+            # ((1 - 1/n) / (n/2 + 1) + 1/n) / 4 around 1/2.
+            d = ((a_pos**2 - a_neg**2) / (a_pos**2 + a_neg**2)) ** 2
+            per_layer = d * ((1.0 - 1.0 / n) / (n / 2.0 + 1.0) + 1.0 / n)
+            log_ratio = math.log1p(2.0 / n0) + (layer - 1) * math.log1p(per_layer)
+        else:
+            kappa = 6.0 * (a_pos**4 + a_neg**4) / (a_pos**2 + a_neg**2) ** 2 - 1.0
+            log_ratio = (
+                math.log1p(2.0 / n0) + math.log1p(2.0 / n) + (layer - 1) * math.log1p(kappa / n)
+            )
         return math.expm1(log_ratio)
     _, var = _norm_walk(config, layer)
-    return math.expm1(var[layer] + float(special.polygamma(1, n / 2.0)))
+    radial_var = 0.0 if ortho else float(special.polygamma(1, n / 2.0))
+    return math.expm1(var[layer] + radial_var)
 
 
 def finite_width_note(config: SimConfig) -> str | None:
@@ -1140,7 +1205,7 @@ def finite_width_note(config: SimConfig) -> str | None:
         f"{math.exp(-log_var / 2.0):.3g} below the mean)"
     )
     act = _act(config.activation)
-    if act.homogeneous is not None and config.init.name != "orthogonal":
+    if act.homogeneous is not None:
         return (
             f"depth/width = {ratio:.3g} > 0.1 (Hanin & Rolnick 2018): E[mean_sq] is still "
             f"exact for {config.activation.label} (the expectation over weights is "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import pg_url  # noqa: F401  (one session-scoped PostgreSQL cluster for all)
+
 ROOT = Path(__file__).resolve().parent.parent
 _FOLDER_MARKS = {"unit": "unit", "sim": "sim", "db": "db", "integration": "integration"}
 

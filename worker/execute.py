@@ -34,8 +34,8 @@ class ChunkResult:
 
 
 def worker_name() -> str:
-    """`host:pid`, recorded per chunk."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """`name:pid` recorded per chunk; name is $INITSWEEP_WORKER_NAME or the host name."""
+    return f"{os.environ.get('INITSWEEP_WORKER_NAME') or socket.gethostname()}:{os.getpid()}"
 
 
 def execute_chunk(

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from models.db import make_engine, make_session_factory, upgrade
-from tests.pg import pg_url  # noqa: F401  (the session-scoped cluster fixture)
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -62,7 +61,7 @@ class PgDatabases:
 
 
 @pytest.fixture(scope="session")
-def pg_databases(pg_url: str) -> Iterator[PgDatabases]:  # noqa: F811
+def pg_databases(pg_url: str) -> Iterator[PgDatabases]:
     """Database factory on the session's PostgreSQL, with a migrated template database."""
     dbs = PgDatabases(pg_url)
     yield dbs

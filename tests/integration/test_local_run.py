@@ -91,7 +91,9 @@ def test_interrupt_then_resume_bit_identical(spec: Path, reference: str, tmp_pat
         if db.exists():
             try:
                 with sqlite3.connect(db, timeout=5) as conn:
-                    done = conn.execute("SELECT count(*) FROM chunks WHERE status='done'").fetchone()[0]
+                    done = conn.execute(
+                        "SELECT count(*) FROM chunks WHERE status='done'"
+                    ).fetchone()[0]
             except sqlite3.OperationalError:
                 continue
             if done >= 3:

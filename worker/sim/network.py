@@ -56,6 +56,20 @@ def max_groups(config: SimConfig) -> int:
     return max(rng.padded_size(m, d)[1] for m in sizes)
 
 
+# Eigen evaluates elementwise ops in SIMD packets and the last (size mod packet) elements of a
+# tensor with scalar code; the two differ in the last bit for log, exp, sin, erfc, ... (measured
+# on TF 2.21 CPU). Those tail elements would be the last trial's, so a trial's bits would depend
+# on the sub-batch size. Computing `padding_trials` extra trials (the next trial indices, thrown
+# away) puts every tail into a discarded trial: each kept element always takes the packet path.
+TAIL_GUARD = 64  # elements; above any CPU packet width (AVX-512 float16: 32 lanes)
+
+
+def padding_trials(config: SimConfig) -> int:
+    """Trials computed past the sub-batch and discarded, so scalar tails never hit kept trials."""
+    smallest = min(config.batch * config.width, config.batch * config.input_dim, config.width) // 2
+    return -(-TAIL_GUARD // max(1, smallest))
+
+
 def _scaled(t: tf.Tensor, scale: float) -> tf.Tensor:
     return t if scale == 1.0 else t * tf.constant(scale, t.dtype)
 
@@ -69,6 +83,8 @@ def forward_backward(
     config: SimConfig, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The sub-batch computation (see module doc); runs eagerly too, with Python ints."""
+    kept = n_trials
+    n_trials = n_trials + padding_trials(config)
     dtype = tf.as_dtype(config.dtype)
     ddtype = rng.draw_dtype(dtype)
     act = activation(config.activation)
@@ -123,8 +139,11 @@ def forward_backward(
     )
 
     z, h, d, _, _ = forward(1, x)
+    # For the identity h^l is z^l: its observables are the pre-activation's, not recomputed.
+    identity = act.dphi is None
     pre_ta = pre_ta.write(0, trial_observables(z))
-    act_ta = act_ta.write(0, trial_observables(h))
+    if not identity:
+        act_ta = act_ta.write(0, trial_observables(h))
     if act.dphi is not None:
         dphi_ta = dphi_ta.write(0, d)
     # W^2..W^D share one law, hence one factored scale (a Python float, not a tensor).
@@ -140,7 +159,7 @@ def forward_backward(
                 layer + 1,
                 h,
                 pre_ta.write(i, trial_observables(z)),
-                act_ta.write(i, trial_observables(h)),
+                act_ta if identity else act_ta.write(i, trial_observables(h)),
                 dphi_ta,
                 w_ta.write(layer - 2, base),
             )
@@ -168,8 +187,8 @@ def forward_backward(
         )
 
     pre = _by_trial(pre_ta)
-    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], _by_trial(act_ta)], axis=1)
-    return act_obs, pre, _by_trial(grad_ta)
+    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], pre if identity else _by_trial(act_ta)], axis=1)
+    return act_obs[:kept], pre[:kept], _by_trial(grad_ta)[:kept]
 
 
 @functools.lru_cache(maxsize=16)

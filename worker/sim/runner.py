@@ -28,7 +28,7 @@ from worker.contract import (
 )
 from worker.memory import sub_batch_size
 from worker.sim import rng
-from worker.sim.network import compiled, max_groups
+from worker.sim.network import compiled, max_groups, padding_trials
 from worker.sim.observables import QuantityTrials, quantity_records
 from worker.sim.runtime import configure_runtime, device_name
 
@@ -77,7 +77,7 @@ def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOut
     size = sub_batch or sub_batch_size(config, max(task.n_trials, 1), task.memory_budget_bytes)
     size = max(1, min(size, task.n_trials))
     end = task.trial_start + task.n_trials
-    rng.check_counter_range(end, max_groups(config))
+    rng.check_counter_range(end + padding_trials(config), max_groups(config))
 
     groups: list[list[LayerRecord]] = [_empty_records(config)] if task.n_trials == 0 else []
     if task.n_trials:

@@ -11,6 +11,7 @@ share one device) and op determinism is requested, because GPU reductions otherw
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
@@ -20,6 +21,17 @@ ENV_THREADS = "INITSWEEP_TF_THREADS"
 
 _lock = threading.Lock()
 _configured: int | None = None
+
+
+class _RetracingNoise(logging.Filter):
+    """Drop TF's "N out of the last M calls ... triggered tf.function retracing" warning.
+
+    `worker.sim.network.compiled` builds one tf.function per configuration by design (a worker
+    meets many configurations); TF's heuristic takes that for accidental retracing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def default_threads() -> int:
@@ -70,6 +82,7 @@ def configure_runtime(threads: int | None = None) -> int:
             ) from e
         if gpus:
             tf.config.experimental.enable_op_determinism()
+        tf.get_logger().addFilter(_RetracingNoise())
         _configured = wanted
         return wanted
 

@@ -1,0 +1,331 @@
+"""Monte Carlo against mean-field theory: predictions beside every record, z-scores, a verdict.
+
+`with_theory` adds to each result record (`scheduler.query.result_records`) the predictions of
+`scheduler.theory.predict` for its (layer, quantity):
+
+    theory_mean, theory_mean_sq, theory_std      E[mean], E[mean_sq], sqrt(E[std^2]); None: none
+    z_mean_sq = (mean_sq - theory_mean_sq) / mean_sq_se
+    z_mean    = (mean - theory_mean) / mean_se   (where a mean is predicted)
+
+and the facts `check` needs to judge a deviation without the configuration: `theory_exact`
+(E[mean_sq] of this quantity is exact at any width), `finite_width` (the sentence of
+`theory.finite_width_note`, or None), `theory_overflow_layer` and `theory_underflow_layer`.
+There is no z for `std`: theory gives sqrt(E[std^2]) >= E[std] (Jensen), not E[std].
+
+`check` lists the (configuration, layer, quantity, statistic) with |z| > threshold, each with one
+explanation:
+
+- "overflow/collapse censoring": some trials were non-finite or collapsed to exactly 0 at that
+  layer (or fewer than 2 finite trials): the average over the finite trials is a biased estimate
+  of the expectation theory predicts. Never counts against `ok`.
+- "known finite-width effect (depth/width=..., Hanin & Rolnick 2018)": `finite_width_note`
+  applies (depth/width > 0.1) and the deviation is of the kind it explains: any statistic of an
+  activation whose mean-field map is only the infinite-width limit (tanh, selu, ...), the mean of
+  a relu/leaky_relu activation when it lies below the prediction (E[sqrt(q)] < sqrt(E[q]) once q
+  fluctuates), and gradients of non-linear networks (gradient independence assumption).
+  Never for E[mean_sq] where it is exact at any width: preactivations and activations of
+  linear, relu and leaky_relu networks with centred i.i.d. weights, and every quantity of linear
+  ones (the expectation over weights is multiplicative, Hanin & Rolnick 2018 sec. 4).
+- "unexplained": everything else. `CheckReport.ok` is False when there is one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from scheduler.theory import ConfigTheory, LayerTheory, finite_width_note, predict
+from worker.contract import SimConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "CENSORED",
+    "UNEXPLAINED",
+    "CheckReport",
+    "Deviation",
+    "Predictor",
+    "check",
+    "check_sweep",
+    "config_label",
+    "theories",
+    "theory_records",
+    "with_theory",
+]
+
+Predictor = Callable[[SimConfig], ConfigTheory]
+
+CENSORED = "overflow/collapse censoring"
+UNEXPLAINED = "unexplained"
+FINITE_WIDTH = "known finite-width effect (depth/width={ratio:.3g}, Hanin & Rolnick 2018)"
+
+# Activations whose E[mean_sq] recursion is exact at any width (positively homogeneous).
+_HOMOGENEOUS = ("linear", "relu", "leaky_relu")
+
+THEORY_KEYS = (
+    "theory_mean",
+    "theory_mean_sq",
+    "theory_std",
+    "z_mean",
+    "z_mean_sq",
+    "theory_exact",
+    "finite_width",
+    "theory_overflow_layer",
+    "theory_underflow_layer",
+)
+
+
+def theories(
+    configs: Mapping[str, SimConfig], predictor: Predictor = predict
+) -> dict[str, ConfigTheory]:
+    """`predictor(config)` for every configuration, by config_hash (one call per configuration)."""
+    return {h: predictor(c) for h, c in configs.items()}
+
+
+def _z(observed: Any, predicted: float | None, se: Any) -> float | None:
+    if observed is None or predicted is None or se is None or not se > 0.0:
+        return None
+    z = (float(observed) - predicted) / float(se)
+    return z if math.isfinite(z) else None
+
+
+def _mean_sq_exact(config: SimConfig, theory: ConfigTheory, quantity: str) -> bool:
+    """E[mean_sq] of `quantity` is exact at any width (see the module docstring)."""
+    name = config.activation.name
+    if not theory.exact or name not in _HOMOGENEOUS:
+        return False
+    return name == "linear" or quantity in ("preactivation", "activation")
+
+
+def with_theory(
+    records: Iterable[Mapping[str, Any]],
+    configs: Mapping[str, SimConfig],
+    *,
+    predictor: Predictor = predict,
+) -> list[dict[str, Any]]:
+    """Copies of `records` with the theory columns of the module docstring (None: no prediction).
+
+    `configs` maps config_hash to SimConfig; `predictor` (default `theory.predict`) is called once
+    per configuration, so a test can inject a wrong prediction.
+    """
+    cache: dict[str, tuple[ConfigTheory, dict[tuple[int, str], LayerTheory], str | None]] = {}
+    out: list[dict[str, Any]] = []
+    for record in records:
+        row = dict(record)
+        row.update(dict.fromkeys(THEORY_KEYS))
+        row["theory_exact"] = False
+        config = configs.get(str(record["config_hash"]))
+        if config is None:
+            out.append(row)
+            continue
+        key = str(record["config_hash"])
+        if key not in cache:
+            theory = predictor(config)
+            by_key = {(t.layer, t.quantity): t for t in theory.layers}
+            cache[key] = (theory, by_key, finite_width_note(config))
+        theory, by_key, note = cache[key]
+        row["finite_width"] = note
+        row["theory_overflow_layer"] = theory.overflow_layer
+        row["theory_underflow_layer"] = theory.underflow_layer
+        quantity = str(record["quantity"])
+        row["theory_exact"] = _mean_sq_exact(config, theory, quantity)
+        pred = by_key.get((int(record["layer"]), quantity))
+        if pred is not None:
+            row["theory_mean"] = pred.mean
+            row["theory_mean_sq"] = pred.mean_sq
+            row["theory_std"] = pred.std
+            row["z_mean"] = _z(record.get("mean"), pred.mean, record.get("mean_se"))
+            row["z_mean_sq"] = _z(record.get("mean_sq"), pred.mean_sq, record.get("mean_sq_se"))
+        out.append(row)
+    return out
+
+
+def config_label(record: Mapping[str, Any]) -> str:
+    """`label: init · activation · d=.. · w=..` (axis label first when the sweep names one)."""
+    base = f"{record['init']} · {record['activation']} · d={record['depth']} · w={record['width']}"
+    if record.get("bias_std"):
+        base += f" · σb={record['bias_std']:g}"
+    if record.get("dtype", "float32") != "float32":
+        base += f" · {record['dtype']}"
+    label = record.get("label")
+    return f"{label}: {base}" if label else base
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One statistic of one (configuration, layer, quantity) further than threshold SEs away."""
+
+    config_hash: str
+    config: str
+    layer: int
+    quantity: str
+    statistic: str  # mean_sq or mean
+    observed: float
+    se: float
+    predicted: float
+    z: float
+    explanation: str
+
+    @property
+    def explained(self) -> bool:
+        return self.explanation != UNEXPLAINED
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Deviations beyond `threshold` standard errors; `ok` unless one is unexplained."""
+
+    threshold: float
+    n_compared: int  # (record, statistic) pairs with a prediction and a z-score
+    n_censored: int  # records whose estimate is censored (skipped whatever their z)
+    deviations: tuple[Deviation, ...] = field(default_factory=tuple)
+
+    @property
+    def unexplained(self) -> tuple[Deviation, ...]:
+        return tuple(d for d in self.deviations if not d.explained)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unexplained
+
+    def summary(self) -> str:
+        """One line: the verdict and its counts."""
+        verdict = "ok" if self.ok else "FAILED"
+        return (
+            f"theory check {verdict}: {self.n_compared} statistics compared, "
+            f"{len(self.deviations)} beyond |z| > {self.threshold:g} "
+            f"({len(self.unexplained)} unexplained), {self.n_censored} censored records skipped"
+        )
+
+    def rows(self) -> list[dict[str, str]]:
+        """The deviations as display strings (for tables)."""
+        return [
+            {
+                "config": d.config,
+                "layer": str(d.layer),
+                "quantity": d.quantity,
+                "statistic": d.statistic,
+                "observed": f"{d.observed:.4g} ± {d.se:.2g}",
+                "predicted": f"{d.predicted:.4g}",
+                "z": f"{d.z:+.1f}",
+                "explanation": d.explanation,
+            }
+            for d in self.deviations
+        ]
+
+    def render(self) -> str:
+        """The deviations as aligned text lines, then the summary line."""
+        rows = self.rows()
+        if not rows:
+            return self.summary()
+        keys = list(rows[0])
+        widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in keys}
+        widths["config"] = min(widths["config"], 60)
+
+        def line(values: Mapping[str, str]) -> str:
+            cells = []
+            for k in keys:
+                text = values[k]
+                if len(text) > widths[k]:
+                    text = text[: widths[k] - 1] + "…"
+                cells.append(text.ljust(widths[k]) if k != "explanation" else text)
+            return "  ".join(cells).rstrip()
+
+        lines = [line({k: k for k in keys})]
+        lines += [line(r) for r in rows]
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+
+def _censored(record: Mapping[str, Any]) -> bool:
+    n_trials = int(record.get("n_trials") or 0)
+    n_finite = int(record.get("n_finite") or 0)
+    return n_finite < 2 or n_finite < n_trials or int(record.get("n_collapsed") or 0) > 0
+
+
+def _explain(record: Mapping[str, Any], statistic: str, z: float) -> str:
+    if _censored(record):
+        return CENSORED
+    note = record.get("finite_width")
+    if note is None:
+        return UNEXPLAINED
+    ratio = int(record["depth"]) / int(record["width"])
+    explained = FINITE_WIDTH.format(ratio=ratio)
+    activation = str(record["activation"]).split("(", 1)[0]
+    quantity = str(record["quantity"])
+    if statistic == "mean_sq":
+        return UNEXPLAINED if record.get("theory_exact") else explained
+    # statistic == "mean": predicted E[mean] is 0 by symmetry for preactivations and gradients
+    # (centred weights, r ~ N(0, I)) at any width; activation means are mean-field values.
+    if quantity != "activation":
+        return UNEXPLAINED
+    if activation in ("relu", "leaky_relu"):
+        return explained if z < 0.0 else UNEXPLAINED
+    if activation == "linear":
+        return UNEXPLAINED
+    return explained
+
+
+def check(records: Iterable[Mapping[str, Any]], threshold: float = 4.0) -> CheckReport:
+    """Judge records from `with_theory`: every |z| > threshold, explained or not (module doc)."""
+    deviations: list[Deviation] = []
+    n_compared = n_censored = 0
+    for record in records:
+        censored = _censored(record)
+        n_censored += censored
+        for statistic in ("mean_sq", "mean"):
+            z = record.get(f"z_{statistic}")
+            if z is None:
+                continue
+            n_compared += not censored
+            if abs(z) <= threshold:
+                continue
+            deviations.append(
+                Deviation(
+                    config_hash=str(record["config_hash"]),
+                    config=config_label(record),
+                    layer=int(record["layer"]),
+                    quantity=str(record["quantity"]),
+                    statistic=statistic,
+                    observed=float(record[statistic]),
+                    se=float(record[f"{statistic}_se"]),
+                    predicted=float(record[f"theory_{statistic}"]),
+                    z=float(z),
+                    explanation=_explain(record, statistic, float(z)),
+                )
+            )
+    return CheckReport(
+        threshold=threshold,
+        n_compared=n_compared,
+        n_censored=n_censored,
+        deviations=tuple(deviations),
+    )
+
+
+def sweep_configs(session: Session, sweep_id: int) -> dict[str, SimConfig]:
+    """config_hash -> SimConfig of the sweep's configurations."""
+    from scheduler.store import sweep_config_rows
+
+    return {info.config_hash: info.config for info in sweep_config_rows(session, sweep_id)}
+
+
+def theory_records(
+    session: Session,
+    sweep_id: int,
+    *,
+    predictor: Predictor = predict,
+    **filters: Any,
+) -> list[dict[str, Any]]:
+    """`result_records(session, sweep_id, **filters)` with the theory columns (`with_theory`)."""
+    from scheduler.query import result_records
+
+    records = result_records(session, sweep_id, **filters)
+    return with_theory(records, sweep_configs(session, sweep_id), predictor=predictor)
+
+
+def check_sweep(session: Session, sweep_id: int, threshold: float = 4.0) -> CheckReport:
+    """`check` of every record of the sweep against `theory.predict`."""
+    return check(theory_records(session, sweep_id), threshold)

@@ -1,0 +1,233 @@
+"""Distributed sweeps on real redis-server, PostgreSQL and `initsweep worker` processes.
+
+Every test ends with every chunk recorded exactly once and results bit-identical to the
+embedded run (`initsweep run` on SQLite) of the same spec, whatever failed on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.integration.cluster import Cluster, RedisServer, restart_postgres, wait_for
+
+pytestmark = pytest.mark.integration
+
+SPEC = """\
+name: distributed
+seed: 11
+trials: 160
+chunk_trials: 20
+grid:
+  init: [he_normal, glorot_uniform]
+  activation: [relu, tanh]
+  depth: [12]
+  width: [96]
+fixed:
+  sampler: dense
+"""
+N_CHUNKS = 4 * 8
+ROWS_PER_CHUNK = 1 + 12 * 3
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dist") / "sweep.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`results --format json` of the embedded run of the same spec."""
+    db = tmp_path_factory.mktemp("ref") / "ref.db"
+    proc = run_cli("run", str(spec), "--db", str(db), "-q")
+    assert proc.returncode == 0, proc.stderr
+    out = run_cli("results", "1", "--db", str(db), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _assert_exact(cluster: Cluster, sweep_id: int, reference: str) -> None:
+    assert cluster.wait_finished(sweep_id) == "done", cluster.logs()
+    assert cluster.stats_rows_per_chunk() == [ROWS_PER_CHUNK] * N_CHUNKS
+    assert cluster.results_json(sweep_id) == reference
+
+
+def _wait_running(cluster: Cluster, sweep_id: int, timeout: float = 120) -> None:
+    wait_for(
+        lambda: cluster.chunk_counts(sweep_id).get("running", 0) > 0, timeout, "a running chunk"
+    )
+
+
+def test_two_workers_match_embedded_run(cluster: Cluster, spec: Path, reference: str) -> None:
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler()
+    sweep_id = cluster.submit(spec)
+    _assert_exact(cluster, sweep_id, reference)
+    status = cluster.cli("status", str(sweep_id))
+    assert status.returncode == 0
+    assert "done" in status.stdout
+    logs = cluster.logs() + status.stdout + status.stderr
+    assert "test-redis-pw" not in logs, "a credential leaked into logs or status"
+
+
+def test_pool_process_sigkill_three_times(cluster: Cluster, spec: Path, reference: str) -> None:
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler()
+    sweep_id = cluster.submit(spec)
+    for _ in range(3):
+        _wait_running(cluster, sweep_id)
+        time.sleep(0.3)
+        children = cluster.children("w1") or cluster.children("w2")
+        assert children, cluster.logs()
+        os.kill(children[0], signal.SIGKILL)
+        time.sleep(1.0)
+    _assert_exact(cluster, sweep_id, reference)
+
+
+def test_worker_main_process_sigkill(cluster: Cluster, spec: Path, reference: str) -> None:
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler(stale_after=5)
+    sweep_id = cluster.submit(spec)
+    _wait_running(cluster, sweep_id)
+    wait_for(lambda: cluster.chunk_counts(sweep_id).get("done", 0) >= 2, 120, "two chunks done")
+    cluster.kill("w1", group=False)  # the main process only; its pool is orphaned
+    started = time.monotonic()
+    _assert_exact(cluster, sweep_id, reference)
+    assert time.monotonic() - started < 240
+
+
+def test_redis_kill9_and_restart(
+    cluster: Cluster, redis_server: RedisServer, spec: Path, reference: str
+) -> None:
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler()
+    sweep_id = cluster.submit(spec)
+    wait_for(lambda: cluster.chunk_counts(sweep_id).get("done", 0) >= 3, 120, "three chunks done")
+    redis_server.kill9()
+    time.sleep(2.0)
+    redis_server.start()  # same port, same AOF directory
+    _assert_exact(cluster, sweep_id, reference)
+    assert cluster.procs["w1"].poll() is None and cluster.procs["w2"].poll() is None
+
+
+def test_every_chunk_published_twice_shuffled(cluster: Cluster, spec: Path, reference: str) -> None:
+    sweep_id = cluster.submit(spec, max_in_flight=10_000)  # everything once
+    code = (
+        "import random, sqlalchemy as sa, os\n"
+        "from worker.celery_app import app\n"
+        "from worker.contract import TASK_NAME\n"
+        "e = sa.create_engine(os.environ['INITSWEEP_DATABASE_URL'])\n"
+        "ids = [r[0] for r in e.connect().execute(sa.text('SELECT id FROM chunks'))]\n"
+        "random.Random(3).shuffle(ids)\n"
+        "for i in ids: app.send_task(TASK_NAME, args=[i], queue='cpu')\n"
+        "print(len(ids))\n"
+    )
+    sent = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=cluster.env(), capture_output=True, text=True
+    )
+    assert sent.returncode == 0 and sent.stdout.strip() == str(N_CHUNKS), sent.stderr
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler()
+    _assert_exact(cluster, sweep_id, reference)
+
+
+def test_postgres_restart_mid_sweep(cluster: Cluster, spec: Path, reference: str) -> None:
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler()
+    sweep_id = cluster.submit(spec)
+    wait_for(lambda: cluster.chunk_counts(sweep_id).get("done", 0) >= 3, 120, "three chunks done")
+    restart_postgres(cluster.db_url)
+    _assert_exact(cluster, sweep_id, reference)
+
+
+def test_poison_chunk_fails_bounded_then_resume(
+    cluster: Cluster, spec: Path, reference: str
+) -> None:
+    # The first configuration of the spec, chunk 2, fails every time while the cause is present.
+    first = run_cli("validate", str(spec))
+    assert first.returncode == 0
+    import yaml
+
+    from scheduler.chunking import plan_sweep
+    from scheduler.spec import parse_spec
+
+    plan = plan_sweep(parse_spec(yaml.safe_dump(yaml.safe_load(SPEC))))
+    poison = f"{plan.configs[0].config_hash[:16]}:2"
+    cluster.start_worker("w1", INITSWEEP_FAIL_CHUNKS=poison)
+    cluster.start_worker("w2", INITSWEEP_FAIL_CHUNKS=poison)
+    cluster.start_scheduler()
+    sweep_id = cluster.submit(spec)
+    assert cluster.wait_finished(sweep_id) == "partial", cluster.logs()
+    counts = cluster.chunk_counts(sweep_id)
+    assert counts == {"done": N_CHUNKS - 1, "failed": 1}
+    show = cluster.cli("results", str(sweep_id), "--format", "json")
+    partial = json.loads(show.stdout)
+    full = json.loads(reference)
+    assert len(partial) == len(full) - ROWS_PER_CHUNK  # the poisoned configuration has no rows
+    assert all(r in full for r in partial)  # everything else exact
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(cluster.db_url)
+    with engine.connect() as conn:
+        attempts, error = conn.execute(
+            sa.text("SELECT attempts, error FROM chunks WHERE status = 'failed'")
+        ).one()
+    engine.dispose()
+    assert attempts == 3 and "injected failure" in error
+
+    # Remove the cause: restart the workers without it, then resume.
+    cluster.kill("w1")
+    cluster.kill("w2")
+    cluster.procs["w1"].wait(10)
+    cluster.procs["w2"].wait(10)
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    resumed = cluster.cli("resume", str(sweep_id), "--distributed")
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_exact(cluster, sweep_id, reference)
+
+
+def test_pickle_message_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    """A well-formed Celery message serialized with pickle is refused, never unpickled."""
+    marker = tmp_path / "pwned"
+    code = (
+        "import os, sys\n"
+        "from worker.celery_app import app\n"
+        "from worker.contract import TASK_NAME\n"
+        "class Exploit:\n"
+        "    def __reduce__(self):\n"
+        "        return (os.system, ('touch ' + sys.argv[1],))\n"
+        "app.send_task(TASK_NAME, args=[Exploit()], serializer='pickle', queue='cpu')\n"
+    )
+    sent = subprocess.run(
+        [sys.executable, "-c", code, str(marker)], cwd=ROOT, env=cluster.env(),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert not marker.exists()
+    cluster.start_worker("w1")
+    wait_for(
+        lambda: "disallowed" in cluster.logs().lower(),
+        90,
+        "the worker to refuse the pickle message",
+    )
+    time.sleep(1.0)
+    assert not marker.exists(), "a pickle message was deserialized and executed"
+    assert cluster.procs["w1"].poll() is None
