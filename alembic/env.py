@@ -6,9 +6,8 @@ import sys
 from logging.config import fileConfig
 from pathlib import Path
 
-from sqlalchemy import Connection
-
 from alembic import context
+from sqlalchemy import Connection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # finds `models` from any cwd
 

@@ -158,10 +158,9 @@ def current_revision(engine: Engine) -> str | None:
 
 def ensure_schema(engine: Engine) -> str:
     """Upgrade to head when the database is not there (safe if several processes race)."""
+    from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-
-    from alembic import command
 
     script = ScriptDirectory.from_config(alembic_config())
     head = head_revision()

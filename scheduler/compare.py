@@ -17,15 +17,21 @@ explanation:
 
 - "overflow/collapse censoring": some trials were non-finite or collapsed to exactly 0 at that
   layer (or fewer than 2 finite trials): the average over the finite trials is a biased estimate
-  of the expectation theory predicts. Never counts against `ok`.
+  of the expectation theory predicts. Never counts against `ok`. (A relu layer that is exactly 0
+  because every unit is negative, far above the dtype's underflow scale, is a sample, not
+  censoring.)
 - "known finite-width effect (depth/width=..., Hanin & Rolnick 2018)": `finite_width_note`
   applies (depth/width > 0.1) and the deviation is of the kind it explains: any statistic of an
   activation whose mean-field map is only the infinite-width limit (tanh, selu, ...), the mean of
   a relu/leaky_relu activation when it lies below the prediction (E[sqrt(q)] < sqrt(E[q]) once q
   fluctuates), and gradients of non-linear networks (gradient independence assumption).
+  Never for means fixed by symmetry: preactivations, gradients, and activations of linear,
+  tanh and sigmoid (phi(u) - phi(0) odd, z symmetric).
   Never for E[mean_sq] where it is exact at any width: preactivations and activations of
   linear, relu and leaky_relu networks with centred i.i.d. weights, and every quantity of linear
   ones (the expectation over weights is multiplicative, Hanin & Rolnick 2018 sec. 4).
+- "within chance for N comparisons (...)": no other explanation applies but |z| is below the
+  family-wise bound of `family_bound` (a few |z| > 4 are expected among thousands of t-scores).
 - "unexplained": everything else. `CheckReport.ok` is False when there is one.
 """
 
@@ -36,14 +42,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from scheduler.theory import ConfigTheory, LayerTheory, finite_width_note, predict
+from scheduler.theory import (
+    DTYPE_LIMITS,
+    ConfigTheory,
+    LayerTheory,
+    finite_width_note,
+    predict,
+)
 from worker.contract import SimConfig
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from sqlalchemy.orm import Session
 
 __all__ = [
     "CENSORED",
+    "CHANCE",
+    "FAMILY_ALPHA",
     "UNEXPLAINED",
     "CheckReport",
     "Deviation",
@@ -51,6 +66,7 @@ __all__ = [
     "check",
     "check_sweep",
     "config_label",
+    "family_bound",
     "theories",
     "theory_records",
     "with_theory",
@@ -60,10 +76,14 @@ Predictor = Callable[[SimConfig], ConfigTheory]
 
 CENSORED = "overflow/collapse censoring"
 UNEXPLAINED = "unexplained"
+CHANCE = "within chance for {n} comparisons (|z| < {bound:.2g}, family-wise α = {alpha:g})"
+FAMILY_ALPHA = 0.01
 FINITE_WIDTH = "known finite-width effect (depth/width={ratio:.3g}, Hanin & Rolnick 2018)"
 
 # Activations whose E[mean_sq] recursion is exact at any width (positively homogeneous).
 _HOMOGENEOUS = ("linear", "relu", "leaky_relu")
+# Activations whose E[mean] is fixed by symmetry (phi(-u) = 2 phi(0) - phi(u)) at any width.
+_SYMMETRIC_MEAN = ("linear", "tanh", "sigmoid")
 
 THEORY_KEYS = (
     "theory_mean",
@@ -216,7 +236,7 @@ class CheckReport:
             for d in self.deviations
         ]
 
-    def render(self) -> str:
+    def text(self) -> str:
         """The deviations as aligned text lines, then the summary line."""
         rows = self.rows()
         if not rows:
@@ -239,11 +259,65 @@ class CheckReport:
         lines.append(self.summary())
         return "\n".join(lines)
 
+    def render(self, console: Console | None = None) -> None:
+        """Print the deviations as a rich table, then the verdict (to stdout by default)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console()
+        rows = self.rows()
+        if rows and console.width < 140:  # too narrow for a table: one paragraph each
+            for d, r in zip(self.deviations, rows, strict=True):
+                console.print(
+                    f"{r['config']} · layer {r['layer']} {r['quantity']} {r['statistic']}: "
+                    f"{r['observed']} vs {r['predicted']} (z {r['z']}) — {r['explanation']}",
+                    style=None if d.explained else "red",
+                    highlight=False,
+                )
+        elif rows:
+            table = Table(title=f"deviations from mean-field theory, |z| > {self.threshold:g}")
+            table.add_column("config", max_width=30, no_wrap=True, overflow="ellipsis")
+            table.add_column("layer", justify="right")
+            table.add_column("quantity", no_wrap=True)
+            table.add_column("stat", no_wrap=True)
+            table.add_column("observed ± SE", justify="right", no_wrap=True)
+            table.add_column("predicted", justify="right", no_wrap=True)
+            table.add_column("z", justify="right", no_wrap=True)
+            table.add_column("explanation", min_width=24, ratio=1)
+            for d, r in zip(self.deviations, rows, strict=True):
+                style = "red" if not d.explained else None
+                short = d.config.split(": ", 1)[0] if ": " in d.config else d.config
+                table.add_row(
+                    short,
+                    r["layer"],
+                    r["quantity"],
+                    r["statistic"],
+                    r["observed"],
+                    r["predicted"],
+                    r["z"],
+                    r["explanation"],
+                    style=style,
+                )
+            console.print(table)
+        console.print(self.summary(), style="green" if self.ok else "bold red")
+
 
 def _censored(record: Mapping[str, Any]) -> bool:
+    """The average over finite trials is not an estimate of the expectation theory predicts."""
     n_trials = int(record.get("n_trials") or 0)
     n_finite = int(record.get("n_finite") or 0)
-    return n_finite < 2 or n_finite < n_trials or int(record.get("n_collapsed") or 0) > 0
+    if n_finite < 2 or n_finite < n_trials:
+        return True
+    if not int(record.get("n_collapsed") or 0):
+        return False
+    # Trials collapsed to exactly 0. relu zeroes a whole layer for real when every unit is
+    # negative (a common mode of non-centred weights, or a narrow layer): those zeros are
+    # samples, not censoring, when the signal is far above the dtype's underflow scale.
+    activation = str(record.get("activation", "")).split("(", 1)[0]
+    predicted = record.get("theory_mean_sq")
+    tiny = DTYPE_LIMITS.get(str(record.get("dtype", "float32")), DTYPE_LIMITS["float32"])[1]
+    genuine = activation == "relu" and predicted is not None and predicted > (1e6 * tiny) ** 2
+    return not genuine
 
 
 def _explain(record: Mapping[str, Any], statistic: str, z: float) -> str:
@@ -260,20 +334,42 @@ def _explain(record: Mapping[str, Any], statistic: str, z: float) -> str:
         return UNEXPLAINED if record.get("theory_exact") else explained
     # statistic == "mean": predicted E[mean] is 0 by symmetry for preactivations and gradients
     # (centred weights, r ~ N(0, I)) at any width; activation means are mean-field values.
-    if quantity != "activation":
+    # So are activation means of odd activations (and sigmoid = 1/2 + odd): z is symmetric.
+    if quantity != "activation" or activation in _SYMMETRIC_MEAN:
         return UNEXPLAINED
     if activation in ("relu", "leaky_relu"):
         return explained if z < 0.0 else UNEXPLAINED
-    if activation == "linear":
-        return UNEXPLAINED
     return explained
 
 
-def check(records: Iterable[Mapping[str, Any]], threshold: float = 4.0) -> CheckReport:
-    """Judge records from `with_theory`: every |z| > threshold, explained or not (module doc)."""
-    deviations: list[Deviation] = []
+def family_bound(n_compared: int, n_trials: int, alpha: float = FAMILY_ALPHA) -> float:
+    """|z| that one of `n_compared` true-null z-scores exceeds with probability `alpha`.
+
+    Šidák-style bound on Student's t with n_trials - 1 degrees of freedom (z uses the sample
+    SE): the two-sided quantile 1 - alpha / (2 n_compared).
+    """
+    from scipy import stats
+
+    df = max(1, n_trials - 1)
+    return float(stats.t.isf(alpha / (2.0 * max(1, n_compared)), df))
+
+
+def check(
+    records: Iterable[Mapping[str, Any]],
+    threshold: float = 4.0,
+    *,
+    family_alpha: float = FAMILY_ALPHA,
+) -> CheckReport:
+    """Judge records from `with_theory`: every |z| > threshold, explained or not (module doc).
+
+    With thousands of statistics a few |z| > 4 are expected by chance alone (the z-scores use
+    the sample SE of n trials, so they are Student-t): a deviation no other explanation covers
+    is "within chance" when |z| is below `family_bound(n_compared, n_finite, family_alpha)`.
+    """
+    rows = list(records)
+    candidates: list[tuple[Mapping[str, Any], str, float]] = []
     n_compared = n_censored = 0
-    for record in records:
+    for record in rows:
         censored = _censored(record)
         n_censored += censored
         for statistic in ("mean_sq", "mean"):
@@ -281,22 +377,29 @@ def check(records: Iterable[Mapping[str, Any]], threshold: float = 4.0) -> Check
             if z is None:
                 continue
             n_compared += not censored
-            if abs(z) <= threshold:
-                continue
-            deviations.append(
-                Deviation(
-                    config_hash=str(record["config_hash"]),
-                    config=config_label(record),
-                    layer=int(record["layer"]),
-                    quantity=str(record["quantity"]),
-                    statistic=statistic,
-                    observed=float(record[statistic]),
-                    se=float(record[f"{statistic}_se"]),
-                    predicted=float(record[f"theory_{statistic}"]),
-                    z=float(z),
-                    explanation=_explain(record, statistic, float(z)),
-                )
+            if abs(z) > threshold:
+                candidates.append((record, statistic, float(z)))
+    deviations: list[Deviation] = []
+    for record, statistic, z in candidates:
+        explanation = _explain(record, statistic, z)
+        if explanation == UNEXPLAINED:
+            bound = family_bound(n_compared, int(record["n_finite"]), family_alpha)
+            if abs(z) < bound:
+                explanation = CHANCE.format(n=n_compared, bound=bound, alpha=family_alpha)
+        deviations.append(
+            Deviation(
+                config_hash=str(record["config_hash"]),
+                config=config_label(record),
+                layer=int(record["layer"]),
+                quantity=str(record["quantity"]),
+                statistic=statistic,
+                observed=float(record[statistic]),
+                se=float(record[f"{statistic}_se"]),
+                predicted=float(record[f"theory_{statistic}"]),
+                z=z,
+                explanation=explanation,
             )
+        )
     return CheckReport(
         threshold=threshold,
         n_compared=n_compared,

@@ -14,6 +14,7 @@ without the theory overlays) and writes one PNG:
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,6 +73,11 @@ class _Config:
     def __init__(self, head: Record) -> None:
         self.hash = str(head["config_hash"])
         self.params = {k: v for k, v in head.items() if k not in _STAT_KEYS}
+        # sigma_w / sigma_b axes are sugar for init / bias: label by the axis the user wrote
+        if "sigma_w" in self.params:
+            self.params.pop("init", None)
+        if "sigma_b" in self.params:
+            self.params.pop("bias_std", None)
         self.depth = int(head["depth"])
         self.by_key: dict[tuple[int, str], Record] = {}
         self.overflow: float | None = head.get("theory_overflow_layer")
@@ -172,7 +178,10 @@ def _draw_layers(ax: Axes, c: _Config, quantity: str, color: Any, label: str) ->
     theory = [(int(r["layer"]), _theory_std(r)) for r in c.series(quantity)]
     if any(math.isfinite(t) for _, t in theory):
         tx, ty = [x for x, _ in theory], [t for _, t in theory]
-        ax.plot(tx, ty, color=color, lw=1.2, ls="--", marker="x" if marker else None, ms=5)
+        # black, on top: where Monte Carlo and theory agree the dashes still show
+        ax.plot(tx, ty, color="k", lw=0.9, ls=(0, (3, 2)), alpha=0.8, zorder=3)
+        if marker:
+            ax.plot(tx, ty, color=color, ls="none", marker="x", ms=6, zorder=3)
     return True
 
 
@@ -236,20 +245,20 @@ def plot_layers(records: Iterable[Record], path: str | Path) -> Path:
 def _layers_figure(all_configs: list[_Config]) -> Figure:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     varying = _varying(all_configs)
     configs, reduced = _deepest(all_configs, varying)
-    quantities = [
-        q for q in ("activation", "gradient") if any(c.series(q) for c in configs)
-    ] or ["activation"]
+    present = [q for q in ("activation", "gradient") if any(c.series(q) for c in configs)]
+    quantities = present or ["activation"]
     row_key, rows = _facets(configs, varying)
     line_keys = [k for k in varying if k != row_key and not (reduced and k == "depth")]
     nrows, ncols = len(rows), len(quantities)
     fig = _new_figure(5.6 * ncols + 3.4, 3.3 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     titles = {
-        "activation": "activations h^l: std over units",
-        "gradient": "gradients ∂L/∂z^l: std over units",
+        "activation": r"activations $h^l$: std over units",
+        "gradient": r"gradients $\partial L/\partial z^l$: std over units",
     }
     for i, row in enumerate(rows):
         colors = _colors(len(row))
@@ -268,12 +277,16 @@ def _layers_figure(all_configs: list[_Config]) -> Figure:
             if row_key is not None:
                 title = f"{row_key} = {_fmt(row[0].params.get(row_key))} — {title}"
             ax.set_title(title, fontsize=10)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            lo, hi = ax.get_xlim()
+            if hi - lo < 3.0:  # a 1-layer network: half a layer either side of its points
+                ax.set_xlim(math.floor(lo + 0.5) - 0.5, math.ceil(hi - 0.5) + 0.5)
             if i == nrows - 1:
                 ax.set_xlabel("layer l")
         style = [
             Line2D([], [], color="0.3", lw=1.6, label="Monte Carlo"),
             Patch(color="0.3", alpha=0.22, label="±2 SE"),
-            Line2D([], [], color="0.3", lw=1.2, ls="--", label="mean-field theory"),
+            Line2D([], [], color="k", lw=0.9, ls=(0, (3, 2)), label="mean-field theory"),
             Line2D([], [], color="0.3", lw=1.0, ls=":", label="censored (non-finite/collapsed)"),
         ]
         ncol = 1 if len(handles) <= 14 else 2
@@ -314,8 +327,10 @@ _EXPLOSION_ROWS = 30
 
 
 def _eventful(c: _Config) -> bool:
-    return c.overflow is not None or c.underflow is not None or any(
-        int(r["n_first_nonfinite"]) or int(r["n_collapsed"]) for r in c.by_key.values()
+    return (
+        c.overflow is not None
+        or c.underflow is not None
+        or any(int(r["n_first_nonfinite"]) or int(r["n_collapsed"]) for r in c.by_key.values())
     )
 
 
@@ -324,8 +339,14 @@ def _explosion_figure(all_configs: list[_Config]) -> Figure:
 
     configs = all_configs
     hidden = 0
+    if not any(_eventful(c) for c in configs) and len(configs) > 1:
+        return _message_figure(
+            "Overflow and collapse by layer",
+            f"No trial of the {len(configs)} configurations overflowed or collapsed to 0,\n"
+            "and theory predicts neither within their depths.",
+        )
     if len(configs) > _EXPLOSION_ROWS:
-        configs = [c for c in all_configs if _eventful(c)] or all_configs[:_EXPLOSION_ROWS]
+        configs = [c for c in all_configs if _eventful(c)]
         hidden = len(all_configs) - len(configs)
     varying = _varying(all_configs)
     depth = max(c.depth for c in configs)
@@ -352,17 +373,31 @@ def _explosion_figure(all_configs: list[_Config]) -> Figure:
     extent = (0.5, depth + 0.5, len(configs) - 0.5, -0.5)
     for ax, data, title, which, marker in panels:
         from matplotlib import colormaps
+        from matplotlib.colors import PowerNorm
+        from matplotlib.patches import Rectangle
 
-        cmap = colormaps["magma"].with_extremes(bad="0.85")
+        cmap = colormaps["magma_r"].with_extremes(bad="white")
         image = ax.imshow(
             np.ma.masked_invalid(data),
             aspect="auto",
             interpolation="nearest",
             cmap=cmap,
-            vmin=0.0,
-            vmax=1.0,
+            norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0),  # a few % still shows
             extent=extent,
         )
+        for i, c in enumerate(configs):  # beyond a configuration's depth: hatched
+            if c.depth < depth:
+                ax.add_patch(
+                    Rectangle(
+                        (c.depth + 0.5, i - 0.5),
+                        depth - c.depth,
+                        1.0,
+                        fill=False,
+                        hatch="///",
+                        edgecolor="0.8",
+                        lw=0.0,
+                    )
+                )
         predicted = [
             (c.overflow if which == "overflow" else c.underflow, i) for i, c in enumerate(configs)
         ]
@@ -372,23 +407,33 @@ def _explosion_figure(all_configs: list[_Config]) -> Figure:
             ax.scatter(
                 xs,
                 ys,
-                marker="|",
-                s=260,
-                linewidths=2.4,
-                color="#22d3ee",
+                marker=marker,
+                s=70,
+                color="#0ea5e9",
+                edgecolors="white",
+                linewidths=0.8,
                 label=f"predicted {which} layer (theory)",
                 zorder=3,
             )
-            ax.legend(loc="lower right", fontsize=8, framealpha=0.85)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("layer l")
         ax.set_yticks(range(len(configs)), labels, fontsize=7.5)
-        fig.colorbar(image, ax=ax, label="fraction of trials", shrink=0.9, pad=0.01)
-    title = "Overflow and collapse by layer"
+        fig.colorbar(image, ax=ax, label="fraction of trials", pad=0.01, aspect=25)
+    title = "Overflow and collapse by layer (hatched: beyond the configuration's depth)"
     if hidden:
-        title += f" ({hidden} configurations with neither not shown)"
+        title += f"\n{hidden} configurations with neither, observed or predicted, not shown"
     if not any(_eventful(c) for c in configs):
         title += ": no trial overflowed or collapsed"
+    fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def _message_figure(title: str, message: str) -> Figure:
+    fig = _new_figure(9.0, 2.2)
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, transform=ax.transAxes)
     fig.suptitle(title, fontsize=12)
     return fig
 
@@ -422,7 +467,7 @@ def _sigma_b(c: _Config) -> float:
 def _edges(values: Sequence[float]) -> list[float]:
     if len(values) == 1:
         return [values[0] - 0.5, values[0] + 0.5]
-    mids = [(a + b) / 2.0 for a, b in zip(values[:-1], values[1:], strict=True)]
+    mids = [(a + b) / 2.0 for a, b in itertools.pairwise(values)]
     return [values[0] - (mids[0] - values[0]), *mids, values[-1] + (values[-1] - mids[-1])]
 
 
@@ -474,14 +519,15 @@ def _phase_figure(configs: list[_Config]) -> Figure:
             (
                 axes[i][0],
                 final,
-                f"log10 E[mean_sq(h)] at the last layer (l = {depth})",
+                r"$\log_{10}\,E[\mathrm{mean\_sq}(h^D)]$, last layer" + f" (D = {depth})",
                 "viridis",
                 None,
             ),
             (
                 axes[i][1],
                 ratio,
-                "log10 gradient ratio E|∂L/∂z¹|² / E|∂L/∂z^D|²",
+                r"$\log_{10}$ gradient ratio $E|\partial L/\partial z^1|^2\,/\,"
+                r"E|\partial L/\partial z^D|^2$",
                 "RdBu_r",
                 "diverging",
             ),
@@ -508,14 +554,14 @@ def _phase_figure(configs: list[_Config]) -> Figure:
                     color="k",
                     lw=2.0,
                     ls="--",
-                    label="χ₁ = 1 (mean-field theory)",
+                    label=r"$\chi_1 = 1$ (mean-field theory)",
                 )
                 ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
                 _phase_labels(ax, critical, sws, sbs)
             ax.set_xlim(_edges(sws)[0], _edges(sws)[-1])
             ax.set_ylim(_edges(sbs)[0], _edges(sbs)[-1])
-            ax.set_xlabel("σ_w  (W ~ N(0, σ_w²/fan_in))")
-            ax.set_ylabel("σ_b  (b ~ N(0, σ_b²))")
+            ax.set_xlabel(r"$\sigma_w$   ($W \sim N(0, \sigma_w^2/\mathrm{fan\_in})$)")
+            ax.set_ylabel(r"$\sigma_b$   ($b \sim N(0, \sigma_b^2)$)")
             head = f"{act_label}, depth {depth}" + (f" · {title}" if title else "")
             ax.set_title(head, fontsize=10)
     fig.suptitle("Order-to-chaos phase diagram (Poole et al. 2016; Schoenholz et al. 2017)")
@@ -569,7 +615,10 @@ def _figure(kind: str, records: Iterable[Record]) -> Figure:
 
 def _save(fig: Figure, path: str | Path) -> Path:
     out = Path(path)
-    fig.savefig(out, format="png", dpi=_DPI)
+    try:
+        fig.savefig(out, format="png", dpi=_DPI)
+    except OSError as exc:
+        raise UserError(f"plot output {str(out)!r}: cannot write. Received: {exc}") from exc
     return out
 
 

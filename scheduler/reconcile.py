@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Chunk, Configuration, Sweep, SweepConfiguration, utcnow
@@ -89,18 +90,22 @@ def reconcile_once(
             return report
         in_sweeps = Chunk.id.in_(_sweep_chunks(ids).scalar_subquery())
         stale_before = now - timedelta(seconds=policy.stale_after_s)
-        report.stale = session.execute(
-            update(Chunk)
-            .where(in_sweeps, Chunk.status == "running")
-            .where(func.coalesce(Chunk.heartbeat_at, Chunk.started_at) < stale_before)
-            .values(status="pending", enqueued_at=None, worker=None)
-        ).rowcount
+        report.stale = _rowcount(
+            session.execute(
+                update(Chunk)
+                .where(in_sweeps, Chunk.status == "running")
+                .where(func.coalesce(Chunk.heartbeat_at, Chunk.started_at) < stale_before)
+                .values(status="pending", enqueued_at=None, worker=None)
+            )
+        )
         lost_before = now - timedelta(seconds=policy.requeue_after_s)
-        report.requeued = session.execute(
-            update(Chunk)
-            .where(in_sweeps, Chunk.status == "pending", Chunk.enqueued_at < lost_before)
-            .values(enqueued_at=None)
-        ).rowcount
+        report.requeued = _rowcount(
+            session.execute(
+                update(Chunk)
+                .where(in_sweeps, Chunk.status == "pending", Chunk.enqueued_at < lost_before)
+                .values(enqueued_at=None)
+            )
+        )
         in_flight = (
             session.scalar(
                 select(func.count()).where(
@@ -162,6 +167,10 @@ def reconcile_once(
             if refresh_sweep_status(session, sweep_id) in ("done", "partial", "failed"):
                 report.finished.append(sweep_id)
     return report
+
+
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def celery_sender() -> Send:

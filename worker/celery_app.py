@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 CHUNK_HARD_LIMIT_S = 3600

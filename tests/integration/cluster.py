@@ -6,6 +6,7 @@ namespaces), started and stopped by the tests; nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -288,10 +289,8 @@ class Cluster:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait(5)
 
     def logs(self) -> str:

@@ -42,7 +42,10 @@ def reference(name: str, alpha: float, z: np.ndarray) -> np.ndarray:
     raise AssertionError(name)
 
 
-CASES = [(name, {}) for name in ACTIVATIONS] + [("leaky_relu", {"alpha": 0.01}), ("elu", {"alpha": 0.5})]
+CASES = [(name, {}) for name in ACTIVATIONS] + [
+    ("leaky_relu", {"alpha": 0.01}),
+    ("elu", {"alpha": 0.5}),
+]
 IDS = [f"{n}{'-' + str(p['alpha']) if p else ''}" for n, p in CASES]
 
 

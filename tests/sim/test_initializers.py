@@ -124,8 +124,12 @@ def test_every_scheme_has_a_case() -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize(("name", "params"), CASES, ids=lambda c: str(c) if isinstance(c, str) else "")
-def test_moments_match_definition(name: str, params: dict[str, object], shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("name", "params"), CASES, ids=lambda c: str(c) if isinstance(c, str) else ""
+)
+def test_moments_match_definition(
+    name: str, params: dict[str, object], shape: tuple[int, int]
+) -> None:
     fi, fo = shape
     init = canonical_scheme(INIT_SCHEMES, name, params)
     w = draw_kernels(init, fi, fo, T, key=KEY, stream=5, trial_offset=100, dtype="float64").numpy()
@@ -151,8 +155,12 @@ def test_orthogonal_is_keras_orthogonal(shape: tuple[int, int]) -> None:
     w = draw_kernels(init, fi, fo, T, key=KEY, stream=9, trial_offset=0, dtype="float64").numpy()
     assert w.shape == (T, fi, fo)
     small, big = min(fi, fo), max(fi, fo)
-    q = w / gain if fi >= fo else np.swapaxes(w, 1, 2) / gain  # (T, big, small), orthonormal columns
-    np.testing.assert_allclose(q.transpose(0, 2, 1) @ q, np.broadcast_to(np.eye(small), (T, small, small)), atol=1e-12)
+    q = (
+        w / gain if fi >= fo else np.swapaxes(w, 1, 2) / gain
+    )  # (T, big, small), orthonormal columns
+    np.testing.assert_allclose(
+        q.transpose(0, 2, 1) @ q, np.broadcast_to(np.eye(small), (T, small, small)), atol=1e-12
+    )
     # Entries have mean square gain^2 / max(r, c) exactly (sum of squares = gain^2 * min(r, c)).
     np.testing.assert_allclose((w**2).mean(axis=(1, 2)), gain**2 / big, rtol=1e-12)
     # Keras' sign fix: Q^T A = sign(d) R is upper triangular with a positive diagonal.
@@ -173,12 +181,16 @@ def test_low_precision_kernels_are_the_rounded_law(dtype: str) -> None:
     assert w.dtype == tf.as_dtype(dtype)
     u = rng.draw("uniform", 48 * 80, 4, key=KEY, stream=3, trial_offset=7, dtype=tf.float32)
     want = tf.cast(u * tf.constant(0.7, tf.float32) + tf.constant(-0.2, tf.float32), dtype)
-    np.testing.assert_array_equal(tf.cast(w, tf.float32).numpy().ravel(), tf.cast(want, tf.float32).numpy().ravel())
+    np.testing.assert_array_equal(
+        tf.cast(w, tf.float32).numpy().ravel(), tf.cast(want, tf.float32).numpy().ravel()
+    )
 
 
 def test_factored_draw_is_scale_times_standard() -> None:
     init = canonical_scheme(INIT_SCHEMES, "he_normal", {})
-    k = sample_kernels(init, 48, 80, 3, key=KEY, stream=2, trial_offset=0, dtype="float32", factored=True)
+    k = sample_kernels(
+        init, 48, 80, 3, key=KEY, stream=2, trial_offset=0, dtype="float32", factored=True
+    )
     assert k.scale == pytest.approx(math.sqrt(2 / 48) / 0.87962566103423978)
     w = draw_kernels(init, 48, 80, 3, key=KEY, stream=2, trial_offset=0, dtype="float32")
     np.testing.assert_allclose(k.materialize().numpy(), w.numpy(), rtol=1e-6)
@@ -187,8 +199,12 @@ def test_factored_draw_is_scale_times_standard() -> None:
 
 def test_kernels_depend_only_on_trial_index() -> None:
     init = canonical_scheme(INIT_SCHEMES, "orthogonal", {})
-    whole = draw_kernels(init, 12, 20, 6, key=KEY, stream=16, trial_offset=10, dtype="float32").numpy()
-    part = draw_kernels(init, 12, 20, 2, key=KEY, stream=16, trial_offset=13, dtype="float32").numpy()
+    whole = draw_kernels(
+        init, 12, 20, 6, key=KEY, stream=16, trial_offset=10, dtype="float32"
+    ).numpy()
+    part = draw_kernels(
+        init, 12, 20, 2, key=KEY, stream=16, trial_offset=13, dtype="float32"
+    ).numpy()
     np.testing.assert_array_equal(whole[3:5], part)
 
 
@@ -204,7 +220,11 @@ KERAS = [
     ("glorot_uniform", "GlorotUniform", {}),
     ("lecun_normal", "LecunNormal", {}),
     ("truncated_normal", "TruncatedNormal", {"mean": 0.0, "std": 0.5}),
-    ("variance_scaling", "VarianceScaling", {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"}),
+    (
+        "variance_scaling",
+        "VarianceScaling",
+        {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+    ),
 ]
 
 
@@ -216,15 +236,29 @@ def test_variance_matches_keras(name: str, cls: str, params: dict[str, object]) 
     kparams: dict[str, object] = dict(params)
     if name == "truncated_normal":
         kparams = {"mean": params["mean"], "stddev": params["std"]}
-    ours = draw_kernels(
-        canonical_scheme(INIT_SCHEMES, name, params), fi, fo, 32, key=KEY, stream=1, trial_offset=0, dtype="float64"
-    ).numpy().ravel()
+    ours = (
+        draw_kernels(
+            canonical_scheme(INIT_SCHEMES, name, params),
+            fi,
+            fo,
+            32,
+            key=KEY,
+            stream=1,
+            trial_offset=0,
+            dtype="float64",
+        )
+        .numpy()
+        .ravel()
+    )
     theirs = np.concatenate(
         [
-            np.asarray(getattr(keras.initializers, cls)(seed=s, **kparams)(shape=(fi, fo), dtype="float64")).ravel()
+            np.asarray(
+                getattr(keras.initializers, cls)(seed=s, **kparams)(shape=(fi, fo), dtype="float64")
+            ).ravel()
             for s in range(32)
         ]
     )
+
     def var_se(x: np.ndarray) -> float:
         d = x - x.mean()
         return math.sqrt(((d**4).mean() - x.var() ** 2) / x.size)

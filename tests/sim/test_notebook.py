@@ -8,18 +8,28 @@ the notebook's printed numbers in comments only.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from worker.contract import ACTIVATIONS, INIT_SCHEMES, ChunkTask, LayerRecord, SimConfig, canonical_scheme
+from worker.contract import (
+    ACTIVATIONS,
+    INIT_SCHEMES,
+    ChunkTask,
+    LayerRecord,
+    SimConfig,
+    canonical_scheme,
+)
 from worker.sim import simulate_chunk
 
 pytestmark = pytest.mark.sim
 
 
-def run(init: str, params: dict[str, object], act: str, depth: int, width: int, n: int, seed: int = 7):
+def run(
+    init: str, params: dict[str, object], act: str, depth: int, width: int, n: int, seed: int = 7
+):
     cfg = SimConfig(
         init=canonical_scheme(INIT_SCHEMES, init, params),
         activation=canonical_scheme(ACTIVATIONS, act, {}),
@@ -80,7 +90,7 @@ def test_vanishing_underflows_to_zero_at_depth_250() -> None:
     assert rec(out, 250).n_collapsed == 10 and rec(out, 250).n_finite == 10
     assert rec(out, 100).n_collapsed == 0
     collapsed = [rec(out, layer).n_collapsed for layer in range(100, 251)]
-    assert all(b >= a for a, b in zip(collapsed, collapsed[1:], strict=False))  # zero stays zero
+    assert all(b >= a for a, b in itertools.pairwise(collapsed))  # zero stays zero
     # The gradient of a linear net with r ~ N(0, 1) shrinks by 0.5 per layer going down too.
     assert rec(out, 1, "gradient").n_collapsed == 10
 
@@ -137,7 +147,11 @@ def test_single_layer_tanh() -> None:
     out = run("normal", {"std": math.sqrt(1 / 512)}, "tanh", depth=1, width=512, n=400)
     gen = np.random.default_rng(11)
     x = gen.standard_normal((20000, 512))
-    y = np.linalg.norm(x, axis=1, keepdims=True) / math.sqrt(512) * gen.standard_normal((20000, 512))
+    y = (
+        np.linalg.norm(x, axis=1, keepdims=True)
+        / math.sqrt(512)
+        * gen.standard_normal((20000, 512))
+    )
     _check_against(rec(out, 1), np.tanh(y).std(axis=1))
     _notebook_agrees(rec(out, 1), 0.627060652911663, 1000)
 
@@ -153,8 +167,14 @@ UNIFORM_CELLS = [
 ]
 
 
-@pytest.mark.parametrize(("scale", "mode", "act", "notebook", "what"), UNIFORM_CELLS, ids=[c[4].split(":")[0] + f"-{c[0]:g}" for c in UNIFORM_CELLS])
-def test_single_layer_scaled_uniform(scale: float, mode: str, act: str, notebook: float | None, what: str) -> None:
+@pytest.mark.parametrize(
+    ("scale", "mode", "act", "notebook", "what"),
+    UNIFORM_CELLS,
+    ids=[c[4].split(":")[0] + f"-{c[0]:g}" for c in UNIFORM_CELLS],
+)
+def test_single_layer_scaled_uniform(
+    scale: float, mode: str, act: str, notebook: float | None, what: str
+) -> None:
     """Non-centred U[0, 1) * sqrt(scale / fan) weights against a numpy oracle (same law)."""
     params = {"low": 0.0, "high": 1.0, "scale": scale, "mode": mode}
     out = run("scaled_uniform", params, act, depth=1, width=512, n=400)

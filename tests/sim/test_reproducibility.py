@@ -47,7 +47,9 @@ CONFIG = SimConfig(
 
 
 def task(start: int, n: int, config: SimConfig = CONFIG) -> ChunkTask:
-    return ChunkTask(config, seed_key=0x1234_5678_9ABC, chunk_index=start // 100, trial_start=start, n_trials=n)
+    return ChunkTask(
+        config, seed_key=0x1234_5678_9ABC, chunk_index=start // 100, trial_start=start, n_trials=n
+    )
 
 
 def as_json(records: tuple[LayerRecord, ...] | list[LayerRecord]) -> str:
@@ -93,13 +95,25 @@ def test_same_chunk_is_bit_identical_in_a_fresh_process() -> None:
     assert there == here
 
 
-ODD = dataclasses.replace(CONFIG, width=100, input_dim=37, batch=1, init=canonical_scheme(INIT_SCHEMES, "normal", {"std": 0.1}))
+ODD = dataclasses.replace(
+    CONFIG,
+    width=100,
+    input_dim=37,
+    batch=1,
+    init=canonical_scheme(INIT_SCHEMES, "normal", {"std": 0.1}),
+)
 VARIANTS = {
     "float32": CONFIG,
     "float64": dataclasses.replace(CONFIG, dtype="float64"),
     "odd-sizes": ODD,
-    "odd-gelu-uniform": dataclasses.replace(ODD, activation=canonical_scheme(ACTIVATIONS, "gelu", {}), init=canonical_scheme(INIT_SCHEMES, "glorot_uniform", {})),
-    "odd-bfloat16": dataclasses.replace(ODD, dtype="bfloat16", activation=canonical_scheme(ACTIVATIONS, "softplus", {})),
+    "odd-gelu-uniform": dataclasses.replace(
+        ODD,
+        activation=canonical_scheme(ACTIVATIONS, "gelu", {}),
+        init=canonical_scheme(INIT_SCHEMES, "glorot_uniform", {}),
+    ),
+    "odd-bfloat16": dataclasses.replace(
+        ODD, dtype="bfloat16", activation=canonical_scheme(ACTIVATIONS, "softplus", {})
+    ),
     "tiny-width": dataclasses.replace(CONFIG, width=3, input_dim=5, batch=1),
 }
 
@@ -114,7 +128,9 @@ def test_per_trial_observables_do_not_depend_on_the_batch(config: SimConfig) -> 
     key = rng.key_tensor(99)
     batched = [a.numpy() for a in fn(key, tf.constant(1000, tf.uint64), tf.constant(64, tf.int32))]
     for i in (0, 1, 31, 63):
-        single = [a.numpy() for a in fn(key, tf.constant(1000 + i, tf.uint64), tf.constant(1, tf.int32))]
+        single = [
+            a.numpy() for a in fn(key, tf.constant(1000 + i, tf.uint64), tf.constant(1, tf.int32))
+        ]
         for b, s in zip(batched, single, strict=True):
             np.testing.assert_array_equal(b[i], s[0])
 
@@ -128,7 +144,9 @@ def test_sub_batch_1_and_64_agree() -> None:
 
 def test_chunks_merge_to_the_whole() -> None:
     whole = list(simulate_chunk(task(0, 200)).records)
-    parts = merge_records([simulate_chunk(task(0, 100)).records, simulate_chunk(task(100, 100)).records])
+    parts = merge_records(
+        [simulate_chunk(task(0, 100)).records, simulate_chunk(task(100, 100)).records]
+    )
     assert_records_close(parts, whole)
     assert whole[0].n_trials == 200
 

@@ -37,7 +37,9 @@ def test_rows_equal_single_trial_draws(kind: str, dtype: tf.DType, m: int) -> No
 @pytest.mark.parametrize("m", [1, 7, 1001])
 def test_uniform_rows_need_no_guard(m: int) -> None:
     """The Philox uniform kernel itself is exact per element: no tail effect at all."""
-    batched = rng.draw("uniform", m, 9, key=KEY, stream=1, trial_offset=17, dtype=tf.float32).numpy()
+    batched = rng.draw(
+        "uniform", m, 9, key=KEY, stream=1, trial_offset=17, dtype=tf.float32
+    ).numpy()
     for i in range(9):
         one = rng.draw("uniform", m, 1, key=KEY, stream=1, trial_offset=17 + i, dtype=tf.float32)
         np.testing.assert_array_equal(batched[i], one.numpy()[0])
@@ -50,11 +52,17 @@ def test_normal_is_box_muller_of_the_uniform_stream(dtype: tf.DType) -> None:
     from scipy import stats
 
     m, n = 4096, 32
-    u = rng.draw("uniform", m, n, key=KEY, stream=6, trial_offset=0, dtype=dtype).numpy().astype(np.float64)
+    u = (
+        rng.draw("uniform", m, n, key=KEY, stream=6, trial_offset=0, dtype=dtype)
+        .numpy()
+        .astype(np.float64)
+    )
     z = rng.draw("normal", m, n, key=KEY, stream=6, trial_offset=0, dtype=dtype).numpy()
     h = m // 2
     radius = np.sqrt(-2 * np.log1p(-u[:, :h]))
-    want = np.concatenate([radius * np.cos(2 * np.pi * u[:, h:]), radius * np.sin(2 * np.pi * u[:, h:])], axis=1)
+    want = np.concatenate(
+        [radius * np.cos(2 * np.pi * u[:, h:]), radius * np.sin(2 * np.pi * u[:, h:])], axis=1
+    )
     tol = 1e-5 if dtype == tf.float32 else 1e-12
     np.testing.assert_allclose(z, want, rtol=tol, atol=tol)
     assert stats.kstest(z.ravel(), "norm").pvalue > 1e-4
@@ -72,7 +80,13 @@ def test_graph_draw_with_tensor_offsets_matches_eager() -> None:
 
     got = f(tf.constant(5, tf.uint64), tf.constant(4), tf.constant(7)).numpy()
     want = rng.draw(
-        "normal", m, 4, key=KEY, stream=rng.stream_id(7, rng.Purpose.BIAS), trial_offset=5, dtype=tf.float32
+        "normal",
+        m,
+        4,
+        key=KEY,
+        stream=rng.stream_id(7, rng.Purpose.BIAS),
+        trial_offset=5,
+        dtype=tf.float32,
     )
     np.testing.assert_array_equal(got, want.numpy())
 
@@ -80,7 +94,9 @@ def test_graph_draw_with_tensor_offsets_matches_eager() -> None:
 def test_streams_and_keys_are_independent() -> None:
     a = rng.draw("normal", 256, 2, key=KEY, stream=0, trial_offset=0, dtype=tf.float32).numpy()
     b = rng.draw("normal", 256, 2, key=KEY, stream=1, trial_offset=0, dtype=tf.float32).numpy()
-    c = rng.draw("normal", 256, 2, key=rng.key_tensor(1), stream=0, trial_offset=0, dtype=tf.float32)
+    c = rng.draw(
+        "normal", 256, 2, key=rng.key_tensor(1), stream=0, trial_offset=0, dtype=tf.float32
+    )
     assert not np.array_equal(a, b)
     assert not np.array_equal(a, c.numpy())
     # Different trials of one stream differ too (rows are not repeated).

@@ -39,7 +39,9 @@ def config(**kw: object) -> SimConfig:
 
 
 def run(cfg: SimConfig, n: int = 50, **kw: object):  # type: ignore[no-untyped-def]
-    return simulate_chunk(ChunkTask(cfg, seed_key=42, chunk_index=3, trial_start=500, n_trials=n), **kw)  # type: ignore[arg-type]
+    return simulate_chunk(
+        ChunkTask(cfg, seed_key=42, chunk_index=3, trial_start=500, n_trials=n), **kw
+    )  # type: ignore[arg-type]
 
 
 def by_key(records: tuple[LayerRecord, ...]) -> dict[tuple[int, str], LayerRecord]:
@@ -89,7 +91,15 @@ def test_dtypes_run_and_agree_with_float32(dtype: str) -> None:
 
 def test_float16_overflow_is_counted_not_raised() -> None:
     """N(0, 1) weights, width 64: std x8 per layer passes float16's 65504 near layer 5-6."""
-    cfg = config(init=canonical_scheme(INIT_SCHEMES, "normal", {"std": 1.0}), activation=Scheme("linear"), width=64, input_dim=64, depth=10, batch=1, dtype="float16")
+    cfg = config(
+        init=canonical_scheme(INIT_SCHEMES, "normal", {"std": 1.0}),
+        activation=Scheme("linear"),
+        width=64,
+        input_dim=64,
+        depth=10,
+        batch=1,
+        dtype="float16",
+    )
     recs = by_key(run(cfg, n=100).records)
     first = [recs[(layer, "activation")].n_first_nonfinite for layer in range(0, 11)]
     assert sum(first) == 100
@@ -102,7 +112,9 @@ def test_bias_enters_preactivations() -> None:
     """With sigma_b, q^1 = sigma_w^2 E[x^2] + sigma_b^2: linear, lecun (sigma_w = 1)."""
     cfg = config(
         activation=Scheme("linear"),
-        init=canonical_scheme(INIT_SCHEMES, "variance_scaling", {"distribution": "untruncated_normal"}),
+        init=canonical_scheme(
+            INIT_SCHEMES, "variance_scaling", {"distribution": "untruncated_normal"}
+        ),
         bias=canonical_scheme({"normal": {"std": 0.0}}, "normal", {"std": 2.0}),
     )
     r = by_key(run(cfg, n=400).records)[(1, "preactivation")]
@@ -117,7 +129,9 @@ def test_zero_trials() -> None:
 
 def test_memory_budget_error_propagates() -> None:
     cfg = config(width=2048, input_dim=2048)
-    t = ChunkTask(cfg, seed_key=1, chunk_index=0, trial_start=0, n_trials=4, memory_budget_bytes=1 << 20)
+    t = ChunkTask(
+        cfg, seed_key=1, chunk_index=0, trial_start=0, n_trials=4, memory_budget_bytes=1 << 20
+    )
     with pytest.raises(MemoryBudgetError):
         simulate_chunk(t)
 

@@ -138,7 +138,11 @@ def law(init: Scheme, fan_in: int, fan_out: int) -> Law:
     if name == "orthogonal":
         return Law("orthogonal", 0.0, _num(init, "gain"))
     if name == "variance_scaling":
-        scale, mode, dist = _num(init, "scale"), str(_param(init, "mode")), str(_param(init, "distribution"))
+        scale, mode, dist = (
+            _num(init, "scale"),
+            str(_param(init, "mode")),
+            str(_param(init, "distribution")),
+        )
     else:
         scale, mode, dist = _VS_PRESETS[name]
     var = scale / fan(mode, fan_in, fan_out)

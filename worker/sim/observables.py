@@ -78,7 +78,9 @@ class QuantityTrials:
         return self.finite & (self.peak == 0.0)
 
 
-def first_nonfinite_counts(finite: npt.NDArray[np.bool_], *, reverse: bool) -> npt.NDArray[np.int64]:
+def first_nonfinite_counts(
+    finite: npt.NDArray[np.bool_], *, reverse: bool
+) -> npt.NDArray[np.int64]:
     """Per layer, the number of trials whose first non-finite layer is that one.
 
     finite: (T, L). `reverse` scans layers from last to first (backward propagation order).

@@ -101,7 +101,9 @@ def padded_size(m: int, dtype: tf.DType) -> tuple[int, int]:
 def check_counter_range(trial_end: int, groups: int) -> None:
     """Assert that counters up to trial `trial_end` (exclusive) fit the 64-bit low word."""
     if trial_end < 0 or groups < 1:
-        raise ValueError(f"counter range: expected trial_end >= 0, groups >= 1. Received: {trial_end}, {groups}")
+        raise ValueError(
+            f"counter range: expected trial_end >= 0, groups >= 1. Received: {trial_end}, {groups}"
+        )
     if trial_end * groups >= COUNTER_LIMIT:
         raise OverflowError(
             f"Philox counter overflow: trial_end * groups = {trial_end} * {groups} >= 2**64; "

@@ -26,7 +26,7 @@ from worker.contract import (
     SimConfig,
     merge_records,
 )
-from worker.memory import sub_batch_size
+from worker.memory import sub_batch_size, trial_bytes
 from worker.sim import rng
 from worker.sim.network import compiled, max_groups, padding_trials
 from worker.sim.observables import QuantityTrials, quantity_records
@@ -41,14 +41,17 @@ def validate(config: SimConfig) -> None:
         raise NotImplementedError(
             f"sampler: only 'dense' is implemented by worker.sim. Received: {config.sampler!r}"
         )
-    for name, value in (("depth", config.depth), ("width", config.width), ("input_dim", config.input_dim), ("batch", config.batch)):
+    for name, value in (
+        ("depth", config.depth),
+        ("width", config.width),
+        ("input_dim", config.input_dim),
+        ("batch", config.batch),
+    ):
         if value < 1:
             raise ValueError(f"{name}: expected a positive integer. Received: {value}")
 
 
-def sub_batch_records(
-    act: np.ndarray, pre: np.ndarray, grad: np.ndarray
-) -> list[LayerRecord]:
+def sub_batch_records(act: np.ndarray, pre: np.ndarray, grad: np.ndarray) -> list[LayerRecord]:
     """Records of one sub-batch from the (T, L, 4) observables of the compiled graph."""
     records = quantity_records("activation", QuantityTrials.from_array(0, act), reverse=False)
     records += quantity_records("preactivation", QuantityTrials.from_array(1, pre), reverse=False)
@@ -74,10 +77,17 @@ def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOut
         )
     if sub_batch is not None and sub_batch < 1:
         raise ValueError(f"sub_batch: expected a positive integer. Received: {sub_batch}")
-    size = sub_batch or sub_batch_size(config, max(task.n_trials, 1), task.memory_budget_bytes)
+    pad = padding_trials(config)
+    if sub_batch is None:
+        size = sub_batch_size(config, max(task.n_trials, 1), task.memory_budget_bytes)
+        # Each sub-batch computes `pad` discarded trials too (network.padding_trials): keep the
+        # total under the budget unless a single kept trial already fills it.
+        size = max(1, min(size, task.memory_budget_bytes // trial_bytes(config) - pad))
+    else:
+        size = sub_batch
     size = max(1, min(size, task.n_trials))
     end = task.trial_start + task.n_trials
-    rng.check_counter_range(end + padding_trials(config), max_groups(config))
+    rng.check_counter_range(end + pad, max_groups(config))
 
     groups: list[list[LayerRecord]] = [_empty_records(config)] if task.n_trials == 0 else []
     if task.n_trials:
