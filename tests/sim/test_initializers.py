@@ -125,7 +125,9 @@ def test_every_scheme_has_a_case() -> None:
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize(
-    ("name", "params"), CASES, ids=lambda c: str(c) if isinstance(c, str) else ""
+    ("name", "params"),
+    CASES,
+    ids=[n + "".join(f"-{k}={v}" for k, v in p.items()) for n, p in CASES],
 )
 def test_moments_match_definition(
     name: str, params: dict[str, object], shape: tuple[int, int]

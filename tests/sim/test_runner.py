@@ -136,9 +136,9 @@ def test_memory_budget_error_propagates() -> None:
         simulate_chunk(t)
 
 
-def test_conditional_sampler_is_not_implemented_yet() -> None:
-    with pytest.raises(NotImplementedError, match="sampler"):
-        run(config(sampler="conditional"))
+def test_unknown_sampler_is_refused() -> None:
+    with pytest.raises(ValueError, match="sampler: expected one of dense, conditional"):
+        run(config(sampler="lazy"))
 
 
 def test_bad_sub_batch_is_refused() -> None:

@@ -65,9 +65,9 @@ _VS_PRESETS: dict[str, tuple[float, str, str]] = {
 
 @dataclass(frozen=True)
 class Law:
-    """W = shift + scale * B with B ~ `base` in {normal, uniform, truncated, orthogonal}."""
+    """W = shift + scale * B with B of law `kind`: normal, uniform, truncated or orthogonal."""
 
-    base: str
+    kind: str
     shift: float
     scale: float
 
@@ -160,7 +160,7 @@ def law(init: Scheme, fan_in: int, fan_out: int) -> Law:
 
 
 def _standard(
-    base: str,
+    kind: str,
     fan_in: int,
     fan_out: int,
     n_trials: int | tf.Tensor,
@@ -170,19 +170,19 @@ def _standard(
     trial_offset: int | tf.Tensor,
     dtype: tf.DType,
 ) -> tf.Tensor:
-    """B of law `base` in the draw dtype, (T, fan_in, fan_out)."""
+    """B of law `kind` in the draw dtype, (T, fan_in, fan_out)."""
     m = fan_in * fan_out
     common = {"key": key, "stream": stream, "trial_offset": trial_offset, "dtype": dtype}
-    if base == "normal":
+    if kind == "normal":
         flat = rng.draw("normal", m, n_trials, **common)
-    elif base == "uniform":
+    elif kind == "uniform":
         flat = rng.draw("uniform", m, n_trials, **common)
-    elif base == "truncated":
+    elif kind == "truncated":
         u = rng.draw("uniform", m, n_trials, **common)
         p = tf.constant(_PHI_M2, dtype) + u * tf.constant(_PHI_WIDTH, dtype)
         # ndtri of the float p may land a rounding outside [-2, 2]; clip keeps the support exact.
         flat = tf.clip_by_value(tf.math.ndtri(p), tf.constant(-2.0, dtype), tf.constant(2.0, dtype))
-    elif base == "orthogonal":
+    elif kind == "orthogonal":
         rows, cols = max(fan_in, fan_out), min(fan_in, fan_out)
         a = tf.reshape(rng.draw("normal", m, n_trials, **common), [-1, rows, cols])
         q, r = tf.linalg.qr(a)  # batched reduced QR: q (T, rows, cols), r (T, cols, cols)
@@ -190,7 +190,7 @@ def _standard(
         q = q * tf.sign(tf.linalg.diag_part(r))[:, tf.newaxis, :]
         return tf.linalg.matrix_transpose(q) if fan_in < fan_out else q
     else:
-        raise ValueError(f"law: unknown base {base!r}")
+        raise ValueError(f"law: unknown kind {kind!r}")
     return tf.reshape(flat, [-1, fan_in, fan_out])
 
 
@@ -226,7 +226,7 @@ def sample_kernels(
     ddtype = rng.draw_dtype(dtype)
     spec = law(init, fan_in, fan_out)
     b = _standard(
-        spec.base,
+        spec.kind,
         fan_in,
         fan_out,
         n_trials,

@@ -222,9 +222,22 @@ def forward_backward(
     return act_obs[:kept], pre[:kept], _by_trial(grad_ta)[:kept]
 
 
+def sampler_graph(config: SimConfig) -> Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+    """The sub-batch computation of `config.sampler`: this module's `forward_backward` for
+    "dense", `worker.sim.conditional.forward_backward` (same contract) for "conditional"."""
+    if config.sampler == "dense":
+        return forward_backward
+    if config.sampler == "conditional":
+        from worker.sim import conditional  # imports this module: bound late
+
+        return conditional.forward_backward
+    raise ValueError(f"sampler: expected one of dense, conditional. Received: {config.sampler!r}")
+
+
 @functools.lru_cache(maxsize=16)
 def compiled(config: SimConfig) -> SubBatchFn:
     """The compiled sub-batch function of `config` (one trace per configuration, cached)."""
+    graph = sampler_graph(config)
 
     @tf.function(
         input_signature=[
@@ -237,6 +250,6 @@ def compiled(config: SimConfig) -> SubBatchFn:
     def fn(
         key: tf.Tensor, trial_offset: tf.Tensor, n_trials: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        return forward_backward(config, key, trial_offset, n_trials)
+        return graph(config, key, trial_offset, n_trials)
 
     return fn

@@ -54,12 +54,15 @@ COUNTER_LIMIT = 1 << 64
 
 
 class Purpose(IntEnum):
-    """Low 4 bits of a stream id: what a draw is for. 4..7 are reserved (conditional sampler)."""
+    """Low 4 bits of a stream id: what a draw is for."""
 
     WEIGHTS = 0
     BIAS = 1
     INPUT = 2  # h^0 = x, used with layer 0
     READOUT = 3  # r of L = <r, h^depth>, used with layer 0
+    COND_FWD = 4  # conditional sampler: the forward product's xi (worker.sim.conditional)
+    COND_BWD = 5  # conditional sampler: the backward product's fresh xi'
+    # 6, 7 reserved for the conditional sampler; 8..15 free.
 
 
 def stream_id(layer: int, purpose: Purpose) -> int:

@@ -2,12 +2,13 @@
 
 Pure: no IO, no database. Trials [trial_start, trial_start + n_trials) run in sub-batches of
 `sub_batch` trials (default: as many as `worker.memory.sub_batch_size` allows under the task's
-memory budget; a single trial over budget raises `MemoryBudgetError`). Each sub-batch is one call
-of the configuration's compiled graph (`worker.sim.network.compiled`); its per-trial observables
-(T x layers, float64) come back to numpy, become `LayerRecord`s, and the sub-batches merge in
-order (Chan et al.). A trial's numbers depend only on (seed_key, trial index), so the result is
-the same, up to float64 merge rounding, for any chunking or sub-batching, and bit-identical for
-the same task on the same hardware, TF version and thread count.
+memory budget, less the discarded `network.padding_trials`; a single trial over budget raises
+`MemoryBudgetError`). Each sub-batch is one call of the configuration's compiled graph
+(`worker.sim.network.compiled`, dense or conditional sampler); its per-trial observables (T x
+layers, float64) come back to numpy, become `LayerRecord`s, and the sub-batches merge in order
+(Chan et al.). A trial's bits depend only on (seed_key, trial index), so any chunking or
+sub-batching gives the same per-trial values and statistics equal up to float64 merge rounding,
+and the same task gives bit-identical records (same hardware, TF version and thread count).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tensorflow as tf
 
 from worker.contract import (
     DTYPES,
+    SAMPLERS,
     ChunkOutcome,
     ChunkTask,
     LayerRecord,
@@ -37,9 +39,9 @@ def validate(config: SimConfig) -> None:
     """Reject what the core cannot simulate, worded like Keras (where, expected, received)."""
     if config.dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}. Received: {config.dtype!r}")
-    if config.sampler != "dense":
-        raise NotImplementedError(
-            f"sampler: only 'dense' is implemented by worker.sim. Received: {config.sampler!r}"
+    if config.sampler not in SAMPLERS:
+        raise ValueError(
+            f"sampler: expected one of {', '.join(SAMPLERS)}. Received: {config.sampler!r}"
         )
     for name, value in (
         ("depth", config.depth),

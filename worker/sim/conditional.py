@@ -1,0 +1,199 @@
+"""Exact O(width) sampler for i.i.d. Gaussian weights: the products, never the matrices.
+
+For W with i.i.d. N(mu, sigma^2) entries, write W = mu J + sigma Xi (J all ones, Xi standard).
+
+Forward. Given h (B x n_in), thin QR h^T = Q R (Q: n_in x k orthonormal columns, R: k x B,
+k = min(B, n_in)). Q^T Xi is k x n_out standard normal (rotation invariance), so
+
+    h W = mu (h 1) 1^T + sigma R^T xi,      xi ~ N(0, I) of shape (k, n_out)
+
+has exactly the law of the dense product (Bartlett decomposition / rotation invariance of the
+Gaussian ensemble).
+
+Backward. Conditionally on the forward draw, Xi = Q xi + (I - Q Q^T) Xi' with Xi' fresh and
+independent of everything downstream (the part of Xi orthogonal to span(Q) is independent of
+Q^T Xi). Hence, for the gradient g (B x n_out) arriving from above,
+
+    g W^T = mu (g 1) 1^T + sigma (g xi^T) Q^T + sigma (g Xi'^T)(I - Q Q^T)
+
+and g Xi'^T is sampled like a forward product: thin QR g^T = Q_g R_g, g Xi'^T = R_g^T xi',
+xi' ~ N(0, I) of shape (k', n_in), k' = min(B, n_out). Per layer and trial this costs
+O(B n + B^2 n) instead of the O(n_in n_out) of drawing W, so widths of 8192 and beyond are cheap.
+See Saxe et al. (2014) and Pennington et al. (2017) for the rotation-invariance argument; the
+backward identity is the Gaussian conditioning used by Yang (2019), "Tensor Programs I".
+
+Streams: xi of layer l at stream (l, COND_FWD), xi' at (l, COND_BWD); bias, input and readout
+use the same streams as the dense sampler, so x, r and b of a trial are identical under both
+samplers (only the weights' randomness differs). Linear algebra runs in the draw dtype (float32,
+or float64 for float64 configurations); activations in the configuration's dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tensorflow as tf
+
+from worker.contract import SimConfig
+from worker.sim import rng
+from worker.sim.activations import activation
+from worker.sim.initializers import law
+from worker.sim.network import padding_trials
+from worker.sim.observables import trial_observables
+
+
+def exact_for(config: SimConfig) -> bool:
+    """Whether every kernel of `config` has i.i.d. Gaussian entries (the sampler is exact)."""
+    return all(
+        law(config.init, *config.fans(layer)).kind == "normal"
+        for layer in {1, min(2, config.depth)}
+    )
+
+
+def _thin_qr(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Thin QR of a batch of (n, B) matrices: Q (T, n, k), R (T, k, B), k = min(n, B).
+
+    B = 1 has the closed form Q = a / |a|, R = |a| (Q = 0 when a = 0: then nothing about W is
+    revealed and the backward pass correctly draws all of g W^T afresh).
+    """
+    if a.shape[-1] == 1:
+        norm = tf.norm(a, axis=-2, keepdims=True)  # (T, 1, 1)
+        safe = tf.where(norm > 0, norm, tf.ones_like(norm))
+        q = tf.where(norm > 0, a / safe, tf.zeros_like(a))
+        return q, norm
+    return tf.linalg.qr(a, full_matrices=False)
+
+
+def forward_backward(
+    config: SimConfig, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Same contract as `worker.sim.network.forward_backward`, with the conditional sampler."""
+    kept = n_trials
+    n_trials = n_trials + padding_trials(config)
+    dtype = tf.as_dtype(config.dtype)
+    ddtype = rng.draw_dtype(dtype)
+    act = activation(config.activation)
+    depth, width, batch = config.depth, config.width, config.batch
+
+    def gaussian(m: int, stream: int | tf.Tensor, shape: list[int]) -> tf.Tensor:
+        flat = rng.draw(
+            "normal", m, n_trials, key=key, stream=stream, trial_offset=trial_offset, dtype=ddtype
+        )
+        return tf.reshape(flat, [-1, *shape])
+
+    laws = {layer: law(config.init, *config.fans(layer)) for layer in {1, min(2, depth)}}
+    for layer, lw in laws.items():
+        if lw.kind != "normal":
+            raise ValueError(
+                f"sampler: 'conditional' is exact only for i.i.d. Gaussian weights; layer {layer} "
+                f"of init {config.init.label!r} is {lw.kind}"
+            )
+
+    def layer_law(layer: int | tf.Tensor) -> tuple[float, float]:
+        lw = laws[1] if isinstance(layer, int) and layer == 1 else laws[min(2, depth)]
+        return lw.shift, lw.scale
+
+    def forward(layer: int | tf.Tensor, h: tf.Tensor, n_in: int):  # type: ignore[no-untyped-def]
+        """(z, h', phi'(z), Q, xi) of `layer` given h^{layer-1} (T, B, n_in) in dtype."""
+        mu, sigma = layer_law(layer)
+        hd = tf.cast(h, ddtype)
+        q, r = _thin_qr(tf.linalg.matrix_transpose(hd))  # (T, n_in, k), (T, k, B)
+        k = min(batch, n_in)
+        xi = gaussian(k * width, rng.stream_tensor(layer, rng.Purpose.COND_FWD), [k, width])
+        z = tf.linalg.matmul(r, xi, adjoint_a=True) * tf.constant(sigma, ddtype)  # (T, B, n)
+        if mu != 0.0:
+            z = z + tf.constant(mu, ddtype) * tf.reduce_sum(hd, axis=-1, keepdims=True)
+        if config.bias_std != 0.0:
+            b = gaussian(width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width])
+            z = z + b * tf.constant(config.bias_std, ddtype)
+        z = tf.cast(z, dtype)
+        h_new = act.phi(z)
+        d = act.dphi(z, h_new) if act.dphi is not None else tf.ones_like(z)
+        return z, h_new, d, q, xi
+
+    def backward(layer: int | tf.Tensor, g: tf.Tensor, q: tf.Tensor, xi: tf.Tensor, n_in: int):  # type: ignore[no-untyped-def]
+        """g W^T (T, B, n_in) of `layer`, given g = dL/dz^layer and the forward's (Q, xi)."""
+        mu, sigma = layer_law(layer)
+        gd = tf.cast(g, ddtype)
+        known = tf.linalg.matmul(tf.linalg.matmul(gd, xi, adjoint_b=True), q, adjoint_b=True)
+        qg, rg = _thin_qr(tf.linalg.matrix_transpose(gd))  # (T, n_out, k'), (T, k', B)
+        del qg
+        k2 = min(batch, width)
+        fresh_xi = gaussian(k2 * n_in, rng.stream_tensor(layer, rng.Purpose.COND_BWD), [k2, n_in])
+        fresh = tf.linalg.matmul(rg, fresh_xi, adjoint_a=True)  # (T, B, n_in)
+        fresh = fresh - tf.linalg.matmul(tf.linalg.matmul(fresh, q), q, adjoint_b=True)
+        out = (known + fresh) * tf.constant(sigma, ddtype)
+        if mu != 0.0:
+            out = out + tf.constant(mu, ddtype) * tf.reduce_sum(gd, axis=-1, keepdims=True)
+        return tf.cast(out, dtype)
+
+    x = tf.cast(
+        gaussian(
+            batch * config.input_dim,
+            rng.stream_id(0, rng.Purpose.INPUT),
+            [batch, config.input_dim],
+        ),
+        dtype,
+    )
+    r = tf.cast(
+        gaussian(batch * width, rng.stream_id(0, rng.Purpose.READOUT), [batch, width]), dtype
+    )
+
+    ta = functools.partial(tf.TensorArray, size=depth, element_shape=tf.TensorShape([None, 4]))
+    keep = functools.partial(tf.TensorArray, size=depth, clear_after_read=False)
+    k_deep = min(batch, width)
+    pre_ta, act_ta = ta(tf.float64), ta(tf.float64)
+    dphi_ta = keep(dtype, element_shape=tf.TensorShape([None, batch, width]))
+    q_ta = keep(ddtype, element_shape=tf.TensorShape([None, width, k_deep]))
+    xi_ta = keep(ddtype, element_shape=tf.TensorShape([None, k_deep, width]))
+
+    z, h, d, q1, xi1 = forward(1, x, config.input_dim)
+    pre_ta = pre_ta.write(0, trial_observables(z))
+    act_ta = act_ta.write(0, trial_observables(h))
+    dphi_ta = dphi_ta.write(0, d)
+    if depth > 1:
+
+        def fwd_body(layer, h, pre_ta, act_ta, dphi_ta, q_ta, xi_ta):  # type: ignore[no-untyped-def]
+            z, h, d, q, xi = forward(layer, h, width)
+            i = layer - 1
+            return (
+                layer + 1,
+                h,
+                pre_ta.write(i, trial_observables(z)),
+                act_ta.write(i, trial_observables(h)),
+                dphi_ta.write(i, d),
+                q_ta.write(i, q),
+                xi_ta.write(i, xi),
+            )
+
+        _, h, pre_ta, act_ta, dphi_ta, q_ta, xi_ta = tf.while_loop(
+            lambda layer, *_: layer <= depth,
+            fwd_body,
+            [tf.constant(2), h, pre_ta, act_ta, dphi_ta, q_ta, xi_ta],
+            parallel_iterations=1,
+        )
+
+    grad_ta = ta(tf.float64)
+    g = r * dphi_ta.read(depth - 1)
+    grad_ta = grad_ta.write(depth - 1, trial_observables(g))
+    if depth > 1:
+
+        def bwd_body(layer, g, grad_ta):  # type: ignore[no-untyped-def]
+            # g^layer = phi'(z^layer) * (g^{layer+1} W^{layer+1 T}); (Q, xi) of layer+1 at index layer.
+            gw = backward(layer + 1, g, q_ta.read(layer), xi_ta.read(layer), width)
+            g = dphi_ta.read(layer - 1) * gw
+            return layer - 1, g, grad_ta.write(layer - 1, trial_observables(g))
+
+        _, g, grad_ta = tf.while_loop(
+            lambda layer, *_: layer >= 1,
+            bwd_body,
+            [tf.constant(depth - 1), g, grad_ta],
+            parallel_iterations=1,
+        )
+    del q1, xi1  # W^1 is never needed backward (g^1 = phi'(z^1) * g^2 W^{2 T})
+
+    def by_trial(t: tf.TensorArray) -> tf.Tensor:
+        return tf.transpose(t.stack(), [1, 0, 2])
+
+    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], by_trial(act_ta)], axis=1)
+    return act_obs[:kept], by_trial(pre_ta)[:kept], by_trial(grad_ta)[:kept]
