@@ -50,7 +50,23 @@ def _init_process(url: str, threads: int) -> None:
     from models.db import make_engine, make_session_factory
 
     _factory = make_session_factory(make_engine(url))
-    import worker.sim  # noqa: F401  (import TensorFlow now, not while holding a claimed chunk)
+    _import_tensorflow_quietly()
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import the core (TensorFlow) now, not while holding a claimed chunk, without its banner.
+
+    TensorFlow's C++ start-up notices go to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says; under a
+    progress bar they are noise, so fd 2 points at /dev/null for the import only.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import worker.sim  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _run_one(chunk_id: int) -> tuple[int, str, int, float, str | None]:
