@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker.contract import INIT_SCHEMES, ChunkTask, Scheme, SimConfig, canonical_scheme  # noqa: E402
-from worker.memory import DEFAULT_BUDGET, MemoryBudgetError, format_bytes, trial_bytes  # noqa: E402
+from worker.contract import INIT_SCHEMES, ChunkTask, Scheme, SimConfig, canonical_scheme
+from worker.memory import DEFAULT_BUDGET, MemoryBudgetError, format_bytes, trial_bytes
 
 DEPTH = 20
 WIDTHS = (512, 2048, 8192)
