@@ -193,7 +193,6 @@ def fmt_pm(value: float | None, se: float | None) -> str:
 
 def render_table(records: list[dict[str, Any]]) -> None:
     """Print records as a rich table."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("config", "layer", "quantity", "finite", "mean", "std", "mean_sq")
@@ -207,64 +206,89 @@ def render_table(records: list[dict[str, Any]]) -> None:
             fmt_pm(r["std"], r["std_se"]),
             fmt_pm(r["mean_sq"], r["mean_sq_se"]),
         )
-    Console().print(table)
+    _console().print(table)
+
+
+def _g(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
 def _config_label(r: Mapping[str, Any]) -> str:
-    label = r.get("label")
-    base = f"{r['init']} · {r['activation']} · d={r['depth']} · w={r['width']}"
+    if r.get("label"):
+        return str(r["label"])
+    init = r["init"]
+    if r.get("sigma_w") is not None:  # the phase-diagram sugar: say what the user wrote
+        init = f"sigma_w={_g(r['sigma_w'])}"
+        if r.get("sigma_b"):
+            init += f", sigma_b={_g(r['sigma_b'])}"
+    base = f"{init} · {r['activation']} · d={r['depth']} · w={r['width']}"
     if r.get("dtype") != "float32":
         base += f" · {r['dtype']}"
-    return f"{label}: {base}" if label else base
+    return base
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per configuration: last-layer activation std, input-layer gradient std, fates."""
+    """One row per configuration: last-layer activation std, layer-1 gradient std, fates.
+
+    `overflow_layer` is the median over trials of the first layer whose activations are
+    non-finite (None when fewer than half the trials ever overflow).
+    """
     by_config: dict[str, dict[str, Any]] = {}
+    first: dict[str, list[tuple[int, int]]] = {}
     for r in records:
-        s = by_config.setdefault(
-            r["config_hash"],
-            {"label": _config_label(r), "n_trials": 0, "first_nonfinite": None, "collapsed": 0},
-        )
+        s = by_config.setdefault(r["config_hash"], {"label": _config_label(r)})
         if r["quantity"] == "activation" and r["layer"] == r["depth"]:
-            s["n_trials"] = r["n_trials"]
-            s["act"] = (r["std"], r["std_se"])
-            s["finite"] = f"{r['n_finite']}/{r['n_trials']}"
-            s["collapsed"] = r["n_collapsed"]
+            s.update(
+                n_trials=r["n_trials"],
+                act=(r["std"], r["std_se"]),
+                finite=f"{r['n_finite']}/{r['n_trials']}",
+                collapsed=r["n_collapsed"],
+            )
         if r["quantity"] == "gradient" and r["layer"] == 1:
             s["grad"] = (r["std"], r["std_se"])
         if r["quantity"] == "activation" and r["n_first_nonfinite"]:
-            prev = s["first_nonfinite"]
-            s["first_nonfinite"] = r["layer"] if prev is None else min(prev, r["layer"])
+            first.setdefault(r["config_hash"], []).append((r["layer"], r["n_first_nonfinite"]))
+    for key, s in by_config.items():
+        seen, half = 0, s.get("n_trials", 0) / 2
+        s["overflow_layer"] = None
+        for layer, n in sorted(first.get(key, [])):
+            seen += n
+            if seen > half:
+                s["overflow_layer"] = layer
+                break
     return list(by_config.values())
+
+
+def _console() -> Any:
+    """A rich console; wide when writing to a pipe or file (no terminal to fit)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def render_summary(records: list[dict[str, Any]]) -> None:
     """Print the per-configuration summary table of a run."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
         "configuration",
-        "trials",
-        "std(h) last layer",
-        "std(dL/dz) layer 1",
+        "std(h) at last layer",
+        "std(dL/dz) at layer 1",
         "finite at end",
-        "first non-finite layer",
+        "overflow layer (median)",
         "collapsed",
-        title="mean over trials of the per-trial std over units, ± standard error",
+        title="per-trial std over units, mean over trials ± standard error",
     )
     for s in summarize(records):
-        act = s.get("act", (None, None))
-        grad = s.get("grad", (None, None))
-        first = s["first_nonfinite"]
+        overflow = s["overflow_layer"]
         table.add_row(
             s["label"],
-            str(s["n_trials"]),
-            fmt_pm(*act),
-            fmt_pm(*grad),
+            fmt_pm(*s.get("act", (None, None))),
+            fmt_pm(*s.get("grad", (None, None))),
             s.get("finite", "—"),
-            "—" if first is None else str(first),
-            str(s["collapsed"]),
+            "—" if overflow is None else str(overflow),
+            str(s.get("collapsed", 0)),
         )
-    Console().print(table)
+    _console().print(table)
