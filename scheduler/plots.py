@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scheduler.errors import UserError
+from scheduler.query import STAT_KEYS
 from worker.contract import ACTIVATIONS, Scheme, canonical_scheme
 
 if TYPE_CHECKING:
@@ -32,36 +33,11 @@ __all__ = ["KINDS", "plot", "plot_explosion", "plot_layers", "plot_phase", "plot
 
 Record = Mapping[str, Any]
 
-# Columns of a record that describe its configuration (parameters and axis values).
+# Columns of a record that are not its configuration's parameters or axis values.
 _STAT_KEYS = frozenset(
-    {
-        "sweep_id",
-        "config_hash",
-        "layer",
-        "quantity",
-        "n_trials",
-        "n_finite",
-        "n_first_nonfinite",
-        "n_collapsed",
-        "mean",
-        "mean_se",
-        "std",
-        "std_se",
-        "mean_sq",
-        "mean_sq_se",
-        "pooled_std",
-        "theory_mean",
-        "theory_mean_sq",
-        "theory_std",
-        "z_mean",
-        "z_mean_sq",
-        "theory_exact",
-        "finite_width",
-        "theory_overflow_layer",
-        "theory_underflow_layer",
-        "input_dim",
-        "sampler",
-    }
+    {"sweep_id", "config_hash", "layer", "quantity", "input_dim", "sampler", *STAT_KEYS}
+    | {"theory_mean", "theory_mean_sq", "theory_std", "z_mean", "z_mean_sq", "theory_exact"}
+    | {"finite_width", "theory_overflow_layer", "theory_underflow_layer"}
 )
 _MAX_LINES = 10  # lines per panel before a row facet (or a colormap) takes over
 _DPI = 110

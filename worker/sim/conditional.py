@@ -38,7 +38,7 @@ from worker.contract import SimConfig
 from worker.sim import rng
 from worker.sim.activations import activation
 from worker.sim.initializers import law
-from worker.sim.network import padding_trials
+from worker.sim.network import _by_trial, padding_trials
 from worker.sim.observables import trial_observables
 
 
@@ -192,8 +192,5 @@ def forward_backward(
         )
     del q1, xi1  # W^1 is never needed backward (g^1 = phi'(z^1) * g^2 W^{2 T})
 
-    def by_trial(t: tf.TensorArray) -> tf.Tensor:
-        return tf.transpose(t.stack(), [1, 0, 2])
-
-    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], by_trial(act_ta)], axis=1)
-    return act_obs[:kept], by_trial(pre_ta)[:kept], by_trial(grad_ta)[:kept]
+    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], _by_trial(act_ta)], axis=1)
+    return act_obs[:kept], _by_trial(pre_ta)[:kept], _by_trial(grad_ta)[:kept]
