@@ -674,21 +674,28 @@ def db_group() -> None:
     """Database schema (alembic migrations)."""
 
 
-@db_group.command("upgrade")
-@DB_OPTION
-@click.option("--revision", default="head", show_default=True)
-def db_upgrade(db: str | None, revision: str) -> None:
-    """Apply migrations up to REVISION."""
-    from models.db import resolve_url, upgrade
+def _migrate(db: str | None, action: Any, revision: str) -> None:
+    """Run an alembic `action` (upgrade or downgrade) to `revision`, errors made readable."""
+    from models.db import resolve_url
 
     url = resolve_url(db)
     try:
-        upgrade(url, revision)
+        action(url, revision)
     except Exception as exc:
         raise DatabaseUnavailableError(
             f"cannot migrate {_redact(url)}: {_first_line(exc)}"
         ) from exc
     click.echo(f"{_redact(url)}: at {revision}")
+
+
+@db_group.command("upgrade")
+@DB_OPTION
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(db: str | None, revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from models.db import upgrade
+
+    _migrate(db, upgrade, revision)
 
 
 @db_group.command("downgrade")
@@ -696,16 +703,9 @@ def db_upgrade(db: str | None, revision: str) -> None:
 @click.argument("revision")
 def db_downgrade(db: str | None, revision: str) -> None:
     """Revert migrations down to REVISION (`base` for an empty database)."""
-    from models.db import downgrade, resolve_url
+    from models.db import downgrade
 
-    url = resolve_url(db)
-    try:
-        downgrade(url, revision)
-    except Exception as exc:
-        raise DatabaseUnavailableError(
-            f"cannot migrate {_redact(url)}: {_first_line(exc)}"
-        ) from exc
-    click.echo(f"{_redact(url)}: at {revision}")
+    _migrate(db, downgrade, revision)
 
 
 @db_group.command("current")

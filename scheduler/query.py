@@ -22,17 +22,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.orm import Session
 
-PARAM_KEYS = (
-    "init",
-    "activation",
-    "depth",
-    "width",
-    "input_dim",
-    "batch",
-    "dtype",
-    "bias_std",
-    "sampler",
-)
 STAT_KEYS = (
     "n_trials",
     "n_finite",
