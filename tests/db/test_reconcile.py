@@ -1,0 +1,113 @@
+"""The reconciler against a real database (SQLite and PostgreSQL); the broker is a recorder."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from models import Chunk, utcnow
+from models.db import session_scope
+from scheduler.reconcile import ReconcilePolicy, reconcile_once
+from scheduler.store import create_sweep, set_sweep_status
+from tests.db.builders import grid, outcome_for, sweep_plan
+from tests.db.conftest import Db
+from worker.persist import claim_chunk, save_outcome
+
+pytestmark = pytest.mark.db
+
+
+class Recorder:
+    """Stands in for Celery's send_task: records (chunk_id, queue)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str]] = []
+
+    def __call__(self, chunk_id: int, queue: str) -> None:
+        self.sent.append((chunk_id, queue))
+
+
+def _sweep(db: Db, widths: list[int], trials: int = 100, chunk_trials: int = 10) -> int:
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(
+            session, sweep_plan(grid(widths, trials=trials, chunk_trials=chunk_trials))
+        )
+        set_sweep_status(session, sweep_id, "running")
+    return sweep_id
+
+
+def test_queue_stays_bounded_and_order_is_stable(db: Db) -> None:
+    sweep_id = _sweep(db, [4, 8, 16], trials=200)  # 60 chunks
+    send = Recorder()
+    policy = ReconcilePolicy(max_in_flight=7)
+    first = reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
+    assert first.sent == 7 and len(send.sent) == 7
+    again = reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
+    assert again.sent == 0, "nothing more while 7 are in flight"
+    with session_scope(db.factory) as session:
+        order = session.scalars(
+            select(Chunk.id).order_by(Chunk.configuration_id, Chunk.chunk_index)
+        ).all()
+    assert [c for c, _ in send.sent] == list(order[:7])
+
+
+def test_finished_chunks_free_capacity_and_sweep_completes(db: Db) -> None:
+    sweep_id = _sweep(db, [4], trials=30)  # 3 chunks
+    send = Recorder()
+    policy = ReconcilePolicy(max_in_flight=2)
+    reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
+    for _ in range(4):
+        for chunk_id, _ in list(send.sent):
+            with session_scope(db.factory) as session:
+                task = claim_chunk(session=session, chunk_id=chunk_id, worker="w:1")
+                if task is not None:
+                    save_outcome(
+                        session=session, chunk_id=chunk_id, outcome=outcome_for(task), worker="w:1"
+                    )
+        report = reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
+    assert len({c for c, _ in send.sent}) == 3
+    assert report.finished == [sweep_id] and report.aggregated == 0  # aggregated on the way
+    with session_scope(db.factory) as session:
+        assert set(session.scalars(select(Chunk.status))) == {"done"}
+
+
+def test_stale_running_chunk_is_requeued(db: Db) -> None:
+    sweep_id = _sweep(db, [4], trials=20)
+    send = Recorder()
+    policy = ReconcilePolicy(max_in_flight=1, stale_after_s=30)
+    reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
+    ((chunk_id, _),) = send.sent
+    with session_scope(db.factory) as session:
+        claim_chunk(session=session, chunk_id=chunk_id, worker="dead:1")
+        old = utcnow() - timedelta(seconds=120)
+        session.execute(
+            update(Chunk).where(Chunk.id == chunk_id).values(heartbeat_at=old, started_at=old)
+        )
+    report = reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
+    assert report.stale == 1
+    assert send.sent[-1][0] == chunk_id, "the lost chunk is sent again first"
+
+
+def test_lost_message_is_sent_again(db: Db) -> None:
+    sweep_id = _sweep(db, [4], trials=20)
+    send = Recorder()
+    policy = ReconcilePolicy(max_in_flight=1, requeue_after_s=60)
+    reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
+    ((chunk_id, _),) = send.sent
+    reconcile_once(
+        db.factory, send, policy, sweep_ids=[sweep_id], now=utcnow() + timedelta(seconds=10)
+    )
+    assert len(send.sent) == 1, "not yet: the message may still be queued"
+    later = utcnow() + timedelta(seconds=120)
+    report = reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id], now=later)
+    assert report.requeued == 1 and send.sent[-1][0] == chunk_id
+
+
+def test_cancelled_sweep_is_not_scheduled(db: Db) -> None:
+    sweep_id = _sweep(db, [4], trials=20)
+    with session_scope(db.factory) as session:
+        set_sweep_status(session, sweep_id, "cancelled")
+    send = Recorder()
+    reconcile_once(db.factory, send, ReconcilePolicy())
+    assert send.sent == []
