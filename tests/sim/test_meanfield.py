@@ -133,10 +133,16 @@ def test_preactivation_second_moment_follows_recursion(measured) -> None:  # typ
     assert np.all(np.abs(z) < 4), (name, np.round(z, 2), q)
 
 
+# gelu and selu gradients are left out: their finite-width bias at width 512 (2-6%, measured) is
+# too close to 4 SE to make a sharp test; the acceptance asks for relu and tanh.
+GRADIENT_CASES = [c for c in CASES if c[5]]
+
+
+@pytest.mark.parametrize(
+    "measured", GRADIENT_CASES, indirect=True, ids=[c[0] for c in GRADIENT_CASES]
+)
 def test_gradient_second_moment_follows_recursion(measured) -> None:  # type: ignore[no-untyped-def]
-    (name, sw2, sb, _, _, grads), out = measured
-    if not grads:
-        pytest.skip(f"{name}: the gradient recursion's finite-width bias is too close to 4 SE")
+    (name, sw2, sb, _, _, _), out = measured
     _, g = theory(name, sw2, sb, DEPTH)
     z = _z_scores(out, "gradient", g)
     assert np.all(np.abs(z) < 4), (name, np.round(z, 2), g)
