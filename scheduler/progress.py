@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from models import Chunk, Sweep, SweepConfiguration, utcnow
+from models import Chunk, SweepConfiguration, utcnow
 from models.db import session_scope
 
 if TYPE_CHECKING:
@@ -131,9 +131,3 @@ def status_table(factory: Callable[[], Session], sweep_id: int | None) -> tuple[
             ", ".join(p.workers) or "—",
         )
     return table, all(p.finished for p in rows)
-
-
-def sweep_is_active(session: Session, sweep_id: int) -> bool:
-    """Whether the sweep still has work (not done, partial, failed or cancelled)."""
-    status = session.scalar(select(Sweep.status).where(Sweep.id == sweep_id))
-    return status in ("pending", "running")

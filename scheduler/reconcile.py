@@ -80,7 +80,7 @@ def reconcile_once(
 ) -> PassReport:
     """One reconciliation pass over `sweep_ids` (default: every active sweep)."""
     from scheduler.aggregate import aggregate_config
-    from scheduler.store import refresh_sweep_status
+    from scheduler.store import mark_enqueued, refresh_sweep_status
 
     report = PassReport()
     now = now or utcnow()
@@ -142,12 +142,7 @@ def reconcile_once(
                 if chunk_id not in seen:  # a configuration shared by two sweeps
                     seen.add(chunk_id)
                     to_send.append((chunk_id, queue))
-            if to_send:
-                session.execute(
-                    update(Chunk)
-                    .where(Chunk.id.in_([c for c, _ in to_send]))
-                    .values(enqueued_at=now)
-                )
+            mark_enqueued(session, [c for c, _ in to_send], now)
     for chunk_id, queue in to_send:
         send(chunk_id, queue)
     report.sent = len(to_send)

@@ -330,10 +330,10 @@ def chunk_attempts(session: Session, chunk_id: int) -> int:
     return int(attempts)
 
 
-def mark_enqueued(session: Session, chunk_ids: Iterable[int]) -> None:
-    """Record that these chunks were just sent to an executor (for the stale-chunk reconciler)."""
+def mark_enqueued(session: Session, chunk_ids: Iterable[int], now: datetime | None = None) -> None:
+    """Record that these chunks are being sent to an executor (for the lost-message check)."""
     ids = list(chunk_ids)
-    now = utcnow()
+    now = now or utcnow()
     for i in range(0, len(ids), _IN_BATCH):
         session.execute(
             update(Chunk)

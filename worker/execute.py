@@ -30,7 +30,6 @@ class ChunkResult:
     status: str  # "saved" | "duplicate" | "skipped" (already done before the claim)
     n_trials: int
     duration_s: float
-    configuration_aggregated: bool
 
 
 def worker_name() -> str:
@@ -52,23 +51,18 @@ def execute_chunk(
         task = claim_chunk(session=session, chunk_id=chunk_id, worker=name)
         config_id = chunk_configuration_id(session, chunk_id)
     if task is None:
-        return ChunkResult(chunk_id, "skipped", 0, 0.0, False)
+        return ChunkResult(chunk_id, "skipped", 0, 0.0)
 
     with _Heartbeat(factory, chunk_id, heartbeat_interval()):
         outcome = run_core(task)
 
     with session_scope(factory) as session:
         saved = save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker=name)
-    aggregated = False
     if saved:
         with session_scope(factory) as session:
-            aggregated = aggregate_config(session, config_id)
+            aggregate_config(session, config_id)
     return ChunkResult(
-        chunk_id,
-        "saved" if saved else "duplicate",
-        task.n_trials,
-        outcome.provenance.duration_s,
-        aggregated,
+        chunk_id, "saved" if saved else "duplicate", task.n_trials, outcome.provenance.duration_s
     )
 
 

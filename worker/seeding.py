@@ -6,9 +6,6 @@ configuration draw the same trials, and two different configurations draw indepe
 Inside the core, trial t of that configuration uses Philox counters at offset t (see
 `worker.sim.rng`), so a chunk `[trial_start, trial_start + n)` gives the same bits whichever
 chunk size, sub-batch size, process or host computes it.
-
-`chunk_spawn_key` is kept for anything that needs an independent stream per chunk (e.g. a
-chunk-level shuffle); the weights themselves are keyed per trial.
 """
 
 from __future__ import annotations
@@ -30,11 +27,3 @@ def config_seed_key(sweep_seed: int, config_hash: str) -> int:
     ss = np.random.SeedSequence(entropy=[sweep_seed, *_hash_words(config_hash)])
     word = int(ss.generate_state(1, dtype=np.uint64)[0])
     return word & ((1 << KEY_BITS) - 1)
-
-
-def chunk_spawn_key(sweep_seed: int, config_hash: str, chunk_index: int) -> int:
-    """An independent 63-bit key for chunk `chunk_index` (SeedSequence spawn key)."""
-    ss = np.random.SeedSequence(
-        entropy=[sweep_seed, *_hash_words(config_hash)], spawn_key=(chunk_index,)
-    )
-    return int(ss.generate_state(1, dtype=np.uint64)[0]) & ((1 << KEY_BITS) - 1)
