@@ -135,28 +135,30 @@ def validate(spec: str) -> None:
 
 def _record_sweep(db: str | None, plan: SweepPlan) -> tuple[int, str]:
     from models.db import resolve_url, session_scope
-    from scheduler.aggregate import aggregate_sweep
     from scheduler.store import create_sweep, set_sweep_status
+    from worker.aggregate import aggregate_sweep
 
     with _database(db) as factory:
         with session_scope(factory) as session:
-            sweep_id = create_sweep(session, plan)
-            set_sweep_status(session, sweep_id, "running")
+            sweep_id = create_sweep(session=session, plan=plan)
+            set_sweep_status(session=session, sweep_id=sweep_id, status="running")
         with session_scope(factory) as session:
-            aggregate_sweep(session, sweep_id)  # configurations reused from earlier sweeps
+            aggregate_sweep(
+                session=session, sweep_id=sweep_id
+            )  # configurations reused from earlier sweeps
     return sweep_id, resolve_url(db)
 
 
 def _run_local(sweep_id: int, db: str | None, workers: int, quiet: bool) -> None:
     from models.db import resolve_url, session_scope
-    from scheduler.local import run_chunks
     from scheduler.store import chunk_ids, refresh_sweep_status, reset_chunks
+    from worker.pool import run_chunks
 
     url = resolve_url(db)
     with _database(db) as factory:
         with session_scope(factory) as session:
-            reset_chunks(session, sweep_id)
-            ids = chunk_ids(session, sweep_id, statuses=("pending",))
+            reset_chunks(session=session, sweep_id=sweep_id)
+            ids = chunk_ids(session=session, sweep_id=sweep_id, statuses=("pending",))
             trials_left = _trials_of(session, ids)
         try:
             if quiet or not ids:
@@ -165,7 +167,7 @@ def _run_local(sweep_id: int, db: str | None, workers: int, quiet: bool) -> None
                 report = _run_with_progress(url, ids, workers, trials_left)
         finally:
             with session_scope(factory) as session:
-                status = refresh_sweep_status(session, sweep_id)
+                status = refresh_sweep_status(session=session, sweep_id=sweep_id)
     if quiet:
         click.echo(sweep_id)
         return
@@ -204,7 +206,7 @@ def _run_with_progress(url: str, ids: list[int], workers: int, trials: int) -> A
         TimeRemainingColumn,
     )
 
-    from scheduler.local import run_chunks
+    from worker.pool import run_chunks
 
     columns = (
         TextColumn("[bold]chunks"),
@@ -246,7 +248,7 @@ QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="Print only the 
 @QUIET_OPTION
 def run(spec: str, db: str | None, workers: int | None, quiet: bool) -> None:
     """Record SPEC as a sweep and run it here, in local worker processes."""
-    from scheduler.local import default_workers
+    from worker.pool import default_workers
 
     plan = _plan(spec)
     sweep_id, _ = _record_sweep(db, plan)
@@ -273,14 +275,14 @@ def resume(
 ) -> None:
     """Run the chunks of SWEEP_ID that are missing (interrupted, failed)."""
     from models.db import session_scope
-    from scheduler.local import default_workers
     from scheduler.store import get_sweep, reset_chunks, set_sweep_status
+    from worker.pool import default_workers
 
     with _database(db) as factory, session_scope(factory) as session:
-        get_sweep(session, sweep_id)
+        get_sweep(session=session, sweep_id=sweep_id)
         if distributed:
-            n = reset_chunks(session, sweep_id, statuses=("failed",))
-            set_sweep_status(session, sweep_id, "running")
+            n = reset_chunks(session=session, sweep_id=sweep_id, statuses=("failed",))
+            set_sweep_status(session=session, sweep_id=sweep_id, status="running")
     if not distributed:
         _run_local(sweep_id, db, workers or default_workers(), quiet)
         return
@@ -304,7 +306,7 @@ def sweeps(db: str | None) -> None:
     from scheduler.store import list_sweeps
 
     with _database(db) as factory, session_scope(factory) as session:
-        rows = list_sweeps(session)
+        rows = list_sweeps(session=session)
     table = Table("id", "name", "status", "configs", "chunks done", "trials", "created")
     for s in rows:
         done = s.chunk_counts.get("done", 0)
@@ -629,7 +631,7 @@ def worker(
     """Start a Celery worker (prefork) that runs chunks from the broker into the database."""
     import os
 
-    from scheduler.local import default_workers
+    from worker.pool import default_workers
 
     os.environ.setdefault("INITSWEEP_TF_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -661,8 +663,8 @@ def cancel(sweep_id: int, db: str | None) -> None:
     from scheduler.store import get_sweep, set_sweep_status
 
     with _database(db) as factory, session_scope(factory) as session:
-        get_sweep(session, sweep_id)
-        set_sweep_status(session, sweep_id, "cancelled")
+        get_sweep(session=session, sweep_id=sweep_id)
+        set_sweep_status(session=session, sweep_id=sweep_id, status="cancelled")
     click.echo(f"sweep {sweep_id}: cancelled")
 
 

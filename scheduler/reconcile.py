@@ -79,8 +79,8 @@ def reconcile_once(
     now: datetime | None = None,
 ) -> PassReport:
     """One reconciliation pass over `sweep_ids` (default: every active sweep)."""
-    from scheduler.aggregate import aggregate_config
     from scheduler.store import mark_enqueued, refresh_sweep_status
+    from worker.aggregate import aggregate_config
 
     report = PassReport()
     now = now or utcnow()
@@ -142,7 +142,7 @@ def reconcile_once(
                 if chunk_id not in seen:  # a configuration shared by two sweeps
                     seen.add(chunk_id)
                     to_send.append((chunk_id, queue))
-            mark_enqueued(session, [c for c, _ in to_send], now)
+            mark_enqueued(session=session, chunk_ids=[c for c, _ in to_send], now=now)
     for chunk_id, queue in to_send:
         send(chunk_id, queue)
     report.sent = len(to_send)
@@ -156,10 +156,14 @@ def reconcile_once(
         ).all()
     for config_id in ready:
         with session_scope(factory) as session:
-            report.aggregated += int(aggregate_config(session, config_id))
+            report.aggregated += int(aggregate_config(session=session, configuration_id=config_id))
     with session_scope(factory) as session:
         for sweep_id in ids:
-            if refresh_sweep_status(session, sweep_id) in ("done", "partial", "failed"):
+            if refresh_sweep_status(session=session, sweep_id=sweep_id) in (
+                "done",
+                "partial",
+                "failed",
+            ):
                 report.finished.append(sweep_id)
     return report
 

@@ -3,13 +3,13 @@
 The caller owns the transaction (`models.db.session_scope`), so `create_sweep` writes the sweep,
 its configurations, links and chunks all-or-nothing. Configurations are content-addressed by
 `run_key`: a configuration already stored by an earlier sweep is linked, not recomputed.
-ORM rows stay in here; domain values (`SweepInfo`, `ConfigInfo`, `ChunkTask`, `LayerRecord`) go out.
+ORM rows stay in here; domain values (`SweepInfo`, `ConfigInfo`) go out. A chunk's own rows
+(claim, task, statistics) belong to `worker.persist`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +26,6 @@ from models import (
     Base,
     Chunk,
     Configuration,
-    StatColumns,
     Sweep,
     SweepConfiguration,
     utcnow,
@@ -34,10 +33,7 @@ from models import (
 from models.errors import TransientStoreError
 from scheduler.errors import SpecError, UnknownSweepError
 from scheduler.plan import ConfigPlan, SweepPlan
-from worker.contract import OBSERVABLES, QUANTITIES, ChunkTask, LayerRecord, SimConfig
-from worker.errors import ChunkNotFoundError
-from worker.memory import DEFAULT_BUDGET
-from worker.stats import Moments
+from worker.contract import SimConfig
 
 MAX_BIGINT = (1 << 63) - 1
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit, planner-friendly sizes)
@@ -78,7 +74,7 @@ class ConfigInfo:
     trials: int
 
 
-def create_sweep(session: Session, plan: SweepPlan) -> int:
+def create_sweep(*, session: Session, plan: SweepPlan) -> int:
     """Insert a sweep; get-or-create its configurations by run_key; chunks for new ones only."""
     if not 0 <= plan.seed <= MAX_BIGINT:
         raise SpecError(f"seed: expected an integer in [0, 2**63). Received: {plan.seed}")
@@ -188,7 +184,7 @@ def _new_configuration(plan: ConfigPlan) -> Configuration:
     )
 
 
-def get_sweep(session: Session, sweep_id: int) -> SweepInfo:
+def get_sweep(*, session: Session, sweep_id: int) -> SweepInfo:
     """The sweep `sweep_id` with its progress; UnknownSweepError when there is none."""
     infos = _sweep_infos(session, select(Sweep).where(Sweep.id == sweep_id))
     if not infos:
@@ -196,7 +192,7 @@ def get_sweep(session: Session, sweep_id: int) -> SweepInfo:
     return infos[0]
 
 
-def list_sweeps(session: Session) -> list[SweepInfo]:
+def list_sweeps(*, session: Session) -> list[SweepInfo]:
     """Every sweep, oldest first, with its progress."""
     return _sweep_infos(session, select(Sweep).order_by(Sweep.id))
 
@@ -271,6 +267,7 @@ def _sweep_config_ids(sweep_id: int) -> Any:
 
 
 def chunk_ids(
+    *,
     session: Session,
     sweep_id: int,
     statuses: Iterable[str] = ("pending", "running", "failed"),
@@ -287,50 +284,9 @@ def chunk_ids(
     return list(rows)
 
 
-def load_task(session: Session, chunk_id: int) -> ChunkTask:
-    """The ChunkTask of chunk `chunk_id` (budget of the newest sweep naming its configuration)."""
-    row = session.execute(
-        select(Chunk, Configuration)
-        .join(Configuration, Configuration.id == Chunk.configuration_id)
-        .where(Chunk.id == chunk_id)
-    ).one_or_none()
-    if row is None:
-        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
-    chunk, configuration = row
-    budget = session.scalar(
-        select(Sweep.memory_budget_bytes)
-        .join(SweepConfiguration, SweepConfiguration.sweep_id == Sweep.id)
-        .where(SweepConfiguration.configuration_id == configuration.id)
-        .order_by(Sweep.id.desc())
-        .limit(1)
-    )
-    return ChunkTask(
-        config=SimConfig.from_json(json.loads(configuration.config_json)),
-        seed_key=chunk.seed_key,
-        chunk_index=chunk.chunk_index,
-        trial_start=chunk.trial_start,
-        n_trials=chunk.n_trials,
-        memory_budget_bytes=DEFAULT_BUDGET if budget is None else budget,
-    )
-
-
-def chunk_configuration_id(session: Session, chunk_id: int) -> int:
-    """The id of the configuration chunk `chunk_id` belongs to."""
-    config_id = session.scalar(select(Chunk.configuration_id).where(Chunk.id == chunk_id))
-    if config_id is None:
-        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
-    return config_id
-
-
-def chunk_attempts(session: Session, chunk_id: int) -> int:
-    """How many times the chunk has been claimed."""
-    attempts = session.scalar(select(Chunk.attempts).where(Chunk.id == chunk_id))
-    if attempts is None:
-        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
-    return int(attempts)
-
-
-def mark_enqueued(session: Session, chunk_ids: Iterable[int], now: datetime | None = None) -> None:
+def mark_enqueued(
+    *, session: Session, chunk_ids: Iterable[int], now: datetime | None = None
+) -> None:
     """Record that these chunks are being sent to an executor (for the lost-message check)."""
     ids = list(chunk_ids)
     now = now or utcnow()
@@ -343,7 +299,7 @@ def mark_enqueued(session: Session, chunk_ids: Iterable[int], now: datetime | No
         )
 
 
-def set_sweep_status(session: Session, sweep_id: int, status: str) -> None:
+def set_sweep_status(*, session: Session, sweep_id: int, status: str) -> None:
     """Set a sweep's status; finished_at is set for finished statuses and cleared otherwise."""
     _check_statuses("status", [status], SWEEP_STATUSES)
     sweep = _require_sweep(session, sweep_id)
@@ -357,13 +313,13 @@ def set_sweep_status(session: Session, sweep_id: int, status: str) -> None:
     session.flush()
 
 
-def refresh_sweep_status(session: Session, sweep_id: int) -> str:
+def refresh_sweep_status(*, session: Session, sweep_id: int) -> str:
     """Derive the status from chunks: done, partial (failures, nothing left) or running.
 
     A cancelled sweep stays cancelled unless all of its work is done.
     """
     sweep = _require_sweep(session, sweep_id)
-    counts = get_sweep(session, sweep_id).chunk_counts
+    counts = get_sweep(session=session, sweep_id=sweep_id).chunk_counts
     if counts["done"] == sum(counts.values()):
         status = "done"
     elif counts["failed"] and not counts["pending"] and not counts["running"]:
@@ -373,12 +329,12 @@ def refresh_sweep_status(session: Session, sweep_id: int) -> str:
     if sweep.status == "cancelled" and status != "done":
         return sweep.status
     if status != sweep.status:
-        set_sweep_status(session, sweep_id, status)
+        set_sweep_status(session=session, sweep_id=sweep_id, status=status)
     return status
 
 
 def reset_chunks(
-    session: Session, sweep_id: int, statuses: Iterable[str] = ("failed", "running")
+    *, session: Session, sweep_id: int, statuses: Iterable[str] = ("failed", "running")
 ) -> int:
     """Put the sweep's chunks in `statuses` back to pending (resume); returns how many."""
     wanted = _check_statuses("statuses", statuses, CHUNK_STATUSES)
@@ -398,7 +354,7 @@ def reset_chunks(
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def sweep_config_rows(session: Session, sweep_id: int) -> list[ConfigInfo]:
+def sweep_config_rows(*, session: Session, sweep_id: int) -> list[ConfigInfo]:
     """The sweep's configurations in position order."""
     _require_sweep(session, sweep_id)
     rows = session.execute(
@@ -420,70 +376,3 @@ def sweep_config_rows(session: Session, sweep_id: int) -> list[ConfigInfo]:
         )
         for c, position, axes_json in rows
     ]
-
-
-# --- LayerRecord <-> chunk_stats / layer_stats columns: the one place that maps them ---
-
-
-def record_values(record: LayerRecord) -> dict[str, Any]:
-    """Column values of a record; refuses NaN/inf and moments whose n is not n_finite."""
-    where = f"layer {record.layer} {record.quantity}"
-    if record.quantity not in QUANTITIES:
-        raise ValueError(
-            f"{where}: expected a quantity in {', '.join(QUANTITIES)}. "
-            f"Received: {record.quantity!r}"
-        )
-    counts = (record.n_finite, record.n_first_nonfinite, record.n_collapsed)
-    if min(counts) < 0 or max(counts) > record.n_trials:
-        raise ValueError(
-            f"{where}: expected counts in [0, n_trials={record.n_trials}]. Received: "
-            f"n_finite={record.n_finite}, n_first_nonfinite={record.n_first_nonfinite}, "
-            f"n_collapsed={record.n_collapsed}"
-        )
-    values: dict[str, Any] = {
-        "layer": int(record.layer),
-        "quantity": record.quantity,
-        "n_trials": int(record.n_trials),
-        "n_finite": int(record.n_finite),
-        "n_first_nonfinite": int(record.n_first_nonfinite),
-        "n_collapsed": int(record.n_collapsed),
-    }
-    for name in OBSERVABLES:
-        moments: Moments = getattr(record, name)
-        if moments.n != record.n_finite:
-            raise ValueError(
-                f"{where}: expected {name}.n == n_finite == {record.n_finite}. "
-                f"Received: {moments.n}"
-            )
-        mean, m2 = (float(moments.mean), float(moments.m2)) if moments.n else (0.0, 0.0)
-        if not (math.isfinite(mean) and math.isfinite(m2)):
-            raise ValueError(
-                f"{where}: expected finite {name} moments. Received: mean={mean}, m2={m2}"
-            )
-        values[f"{name}_mean"] = mean
-        values[f"{name}_m2"] = m2
-    return values
-
-
-def record_from_row(row: StatColumns) -> LayerRecord:
-    """The LayerRecord of a chunk_stats or layer_stats row (moments' n is n_finite)."""
-    moments = {
-        name: Moments(row.n_finite, getattr(row, f"{name}_mean"), getattr(row, f"{name}_m2"))
-        for name in OBSERVABLES
-    }
-    return LayerRecord(
-        layer=row.layer,
-        quantity=row.quantity,
-        n_trials=row.n_trials,
-        n_finite=row.n_finite,
-        n_first_nonfinite=row.n_first_nonfinite,
-        n_collapsed=row.n_collapsed,
-        mean=moments["mean"],
-        std=moments["std"],
-        mean_sq=moments["mean_sq"],
-    )
-
-
-def record_order(record: LayerRecord) -> tuple[int, int]:
-    """Sort key of records: layer, then the contract's quantity order."""
-    return (record.layer, QUANTITIES.index(record.quantity))

@@ -5,7 +5,7 @@ Configured from the environment so every worker on every host is the same app:
     INITSWEEP_DATABASE_URL   results database (the source of truth; the broker carries ids only)
 Delivery is at least once. A pool process killed mid-chunk is redelivered
 (`task_reject_on_worker_lost`), a lost worker's chunk is re-enqueued by the reconciler when its
-heartbeat goes stale, and a chunk seen more than `MAX_ATTEMPTS` times is marked failed, so
+heartbeat goes stale, and a chunk claimed `worker.execute.MAX_CLAIMS` times is marked failed, so
 redelivery is bounded. This module never imports TensorFlow.
 """
 
@@ -16,10 +16,11 @@ import os
 from celery import Celery
 from kombu.entity import Queue
 
+from worker.contract import QUEUES
+
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 CHUNK_HARD_LIMIT_S = 3600
 VISIBILITY_TIMEOUT_S = 2 * CHUNK_HARD_LIMIT_S  # longer than any chunk may run
-QUEUES = ("cpu", "gpu")
 
 
 def broker_url() -> str:

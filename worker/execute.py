@@ -17,9 +17,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from worker.errors import SimulationError
+from worker.errors import MemoryBudgetError, SimulationError
 
 SessionFactory = Callable[[], Session]
+
+# The attempt bounds, in one place (the local pool and Celery share them).
+MAX_CLAIMS = 8  # a chunk that kills its worker every time is failed, not redelivered forever
+MAX_SIMULATION_ATTEMPTS = 3  # a chunk whose core raises is retried this often, then failed
+MAX_TRANSIENT_RETRIES = 12  # transient database errors: retries with backoff before giving up
 
 
 @dataclass(frozen=True)
@@ -42,14 +47,13 @@ def execute_chunk(
 ) -> ChunkResult:
     """Claim `chunk_id`, run the core on it, save it once, and aggregate its configuration."""
     from models.db import session_scope
-    from scheduler.aggregate import aggregate_config
-    from scheduler.store import chunk_configuration_id
-    from worker.persist import claim_chunk, save_outcome
+    from worker.aggregate import aggregate_config
+    from worker.persist import chunk_configuration_id, claim_chunk, save_outcome
 
     name = worker or worker_name()
     with session_scope(factory) as session:
-        task = claim_chunk(session=session, chunk_id=chunk_id, worker=name)
-        config_id = chunk_configuration_id(session, chunk_id)
+        task = claim_chunk(session=session, chunk_id=chunk_id, worker=name, max_claims=MAX_CLAIMS)
+        config_id = chunk_configuration_id(session=session, chunk_id=chunk_id)
     if task is None:
         return ChunkResult(chunk_id, "skipped", 0, 0.0)
 
@@ -60,22 +64,25 @@ def execute_chunk(
         saved = save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker=name)
     if saved:
         with session_scope(factory) as session:
-            aggregate_config(session, config_id)
+            aggregate_config(session=session, configuration_id=config_id)
     return ChunkResult(
         chunk_id, "saved" if saved else "duplicate", task.n_trials, outcome.provenance.duration_s
     )
 
 
 def record_simulation_failure(
-    factory: SessionFactory, chunk_id: int, error: str, *, max_attempts: int
+    factory: SessionFactory,
+    chunk_id: int,
+    error: str,
+    *,
+    max_attempts: int = MAX_SIMULATION_ATTEMPTS,
 ) -> bool:
     """Record a failed attempt; final (chunk failed) once `max_attempts` attempts were made."""
     from models.db import session_scope
-    from scheduler.store import chunk_attempts
-    from worker.persist import mark_failed
+    from worker.persist import chunk_attempts, mark_failed
 
     with session_scope(factory) as session:
-        final = chunk_attempts(session, chunk_id) >= max_attempts
+        final = chunk_attempts(session=session, chunk_id=chunk_id) >= max_attempts
         mark_failed(session=session, chunk_id=chunk_id, error=error, final=final)
     return final
 
@@ -119,7 +126,6 @@ def run_core(task: Any) -> Any:
     Fault injection for tests and drills: `INITSWEEP_FAIL_CHUNKS=config_hash_prefix:chunk_index,...`
     makes those chunks fail as a poison chunk would.
     """
-    from worker.memory import MemoryBudgetError
     from worker.sim import simulate_chunk
 
     injected = os.environ.get("INITSWEEP_FAIL_CHUNKS", "")

@@ -15,14 +15,11 @@ chunk, hence its bits, never depends on the machine.
 from __future__ import annotations
 
 from worker.contract import SimConfig
+from worker.errors import MemoryBudgetError
 
 ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 MAX_SUB_BATCH = 4096
 DEFAULT_BUDGET = 1 << 30
-
-
-class MemoryBudgetError(ValueError):
-    """A single trial of a configuration does not fit the memory budget."""
 
 
 def draw_itemsize(dtype: str) -> int:

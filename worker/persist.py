@@ -1,30 +1,39 @@
-"""A worker's reads and writes of one chunk: claim, save (idempotent), fail. Never commits.
+"""A chunk's rows: claim, heartbeat, load its task, save (idempotent), fail. Never commits.
 
 `save_outcome` writes the chunk's statistics and marks it done in one SAVEPOINT inside the
 caller's transaction, so a duplicate run (redelivered message, two workers racing) records
 nothing and leaves the caller's transaction usable: on PostgreSQL the chunk row is locked
 (SELECT ... FOR UPDATE) so the second saver waits and then sees `done`; on SQLite writers are
 serialised by BEGIN IMMEDIATE; and the unique key (chunk_id, layer, quantity) backs both.
+The mapping LayerRecord <-> chunk_stats/layer_stats columns lives here, once.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Chunk, ChunkStat, utcnow
-from scheduler.store import load_task, record_values
-from worker.contract import ChunkOutcome, ChunkTask
+from models import Chunk, ChunkStat, Configuration, StatColumns, Sweep, SweepConfiguration, utcnow
+from worker.contract import (
+    OBSERVABLES,
+    QUANTITIES,
+    ChunkOutcome,
+    ChunkTask,
+    LayerRecord,
+    SimConfig,
+)
 from worker.errors import ChunkNotFoundError
-
-MAX_CLAIMS = 8  # a chunk that kills its worker every time is failed, not redelivered forever
+from worker.memory import DEFAULT_BUDGET
+from worker.stats import Moments
 
 
 def claim_chunk(
-    *, session: Session, chunk_id: int, worker: str, max_claims: int = MAX_CLAIMS
+    *, session: Session, chunk_id: int, worker: str, max_claims: int
 ) -> ChunkTask | None:
     """Mark the chunk running for `worker` and return its task.
 
@@ -63,7 +72,7 @@ def claim_chunk(
                 final=True,
             )
         return None
-    return load_task(session, chunk_id)
+    return load_task(session=session, chunk_id=chunk_id)
 
 
 def heartbeat(*, session: Session, chunk_id: int) -> None:
@@ -141,3 +150,113 @@ def mark_failed(*, session: Session, chunk_id: int, error: str, final: bool) -> 
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def load_task(*, session: Session, chunk_id: int) -> ChunkTask:
+    """The ChunkTask of chunk `chunk_id` (budget of the newest sweep naming its configuration)."""
+    row = session.execute(
+        select(Chunk, Configuration)
+        .join(Configuration, Configuration.id == Chunk.configuration_id)
+        .where(Chunk.id == chunk_id)
+    ).one_or_none()
+    if row is None:
+        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+    chunk, configuration = row
+    budget = session.scalar(
+        select(Sweep.memory_budget_bytes)
+        .join(SweepConfiguration, SweepConfiguration.sweep_id == Sweep.id)
+        .where(SweepConfiguration.configuration_id == configuration.id)
+        .order_by(Sweep.id.desc())
+        .limit(1)
+    )
+    return ChunkTask(
+        config=SimConfig.from_json(json.loads(configuration.config_json)),
+        seed_key=chunk.seed_key,
+        chunk_index=chunk.chunk_index,
+        trial_start=chunk.trial_start,
+        n_trials=chunk.n_trials,
+        memory_budget_bytes=DEFAULT_BUDGET if budget is None else budget,
+    )
+
+
+def chunk_configuration_id(*, session: Session, chunk_id: int) -> int:
+    """The id of the configuration chunk `chunk_id` belongs to."""
+    config_id = session.scalar(select(Chunk.configuration_id).where(Chunk.id == chunk_id))
+    if config_id is None:
+        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+    return config_id
+
+
+def chunk_attempts(*, session: Session, chunk_id: int) -> int:
+    """How many times the chunk has been claimed."""
+    attempts = session.scalar(select(Chunk.attempts).where(Chunk.id == chunk_id))
+    if attempts is None:
+        raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+    return int(attempts)
+
+
+# --- LayerRecord <-> chunk_stats / layer_stats columns: the one place that maps them ---
+
+
+def record_values(record: LayerRecord) -> dict[str, Any]:
+    """Column values of a record; refuses NaN/inf and moments whose n is not n_finite."""
+    where = f"layer {record.layer} {record.quantity}"
+    if record.quantity not in QUANTITIES:
+        raise ValueError(
+            f"{where}: expected a quantity in {', '.join(QUANTITIES)}. "
+            f"Received: {record.quantity!r}"
+        )
+    counts = (record.n_finite, record.n_first_nonfinite, record.n_collapsed)
+    if min(counts) < 0 or max(counts) > record.n_trials:
+        raise ValueError(
+            f"{where}: expected counts in [0, n_trials={record.n_trials}]. Received: "
+            f"n_finite={record.n_finite}, n_first_nonfinite={record.n_first_nonfinite}, "
+            f"n_collapsed={record.n_collapsed}"
+        )
+    values: dict[str, Any] = {
+        "layer": int(record.layer),
+        "quantity": record.quantity,
+        "n_trials": int(record.n_trials),
+        "n_finite": int(record.n_finite),
+        "n_first_nonfinite": int(record.n_first_nonfinite),
+        "n_collapsed": int(record.n_collapsed),
+    }
+    for name in OBSERVABLES:
+        moments: Moments = getattr(record, name)
+        if moments.n != record.n_finite:
+            raise ValueError(
+                f"{where}: expected {name}.n == n_finite == {record.n_finite}. "
+                f"Received: {moments.n}"
+            )
+        mean, m2 = (float(moments.mean), float(moments.m2)) if moments.n else (0.0, 0.0)
+        if not (math.isfinite(mean) and math.isfinite(m2)):
+            raise ValueError(
+                f"{where}: expected finite {name} moments. Received: mean={mean}, m2={m2}"
+            )
+        values[f"{name}_mean"] = mean
+        values[f"{name}_m2"] = m2
+    return values
+
+
+def record_from_row(row: StatColumns) -> LayerRecord:
+    """The LayerRecord of a chunk_stats or layer_stats row (moments' n is n_finite)."""
+    moments = {
+        name: Moments(row.n_finite, getattr(row, f"{name}_mean"), getattr(row, f"{name}_m2"))
+        for name in OBSERVABLES
+    }
+    return LayerRecord(
+        layer=row.layer,
+        quantity=row.quantity,
+        n_trials=row.n_trials,
+        n_finite=row.n_finite,
+        n_first_nonfinite=row.n_first_nonfinite,
+        n_collapsed=row.n_collapsed,
+        mean=moments["mean"],
+        std=moments["std"],
+        mean_sq=moments["mean_sq"],
+    )
+
+
+def record_order(record: LayerRecord) -> tuple[int, int]:
+    """Sort key of records: layer, then the contract's quantity order."""
+    return (record.layer, QUANTITIES.index(record.quantity))

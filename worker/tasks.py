@@ -20,8 +20,6 @@ from worker.contract import TASK_NAME
 from worker.errors import SimulationError
 
 log = logging.getLogger(__name__)
-MAX_SIMULATION_ATTEMPTS = 3
-MAX_TRANSIENT_RETRIES = 12
 
 _factory: sessionmaker[Session] | None = None
 
@@ -43,7 +41,7 @@ def _backoff(retries: int) -> float:
 @app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=None)
 def run_chunk(self: Task, chunk_id: int) -> dict[str, Any]:
     """Claim, simulate and save chunk `chunk_id`; a no-op when it is already saved."""
-    from worker.execute import execute_chunk, record_simulation_failure
+    from worker.execute import MAX_TRANSIENT_RETRIES, execute_chunk, record_simulation_failure
 
     retries = int(self.request.retries or 0)
     try:
@@ -54,9 +52,7 @@ def run_chunk(self: Task, chunk_id: int) -> dict[str, Any]:
         log.warning("chunk %s: transient store error, retrying: %s", chunk_id, exc)
         raise self.retry(exc=exc, countdown=_backoff(retries)) from exc
     except SimulationError as exc:
-        final = record_simulation_failure(
-            session_factory(), int(chunk_id), str(exc), max_attempts=MAX_SIMULATION_ATTEMPTS
-        )
+        final = record_simulation_failure(session_factory(), int(chunk_id), str(exc))
         log.error(
             "chunk %s: simulation failed (%s): %s", chunk_id, "final" if final else "retry", exc
         )

@@ -1,4 +1,4 @@
-"""scheduler.aggregate: chunk statistics merged in chunk-index order, deterministic, idempotent."""
+"""worker.aggregate: chunk statistics merged in chunk-index order, deterministic, idempotent."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from models import Configuration, LayerStat
 from models.db import session_scope
-from scheduler.aggregate import aggregate_config, aggregate_sweep, chunk_records, config_records
-from scheduler.store import chunk_configuration_id, chunk_ids, create_sweep, load_task
+from scheduler.store import chunk_ids, create_sweep
 from tests.db.builders import grid, outcome_for, sweep_plan
 from tests.db.conftest import Db
+from worker.aggregate import aggregate_config, aggregate_sweep, chunk_records, config_records
 from worker.contract import LayerRecord, merge_records
-from worker.persist import save_outcome
+from worker.persist import chunk_configuration_id, load_task, save_outcome
 from worker.stats import Moments
 
 pytestmark = pytest.mark.db
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.db
 
 def _save(db: Db, chunk_id: int) -> None:
     with session_scope(db.factory) as session:
-        outcome = outcome_for(load_task(session, chunk_id))
+        outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
         assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
 
 
@@ -58,21 +58,23 @@ def _bits(records: list[LayerRecord]) -> list[tuple[object, ...]]:
 
 def test_aggregate_merges_in_chunk_index_order(db: Db) -> None:
     with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session, sweep_plan(grid([8], trials=53, chunk_trials=10)))
-        ids = chunk_ids(session, sweep_id)
-        config_id = chunk_configuration_id(session, ids[0])
+        sweep_id = create_sweep(
+            session=session, plan=sweep_plan(grid([8], trials=53, chunk_trials=10))
+        )
+        ids = chunk_ids(session=session, sweep_id=sweep_id)
+        config_id = chunk_configuration_id(session=session, chunk_id=ids[0])
     assert len(ids) == 6
     for chunk_id in (ids[4], ids[1], ids[5], ids[0], ids[3]):  # finish out of order
         _save(db, chunk_id)
         with session_scope(db.factory) as session:
-            assert not aggregate_config(session, config_id)
+            assert not aggregate_config(session=session, configuration_id=config_id)
             assert session.scalar(sa.select(sa.func.count()).select_from(LayerStat)) == 0
     _save(db, ids[2])
     with session_scope(db.factory) as session:
-        assert aggregate_config(session, config_id)
+        assert aggregate_config(session=session, configuration_id=config_id)
     with session_scope(db.factory) as session:
-        got = config_records(session, config_id)
-        expected = merge_records([chunk_records(session, i) for i in ids])
+        got = config_records(session=session, configuration_id=config_id)
+        expected = merge_records([chunk_records(session=session, chunk_id=i) for i in ids])
         configuration = session.get(Configuration, config_id)
         assert configuration is not None
         assert configuration.status == "done" and configuration.aggregated_at is not None
@@ -83,7 +85,7 @@ def test_aggregate_merges_in_chunk_index_order(db: Db) -> None:
         assert record.mean.n == record.std.n == record.mean_sq.n == record.n_finite
 
     with session_scope(db.factory) as session:  # idempotent: identical rows
-        assert aggregate_config(session, config_id)
+        assert aggregate_config(session=session, configuration_id=config_id)
     with session_scope(db.factory) as session:
         assert _layer_rows(session, config_id) == first_rows
 
@@ -91,15 +93,17 @@ def test_aggregate_merges_in_chunk_index_order(db: Db) -> None:
 def test_aggregate_equals_pooled_moments(db: Db) -> None:
     """The merged moments are those of all trials at once (up to rounding)."""
     with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session, sweep_plan(grid([4], trials=30, chunk_trials=7)))
-        ids = chunk_ids(session, sweep_id)
-        config_id = chunk_configuration_id(session, ids[0])
+        sweep_id = create_sweep(
+            session=session, plan=sweep_plan(grid([4], trials=30, chunk_trials=7))
+        )
+        ids = chunk_ids(session=session, sweep_id=sweep_id)
+        config_id = chunk_configuration_id(session=session, chunk_id=ids[0])
     for chunk_id in ids:
         _save(db, chunk_id)
     with session_scope(db.factory) as session:
-        assert aggregate_sweep(session, sweep_id) == 1
-        merged = config_records(session, config_id)
-        per_chunk = [chunk_records(session, i) for i in ids]
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 1
+        merged = config_records(session=session, configuration_id=config_id)
+        per_chunk = [chunk_records(session=session, chunk_id=i) for i in ids]
     pooled = Moments()
     for records in per_chunk:
         pooled = pooled.merge(records[-1].mean)
@@ -110,47 +114,59 @@ def test_aggregate_equals_pooled_moments(db: Db) -> None:
 
 def test_aggregate_sweep_counts_ready_configurations(db: Db) -> None:
     with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session, sweep_plan(grid([4, 8], trials=20, chunk_trials=10)))
-        ids = chunk_ids(session, sweep_id)
+        sweep_id = create_sweep(
+            session=session, plan=sweep_plan(grid([4, 8], trials=20, chunk_trials=10))
+        )
+        ids = chunk_ids(session=session, sweep_id=sweep_id)
     with session_scope(db.factory) as session:
-        assert aggregate_sweep(session, sweep_id) == 0
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 0
     for chunk_id in ids[:2]:
         _save(db, chunk_id)
     with session_scope(db.factory) as session:
-        assert aggregate_sweep(session, sweep_id) == 1
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 1
     with session_scope(db.factory) as session:
-        assert aggregate_sweep(session, sweep_id) == 0
-        assert aggregate_sweep(session, sweep_id, force=True) == 1
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 0
+        assert aggregate_sweep(session=session, sweep_id=sweep_id, force=True) == 1
         statuses = session.scalars(sa.select(Configuration.status).order_by(Configuration.id)).all()
         assert list(statuses) == ["done", "pending"]
-        assert config_records(session, chunk_configuration_id(session, ids[2])) == []
+        assert (
+            config_records(
+                session=session,
+                configuration_id=chunk_configuration_id(session=session, chunk_id=ids[2]),
+            )
+            == []
+        )
 
 
 def test_reused_configuration_keeps_its_results(db: Db) -> None:
     a, b = grid([4, 8], trials=20, chunk_trials=10)
     with session_scope(db.factory) as session:
-        first = create_sweep(session, sweep_plan([a]))
-        ids = chunk_ids(session, first)
-        config_id = chunk_configuration_id(session, ids[0])
+        first = create_sweep(session=session, plan=sweep_plan([a]))
+        ids = chunk_ids(session=session, sweep_id=first)
+        config_id = chunk_configuration_id(session=session, chunk_id=ids[0])
     for chunk_id in ids:
         _save(db, chunk_id)
     with session_scope(db.factory) as session:
-        assert aggregate_sweep(session, first) == 1
+        assert aggregate_sweep(session=session, sweep_id=first) == 1
         before = _layer_rows(session, config_id)
     with session_scope(db.factory) as session:
-        second = create_sweep(session, sweep_plan([b, a]))
+        second = create_sweep(session=session, plan=sweep_plan([b, a]))
     with session_scope(db.factory) as session:
-        assert chunk_ids(session, second, statuses=("done",)) == ids
-        assert aggregate_sweep(session, second) == 0  # b not finished, a already aggregated
+        assert chunk_ids(session=session, sweep_id=second, statuses=("done",)) == ids
+        assert (
+            aggregate_sweep(session=session, sweep_id=second) == 0
+        )  # b not finished, a already aggregated
         assert _layer_rows(session, config_id) == before
 
 
 def test_empty_samples_store_zeros(db: Db) -> None:
     """A (layer, quantity) where every trial overflowed: n_finite 0, moments stored as 0.0."""
     with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session, sweep_plan(grid([4], trials=10, chunk_trials=10)))
-        (chunk_id,) = chunk_ids(session, sweep_id)
-        outcome = outcome_for(load_task(session, chunk_id))
+        sweep_id = create_sweep(
+            session=session, plan=sweep_plan(grid([4], trials=10, chunk_trials=10))
+        )
+        (chunk_id,) = chunk_ids(session=session, sweep_id=sweep_id)
+        outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
     record = outcome.records[-1]
     empty = Moments(0, float("nan"), float("nan"))
     dead = LayerRecord(record.layer, record.quantity, 10, 0, 0, 0, empty, empty, empty)
@@ -159,8 +175,11 @@ def test_empty_samples_store_zeros(db: Db) -> None:
     )
     with session_scope(db.factory) as session:
         assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
-        assert aggregate_sweep(session, sweep_id) == 1
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 1
     with session_scope(db.factory) as session:
-        last = config_records(session, chunk_configuration_id(session, chunk_id))[-1]
+        last = config_records(
+            session=session,
+            configuration_id=chunk_configuration_id(session=session, chunk_id=chunk_id),
+        )[-1]
     assert (last.n_trials, last.n_finite) == (10, 0)
     assert last.mean == last.std == last.mean_sq == Moments(0, 0.0, 0.0)

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from models import ChunkStat, Sweep
 from models.db import make_engine, make_session_factory, resolve_url, session_scope
 from models.errors import SchemaError, TransientStoreError
-from scheduler.store import create_sweep, load_task, record_from_row, record_values
+from scheduler.store import create_sweep
 from tests.db.builders import grid, sweep_plan
 from tests.db.conftest import Db
 from worker.contract import LayerRecord
+from worker.persist import load_task, record_from_row, record_values
 from worker.stats import Moments
 
 pytestmark = pytest.mark.db
@@ -55,9 +56,9 @@ def test_sqlite_settings(tmp_path: object) -> None:
 def test_session_scope_commits_and_rolls_back(db: Db) -> None:
     plan = sweep_plan(grid([4]))
     with session_scope(db.factory) as session:
-        create_sweep(session, plan)
+        create_sweep(session=session, plan=plan)
     with pytest.raises(RuntimeError, match="boom"), session_scope(db.factory) as session:
-        create_sweep(session, plan)
+        create_sweep(session=session, plan=plan)
         raise RuntimeError("boom")
     with session_scope(db.factory) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Sweep)) == 1
@@ -80,14 +81,14 @@ def test_missing_schema_is_a_schema_error(tmp_path: object) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/blank.db")
     try:
         with pytest.raises(SchemaError), session_scope(make_session_factory(engine)) as session:
-            load_task(session, 1)
+            load_task(session=session, chunk_id=1)
     finally:
         engine.dispose()
 
 
 def test_timestamps_are_utc_aware(db: Db) -> None:
     with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session, sweep_plan(grid([4])))
+        sweep_id = create_sweep(session=session, plan=sweep_plan(grid([4])))
         sweep = session.get(Sweep, sweep_id)
         assert sweep is not None
         sweep.finished_at = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
@@ -104,7 +105,7 @@ def test_naive_timestamps_are_refused(db: Db) -> None:
         pytest.raises(sa.exc.StatementError, match="timezone-aware"),
         session_scope(db.factory) as session,
     ):
-        sweep_id = create_sweep(session, sweep_plan(grid([4])))
+        sweep_id = create_sweep(session=session, plan=sweep_plan(grid([4])))
         sweep = session.get(Sweep, sweep_id)
         assert sweep is not None
         sweep.finished_at = datetime(2024, 5, 1, 12, 0)
@@ -141,7 +142,7 @@ def _tricky_floats() -> np.ndarray:
 def test_float64_round_trip_is_bit_identical(db: Db) -> None:
     values = _tricky_floats()
     with session_scope(db.factory) as session:
-        create_sweep(session, sweep_plan(grid([4], trials=10, chunk_trials=10)))
+        create_sweep(session=session, plan=sweep_plan(grid([4], trials=10, chunk_trials=10)))
     columns = ["mean_mean", "mean_m2", "std_mean", "std_m2", "mean_sq_mean", "mean_sq_m2"]
     rows: list[dict[str, Any]] = []
     for i in range(0, len(values) - len(columns) + 1, len(columns)):
@@ -176,7 +177,7 @@ def test_float_columns_refuse_non_finite_values(db: Db, value: float) -> None:
         pytest.raises(sa.exc.StatementError, match="expected a finite float"),
         session_scope(db.factory) as session,
     ):
-        create_sweep(session, sweep_plan(grid([4], trials=10, chunk_trials=10)))
+        create_sweep(session=session, plan=sweep_plan(grid([4], trials=10, chunk_trials=10)))
         session.execute(
             sa.insert(ChunkStat),
             [

@@ -10,21 +10,31 @@ from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat
 from models.db import session_scope
-from scheduler.aggregate import chunk_records
-from scheduler.store import chunk_ids, create_sweep, load_task, record_values
+from scheduler.store import chunk_ids, create_sweep
 from tests.db.builders import grid, outcome_for, sweep_plan
 from tests.db.conftest import Db
+from worker.aggregate import chunk_records
 from worker.contract import ChunkOutcome
 from worker.errors import ChunkNotFoundError
-from worker.persist import claim_chunk, heartbeat, mark_failed, save_outcome
+from worker.execute import MAX_CLAIMS
+from worker.persist import (
+    claim_chunk,
+    heartbeat,
+    load_task,
+    mark_failed,
+    record_values,
+    save_outcome,
+)
 
 pytestmark = pytest.mark.db
 
 
 def _setup(db: Db, widths: tuple[int, ...] = (4,)) -> list[int]:
     with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session, sweep_plan(grid(list(widths), trials=20, chunk_trials=10)))
-        return chunk_ids(session, sweep_id)
+        sweep_id = create_sweep(
+            session=session, plan=sweep_plan(grid(list(widths), trials=20, chunk_trials=10))
+        )
+        return chunk_ids(session=session, sweep_id=sweep_id)
 
 
 def _chunk(session: Session, chunk_id: int) -> Chunk:
@@ -40,16 +50,19 @@ def _n_stats(session: Session, chunk_id: int) -> int:
 
 def _outcome(db: Db, chunk_id: int, salt: int = 0) -> ChunkOutcome:
     with session_scope(db.factory) as session:
-        return outcome_for(load_task(session, chunk_id), salt)
+        return outcome_for(load_task(session=session, chunk_id=chunk_id), salt)
 
 
 def test_claim(db: Db) -> None:
     chunk_id = _setup(db)[0]
     with session_scope(db.factory) as session:
-        task = claim_chunk(session=session, chunk_id=chunk_id, worker="w1")
+        task = claim_chunk(session=session, chunk_id=chunk_id, worker="w1", max_claims=MAX_CLAIMS)
         assert task is not None and task.chunk_index == 0
     with session_scope(db.factory) as session:
-        assert claim_chunk(session=session, chunk_id=chunk_id, worker="w2") is not None
+        assert (
+            claim_chunk(session=session, chunk_id=chunk_id, worker="w2", max_claims=MAX_CLAIMS)
+            is not None
+        )
         chunk = _chunk(session, chunk_id)
         assert (chunk.status, chunk.attempts, chunk.worker) == ("running", 2, "w2")
         assert chunk.started_at is not None and chunk.heartbeat_at is not None
@@ -58,14 +71,14 @@ def test_claim(db: Db) -> None:
         session.expire_all()
         assert _chunk(session, chunk_id).heartbeat_at >= before  # type: ignore[operator]
         with pytest.raises(ChunkNotFoundError):
-            claim_chunk(session=session, chunk_id=9999, worker="w1")
+            claim_chunk(session=session, chunk_id=9999, worker="w1", max_claims=MAX_CLAIMS)
 
 
 def test_save_is_idempotent(db: Db) -> None:
     chunk_id = _setup(db)[0]
     outcome = _outcome(db, chunk_id)
     with session_scope(db.factory) as session:
-        claim_chunk(session=session, chunk_id=chunk_id, worker="w1")
+        claim_chunk(session=session, chunk_id=chunk_id, worker="w1", max_claims=MAX_CLAIMS)
     with session_scope(db.factory) as session:
         assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w1")
     with session_scope(db.factory) as session:
@@ -73,7 +86,7 @@ def test_save_is_idempotent(db: Db) -> None:
         assert not save_outcome(session=session, chunk_id=chunk_id, outcome=other, worker="w2")
     with session_scope(db.factory) as session:
         assert _n_stats(session, chunk_id) == len(outcome.records)
-        assert chunk_records(session, chunk_id) == list(outcome.records)
+        assert chunk_records(session=session, chunk_id=chunk_id) == list(outcome.records)
         chunk = _chunk(session, chunk_id)
         assert (chunk.status, chunk.worker, chunk.error) == ("done", "w1", None)
         assert (chunk.tf_version, chunk.device, chunk.sampler, chunk.dtype) == (
@@ -83,7 +96,10 @@ def test_save_is_idempotent(db: Db) -> None:
             "float32",
         )
         assert chunk.duration_s == 0.125 and chunk.finished_at is not None
-        assert claim_chunk(session=session, chunk_id=chunk_id, worker="w3") is None
+        assert (
+            claim_chunk(session=session, chunk_id=chunk_id, worker="w3", max_claims=MAX_CLAIMS)
+            is None
+        )
 
 
 def test_save_refuses_a_mismatched_outcome(db: Db) -> None:
@@ -122,9 +138,9 @@ def test_both_claimed_then_saved(db: Db) -> None:
     chunk_id = _setup(db)[0]
     outcome = _outcome(db, chunk_id)
     with session_scope(db.factory) as session:
-        claim_chunk(session=session, chunk_id=chunk_id, worker="a")
+        claim_chunk(session=session, chunk_id=chunk_id, worker="a", max_claims=MAX_CLAIMS)
     with session_scope(db.factory) as session:
-        claim_chunk(session=session, chunk_id=chunk_id, worker="b")
+        claim_chunk(session=session, chunk_id=chunk_id, worker="b", max_claims=MAX_CLAIMS)
     results = []
     for worker in ("b", "a"):
         with session_scope(db.factory) as session:
@@ -149,7 +165,9 @@ def test_concurrent_saves_record_once(db: Db) -> None:
     def save(worker: str) -> None:
         try:
             with session_scope(db.factory) as session:
-                claim_chunk(session=session, chunk_id=chunk_id, worker=worker)
+                claim_chunk(
+                    session=session, chunk_id=chunk_id, worker=worker, max_claims=MAX_CLAIMS
+                )
             barrier.wait(timeout=30)
             with session_scope(db.factory) as session:
                 results.append(
@@ -194,7 +212,7 @@ def test_unique_key_conflict_keeps_the_callers_transaction(db: Db) -> None:
 def test_mark_failed(db: Db) -> None:
     first, second = _setup(db)
     with session_scope(db.factory) as session:
-        claim_chunk(session=session, chunk_id=first, worker="w")
+        claim_chunk(session=session, chunk_id=first, worker="w", max_claims=MAX_CLAIMS)
         mark_failed(session=session, chunk_id=first, error="oom", final=False)
     with session_scope(db.factory) as session:
         chunk = _chunk(session, first)

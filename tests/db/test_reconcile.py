@@ -13,6 +13,7 @@ from scheduler.reconcile import ReconcilePolicy, reconcile_once
 from scheduler.store import create_sweep, set_sweep_status
 from tests.db.builders import grid, outcome_for, sweep_plan
 from tests.db.conftest import Db
+from worker.execute import MAX_CLAIMS
 from worker.persist import claim_chunk, save_outcome
 
 pytestmark = pytest.mark.db
@@ -31,9 +32,9 @@ class Recorder:
 def _sweep(db: Db, widths: list[int], trials: int = 100, chunk_trials: int = 10) -> int:
     with session_scope(db.factory) as session:
         sweep_id = create_sweep(
-            session, sweep_plan(grid(widths, trials=trials, chunk_trials=chunk_trials))
+            session=session, plan=sweep_plan(grid(widths, trials=trials, chunk_trials=chunk_trials))
         )
-        set_sweep_status(session, sweep_id, "running")
+        set_sweep_status(session=session, sweep_id=sweep_id, status="running")
     return sweep_id
 
 
@@ -60,7 +61,9 @@ def test_finished_chunks_free_capacity_and_sweep_completes(db: Db) -> None:
     for _ in range(4):
         for chunk_id, _ in list(send.sent):
             with session_scope(db.factory) as session:
-                task = claim_chunk(session=session, chunk_id=chunk_id, worker="w:1")
+                task = claim_chunk(
+                    session=session, chunk_id=chunk_id, worker="w:1", max_claims=MAX_CLAIMS
+                )
                 if task is not None:
                     save_outcome(
                         session=session, chunk_id=chunk_id, outcome=outcome_for(task), worker="w:1"
@@ -79,7 +82,7 @@ def test_stale_running_chunk_is_requeued(db: Db) -> None:
     reconcile_once(db.factory, send, policy, sweep_ids=[sweep_id])
     ((chunk_id, _),) = send.sent
     with session_scope(db.factory) as session:
-        claim_chunk(session=session, chunk_id=chunk_id, worker="dead:1")
+        claim_chunk(session=session, chunk_id=chunk_id, worker="dead:1", max_claims=MAX_CLAIMS)
         old = utcnow() - timedelta(seconds=120)
         session.execute(
             update(Chunk).where(Chunk.id == chunk_id).values(heartbeat_at=old, started_at=old)
@@ -107,7 +110,7 @@ def test_lost_message_is_sent_again(db: Db) -> None:
 def test_cancelled_sweep_is_not_scheduled(db: Db) -> None:
     sweep_id = _sweep(db, [4], trials=20)
     with session_scope(db.factory) as session:
-        set_sweep_status(session, sweep_id, "cancelled")
+        set_sweep_status(session=session, sweep_id=sweep_id, status="cancelled")
     send = Recorder()
     reconcile_once(db.factory, send, ReconcilePolicy())
     assert send.sent == []

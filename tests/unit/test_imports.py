@@ -15,8 +15,8 @@ pytestmark = pytest.mark.unit
     [
         "scheduler.cli",
         "worker.celery_app, worker.tasks",
-        "scheduler.query, scheduler.local, scheduler.spec, scheduler.chunking, scheduler.theory",
-        "models.db, worker.persist, scheduler.store, scheduler.aggregate",
+        "scheduler.query, worker.pool, scheduler.spec, scheduler.chunking, scheduler.theory",
+        "models.db, worker.persist, scheduler.store, worker.aggregate",
     ],
 )
 def test_no_tensorflow_at_import(modules: str) -> None:

@@ -11,17 +11,17 @@ from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
-from scheduler.store import record_from_row, record_order, record_values
 from worker.contract import LayerRecord, merge_records
+from worker.persist import record_from_row, record_order, record_values
 
 
-def chunk_records(session: Session, chunk_id: int) -> list[LayerRecord]:
+def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
     """The saved records of one chunk, in (layer, quantity) order."""
     rows = session.scalars(select(ChunkStat).where(ChunkStat.chunk_id == chunk_id))
     return sorted((record_from_row(r) for r in rows), key=record_order)
 
 
-def aggregate_config(session: Session, configuration_id: int) -> bool:
+def aggregate_config(*, session: Session, configuration_id: int) -> bool:
     """Merge a finished configuration's chunks into layer_stats; False (no change) if unfinished."""
     # Lock the configuration (PostgreSQL) so two aggregators do not interleave delete + insert.
     configuration = session.scalars(
@@ -59,7 +59,7 @@ def aggregate_config(session: Session, configuration_id: int) -> bool:
     return True
 
 
-def aggregate_sweep(session: Session, sweep_id: int, *, force: bool = False) -> int:
+def aggregate_sweep(*, session: Session, sweep_id: int, force: bool = False) -> int:
     """Aggregate the sweep's configurations whose chunks are all done; returns how many.
 
     Configurations already aggregated (status done) are skipped unless `force`.
@@ -73,10 +73,13 @@ def aggregate_sweep(session: Session, sweep_id: int, *, force: bool = False) -> 
     )
     if not force:
         query = query.where(Configuration.status != "done")
-    return sum(aggregate_config(session, cid) for cid in session.scalars(query).all())
+    return sum(
+        aggregate_config(session=session, configuration_id=cid)
+        for cid in session.scalars(query).all()
+    )
 
 
-def config_records(session: Session, configuration_id: int) -> list[LayerRecord]:
+def config_records(*, session: Session, configuration_id: int) -> list[LayerRecord]:
     """The aggregated records of a configuration, in (layer, quantity) order."""
     rows = session.scalars(select(LayerStat).where(LayerStat.configuration_id == configuration_id))
     return sorted((record_from_row(r) for r in rows), key=record_order)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from worker.errors import SimulationError
 
-MAX_ATTEMPTS = 3
 TF_THREADS_PER_PROCESS = 1
 
 _factory = None  # per worker process
@@ -86,11 +85,11 @@ def run_chunks(
     *,
     workers: int,
     on_done: Callable[[int, int], None] | None = None,
-    max_attempts: int = MAX_ATTEMPTS,
 ) -> RunReport:
     """Run `chunk_ids` on `workers` spawned processes; `on_done(chunk_id, n_trials)` per chunk.
 
-    A chunk whose simulation fails is retried up to `max_attempts` times, then marked failed.
+    A chunk whose simulation fails is retried up to `worker.execute.MAX_SIMULATION_ATTEMPTS`
+    times, then marked failed.
     KeyboardInterrupt stops the pool at once and propagates; saved chunks stay saved.
     """
     from models.db import make_engine, make_session_factory
@@ -117,9 +116,7 @@ def run_chunks(
             for fut in done:
                 cid, status, n_trials, seconds, error = fut.result()
                 if status == "error":
-                    final = record_simulation_failure(
-                        factory, cid, error or "", max_attempts=max_attempts
-                    )
+                    final = record_simulation_failure(factory, cid, error or "")
                     if final:
                         report.failed[cid] = error or ""
                     else:
