@@ -6,7 +6,8 @@ InitsweepError                      base; exit 1
 │   ├── UnknownSweepError           no sweep with that id
 │   └── BudgetError                 a configuration does not fit the memory budget
 └── RuntimeFailure                  the environment failed; exit 1
-    └── DatabaseUnavailableError    the database cannot be reached or opened
+    ├── DatabaseUnavailableError    the database cannot be reached or opened
+    └── BrokerUnavailableError      the Celery broker cannot be reached
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ class RuntimeFailure(InitsweepError):
 
 class DatabaseUnavailableError(RuntimeFailure):
     """The database cannot be reached, opened or migrated."""
+
+
+class BrokerUnavailableError(RuntimeFailure):
+    """The Celery broker cannot be reached."""

@@ -284,6 +284,17 @@ def chunk_ids(
     return list(rows)
 
 
+def chunk_trials(*, session: Session, chunk_ids: Sequence[int]) -> int:
+    """Total trials of the chunks `chunk_ids`."""
+    total = 0
+    for i in range(0, len(chunk_ids), _IN_BATCH):
+        batch = chunk_ids[i : i + _IN_BATCH]
+        total += int(
+            session.scalar(select(func.sum(Chunk.n_trials)).where(Chunk.id.in_(batch))) or 0
+        )
+    return total
+
+
 def mark_enqueued(
     *, session: Session, chunk_ids: Iterable[int], now: datetime | None = None
 ) -> None:

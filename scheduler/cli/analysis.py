@@ -1,0 +1,64 @@
+"""What results mean: check, plot, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from scheduler.cli.options import DB_OPTION
+from scheduler.database import open_database
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@click.option("--threshold", type=float, default=4.0, show_default=True, help="|z| limit.")
+def check(sweep_id: int, db: str | None, threshold: float) -> None:
+    """Compare SWEEP_ID with mean-field theory; exit 1 on an unexplained |z| > threshold."""
+    from models.db import session_scope
+    from scheduler.compare import check_sweep
+
+    with open_database(db) as factory, session_scope(factory) as session:
+        report = check_sweep(session, sweep_id, threshold)
+    report.render()
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@click.option(
+    "--kind",
+    type=click.Choice(["layers", "explosion", "phase"]),
+    default="layers",
+    show_default=True,
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
+    """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
+    from models.db import session_scope
+    from scheduler.compare import theory_records
+    from scheduler.plots import plot as draw
+
+    with open_database(db) as factory, session_scope(factory) as session:
+        records = theory_records(session, sweep_id)
+    click.echo(str(draw(kind, records, Path(output))))
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True
+)
+def report(sweep_id: int, db: str | None, output: str) -> None:
+    """Write a self-contained HTML report of SWEEP_ID (spec, provenance, plots, theory)."""
+    from models.db import session_scope
+    from scheduler.report import render_report
+
+    with open_database(db) as factory, session_scope(factory) as session:
+        html = render_report(session, sweep_id)
+    Path(output).write_text(html)
+    click.echo(output)

@@ -1,0 +1,133 @@
+"""Reading the database: sweeps, status, results."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from scheduler.cli.options import DB_OPTION
+from scheduler.database import open_database
+from scheduler.errors import UserError
+
+
+@click.command()
+@DB_OPTION
+def sweeps(db: str | None) -> None:
+    """List sweeps."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.db import session_scope
+    from scheduler.store import list_sweeps
+
+    with open_database(db) as factory, session_scope(factory) as session:
+        rows = list_sweeps(session=session)
+    table = Table("id", "name", "status", "configs", "chunks done", "trials", "created")
+    for s in rows:
+        done = s.chunk_counts.get("done", 0)
+        table.add_row(
+            str(s.id),
+            s.name,
+            s.status,
+            str(s.n_configs),
+            f"{done}/{sum(s.chunk_counts.values())}",
+            f"{s.trials_done}/{s.trials_total}",
+            s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.argument("sweep_id", type=int, required=False)
+@DB_OPTION
+@click.option("--watch", is_flag=True, help="Refresh every 2 s until the sweep ends.")
+def status(sweep_id: int | None, db: str | None, watch: bool) -> None:
+    """Progress of SWEEP_ID (or of every sweep) from the database."""
+    from rich.console import Console
+
+    from scheduler.progress import status_table
+
+    console = Console()
+    with open_database(db) as factory:
+        while True:
+            table, finished = status_table(factory, sweep_id)
+            if watch:
+                console.clear()
+            console.print(table)
+            if not watch or finished:
+                return
+            time.sleep(2.0)
+
+
+def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
+    where: dict[str, str] = {}
+    for i, item in enumerate(items):
+        if "=" not in item:
+            raise UserError(f"--where[{i}]: expected KEY=VALUE. Received: {item!r}")
+        key, value = item.split("=", 1)
+        where[key.strip()] = value.strip()
+    return where
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE", help="Filter rows.")
+@click.option("--quantity", type=click.Choice(["preactivation", "activation", "gradient"]))
+@click.option("--layer", type=int, default=None, help="Only this layer.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None)
+@click.option("--theory", is_flag=True, help="Add mean-field predictions and z-scores.")
+def results(
+    sweep_id: int,
+    db: str | None,
+    where: tuple[str, ...],
+    quantity: str | None,
+    layer: int | None,
+    fmt: str,
+    output: str | None,
+    theory: bool,
+) -> None:
+    """Aggregated per-layer statistics of SWEEP_ID as a table, CSV or JSON."""
+    from models.db import session_scope
+    from scheduler.query import render_csv, render_table, result_records
+
+    with open_database(db) as factory, session_scope(factory) as session:
+        filters: dict[str, Any] = {
+            "where": _parse_where(where),
+            "quantity": quantity,
+            "layer": layer,
+        }
+        if theory:
+            from scheduler.compare import theory_records
+
+            records = theory_records(session, sweep_id, **filters)
+        else:
+            records = result_records(session, sweep_id, **filters)
+    if fmt == "json":
+        text = json.dumps(records, indent=1, allow_nan=False) + "\n"
+    elif fmt == "csv":
+        text = render_csv(records)
+    else:
+        if output:
+            raise UserError("--output: the table format prints to the terminal; use csv or json")
+        render_table(records)
+        return
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def print_summary(db: str | None, sweep_id: int) -> None:
+    """The readable summary table of a sweep's results."""
+    from models.db import session_scope
+    from scheduler.query import render_summary, result_records
+
+    with open_database(db) as factory, session_scope(factory) as session:
+        records = result_records(session, sweep_id)
+    render_summary(records)

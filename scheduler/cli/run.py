@@ -1,0 +1,166 @@
+"""Sweeps run here: validate, run, resume, cancel."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from scheduler.cli.options import DB_OPTION, QUIET_OPTION, WORKERS_OPTION, policy
+from scheduler.database import open_database
+
+if TYPE_CHECKING:
+    from scheduler.sweeps import LocalRun
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+def validate(spec: str) -> None:
+    """Check SPEC and print what it expands to, without touching a database."""
+    from scheduler.estimate import estimate
+    from scheduler.sweeps import plan_spec
+
+    plan = plan_spec(spec)
+    click.echo(f"{spec}: valid sweep {plan.name!r}")
+    for line in estimate(plan).lines():
+        click.echo(f"  {line}")
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@DB_OPTION
+@WORKERS_OPTION
+@QUIET_OPTION
+def run(spec: str, db: str | None, workers: int | None, quiet: bool) -> None:
+    """Record SPEC as a sweep and run it here, in local worker processes."""
+    from scheduler.sweeps import plan_spec, record
+
+    plan = plan_spec(spec)
+    with open_database(db) as factory:
+        sweep_id = record(factory, plan)
+    if not quiet:
+        click.echo(
+            f"sweep {sweep_id}: {plan.name!r} · {len(plan.configs)} configurations · "
+            f"{plan.n_chunks} chunks · {plan.n_trials} trials"
+        )
+    run_local(sweep_id, db, workers, quiet)
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+@WORKERS_OPTION
+@QUIET_OPTION
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Re-enqueue the missing chunks for Celery workers instead of running them here.",
+)
+def resume(
+    sweep_id: int, db: str | None, workers: int | None, quiet: bool, distributed: bool
+) -> None:
+    """Run the chunks of SWEEP_ID that are missing (interrupted, failed)."""
+    from scheduler.sweeps import reconcile_pass, require_sweep, reset_failed
+
+    with open_database(db) as factory:
+        if not distributed:
+            require_sweep(factory, sweep_id)
+        else:
+            n = reset_failed(factory, sweep_id)
+            report = reconcile_pass(factory, [sweep_id], policy(60.0, 900.0, 64))
+    if not distributed:
+        run_local(sweep_id, db, workers, quiet)
+        return
+    click.echo(
+        sweep_id if quiet else f"sweep {sweep_id}: {n} failed chunks reset, {report.sent} enqueued"
+    )
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+def cancel(sweep_id: int, db: str | None) -> None:
+    """Stop scheduling SWEEP_ID; chunks already running finish and are kept."""
+    from scheduler.sweeps import cancel as cancel_sweep
+
+    with open_database(db) as factory:
+        cancel_sweep(factory, sweep_id)
+    click.echo(f"sweep {sweep_id}: cancelled")
+
+
+def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -> None:
+    """Run the sweep's missing chunks here with a progress bar, then print its summary."""
+    from models.db import resolve_url
+    from scheduler.sweeps import run_here
+    from worker.pool import default_workers
+
+    with open_database(db) as factory:
+        if quiet:
+            outcome = run_here(
+                factory, resolve_url(db), sweep_id, workers=workers or default_workers()
+            )
+        else:
+            outcome = _with_progress(
+                factory, resolve_url(db), sweep_id, workers or default_workers()
+            )
+    if quiet:
+        click.echo(sweep_id)
+        return
+    from scheduler.cli.results import print_summary
+
+    print_summary(db, sweep_id)
+    report = outcome.report
+    line = f"sweep {sweep_id}: {outcome.status}"
+    if report.trials:
+        line += (
+            f" · {report.saved} chunks, {report.trials} trials in {report.wall_seconds:.1f} s "
+            f"({report.trials / max(report.wall_seconds, 1e-9):.0f} trials/s)"
+        )
+    click.echo(line)
+    for cid, error in report.failed.items():
+        click.echo(f"  chunk {cid} failed: {error}", err=True)
+    if report.failed:
+        raise click.exceptions.Exit(1)
+
+
+def _with_progress(factory: Any, url: str, sweep_id: int, workers: int) -> LocalRun:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from scheduler.sweeps import run_here
+
+    columns = (
+        TextColumn("[bold]chunks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("· {task.fields[trials]} trials · {task.fields[rate]} trials/s · ETA"),
+        TimeRemainingColumn(),
+        TextColumn("· elapsed"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        state: dict[str, Any] = {"done": 0, "start": time.perf_counter()}
+
+        def on_start(chunks: int, trials: int) -> None:
+            state["task"] = progress.add_task("run", total=chunks, trials=f"0/{trials}", rate="-")
+            state["trials"] = trials
+            state["start"] = time.perf_counter()
+
+        def on_done(_chunk: int, n: int) -> None:
+            state["done"] += n
+            rate = state["done"] / max(time.perf_counter() - state["start"], 1e-9)
+            progress.update(
+                state["task"],
+                advance=1,
+                trials=f"{state['done']}/{state['trials']}",
+                rate=f"{rate:,.0f}",
+            )
+
+        return run_here(factory, url, sweep_id, workers=workers, on_start=on_start, on_done=on_done)

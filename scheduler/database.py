@@ -1,0 +1,56 @@
+"""The database edge: open a URL at the schema head; failures become one clear error, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from scheduler.errors import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+
+@contextmanager
+def open_database(db: str | None, *, create: bool = True) -> Iterator[sessionmaker[Session]]:
+    """A session factory for `db` (URL or SQLite path), schema at head when `create`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.db import ensure_schema, make_engine, make_session_factory, resolve_url
+    from models.errors import StoreError
+
+    url = resolve_url(db)
+    try:
+        engine = make_engine(url)
+        if create:
+            ensure_schema(engine)
+        else:
+            with engine.connect():
+                pass
+    except (SQLAlchemyError, StoreError, OSError) as exc:
+        raise DatabaseUnavailableError(
+            f"cannot open database {redact(url)}: {first_line(exc)}"
+        ) from exc
+    try:
+        yield make_session_factory(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailableError(f"database {redact(url)} failed: {first_line(exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (of the driver's error when it wraps one)."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

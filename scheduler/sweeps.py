@@ -1,0 +1,129 @@
+"""What a user does to a sweep: record it, run it here, resume, submit, cancel.
+
+Transactions and executor calls only: no click, no printing. Each function takes a session
+factory opened at the edge (the CLI, the Python API) and returns domain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from models.db import session_scope
+from scheduler.database import first_line, redact
+from scheduler.errors import BrokerUnavailableError
+from scheduler.store import (
+    chunk_ids,
+    chunk_trials,
+    create_sweep,
+    get_sweep,
+    refresh_sweep_status,
+    reset_chunks,
+    set_sweep_status,
+)
+from worker.aggregate import aggregate_sweep
+
+if TYPE_CHECKING:
+    from scheduler.plan import SweepPlan
+    from scheduler.reconcile import PassReport, ReconcilePolicy
+    from worker.pool import RunReport
+
+SessionFactory = Callable[[], Session]
+
+
+def plan_spec(path: str) -> SweepPlan:
+    """The validated plan of the spec file at `path` (SpecError when it is invalid)."""
+    from scheduler.chunking import plan_sweep
+    from scheduler.spec import load_spec
+
+    return plan_sweep(load_spec(path))
+
+
+def record(factory: SessionFactory, plan: SweepPlan) -> int:
+    """Record `plan` as a running sweep (one transaction) and aggregate reused configurations."""
+    with session_scope(factory) as session:
+        sweep_id = create_sweep(session=session, plan=plan)
+        set_sweep_status(session=session, sweep_id=sweep_id, status="running")
+    with session_scope(factory) as session:  # configurations finished by earlier sweeps
+        aggregate_sweep(session=session, sweep_id=sweep_id)
+    return sweep_id
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """What running a sweep here did, and the sweep's status afterwards."""
+
+    report: RunReport
+    status: str
+
+
+def run_here(
+    factory: SessionFactory,
+    url: str,
+    sweep_id: int,
+    *,
+    workers: int,
+    on_start: Callable[[int, int], None] | None = None,
+    on_done: Callable[[int, int], None] | None = None,
+) -> LocalRun:
+    """Run the sweep's missing chunks in local processes; `on_start(chunks, trials)` first.
+
+    Running and failed chunks are put back to pending first (a local run owns its sweep), and
+    the sweep's status is refreshed whatever happens, interruption included.
+    """
+    from worker.pool import run_chunks
+
+    with session_scope(factory) as session:
+        reset_chunks(session=session, sweep_id=sweep_id)
+        ids = chunk_ids(session=session, sweep_id=sweep_id, statuses=("pending",))
+        trials = chunk_trials(session=session, chunk_ids=ids)
+    try:
+        if on_start is not None and ids:
+            on_start(len(ids), trials)
+        report = run_chunks(url, ids, workers=workers, on_done=on_done)
+    finally:
+        with session_scope(factory) as session:
+            status = refresh_sweep_status(session=session, sweep_id=sweep_id)
+    return LocalRun(report, status)
+
+
+def reset_failed(factory: SessionFactory, sweep_id: int) -> int:
+    """Put the sweep's failed chunks back to pending and mark it running; returns how many."""
+    with session_scope(factory) as session:
+        get_sweep(session=session, sweep_id=sweep_id)
+        n = reset_chunks(session=session, sweep_id=sweep_id, statuses=("failed",))
+        set_sweep_status(session=session, sweep_id=sweep_id, status="running")
+    return n
+
+
+def require_sweep(factory: SessionFactory, sweep_id: int) -> None:
+    """UnknownSweepError unless the sweep exists."""
+    with session_scope(factory) as session:
+        get_sweep(session=session, sweep_id=sweep_id)
+
+
+def reconcile_pass(
+    factory: SessionFactory, sweep_ids: list[int] | None, policy: ReconcilePolicy
+) -> PassReport:
+    """One reconciler pass that sends through Celery; an unreachable broker is one error."""
+    from kombu.exceptions import OperationalError
+
+    from scheduler.reconcile import celery_sender, reconcile_once
+    from worker.celery_app import broker_url
+
+    try:
+        return reconcile_once(factory, celery_sender(), policy, sweep_ids=sweep_ids)
+    except OperationalError as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach the broker {redact(broker_url())}: {first_line(exc)}"
+        ) from exc
+
+
+def cancel(factory: SessionFactory, sweep_id: int) -> None:
+    """Mark the sweep cancelled: nothing more is scheduled for it."""
+    with session_scope(factory) as session:
+        get_sweep(session=session, sweep_id=sweep_id)
+        set_sweep_status(session=session, sweep_id=sweep_id, status="cancelled")
