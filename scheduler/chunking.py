@@ -12,9 +12,8 @@ import math
 
 from scheduler.errors import BudgetError
 from scheduler.estimate import nominal_seconds_per_trial
-from scheduler.expand import ExpandedConfig, expand_located
 from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
-from scheduler.spec import SweepSpec
+from scheduler.spec.expand import ExpandedConfig, ExpandedSweep
 from worker.contract import SimConfig
 from worker.memory import MemoryBudgetError, sub_batch_size
 from worker.seeding import config_seed_key
@@ -55,11 +54,12 @@ def split_trials(trials: int, chunk_trials: int) -> tuple[ChunkPlan, ...]:
     )
 
 
-def plan_sweep(spec: SweepSpec) -> SweepPlan:
-    """Configurations, seeds and chunks of `spec`; raises BudgetError (located) when one trial
-    of a configuration does not fit `spec.memory_budget_bytes`."""
+def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
+    """Configurations, seeds and chunks of `spec` (its configurations as parsing expanded them);
+    raises BudgetError (located) when one trial of a configuration does not fit
+    `spec.memory_budget_bytes`."""
     configs: list[ConfigPlan] = []
-    for item in expand_located(spec):
+    for item in spec.configurations:
         config = item.config
         if spec.chunk_trials is not None:
             chunk_trials = min(spec.chunk_trials, spec.trials)

@@ -34,6 +34,7 @@ from worker.stats import Moments
 
 TASK_NAME = "initsweep.run_chunk"
 CONTRACT_VERSION = 1
+QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be routed to
 
 QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
 OBSERVABLES: tuple[str, ...] = ("mean", "std", "mean_sq")

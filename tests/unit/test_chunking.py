@@ -28,8 +28,8 @@ from scheduler.estimate import (
     nominal_seconds_per_trial,
     random_numbers_per_trial,
 )
-from scheduler.expand import expand
-from scheduler.spec import load_spec, parse_spec
+from scheduler.spec.expand import expand, expand_located
+from scheduler.spec.parse import load_spec, parse_spec
 from worker.contract import Scheme, SimConfig
 from worker.memory import sub_batch_size, trial_bytes
 from worker.seeding import config_seed_key
@@ -182,6 +182,14 @@ def test_plan_sweep() -> None:
         assert [c.n_trials for c in cp.chunks] == [300, 300, 300, 100]
     assert plan.n_chunks == 16 and plan.n_trials == 4000
     assert len({cp.seed_key for cp in plan.configs}) == 4
+
+
+def test_a_sweep_is_expanded_once_and_planned_from_its_parse() -> None:
+    spec = parse_spec(SPEC)
+    assert list(spec.configurations) == expand_located(spec)
+    plan = plan_sweep(spec)
+    for cp, item in zip(plan.configs, spec.configurations, strict=True):
+        assert cp.config is item.config  # the parsed expansion itself, not a second one
 
 
 def test_plan_is_deterministic_and_seed_keys_follow_content_not_order() -> None:

@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from scheduler.errors import SpecError
-from scheduler.expand import expand, expand_located, is_iid_gaussian, random_draws, resolve_sampler
-from scheduler.spec import parse_spec
+from scheduler.spec.expand import (
+    expand,
+    expand_located,
+    is_iid_gaussian,
+    random_draws,
+    resolve_sampler,
+)
+from scheduler.spec.parse import parse_spec
 from worker.contract import INIT_SCHEMES, Scheme, SimConfig, canonical_scheme
 
 pytestmark = pytest.mark.unit
@@ -298,7 +304,7 @@ def test_fixed_sampler_error_is_located_at_fixed() -> None:
 
 def test_scheduler_modules_do_not_import_tensorflow() -> None:
     code = (
-        "import sys, scheduler.spec, scheduler.expand, scheduler.chunking, scheduler.estimate\n"
+        "import sys, scheduler.spec, scheduler.spec.expand, scheduler.chunking, scheduler.estimate\n"
         "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow' or "
         "m.startswith('worker.sim')]\n"
         "assert not bad, bad\n"

@@ -13,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.errors import SpecError, UserError
-from scheduler.expand import expand
-from scheduler.spec import MAX_CONFIGS, SweepSpec, load_spec, parse_byte_size, parse_spec
+from scheduler.spec.expand import expand
+from scheduler.spec.model import MAX_CONFIGS
+from scheduler.spec.parse import load_spec, parse_spec, spec_from_json
+from scheduler.spec.values import parse_byte_size
 from worker.contract import Scheme
 
 pytestmark = pytest.mark.unit
@@ -592,7 +594,7 @@ fixed:
 def test_json_round_trip() -> None:
     spec = parse_spec(FULL)
     data = json.loads(json.dumps(spec.to_json()))
-    again = SweepSpec.from_json(data)
+    again = spec_from_json(data)
     assert again == spec
     assert again.to_json() == spec.to_json()
     assert expand(again) == expand(spec)
@@ -671,7 +673,7 @@ _values = st.recursive(
 )
 def test_arbitrary_input_raises_only_spec_errors(data: dict[str, Any]) -> None:
     try:
-        spec = SweepSpec.from_json(data)
+        spec = spec_from_json(data)
     except SpecError as e:
         assert "\n" not in str(e) and str(e)
     else:
@@ -685,7 +687,7 @@ def test_arbitrary_input_raises_only_spec_errors(data: dict[str, Any]) -> None:
 def test_examples_parse_and_round_trip(path: Path) -> None:
     spec = load_spec(path)
     assert expand(spec)
-    assert SweepSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    assert spec_from_json(json.loads(json.dumps(spec.to_json()))) == spec
 
 
 def test_expected_examples_exist() -> None:

@@ -1,5 +1,8 @@
 """A validated `SweepSpec` → its configurations (`SimConfig`, canonical) with axis labels.
 
+A parsed spec is expanded once, by `expand_sweep`: the `ExpandedSweep` it returns carries its
+configurations to the planner.
+
 Order is deterministic: grid x zip x random (grid axes in the order written, last fastest; then
 zip rows; then random draws, innermost), then `configs` entries in order. A configuration whose
 `config_hash` was already produced is dropped (the first keeps its labels).
@@ -19,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from scheduler.errors import SpecError
+from scheduler.spec.model import PARTNER_AXIS, AxisValue, RandomSpec, SweepSpec
 from worker.contract import (
     ACTIVATIONS,
     BIAS_SCHEMES,
@@ -34,20 +38,10 @@ from worker.contract import (
     canonical_scheme,
 )
 
-if TYPE_CHECKING:
-    from scheduler.spec import AxisValue, RandomSpec, SweepSpec
-
-Located = tuple[str, "AxisValue", str]
+Located = tuple[str, AxisValue, str]
 """(axis, value, where the value was written in the spec)."""
 
 GAUSSIAN_INITS: tuple[str, ...] = ("normal", "kaiming_normal", "xavier_normal")
-# sigma_w is sugar for init and sigma_b for bias: each pair names one field of a configuration.
-PARTNER_AXIS: dict[str, str] = {
-    "init": "sigma_w",
-    "sigma_w": "init",
-    "bias": "sigma_b",
-    "sigma_b": "bias",
-}
 _RANDOM_DOMAIN = 0x72616E64  # "rand": keeps random-axis streams apart from other seed uses
 
 
@@ -59,6 +53,20 @@ class ExpandedConfig:
     config: SimConfig
     axes: dict[str, Any]
     origin: str
+
+
+@dataclass(frozen=True)
+class ExpandedSweep(SweepSpec):
+    """A validated spec with its distinct configurations, in order (what parsing returns).
+    `configurations` does not take part in equality: it is a function of the other fields."""
+
+    configurations: tuple[ExpandedConfig, ...] = field(kw_only=True, compare=False, repr=False)
+
+
+def expand_sweep(spec: SweepSpec) -> ExpandedSweep:
+    """`spec` with its configurations (raises a located SpecError for an inexact sampler)."""
+    declared = {f.name: getattr(spec, f.name) for f in fields(SweepSpec)}
+    return ExpandedSweep(**declared, configurations=tuple(expand_located(spec)))
 
 
 def expand(spec: SweepSpec) -> list[tuple[SimConfig, dict[str, Any]]]:

@@ -1,0 +1,171 @@
+"""The spec vocabulary: axes, sections, limits, and the frozen values a parsed spec is made of.
+
+A spec names the configurations of a sweep in five optional sections (see examples/):
+
+    grid     axis → list; the cartesian product, in the order written, last axis fastest
+    zip      axis → list, all of one length; rows zipped together, crossed with grid
+    random   `count` joint draws of the listed axes (deterministic from `seed`), crossed with grid
+    configs  explicit list of configurations, each merged over `fixed`, appended after the product
+    fixed    axis → value, the same for every configuration
+
+Layering of `scheduler.spec`, imports running one way: model <- values <- expand <- parse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.contract import SAMPLERS, Scheme
+from worker.memory import DEFAULT_BUDGET
+
+AxisValue = Scheme | int | float | str
+"""A validated axis value: a Scheme (init, activation, bias), an int, a float or a str."""
+Assignment = tuple[tuple[str, AxisValue], ...]
+"""Axis → value pairs in the order written."""
+AxisLists = tuple[tuple[str, tuple[AxisValue, ...]], ...]
+"""Axis → list of values, in the order written."""
+
+AXES: tuple[str, ...] = (
+    "init",
+    "activation",
+    "depth",
+    "width",
+    "input_dim",
+    "batch",
+    "dtype",
+    "bias",
+    "sampler",
+    "sigma_w",
+    "sigma_b",
+)
+REQUIRED_AXES: tuple[str, ...] = ("init", "activation", "depth", "width")
+INT_AXES: frozenset[str] = frozenset({"depth", "width", "input_dim", "batch"})
+REAL_AXES: frozenset[str] = frozenset({"sigma_w", "sigma_b"})
+REQUESTED_SAMPLERS: tuple[str, ...] = ("auto", *SAMPLERS)
+DISTRIBUTIONS: tuple[str, ...] = ("uniform", "log_uniform", "int_uniform", "choice")
+TOP_KEYS: tuple[str, ...] = (
+    "name",
+    "description",
+    "seed",
+    "trials",
+    "chunk_trials",
+    "memory_budget",
+    "queue",
+    "grid",
+    "zip",
+    "random",
+    "configs",
+    "fixed",
+)
+PRODUCT_SECTIONS: tuple[str, ...] = ("grid", "zip", "random")
+MAX_CONFIGS = 100_000
+MAX_SEED = (1 << 63) - 1
+LABEL_KEY = "label"
+# sigma_w is sugar for init and sigma_b for bias: each pair names one field of a configuration.
+PARTNER_AXIS: dict[str, str] = {
+    "init": "sigma_w",
+    "sigma_w": "init",
+    "bias": "sigma_b",
+    "sigma_b": "bias",
+}
+
+
+def value_json(value: AxisValue) -> Any:
+    """An axis value as spec JSON: a bare scheme name when it has no parameters."""
+    if isinstance(value, Scheme):
+        return value.to_json() if value.params else value.name
+    return value
+
+
+@dataclass(frozen=True)
+class RandomAxis:
+    """One axis of `random`: real (uniform, log_uniform), integer (int_uniform) or `choice`."""
+
+    axis: str
+    distribution: str
+    low: float | int | None = None
+    high: float | int | None = None
+    values: tuple[AxisValue, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        if self.distribution == "choice":
+            return {"distribution": "choice", "values": [value_json(v) for v in self.values]}
+        return {"distribution": self.distribution, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class RandomSpec:
+    """`count` joint draws of `axes`."""
+
+    count: int
+    axes: tuple[RandomAxis, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "axes": {a.axis: a.to_json() for a in self.axes}}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec. Schemes keep the parameters the user wrote (labels stay short);
+    `scheduler.spec.expand` fills defaults. `spec_yaml` and `source` do not take part in
+    equality."""
+
+    name: str
+    seed: int
+    trials: int
+    chunk_trials: int | None = None
+    memory_budget_bytes: int = DEFAULT_BUDGET
+    queue: str = "cpu"
+    grid: AxisLists = ()
+    zip_axes: AxisLists = ()
+    random_axes: RandomSpec | None = None
+    configs: tuple[Assignment, ...] = ()
+    fixed: Assignment = ()
+    description: str = ""
+    spec_yaml: str = field(default="", compare=False)
+    source: str = field(default="<spec>", compare=False)
+
+    @property
+    def product_sections(self) -> tuple[str, ...]:
+        """The sections among grid, zip, random that this spec uses, in that order."""
+        present = (bool(self.grid), bool(self.zip_axes), self.random_axes is not None)
+        return tuple(s for s, p in zip(PRODUCT_SECTIONS, present, strict=True) if p)
+
+    @property
+    def n_product(self) -> int:
+        """Configurations of grid x zip x random before deduplication (0 if none is used)."""
+        if not self.product_sections:
+            return 0
+        n = math.prod(len(values) for _, values in self.grid)
+        if self.zip_axes:
+            n *= len(self.zip_axes[0][1])
+        if self.random_axes is not None:
+            n *= self.random_axes.count
+        return n
+
+    def to_json(self) -> dict[str, Any]:
+        """The normalised spec as JSON-safe data; itself a valid spec
+        (`scheduler.spec.parse.spec_from_json` inverts it)."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.description:
+            out["description"] = self.description
+        out.update(
+            seed=self.seed,
+            trials=self.trials,
+            chunk_trials=self.chunk_trials,
+            memory_budget=self.memory_budget_bytes,
+            queue=self.queue,
+        )
+        if self.grid:
+            out["grid"] = {axis: [value_json(v) for v in vs] for axis, vs in self.grid}
+        if self.zip_axes:
+            out["zip"] = {axis: [value_json(v) for v in vs] for axis, vs in self.zip_axes}
+        if self.random_axes is not None:
+            out["random"] = self.random_axes.to_json()
+        if self.configs:
+            out["configs"] = [{k: value_json(v) for k, v in entry} for entry in self.configs]
+        if self.fixed:
+            out["fixed"] = {k: value_json(v) for k, v in self.fixed}
+        return out

@@ -1,0 +1,237 @@
+"""Spec values checked one at a time: axis values, schemes, numbers, byte sizes, and the wording
+every located `SpecError` shares (`where: expected ... Received: ...`, did-you-mean)."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from scheduler.errors import SpecError
+from scheduler.spec.model import AXES, INT_AXES, REQUESTED_SAMPLERS, AxisValue
+from worker.contract import (
+    ACTIVATIONS,
+    BIAS_SCHEMES,
+    DTYPES,
+    FAN_MODES,
+    INIT_SCHEMES,
+    VS_DISTRIBUTIONS,
+    ParamValue,
+    Scheme,
+)
+
+_STRING_PARAMS: dict[str, tuple[str, ...]] = {"mode": FAN_MODES, "distribution": VS_DISTRIBUTIONS}
+_POSITIVE_PARAMS = frozenset({"scale"})
+_NON_NEGATIVE_PARAMS = frozenset({"std"})
+_SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
+
+
+def axis_value(axis: str, value: Any, where: str) -> AxisValue:
+    """Validate one value of `axis` found at `where` (raises a located SpecError)."""
+    if axis == "init":
+        return _scheme(value, "init", INIT_SCHEMES, where)
+    if axis == "activation":
+        return _scheme(value, "activation", ACTIVATIONS, where)
+    if axis == "bias":
+        return _scheme(value, "bias", BIAS_SCHEMES, where)
+    if axis in INT_AXES:
+        return positive_int(value, where)
+    if axis == "dtype":
+        return choice(value, DTYPES, "dtype", where)
+    if axis == "sampler":
+        return choice(value, REQUESTED_SAMPLERS, "sampler", where)
+    if axis == "sigma_w":
+        return number(value, where, positive=True)
+    if axis == "sigma_b":
+        return number(value, where, non_negative=True)
+    raise SpecError(f"{where}: unknown axis {axis!r}; expected one of {', '.join(AXES)}")
+
+
+def _scheme(
+    value: Any, kind: str, registry: Mapping[str, Mapping[str, ParamValue]], where: str
+) -> Scheme:
+    example = {"init": "{name: normal, std: 0.05}", "activation": "{name: leaky_relu, alpha: 0.1}"}
+    example_text = example.get(kind, "{name: normal, std: 0.1}")
+    if isinstance(value, str):
+        name, params = value, {}
+    elif isinstance(value, Mapping):
+        if "name" not in value:
+            raise SpecError(
+                f"{where}: expected a mapping with a 'name' key, e.g. {example_text}. "
+                f"Received: {received(value)}"
+            )
+        name = value["name"]
+        params = {k: v for k, v in value.items() if k != "name"}
+        if not isinstance(name, str):
+            raise SpecError(
+                f"{where}.name: expected a {kind} name, one of {', '.join(registry)}. "
+                f"Received: {received(name)}"
+            )
+    else:
+        raise SpecError(
+            f"{where}: expected a {kind} name or a mapping like {example_text}. "
+            f"Received: {received(value)}"
+        )
+    if name not in registry:
+        raise SpecError(
+            f"{where}: unknown {kind} {name!r}; expected one of {', '.join(registry)}"
+            f"{did_you_mean(name, registry)}"
+        )
+    allowed = registry[name]
+    checked: dict[str, ParamValue] = {}
+    for key, param in params.items():
+        at = f"{where}.{key}"
+        if key not in allowed:
+            if not allowed:
+                raise SpecError(
+                    f"{at}: unknown parameter {show_key(key)} for {kind} {name!r}, which takes "
+                    "no parameters"
+                )
+            raise SpecError(
+                f"{at}: unknown parameter {show_key(key)} for {kind} {name!r}; expected one of "
+                f"{', '.join(allowed)}{did_you_mean(key, allowed)}"
+            )
+        if isinstance(allowed[key], str):
+            checked[key] = choice(param, _STRING_PARAMS.get(key, ()), key, at)
+        else:
+            checked[key] = number(
+                param,
+                at,
+                positive=key in _POSITIVE_PARAMS,
+                non_negative=key in _NON_NEGATIVE_PARAMS,
+            )
+    if "low" in allowed:
+        low = checked.get("low", allowed["low"])
+        high = checked.get("high", allowed["high"])
+        assert isinstance(low, float) and isinstance(high, float)
+        if not low < high:
+            raise SpecError(f"{where}: expected low < high. Received: low={low:g}, high={high:g}")
+    return Scheme(name, tuple(sorted(checked.items())))
+
+
+def number(value: Any, where: str, *, positive: bool = False, non_negative: bool = False) -> float:
+    """A finite number (positive or non-negative when asked) as a float."""
+    if positive:
+        what = "a positive number"
+    elif non_negative:
+        what = "a non-negative number"
+    else:
+        what = "a finite number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where}: expected {what}. Received: {received(value)}")
+    as_float = float(value)
+    if (
+        not math.isfinite(as_float)
+        or (positive and as_float <= 0)
+        or (non_negative and as_float < 0)
+    ):
+        raise SpecError(f"{where}: expected {what}. Received: {value!r}")
+    return as_float
+
+
+def positive_int(value: Any, where: str) -> int:
+    """An int >= 1 (booleans are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{where}: expected a positive integer. Received: {received(value)}")
+    return value
+
+
+def non_negative_int(value: Any, where: str, *, maximum: int) -> int:
+    """An int in [0, maximum] (booleans are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise SpecError(
+            f"{where}: expected a non-negative integer below 2**63. Received: {received(value)}"
+        )
+    return value
+
+
+def non_empty_text(value: Any, where: str) -> str:
+    """A string with at least one non-blank character."""
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{where}: expected a non-empty string. Received: {received(value)}")
+    return value
+
+
+def choice(value: Any, options: Sequence[str], what: str, where: str) -> str:
+    """One of `options`, named `what` in messages."""
+    if not isinstance(value, str):
+        raise SpecError(
+            f"{where}: expected a {what}, one of {', '.join(options)}. Received: {received(value)}"
+        )
+    if value not in options:
+        raise SpecError(
+            f"{where}: unknown {what} {value!r}; expected one of {', '.join(options)}"
+            f"{did_you_mean(value, options)}"
+        )
+    return value
+
+
+def parse_byte_size(text: str | int) -> int:
+    """`'512MiB'` → 536870912 (units B, KiB..TiB, KB..TB; plain ints are bytes)."""
+    return byte_size(text, "memory_budget")
+
+
+def byte_size(value: Any, where: str) -> int:
+    """A positive whole number of bytes, from an int or a text such as `'2GiB'`."""
+    expected = "expected a positive number of bytes, e.g. 1073741824, '512MiB' or '2GiB'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value > 0:
+            return value
+    elif isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match and match.group(2).lower() in _SIZE_UNITS:
+            unit = _SIZE_UNITS[match.group(2).lower()]
+            size = float(match.group(1)) * unit
+            if size >= 1 and (unit > 1 or size == int(size)):  # no fractional bytes
+                return int(size)
+    raise SpecError(f"{where}: {expected}. Received: {received(value)}")
+
+
+# --- wording ---------------------------------------------------------------------------------
+
+
+def did_you_mean(word: Any, options: Iterable[str]) -> str:
+    """`; did you mean 'relu'?` for a near miss among `options`, else an empty string."""
+    if not isinstance(word, str) or not word:
+        return ""
+    choices = list(options)
+    containing = [o for o in choices if len(word) >= 3 and word.lower() in o]
+    if 1 < len(containing) <= 3:
+        return f"; did you mean one of {', '.join(repr(o) for o in containing)}?"
+    close = containing or difflib.get_close_matches(word, choices, n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def show_key(key: Any) -> str:
+    """A mapping key as written, with its type when it is not a string (`1 (int)`)."""
+    return repr(key) if isinstance(key, str) else f"{key!r} ({type(key).__name__})"
+
+
+def received(value: Any) -> str:
+    """What a message says was received: repr, YAML words for booleans and null, at most 80."""
+    if isinstance(value, bool):
+        text = f"{str(value).lower()} (a boolean)"
+    elif value is None:
+        text = "nothing (null)"
+    else:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace, newlines included, as one space."""
+    return " ".join(text.split())
