@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from worker.contract import INIT_SCHEMES, ChunkTask, Scheme, SimConfig, canonical_scheme
-from worker.memory import DEFAULT_BUDGET, MemoryBudgetError, format_bytes, trial_bytes
+from worker.errors import MemoryBudgetError
+from worker.memory import DEFAULT_BUDGET, format_bytes, trial_bytes
 
 DEPTH = 20
 WIDTHS = (512, 2048, 8192)

@@ -15,7 +15,8 @@ from scheduler.estimate import nominal_seconds_per_trial
 from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
 from scheduler.spec.expand import ExpandedConfig, ExpandedSweep
 from worker.contract import SimConfig
-from worker.memory import MemoryBudgetError, sub_batch_size
+from worker.errors import MemoryBudgetError
+from worker.memory import sub_batch_size
 from worker.seeding import config_seed_key
 
 TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials allow

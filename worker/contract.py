@@ -40,7 +40,6 @@ QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
 OBSERVABLES: tuple[str, ...] = ("mean", "std", "mean_sq")
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
 SAMPLERS: tuple[str, ...] = ("dense", "conditional")
-QUEUES: tuple[str, ...] = ("cpu", "gpu")  # Celery queues: CPU workers and GPU workers
 
 ParamValue = float | str
 
