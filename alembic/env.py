@@ -9,9 +9,11 @@ from pathlib import Path
 from alembic import context
 from sqlalchemy import Connection
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # finds `models` from any cwd
-
-import models  # noqa: F401  (registers every table on Base.metadata)
+try:  # installed: the package is importable; `alembic` run from a source checkout: it is here
+    import models  # registers every table on Base.metadata
+except ModuleNotFoundError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import models  # noqa: F401
 from models.base import Base
 from models.db import make_engine, migration_connection, resolve_url
 

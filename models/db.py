@@ -24,9 +24,7 @@ if TYPE_CHECKING:  # alembic is imported on first use: processes that never migr
 
 ENV_URL = "INITSWEEP_DATABASE_URL"
 DEFAULT_URL = "sqlite:///./initsweep.db"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ALEMBIC_INI = REPO_ROOT / "alembic.ini"
-ALEMBIC_DIR = REPO_ROOT / "alembic"
+MIGRATIONS_PACKAGE = "models.migrations"  # the repository's alembic/ folder, as installed
 # pg_advisory_xact_lock key that serialises concurrent `ensure_schema` calls ("initswp").
 _MIGRATION_LOCK = 0x696E6974737770
 
@@ -110,12 +108,45 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
+def migrations_dir() -> Path:
+    """The folder of the migration scripts, found through the installed distribution.
+
+    A wheel carries the repository's alembic/ folder as the data package `models.migrations`.
+    An editable install maps that package to the source folder, which the import system cannot
+    see for a folder without `__init__.py` (it must not be importable as `alembic`), so there
+    the distribution's own record of its source (PEP 610 `direct_url.json`) locates it.
+    """
+    import importlib.util
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    spec = importlib.util.find_spec(MIGRATIONS_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            if (Path(location) / "env.py").is_file():
+                return Path(location)
+    for dist in metadata.distributions(name="initsweep"):  # a source tree's egg-info has none
+        direct = dist.read_text("direct_url.json")
+        if not direct:
+            continue
+        info = json.loads(direct)
+        if info.get("dir_info", {}).get("editable") and info.get("url", "").startswith("file:"):
+            source = Path(unquote(urlparse(info["url"]).path)) / "alembic"
+            if (source / "env.py").is_file():
+                return source
+    raise SchemaError(
+        f"{MIGRATIONS_PACKAGE}: expected the migration scripts in the installed package. "
+        "Received: none (reinstall initsweep)"
+    )
+
+
 def alembic_config(url: str | None = None) -> Config:
-    """An alembic Config for this repository's migrations, from any working directory."""
+    """An alembic Config for the installed migrations, from any working directory."""
     from alembic.config import Config
 
-    config = Config(str(ALEMBIC_INI)) if ALEMBIC_INI.exists() else Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["embedded"] = True  # env.py leaves the application's logging alone
     if url is not None:
         config.attributes["url"] = resolve_url(url)
@@ -128,7 +159,7 @@ def head_revision() -> str:
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
-        raise SchemaError(f"{ALEMBIC_DIR}: expected migration scripts. Received: none")
+        raise SchemaError(f"{migrations_dir()}: expected migration scripts. Received: none")
     return head
 
 

@@ -2,7 +2,9 @@
 
 Each step is its own short transaction, so a process killed anywhere leaves the database
 consistent: a claimed-but-unsaved chunk stays `running` until it is re-run (resume or the
-reconciler), and a second save of a chunk is a no-op. TensorFlow is imported here lazily, inside
+reconciler), and a second save of a chunk is a no-op. A chunk's save and the aggregation of its
+configuration (when it was the last chunk) are ONE transaction: no state has every chunk done and
+the configuration's statistics missing. TensorFlow is imported here lazily, inside
 the call, never at import time (Celery's main process forks its pool; TF is not fork-safe).
 """
 
@@ -62,8 +64,8 @@ def execute_chunk(
 
     with session_scope(factory) as session:
         saved = save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker=name)
-    if saved:
-        with session_scope(factory) as session:
+        if saved:
+            _inject("INITSWEEP_KILL_AFTER_SAVE", task)  # drills: die inside the transaction
             aggregate_config(session=session, configuration_id=config_id)
     return ChunkResult(
         chunk_id, "saved" if saved else "duplicate", task.n_trials, outcome.provenance.duration_s
@@ -124,18 +126,32 @@ def run_core(task: Any) -> Any:
     """`worker.sim.simulate_chunk(task)`, with any failure of the core as a SimulationError.
 
     Fault injection for tests and drills: `INITSWEEP_FAIL_CHUNKS=config_hash_prefix:chunk_index,...`
-    makes those chunks fail as a poison chunk would.
+    makes those chunks fail as a poison chunk would (`INITSWEEP_KILL_AFTER_SAVE`, same syntax,
+    kills the process between a chunk's save and its aggregation, before the commit).
     """
     from worker.sim import simulate_chunk
 
-    injected = os.environ.get("INITSWEEP_FAIL_CHUNKS", "")
-    for item in filter(None, injected.split(",")):
-        prefix, _, index = item.partition(":")
-        if task.config.config_hash.startswith(prefix) and str(task.chunk_index) == index:
-            raise SimulationError(f"injected failure of chunk {task.chunk_index} ({item})")
+    item = _injected("INITSWEEP_FAIL_CHUNKS", task)
+    if item is not None:
+        raise SimulationError(f"injected failure of chunk {task.chunk_index} ({item})")
     try:
         return simulate_chunk(task)
     except MemoryBudgetError:
         raise
     except Exception as exc:  # the boundary of the numeric core: any failure is a poison chunk
         raise SimulationError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _injected(variable: str, task: Any) -> str | None:
+    """The item of $variable (`hash_prefix:chunk_index,...`) that names this task's chunk."""
+    for item in filter(None, os.environ.get(variable, "").split(",")):
+        prefix, _, index = item.partition(":")
+        if task.config.config_hash.startswith(prefix) and str(task.chunk_index) == index:
+            return item
+    return None
+
+
+def _inject(variable: str, task: Any) -> None:
+    """Kill this process at once (SIGKILL-like: no cleanup) when $variable names the chunk."""
+    if _injected(variable, task) is not None:
+        os._exit(137)

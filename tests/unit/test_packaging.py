@@ -1,0 +1,58 @@
+"""pyproject.toml declares what the product imports and nothing else, and ships every package."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PRODUCT = ("models", "worker", "scheduler")
+# distribution name -> the module it provides, where they differ
+MODULE_OF = {"pyyaml": "yaml", "tensorflow-cpu": "tensorflow", "psycopg": "psycopg"}
+LOADED_BY_URL = {"psycopg", "redis"}  # database and broker drivers: named in URLs, not imported
+
+
+def _imported_third_party() -> set[str]:
+    found: set[str] = set()
+    files = [p for package in PRODUCT for p in (ROOT / package).rglob("*.py")]
+    for path in [*files, ROOT / "alembic" / "env.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return {m for m in found if m not in sys.stdlib_module_names and m not in PRODUCT}
+
+
+def _declared() -> set[str]:
+    names = set()
+    for requirement in PYPROJECT["project"]["dependencies"]:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+        assert name is not None
+        dist = name.group(0).lower()
+        names.add(MODULE_OF.get(dist, dist.replace("-", "_")))
+    return names
+
+
+def test_dependencies_are_what_is_imported() -> None:
+    assert _declared() - LOADED_BY_URL == _imported_third_party()
+
+
+def test_every_package_is_shipped() -> None:
+    declared = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for package in PRODUCT
+        for init in (ROOT / package).rglob("__init__.py")
+    }
+    assert declared == on_disk | {"models.migrations", "models.migrations.versions"}
+    assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"models.migrations": "alembic"}
+    assert not (ROOT / "alembic" / "__init__.py").exists()  # never importable as `alembic`
