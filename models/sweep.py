@@ -13,7 +13,15 @@ from models.base import Base, status_check, utcnow
 if TYPE_CHECKING:
     from models.configuration import Configuration
 
-SWEEP_STATUSES: tuple[str, ...] = ("pending", "running", "done", "partial", "failed", "cancelled")
+SWEEP_STATUSES: tuple[str, ...] = (
+    "pending",
+    "running",
+    "done",
+    "partial",
+    "failed",
+    "cancelled",
+    "interrupted",  # a local run was stopped (Ctrl-C): resumable, nothing running
+)
 SWEEP_FINISHED: tuple[str, ...] = ("done", "partial", "failed", "cancelled")
 
 

@@ -1,6 +1,7 @@
 """Errors the user sees. The CLI maps each to one stderr line and an exit code, once.
 
 InitsweepError                      base; exit 1
+├── InterruptedRun                  Ctrl-C of a local run: state saved, resumable; exit 130
 ├── UserError                       bad input; exit 2
 │   ├── SpecError                   a sweep spec is invalid (message starts with its location)
 │   ├── UnknownSweepError           no sweep with that id
@@ -35,6 +36,12 @@ class UnknownSweepError(UserError):
 
 class BudgetError(UserError):
     """A configuration's single trial exceeds the memory budget."""
+
+
+class InterruptedRun(InitsweepError):
+    """A local run was interrupted; chunks in flight went back to pending."""
+
+    exit_code = 130
 
 
 class RuntimeFailure(InitsweepError):

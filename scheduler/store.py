@@ -347,13 +347,17 @@ def refresh_sweep_status(*, session: Session, sweep_id: int) -> str:
 def reset_chunks(
     *, session: Session, sweep_id: int, statuses: Iterable[str] = ("failed", "running")
 ) -> int:
-    """Put the sweep's chunks in `statuses` back to pending (resume); returns how many."""
+    """Put the sweep's chunks in `statuses` back to pending (resume); returns how many.
+
+    They start afresh: attempts back to 0 (a chunk failed by the claim limit can run again),
+    no error, and no enqueue mark, so the reconciler sends them at once.
+    """
     wanted = _check_statuses("statuses", statuses, CHUNK_STATUSES)
     _require_sweep(session, sweep_id)
     result = session.execute(
         update(Chunk)
         .where(Chunk.configuration_id.in_(_sweep_config_ids(sweep_id)), Chunk.status.in_(wanted))
-        .values(status="pending", worker=None)
+        .values(status="pending", worker=None, attempts=0, error=None, enqueued_at=None)
         .execution_options(synchronize_session="fetch")
     )
     session.execute(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from models.db import session_scope
 from scheduler.database import first_line, redact
-from scheduler.errors import BrokerUnavailableError
+from scheduler.errors import BrokerUnavailableError, InterruptedRun
 from scheduler.store import (
     chunk_ids,
     chunk_trials,
@@ -58,6 +58,8 @@ class LocalRun:
 
     report: RunReport
     status: str
+    reset_failed: int  # failed chunks given a fresh start (attempts back to 0)
+    failed_left: int  # chunks still failed afterwards
 
 
 def run_here(
@@ -71,30 +73,49 @@ def run_here(
 ) -> LocalRun:
     """Run the sweep's missing chunks in local processes; `on_start(chunks, trials)` first.
 
-    Running and failed chunks are put back to pending first (a local run owns its sweep), and
-    the sweep's status is refreshed whatever happens, interruption included.
+    Running and failed chunks are put back to pending first (a local run owns its sweep; failed
+    ones get their attempts back). Configurations whose chunks are all done but which are not
+    aggregated (a database written by an older version) are aggregated before anything else.
+    Ctrl-C returns the chunks in flight to pending, marks the sweep `interrupted` and raises
+    InterruptedRun; otherwise the sweep's status is refreshed from its chunks.
     """
     from worker.pool import run_chunks
 
     with session_scope(factory) as session:
-        reset_chunks(session=session, sweep_id=sweep_id)
+        aggregate_sweep(session=session, sweep_id=sweep_id)
+        reset = reset_chunks(session=session, sweep_id=sweep_id, statuses=("failed",))
+        reset_chunks(session=session, sweep_id=sweep_id, statuses=("running",))
         ids = chunk_ids(session=session, sweep_id=sweep_id, statuses=("pending",))
         trials = chunk_trials(session=session, chunk_ids=ids)
     try:
         if on_start is not None and ids:
             on_start(len(ids), trials)
         report = run_chunks(url, ids, workers=workers, on_done=on_done)
-    finally:
+    except KeyboardInterrupt:
         with session_scope(factory) as session:
-            status = refresh_sweep_status(session=session, sweep_id=sweep_id)
-    return LocalRun(report, status)
+            back = reset_chunks(session=session, sweep_id=sweep_id, statuses=("running",))
+            set_sweep_status(session=session, sweep_id=sweep_id, status="interrupted")
+            left = get_sweep(session=session, sweep_id=sweep_id).chunk_counts["pending"]
+        raise InterruptedRun(
+            f"sweep {sweep_id}: interrupted; {back} chunks in flight went back to pending, "
+            f"{left} chunks left"
+        ) from None
+    with session_scope(factory) as session:
+        status = refresh_sweep_status(session=session, sweep_id=sweep_id)
+        failed = get_sweep(session=session, sweep_id=sweep_id).chunk_counts["failed"]
+    return LocalRun(report, status, reset, failed)
 
 
 def reset_failed(factory: SessionFactory, sweep_id: int) -> int:
-    """Put the sweep's failed chunks back to pending and mark it running; returns how many."""
+    """Failed chunks back to pending, every enqueue mark cleared, sweep running; how many failed.
+
+    The reconciler then sends the sweep's pending chunks at once instead of waiting for
+    `requeue_after` (their old messages may be lost).
+    """
     with session_scope(factory) as session:
         get_sweep(session=session, sweep_id=sweep_id)
         n = reset_chunks(session=session, sweep_id=sweep_id, statuses=("failed",))
+        reset_chunks(session=session, sweep_id=sweep_id, statuses=("pending",))
         set_sweep_status(session=session, sweep_id=sweep_id, status="running")
     return n
 

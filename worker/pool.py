@@ -12,12 +12,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from worker.errors import SimulationError
+
+if TYPE_CHECKING:
+    from worker.execute import SessionFactory
 
 TF_THREADS_PER_PROCESS = 1
 
@@ -44,12 +50,34 @@ def default_workers() -> int:
 def _init_process(url: str, threads: int) -> None:
     global _factory
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    _die_with_parent(os.getppid())
     os.environ["INITSWEEP_TF_THREADS"] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from models.db import make_engine, make_session_factory
 
     _factory = make_session_factory(make_engine(url))
     _import_tensorflow_quietly()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit when the parent dies, even by SIGKILL: PR_SET_PDEATHSIG on Linux, and a watchdog."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _import_tensorflow_quietly() -> None:
@@ -69,14 +97,26 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _run_one(chunk_id: int) -> tuple[int, str, int, float, str | None]:
-    from worker.execute import execute_chunk
+    """Run one chunk in this pool process; transient database errors are retried here."""
+    from models.errors import TransientStoreError
+    from worker.execute import MAX_TRANSIENT_RETRIES, execute_chunk
 
     assert _factory is not None
-    try:
-        result = execute_chunk(_factory, chunk_id)
-    except SimulationError as exc:
-        return chunk_id, "error", 0, 0.0, str(exc)
-    return chunk_id, result.status, result.n_trials, result.duration_s, None
+    for attempt in range(MAX_TRANSIENT_RETRIES + 1):
+        try:
+            result = execute_chunk(_factory, chunk_id)
+        except SimulationError as exc:
+            return chunk_id, "error", 0, 0.0, str(exc)
+        except TransientStoreError as exc:
+            if attempt == MAX_TRANSIENT_RETRIES:
+                return chunk_id, "transient", 0, 0.0, str(exc)
+            time.sleep(min(2.0**attempt, 30.0))
+            continue
+        return chunk_id, result.status, result.n_trials, result.duration_s, None
+    raise AssertionError("unreachable")
+
+
+Outcome = tuple[int, str, int, float, str | None]
 
 
 def run_chunks(
@@ -88,57 +128,108 @@ def run_chunks(
 ) -> RunReport:
     """Run `chunk_ids` on `workers` spawned processes; `on_done(chunk_id, n_trials)` per chunk.
 
-    A chunk whose simulation fails is retried up to `worker.execute.MAX_SIMULATION_ATTEMPTS`
-    times, then marked failed.
-    KeyboardInterrupt stops the pool at once and propagates; saved chunks stay saved.
+    At most `workers` chunks are in flight, so when a pool process dies (killed, out of memory)
+    the chunks it may have held are known: the pool is started anew and they run again, and a
+    chunk in flight at `MAX_SIMULATION_ATTEMPTS` such deaths is marked failed. A chunk whose
+    simulation raises is retried as often, then marked failed; transient database errors are
+    retried with backoff inside the pool process (`MAX_TRANSIENT_RETRIES`). KeyboardInterrupt
+    stops the pool at once and propagates; saved chunks stay saved.
     """
     from models.db import make_engine, make_session_factory
-    from worker.execute import record_simulation_failure
+    from worker.execute import MAX_SIMULATION_ATTEMPTS, record_simulation_failure
 
     report = RunReport()
     start = time.perf_counter()
     if not chunk_ids:
         return report
     factory = make_session_factory(make_engine(url))
-    ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(chunk_ids)),
-        mp_context=ctx,
-        initializer=_init_process,
-        initargs=(url, TF_THREADS_PER_PROCESS),
-    )
+    queue = list(reversed(chunk_ids))  # pop() takes them in order
+    deaths: dict[int, int] = {}
+    n_workers = min(workers, len(chunk_ids))
+    pool = _new_pool(url, n_workers)
+    in_flight: dict[Future[Outcome], int] = {}
     try:
-        pending: set[Future[tuple[int, str, int, float, str | None]]] = {
-            pool.submit(_run_one, cid) for cid in chunk_ids
-        }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        while queue or in_flight:
+            while queue and len(in_flight) < n_workers:
+                cid = queue.pop()
+                in_flight[pool.submit(_run_one, cid)] = cid
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
             for fut in done:
-                cid, status, n_trials, seconds, error = fut.result()
-                if status == "error":
-                    final = record_simulation_failure(factory, cid, error or "")
-                    if final:
-                        report.failed[cid] = error or ""
+                cid = in_flight.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    deaths[cid] = deaths.get(cid, 0) + 1
+                    if deaths[cid] < MAX_SIMULATION_ATTEMPTS:
+                        queue.append(cid)
                     else:
-                        pending.add(pool.submit(_run_one, cid))
+                        error = f"its pool process died {deaths[cid]} times"
+                        record_simulation_failure(factory, cid, error, max_attempts=0)  # final
+                        report.failed[cid] = error
                     continue
-                if status == "saved":
-                    report.saved += 1
-                    report.trials += n_trials
-                    report.core_seconds += seconds
-                elif status == "duplicate":
-                    report.duplicates += 1
-                if on_done is not None:
-                    on_done(cid, n_trials)
+                _account(report, outcome, queue, factory, on_done)
+            if broken:
+                for fut, cid in in_flight.items():  # every future of a broken pool is lost
+                    fut.cancel()
+                    queue.append(cid)
+                in_flight.clear()
+                _stop(pool)
+                pool = _new_pool(url, n_workers)
     except BaseException:
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        for proc in procs:
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            proc.join(timeout=10)
+        _stop(pool)
         raise
     else:
         pool.shutdown(wait=True)
     report.wall_seconds = time.perf_counter() - start
     return report
+
+
+def _account(
+    report: RunReport,
+    outcome: Outcome,
+    queue: list[int],
+    factory: SessionFactory,
+    on_done: Callable[[int, int], None] | None,
+) -> None:
+    """Book one finished chunk: saved, duplicate, skipped, or failed (retried or final)."""
+    from worker.execute import record_simulation_failure
+
+    cid, status, n_trials, seconds, error = outcome
+    if status == "error":
+        if record_simulation_failure(factory, cid, error or ""):
+            report.failed[cid] = error or ""
+        else:
+            queue.append(cid)
+        return
+    if status == "transient":  # the database stayed unavailable: the chunk is left for resume
+        report.failed[cid] = error or ""
+        return
+    if status == "saved":
+        report.saved += 1
+        report.trials += n_trials
+        report.core_seconds += seconds
+    elif status == "duplicate":
+        report.duplicates += 1
+    if on_done is not None:
+        on_done(cid, n_trials)
+
+
+def _new_pool(url: str, workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_process,
+        initargs=(url, TF_THREADS_PER_PROCESS),
+    )
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's processes now (interrupt, or a broken pool) and reap them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ import click
 
 from scheduler.cli.options import DB_OPTION, QUIET_OPTION, WORKERS_OPTION, policy
 from scheduler.database import open_database
+from scheduler.errors import InterruptedRun
 
 if TYPE_CHECKING:
     from scheduler.sweeps import LocalRun
@@ -95,32 +97,40 @@ def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -
     from scheduler.sweeps import run_here
     from worker.pool import default_workers
 
-    with open_database(db) as factory:
-        if quiet:
-            outcome = run_here(
-                factory, resolve_url(db), sweep_id, workers=workers or default_workers()
-            )
-        else:
-            outcome = _with_progress(
-                factory, resolve_url(db), sweep_id, workers or default_workers()
-            )
+    n = workers or default_workers()
+    try:
+        with open_database(db) as factory:
+            if quiet:
+                outcome = run_here(factory, resolve_url(db), sweep_id, workers=n)
+            else:
+                outcome = _with_progress(factory, resolve_url(db), sweep_id, n)
+    except InterruptedRun as exc:
+        where = f" --db {shlex.quote(db)}" if db else ""
+        raise InterruptedRun(f"{exc}; resume with: initsweep resume {sweep_id}{where}") from None
+    if outcome.reset_failed:
+        click.echo(
+            f"sweep {sweep_id}: {outcome.reset_failed} failed chunks reset for another try",
+            err=True,
+        )
+    report = outcome.report
     if quiet:
         click.echo(sweep_id)
-        return
-    from scheduler.cli.results import print_summary
+    else:
+        from scheduler.cli.results import print_summary
 
-    print_summary(db, sweep_id)
-    report = outcome.report
-    line = f"sweep {sweep_id}: {outcome.status}"
-    if report.trials:
-        line += (
-            f" · {report.saved} chunks, {report.trials} trials in {report.wall_seconds:.1f} s "
-            f"({report.trials / max(report.wall_seconds, 1e-9):.0f} trials/s)"
-        )
-    click.echo(line)
+        print_summary(db, sweep_id)
+        line = f"sweep {sweep_id}: {outcome.status}"
+        if report.trials:
+            line += (
+                f" · {report.saved} chunks, {report.trials} trials in {report.wall_seconds:.1f} s "
+                f"({report.trials / max(report.wall_seconds, 1e-9):.0f} trials/s)"
+            )
+        click.echo(line)
     for cid, error in report.failed.items():
         click.echo(f"  chunk {cid} failed: {error}", err=True)
-    if report.failed:
+    if outcome.failed_left:
+        click.echo(f"sweep {sweep_id}: {outcome.failed_left} chunks failed", err=True)
+    if report.failed or outcome.failed_left:
         raise click.exceptions.Exit(1)
 
 
