@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     from worker.errors import MemoryBudgetError
 
     try:
-        cli.main(args=argv, prog_name="initsweep", standalone_mode=False)
+        # Outside standalone mode click returns the code of a `click.exceptions.Exit`.
+        code = cli.main(args=argv, prog_name="initsweep", standalone_mode=False)
     except InitsweepError as exc:
         echo_error(str(exc))
         sys.exit(exc.exit_code)
@@ -64,4 +65,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         echo_error("interrupted; the database holds every chunk saved so far (`initsweep resume`)")
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

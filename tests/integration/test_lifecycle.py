@@ -151,7 +151,7 @@ def test_sigint_marks_interrupted_and_resume_completes(
     assert _query(db, "SELECT status FROM sweeps") == [("interrupted",)]
     assert _query(db, "SELECT count(*) FROM chunks WHERE status='running'") == [(0,)]
     assert _done(db) < N_CHUNKS
-    status = run_cli("status", "1", "--db", str(db))
+    status = run_cli("status", "1", "--db", str(db), env={"COLUMNS": "200"})
     assert "interrupted" in status.stdout
 
     resumed = run_cli("resume", "1", "--db", str(db), "-q")
