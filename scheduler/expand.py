@@ -33,6 +33,7 @@ from worker.contract import (
     SimConfig,
     canonical_scheme,
 )
+from worker.schemes import describe_law, is_iid_gaussian
 
 if TYPE_CHECKING:
     from scheduler.spec import AxisValue, RandomSpec, SweepSpec
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 Located = tuple[str, "AxisValue", str]
 """(axis, value, where the value was written in the spec)."""
 
-GAUSSIAN_INITS: tuple[str, ...] = ("normal", "kaiming_normal", "xavier_normal")
 # sigma_w is sugar for init and sigma_b for bias: each pair names one field of a configuration.
 PARTNER_AXIS: dict[str, str] = {
     "init": "sigma_w",
@@ -82,18 +82,6 @@ def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
     return out
 
 
-def is_iid_gaussian(init: Scheme) -> bool:
-    """Whether `init` draws every weight i.i.d. from a normal distribution (untruncated)."""
-    if init.name in GAUSSIAN_INITS:
-        return True
-    if init.name == "variance_scaling":
-        params = dict(init.params)
-        return params.get("distribution", INIT_SCHEMES[init.name]["distribution"]) == (
-            "untruncated_normal"
-        )
-    return False
-
-
 def resolve_sampler(requested: str, init: Scheme) -> str:
     """The sampler a configuration runs with: `auto` is `conditional` exactly for i.i.d.
     Gaussian weights (conditionally on the layer input, z = hW is then exactly Gaussian and W need
@@ -108,7 +96,7 @@ def resolve_sampler(requested: str, init: Scheme) -> str:
             return "conditional"
         raise SpecError(
             f"sampler 'conditional' is exact only for i.i.d. Gaussian weights; init {init.name!r} "
-            f"is {_describe(init)}. Expected sampler dense or auto, or a Gaussian init: "
+            f"is {describe_law(init)}. Expected sampler dense or auto, or a Gaussian init: "
             "normal, kaiming_normal, xavier_normal, variance_scaling with distribution "
             "untruncated_normal, or sigma_w"
         )
@@ -246,18 +234,6 @@ def _num(value: AxisValue) -> float | int:
     if isinstance(value, Scheme | str):
         raise TypeError(f"expected a number, got {value!r}")
     return value
-
-
-def _describe(init: Scheme) -> str:
-    name = init.name
-    if name == "variance_scaling":
-        dist = dict(init.params).get("distribution", "truncated_normal")
-        return "a truncated normal" if dist == "truncated_normal" else "uniform"
-    if name == "orthogonal":
-        return "orthogonal (its entries are not independent)"
-    if name.endswith("normal"):
-        return "a truncated normal"
-    return "uniform"
 
 
 def _digest(text: str) -> bytes:
