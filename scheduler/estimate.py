@@ -29,15 +29,12 @@ from dataclasses import dataclass
 from scheduler.plan import SweepPlan
 from worker.contract import SimConfig
 from worker.memory import DEFAULT_BUDGET, format_bytes, sub_batch_size, trial_bytes
+from worker.schemes import family
 
 DRAWS_PER_SECOND = 1.5e8  # one core, TF stateless uniforms, float32
 GAUSSIAN_DRAW_COST = 3.0  # a normal (or truncated normal) costs ~3 uniforms
 FLOPS_PER_SECOND = 1.5e10  # one core, float32 matmul/QR through TF
 NORMALS_PER_SECOND = DRAWS_PER_SECOND / GAUSSIAN_DRAW_COST  # nominal Gaussian throughput
-
-_UNIFORM_INITS = frozenset(
-    {"uniform", "scaled_uniform", "glorot_uniform", "he_uniform", "lecun_uniform"}
-)
 
 
 def random_numbers_per_trial(config: SimConfig) -> int:
@@ -162,6 +159,4 @@ def _gaussian_extra_draws(config: SimConfig) -> int:
 def _uniform_kernels(config: SimConfig) -> bool:
     if config.sampler == "conditional":
         return False
-    if config.init.name == "variance_scaling":
-        return dict(config.init.params).get("distribution") == "uniform"
-    return config.init.name in _UNIFORM_INITS
+    return family(config.init) == "uniform"

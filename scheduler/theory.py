@@ -206,6 +206,8 @@ def _variance_scaling(scale: float, mode: str, fan_in: int, fan_out: int) -> flo
     return scale / max(1.0, _fan(mode, fan_in, fan_out))
 
 
+# Derived here independently of `worker.schemes.law` (the law the simulator samples) on purpose:
+# theory is the check against the simulator. tests/unit/test_schemes.py pins the two together.
 def weight_moments(init: Scheme, fan_in: int, fan_out: int) -> tuple[float, float]:
     """(mean, variance) of one kernel entry of `init` for a (fan_in, fan_out) kernel.
 

@@ -43,23 +43,9 @@ SAMPLERS: tuple[str, ...] = ("dense", "conditional")
 
 ParamValue = float | str
 
-# Weight schemes and their parameters with defaults. Semantics (fans are those of each 2-D
-# kernel of shape (fan_in, fan_out); Keras' definitions unless said otherwise):
-#   normal(mean, std)                N(mean, std^2)
-#   uniform(low, high)               U[low, high)
-#   truncated_normal(mean, std)      N(mean, std^2) truncated to mean +- 2 std (Keras; not rescaled)
-#   scaled_uniform(low, high, scale, mode)
-#                                    U[low, high) * sqrt(scale / fan): the notebook's
-#                                    `tf.random.uniform(shape) * np.sqrt(k / n)`; not centred
-#   variance_scaling(scale, mode, distribution)   Keras VarianceScaling; distribution one of
-#                                    truncated_normal (std = sqrt(scale/fan)/0.87962566),
-#                                    untruncated_normal, uniform (limit = sqrt(3 scale/fan))
-#   glorot_uniform / glorot_normal   variance_scaling(1, fan_avg, uniform / truncated_normal)
-#   he_uniform / he_normal           variance_scaling(2, fan_in, uniform / truncated_normal)
-#   lecun_uniform / lecun_normal     variance_scaling(1, fan_in, uniform / truncated_normal)
-#   kaiming_normal(a)                PyTorch: N(0, 2/((1+a^2) fan_in)), untruncated
-#   xavier_normal(gain)              PyTorch: N(0, gain^2 * 2/(fan_in+fan_out)), untruncated
-#   orthogonal(gain)                 Keras Orthogonal: gain * Q of the QR of a Gaussian matrix
+# Weight schemes and their parameters with defaults: the names a spec may use, and the defaults
+# that fill a configuration's canonical JSON (hence its hash). What each scheme means (fans, Keras
+# presets, the law of a kernel entry): `worker.schemes`.
 INIT_SCHEMES: dict[str, dict[str, ParamValue]] = {
     "normal": {"mean": 0.0, "std": 1.0},
     "uniform": {"low": -0.05, "high": 0.05},

@@ -37,11 +37,11 @@ from worker.contract import (
     SimConfig,
     canonical_scheme,
 )
+from worker.schemes import describe_law, is_iid_gaussian
 
 Located = tuple[str, AxisValue, str]
 """(axis, value, where the value was written in the spec)."""
 
-GAUSSIAN_INITS: tuple[str, ...] = ("normal", "kaiming_normal", "xavier_normal")
 _RANDOM_DOMAIN = 0x72616E64  # "rand": keeps random-axis streams apart from other seed uses
 
 
@@ -90,18 +90,6 @@ def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
     return out
 
 
-def is_iid_gaussian(init: Scheme) -> bool:
-    """Whether `init` draws every weight i.i.d. from a normal distribution (untruncated)."""
-    if init.name in GAUSSIAN_INITS:
-        return True
-    if init.name == "variance_scaling":
-        params = dict(init.params)
-        return params.get("distribution", INIT_SCHEMES[init.name]["distribution"]) == (
-            "untruncated_normal"
-        )
-    return False
-
-
 def resolve_sampler(requested: str, init: Scheme) -> str:
     """The sampler a configuration runs with: `auto` is `conditional` exactly for i.i.d.
     Gaussian weights (conditionally on the layer input, z = hW is then exactly Gaussian and W need
@@ -116,7 +104,7 @@ def resolve_sampler(requested: str, init: Scheme) -> str:
             return "conditional"
         raise SpecError(
             f"sampler 'conditional' is exact only for i.i.d. Gaussian weights; init {init.name!r} "
-            f"is {_describe(init)}. Expected sampler dense or auto, or a Gaussian init: "
+            f"is {describe_law(init)}. Expected sampler dense or auto, or a Gaussian init: "
             "normal, kaiming_normal, xavier_normal, variance_scaling with distribution "
             "untruncated_normal, or sigma_w"
         )
@@ -254,18 +242,6 @@ def _num(value: AxisValue) -> float | int:
     if isinstance(value, Scheme | str):
         raise TypeError(f"expected a number, got {value!r}")
     return value
-
-
-def _describe(init: Scheme) -> str:
-    name = init.name
-    if name == "variance_scaling":
-        dist = dict(init.params).get("distribution", "truncated_normal")
-        return "a truncated normal" if dist == "truncated_normal" else "uniform"
-    if name == "orthogonal":
-        return "orthogonal (its entries are not independent)"
-    if name.endswith("normal"):
-        return "a truncated normal"
-    return "uniform"
 
 
 def _digest(text: str) -> bytes:

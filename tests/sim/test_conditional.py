@@ -19,7 +19,7 @@ from scheduler.theory import predict
 from worker.contract import INIT_SCHEMES, ChunkTask, Scheme, SimConfig, canonical_scheme
 from worker.memory import sub_batch_size
 from worker.sim import simulate_chunk
-from worker.sim.network import compiled
+from worker.sim.graph import compiled
 from worker.sim.rng import key_tensor
 
 pytestmark = pytest.mark.sim

@@ -1,7 +1,7 @@
 """Every weight scheme's draws match its definition, on non-square kernels, within 4 SE.
 
 The expected laws are written here from the definitions (Keras' random_initializers.py,
-torch.nn.init), not from worker.sim.initializers.law. For n iid weights the SE of the sample mean
+torch.nn.init), not from worker.schemes.law. For n iid weights the SE of the sample mean
 is sqrt(var / n) and the SE of the sample variance sqrt((mu4 - var^2) / n) (mu4 the 4th central
 moment of the law).
 """

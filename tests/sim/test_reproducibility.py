@@ -29,7 +29,7 @@ from worker.contract import (
     merge_records,
 )
 from worker.sim import rng, simulate_chunk
-from worker.sim.network import compiled
+from worker.sim.graph import compiled
 
 pytestmark = pytest.mark.sim
 
@@ -123,7 +123,7 @@ def test_per_trial_observables_do_not_depend_on_the_batch(config: SimConfig) -> 
     """The compiled graph on 64 trials at once == 64 one-trial calls, bit for bit.
 
     Sizes that are not multiples of the SIMD width exercise the scalar-tail guard
-    (`network.padding_trials`)."""
+    (`graph.padding_trials`)."""
     fn = compiled(config)
     key = rng.key_tensor(99)
     batched = [a.numpy() for a in fn(key, tf.constant(1000, tf.uint64), tf.constant(64, tf.int32))]

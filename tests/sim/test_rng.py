@@ -15,7 +15,7 @@ KEY = rng.key_tensor(0x5EED_1234_ABCD)
 
 def guarded(kind: str, m: int, n: int, t0: int, stream: int, dtype: tf.DType) -> np.ndarray:
     """n rows, drawn with enough extra rows that Eigen's scalar tail (the last < 64 elements of
-    the Box-Muller ops) falls in discarded rows, as worker.sim.network.padding_trials does."""
+    the Box-Muller ops) falls in discarded rows, as worker.sim.graph.padding_trials does."""
     half = rng.padded_size(m, dtype)[0] // 2
     extra = -(-64 // half)
     out = rng.draw(kind, m, n + extra, key=KEY, stream=stream, trial_offset=t0, dtype=dtype)

@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 
 from scheduler.errors import SpecError
-from scheduler.spec.expand import (
-    expand,
-    expand_located,
-    is_iid_gaussian,
-    random_draws,
-    resolve_sampler,
-)
+from scheduler.spec.expand import expand, expand_located, random_draws, resolve_sampler
 from scheduler.spec.parse import parse_spec
 from worker.contract import INIT_SCHEMES, Scheme, SimConfig, canonical_scheme
+from worker.schemes import is_iid_gaussian
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 """Activations phi and their derivatives phi', elementwise, in the compute dtype.
 
 Keras definitions (keras/src/activations/activations.py); the backward pass of
-`worker.sim.network` uses the explicit derivative, written in terms of z and, where cheaper and
+`worker.sim.dense` and `worker.sim.conditional` use the explicit derivative, written in terms of z and, where cheaper and
 as accurate, of h = phi(z) (tested against tf.GradientTape in tests/sim/test_activations.py):
 
     linear      z                                   1

@@ -35,19 +35,9 @@ import functools
 import tensorflow as tf
 
 from worker.contract import SimConfig
+from worker.schemes import law
 from worker.sim import rng
-from worker.sim.activations import activation
-from worker.sim.initializers import law
-from worker.sim.network import _by_trial, padding_trials
-from worker.sim.observables import trial_observables
-
-
-def exact_for(config: SimConfig) -> bool:
-    """Whether every kernel of `config` has i.i.d. Gaussian entries (the sampler is exact)."""
-    return all(
-        law(config.init, *config.fans(layer)).kind == "normal"
-        for layer in {1, min(2, config.depth)}
-    )
+from worker.sim.observables import SubBatch, by_trial, observables_array, trial_observables
 
 
 def _thin_qr(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -67,20 +57,8 @@ def _thin_qr(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def forward_backward(
     config: SimConfig, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Same contract as `worker.sim.network.forward_backward`, with the conditional sampler."""
-    kept = n_trials
-    n_trials = n_trials + padding_trials(config)
-    dtype = tf.as_dtype(config.dtype)
-    ddtype = rng.draw_dtype(dtype)
-    act = activation(config.activation)
+    """Same contract as `worker.sim.dense.forward_backward`, with the conditional sampler."""
     depth, width, batch = config.depth, config.width, config.batch
-
-    def gaussian(m: int, stream: int | tf.Tensor, shape: list[int]) -> tf.Tensor:
-        flat = rng.draw(
-            "normal", m, n_trials, key=key, stream=stream, trial_offset=trial_offset, dtype=ddtype
-        )
-        return tf.reshape(flat, [-1, *shape])
-
     laws = {layer: law(config.init, *config.fans(layer)) for layer in {1, min(2, depth)}}
     for layer, lw in laws.items():
         if lw.kind != "normal":
@@ -88,6 +66,8 @@ def forward_backward(
                 f"sampler: 'conditional' is exact only for i.i.d. Gaussian weights; layer {layer} "
                 f"of init {config.init.label!r} is {lw.kind}"
             )
+    sub = SubBatch.open(config, key, trial_offset, n_trials)
+    dtype, ddtype, act = sub.dtype, sub.draw_dtype, sub.act
 
     def layer_law(layer: int | tf.Tensor) -> tuple[float, float]:
         lw = laws[1] if isinstance(layer, int) and layer == 1 else laws[min(2, depth)]
@@ -99,12 +79,12 @@ def forward_backward(
         hd = tf.cast(h, ddtype)
         q, r = _thin_qr(tf.linalg.matrix_transpose(hd))  # (T, n_in, k), (T, k, B)
         k = min(batch, n_in)
-        xi = gaussian(k * width, rng.stream_tensor(layer, rng.Purpose.COND_FWD), [k, width])
+        xi = sub.normal(k * width, rng.stream_tensor(layer, rng.Purpose.COND_FWD), [k, width])
         z = tf.linalg.matmul(r, xi, adjoint_a=True) * tf.constant(sigma, ddtype)  # (T, B, n)
         if mu != 0.0:
             z = z + tf.constant(mu, ddtype) * tf.reduce_sum(hd, axis=-1, keepdims=True)
         if config.bias_std != 0.0:
-            b = gaussian(width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width])
+            b = sub.normal(width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width])
             z = z + b * tf.constant(config.bias_std, ddtype)
         z = tf.cast(z, dtype)
         h_new = act.phi(z)
@@ -119,7 +99,7 @@ def forward_backward(
         qg, rg = _thin_qr(tf.linalg.matrix_transpose(gd))  # (T, n_out, k'), (T, k', B)
         del qg
         k2 = min(batch, width)
-        fresh_xi = gaussian(k2 * n_in, rng.stream_tensor(layer, rng.Purpose.COND_BWD), [k2, n_in])
+        fresh_xi = sub.normal(k2 * n_in, rng.stream_tensor(layer, rng.Purpose.COND_BWD), [k2, n_in])
         fresh = tf.linalg.matmul(rg, fresh_xi, adjoint_a=True)  # (T, B, n_in)
         fresh = fresh - tf.linalg.matmul(tf.linalg.matmul(fresh, q), q, adjoint_b=True)
         out = (known + fresh) * tf.constant(sigma, ddtype)
@@ -127,22 +107,11 @@ def forward_backward(
             out = out + tf.constant(mu, ddtype) * tf.reduce_sum(gd, axis=-1, keepdims=True)
         return tf.cast(out, dtype)
 
-    x = tf.cast(
-        gaussian(
-            batch * config.input_dim,
-            rng.stream_id(0, rng.Purpose.INPUT),
-            [batch, config.input_dim],
-        ),
-        dtype,
-    )
-    r = tf.cast(
-        gaussian(batch * width, rng.stream_id(0, rng.Purpose.READOUT), [batch, width]), dtype
-    )
+    x, r = sub.inputs()
 
-    ta = functools.partial(tf.TensorArray, size=depth, element_shape=tf.TensorShape([None, 4]))
     keep = functools.partial(tf.TensorArray, size=depth, clear_after_read=False)
     k_deep = min(batch, width)
-    pre_ta, act_ta = ta(tf.float64), ta(tf.float64)
+    pre_ta, act_ta = observables_array(depth), observables_array(depth)
     dphi_ta = keep(dtype, element_shape=tf.TensorShape([None, batch, width]))
     q_ta = keep(ddtype, element_shape=tf.TensorShape([None, width, k_deep]))
     xi_ta = keep(ddtype, element_shape=tf.TensorShape([None, k_deep, width]))
@@ -173,7 +142,7 @@ def forward_backward(
             parallel_iterations=1,
         )
 
-    grad_ta = ta(tf.float64)
+    grad_ta = observables_array(depth)
     g = r * dphi_ta.read(depth - 1)
     grad_ta = grad_ta.write(depth - 1, trial_observables(g))
     if depth > 1:
@@ -192,5 +161,5 @@ def forward_backward(
         )
     del q1, xi1  # W^1 is never needed backward (g^1 = phi'(z^1) * g^2 W^{2 T})
 
-    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], _by_trial(act_ta)], axis=1)
-    return act_obs[:kept], _by_trial(pre_ta)[:kept], _by_trial(grad_ta)[:kept]
+    act_obs = tf.concat([trial_observables(x)[:, tf.newaxis, :], by_trial(act_ta)], axis=1)
+    return act_obs, by_trial(pre_ta), by_trial(grad_ta)

@@ -1,4 +1,5 @@
-"""Per-trial observables of one (layer, quantity), and their sufficient statistics over trials.
+"""Per-trial observables of one (layer, quantity), the sub-batch both samplers observe, and the
+observables' sufficient statistics over trials.
 
 Per trial, over the n = batch * units values v of a (layer, quantity), in float64 (cast first,
 so float32 values can neither overflow nor lose precision in the sums):
@@ -15,6 +16,11 @@ Over the trials of a sub-batch (numpy, float64): `n_finite`, `n_collapsed`, `n_f
 (trials whose first non-finite layer, in propagation order, is this one: increasing l for
 preactivation/activation, decreasing l for gradient, which flows from layer depth down to 1)
 and `worker.stats.Moments` of each observable over the finite trials.
+
+`SubBatch` is what the dense and the conditional sampler both start from for T trials: dtypes,
+the activation, N(0, 1) draws on any stream, and the input x and readout r (on the same streams
+under both samplers, as are the biases, so a trial's x, r and b do not depend on the sampler);
+per-layer observables go into `observables_array`s and come out (T, D, 4) through `by_trial`.
 """
 
 from __future__ import annotations
@@ -25,8 +31,78 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from worker.contract import LayerRecord
+from worker.contract import LayerRecord, SimConfig
+from worker.sim import rng
+from worker.sim.activations import Activation, activation
 from worker.stats import moments_columns
+
+
+@dataclass(frozen=True)
+class SubBatch:
+    """Trials [trial_offset, trial_offset + n_trials) of `config`, as both samplers open them.
+
+    dtype: the compute dtype; draw_dtype: float64 for float64 configurations, else float32
+    (`rng.draw_dtype`: numbers are drawn there and cast once); act: phi and phi'.
+    """
+
+    config: SimConfig
+    key: tf.Tensor
+    trial_offset: tf.Tensor | int
+    n_trials: tf.Tensor | int
+    dtype: tf.DType
+    draw_dtype: tf.DType
+    act: Activation
+
+    @classmethod
+    def open(
+        cls,
+        config: SimConfig,
+        key: tf.Tensor,
+        trial_offset: tf.Tensor | int,
+        n_trials: tf.Tensor | int,
+    ) -> SubBatch:
+        """The sub-batch of `config` for these trials (resolves dtypes and activation)."""
+        dtype = tf.as_dtype(config.dtype)
+        return cls(
+            config=config,
+            key=key,
+            trial_offset=trial_offset,
+            n_trials=n_trials,
+            dtype=dtype,
+            draw_dtype=rng.draw_dtype(dtype),
+            act=activation(config.activation),
+        )
+
+    def normal(
+        self, m: int, stream: int | tf.Tensor, shape: list[int], std: float = 1.0
+    ) -> tf.Tensor:
+        """`m` N(0, std^2) numbers per trial at `stream`, shape (T, *shape), in the draw dtype."""
+        flat = rng.draw(
+            "normal",
+            m,
+            self.n_trials,
+            key=self.key,
+            stream=stream,
+            trial_offset=self.trial_offset,
+            dtype=self.draw_dtype,
+        )
+        if std != 1.0:
+            flat = flat * tf.constant(std, self.draw_dtype)
+        return tf.reshape(flat, [-1, *shape])
+
+    def inputs(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """(x, r) in dtype: h^0 = x (T, batch, input_dim) at stream (0, INPUT), then the readout
+        r (T, batch, width) of L = <r, h^D> at stream (0, READOUT), both N(0, I)."""
+        b, n_in, n = self.config.batch, self.config.input_dim, self.config.width
+        x = self.normal(b * n_in, rng.stream_id(0, rng.Purpose.INPUT), [b, n_in])
+        x = tf.cast(x, self.dtype)
+        r = self.normal(b * n, rng.stream_id(0, rng.Purpose.READOUT), [b, n])
+        return x, tf.cast(r, self.dtype)
+
+
+def observables_array(depth: int) -> tf.TensorArray:
+    """A TensorArray for the (T, 4) float64 `trial_observables` of `depth` layers."""
+    return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, 4]))
 
 
 def trial_observables(v: tf.Tensor) -> tf.Tensor:
@@ -45,13 +121,10 @@ def trial_observables(v: tf.Tensor) -> tf.Tensor:
     return tf.stack([mean, std, mean_sq, peak], axis=1)
 
 
-def layers_observables(values: list[tf.Tensor]) -> tf.Tensor:
-    """Observables of consecutive layers: list of (T, ...) -> (T, L, 4) float64.
-
-    Per layer rather than on a stacked tensor so the float64 temporaries are one layer's worth
-    (the memory model of worker.memory counts activations once, float64 scratch per layer).
-    """
-    return tf.stack([trial_observables(v) for v in values], axis=1)
+def by_trial(ta: tf.TensorArray) -> tf.Tensor:
+    """TensorArray of D (T, 4) entries (one per layer, as `trial_observables` writes them) ->
+    (T, D, 4)."""
+    return tf.transpose(ta.stack(), [1, 0, 2])
 
 
 @dataclass(frozen=True)
@@ -66,7 +139,7 @@ class QuantityTrials:
 
     @classmethod
     def from_array(cls, first_layer: int, obs: npt.NDArray[np.float64]) -> QuantityTrials:
-        """From the (T, L, 4) output of `layers_observables`."""
+        """From a (T, L, 4) observables array (as `by_trial` returns)."""
         return cls(first_layer, obs[..., 0], obs[..., 1], obs[..., 2], obs[..., 3])
 
     @property

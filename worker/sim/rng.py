@@ -33,7 +33,7 @@ float32: |z| <= 5.65, P(|z| > 5.65) = 1.6e-8; float64: |z| <= 8.5). It is the sa
 than ``StatelessRandomNormalV2`` (whose Box-Muller is scalar), and weights are most of the work.
 The transform acts within a trial's row, so the per-trial contract above carries over, with one
 caveat: Eigen computes the last (size mod SIMD width) elements of a tensor with scalar code whose
-log/sin/cos differ from the SIMD ones in the last bit. `worker.sim.network.padding_trials` draws
+log/sin/cos differ from the SIMD ones in the last bit. `worker.sim.graph.padding_trials` draws
 a few extra trials so that tail never belongs to a kept trial.
 
 Numbers are drawn in float64 for float64 configurations and float32 otherwise; the caller casts

@@ -2,9 +2,9 @@
 
 Pure: no IO, no database. Trials [trial_start, trial_start + n_trials) run in sub-batches of
 `sub_batch` trials (default: as many as `worker.memory.sub_batch_size` allows under the task's
-memory budget, less the discarded `network.padding_trials`; a single trial over budget raises
+memory budget, less the discarded `graph.padding_trials`; a single trial over budget raises
 `MemoryBudgetError`). Each sub-batch is one call of the configuration's compiled graph
-(`worker.sim.network.compiled`, dense or conditional sampler); its per-trial observables (T x
+(`worker.sim.graph.compiled`, dense or conditional sampler); its per-trial observables (T x
 layers, float64) come back to numpy, become `LayerRecord`s, and the sub-batches merge in order
 (Chan et al.). A trial's bits depend only on (seed_key, trial index), so any chunking or
 sub-batching gives the same per-trial values and statistics equal up to float64 merge rounding,
@@ -30,7 +30,7 @@ from worker.contract import (
 )
 from worker.memory import sub_batch_size, trial_bytes
 from worker.sim import rng
-from worker.sim.network import compiled, max_groups, padding_trials
+from worker.sim.graph import compiled, max_groups, padding_trials
 from worker.sim.observables import QuantityTrials, quantity_records
 from worker.sim.runtime import configure_runtime, device_name
 
@@ -82,7 +82,7 @@ def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOut
     pad = padding_trials(config)
     if sub_batch is None:
         size = sub_batch_size(config, max(task.n_trials, 1), task.memory_budget_bytes)
-        # Each sub-batch computes `pad` discarded trials too (network.padding_trials): keep the
+        # Each sub-batch computes `pad` discarded trials too (graph.padding_trials): keep the
         # total under the budget unless a single kept trial already fills it.
         size = max(1, min(size, task.memory_budget_bytes // trial_bytes(config) - pad))
     else:

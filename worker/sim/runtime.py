@@ -26,7 +26,7 @@ _configured: int | None = None
 class _RetracingNoise(logging.Filter):
     """Drop TF's "N out of the last M calls ... triggered tf.function retracing" warning.
 
-    `worker.sim.network.compiled` builds one tf.function per configuration by design (a worker
+    `worker.sim.graph.compiled` builds one tf.function per configuration by design (a worker
     meets many configurations); TF's heuristic takes that for accidental retracing.
     """
 

@@ -1,4 +1,5 @@
-"""Forward and manual backward pass of T trials of a deep fully-connected network, as one graph.
+"""The dense sampler: forward and manual backward pass of T trials of a deep fully-connected
+network, every weight matrix drawn, as one graph.
 
 Per trial (all trials of a sub-batch batched along a leading axis T), layers l = 1..D:
 
@@ -23,52 +24,24 @@ pass only what it needs: W^2..W^D (B, in a TensorArray) and phi'(z^l) (not for l
 observables of z^l, h^l and g^l are reduced on the fly, one layer of float64 scratch at a time,
 as `worker.memory` assumes. W^1 is never needed backward (g^1 uses W^2).
 
-`compiled(config)` returns one `tf.function` per configuration with a dynamic trial axis, so
-sub-batches of any size share one trace:
-
-    fn(key: uint64[1], trial_offset: uint64[], n_trials: int32[]) ->
-        (act (T, D+1, 4), pre (T, D, 4), grad (T, D, 4))  float64 observables
-        (mean, std, mean_sq, max|v|; see `worker.sim.observables`); act[:, 0] is h^0 = x.
+`forward_backward(config, key, trial_offset, n_trials)` returns, for the n_trials trials it is
+given, (act (T, D+1, 4), pre (T, D, 4), grad (T, D, 4)) float64 observables (mean, std, mean_sq,
+max|v|; see `worker.sim.observables`); act[:, 0] is h^0 = x. `worker.sim.graph` pads, selects this
+sampler for `config.sampler == "dense"` and compiles it.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import TypeAlias
 
 import tensorflow as tf
 
 from worker.contract import SimConfig
 from worker.sim import rng
-from worker.sim.activations import activation
 from worker.sim.initializers import kernel_scale, sample_kernels
-from worker.sim.observables import trial_observables
+from worker.sim.observables import SubBatch, by_trial, observables_array, trial_observables
 
-SubBatchFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
 Layer: TypeAlias = int | tf.Tensor
-
-
-def max_groups(config: SimConfig) -> int:
-    """Largest Philox steps per trial of any draw of `config` (for the counter range check)."""
-    d = rng.draw_dtype(config.dtype)
-    sizes = [config.fans(layer)[0] * config.fans(layer)[1] for layer in range(1, config.depth + 1)]
-    sizes += [config.batch * config.input_dim, config.batch * config.width, config.width]
-    return max(rng.padded_size(m, d)[1] for m in sizes)
-
-
-# Eigen evaluates elementwise ops in SIMD packets and the last (size mod packet) elements of a
-# tensor with scalar code; the two differ in the last bit for log, exp, sin, erfc, ... (measured
-# on TF 2.21 CPU). Those tail elements would be the last trial's, so a trial's bits would depend
-# on the sub-batch size. Computing `padding_trials` extra trials (the next trial indices, thrown
-# away) puts every tail into a discarded trial: each kept element always takes the packet path.
-TAIL_GUARD = 64  # elements; above any CPU packet width (AVX-512 float16: 32 lanes)
-
-
-def padding_trials(config: SimConfig) -> int:
-    """Trials computed past the sub-batch and discarded, so scalar tails never hit kept trials."""
-    smallest = min(config.batch * config.width, config.batch * config.input_dim, config.width) // 2
-    return -(-TAIL_GUARD // max(1, smallest))
 
 
 def _scaled(t: tf.Tensor, scale: float) -> tf.Tensor:
@@ -88,30 +61,14 @@ def _times_transpose(g: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     return tf.linalg.matrix_transpose(wg)
 
 
-def _by_trial(ta: tf.TensorArray) -> tf.Tensor:
-    """TensorArray of D (T, 4) entries -> (T, D, 4)."""
-    return tf.transpose(ta.stack(), [1, 0, 2])
-
-
 def forward_backward(
     config: SimConfig, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The sub-batch computation (see module doc); runs eagerly too, with Python ints."""
-    kept = n_trials
-    n_trials = n_trials + padding_trials(config)
-    dtype = tf.as_dtype(config.dtype)
-    ddtype = rng.draw_dtype(dtype)
-    act = activation(config.activation)
-    depth, width, batch = config.depth, config.width, config.batch
+    sub = SubBatch.open(config, key, trial_offset, n_trials)
+    dtype, act = sub.dtype, sub.act
+    depth, width = config.depth, config.width
     bias_std = config.bias_std
-
-    def gaussian(m: int, stream: int | tf.Tensor, shape: list[int], std: float = 1.0) -> tf.Tensor:
-        flat = rng.draw(
-            "normal", m, n_trials, key=key, stream=stream, trial_offset=trial_offset, dtype=ddtype
-        )
-        if std != 1.0:
-            flat = flat * tf.constant(std, ddtype)
-        return tf.cast(tf.reshape(flat, [-1, *shape]), dtype)
 
     def kernel(layer: Layer) -> tuple[tf.Tensor, float]:
         """(B, scale) of W^layer; a tensor `layer` is one of 2..D, all of fans (width, width)."""
@@ -136,24 +93,21 @@ def forward_backward(
         base, scale = kernel(layer)
         z = tf.linalg.matmul(_scaled(h, scale), base)
         if bias_std != 0.0:
-            z = z + gaussian(
+            bias = sub.normal(
                 width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width], bias_std
             )
+            z = z + tf.cast(bias, dtype)
         h_new = act.phi(z)
         d = None if act.dphi is None else act.dphi(z, h_new)
         return z, h_new, d, base
 
-    x = gaussian(
-        batch * config.input_dim, rng.stream_id(0, rng.Purpose.INPUT), [batch, config.input_dim]
-    )
-    r = gaussian(batch * width, rng.stream_id(0, rng.Purpose.READOUT), [batch, width])
+    x, r = sub.inputs()
 
-    ta = functools.partial(tf.TensorArray, size=depth, element_shape=tf.TensorShape([None, 4]))
-    pre_ta, act_ta = ta(tf.float64), ta(tf.float64)
+    pre_ta, act_ta = observables_array(depth), observables_array(depth)
     dphi_ta = tf.TensorArray(
         dtype,
         size=depth,
-        element_shape=tf.TensorShape([None, batch, width]),
+        element_shape=tf.TensorShape([None, config.batch, width]),
         clear_after_read=False,
     )
     w_ta = tf.TensorArray(
@@ -196,7 +150,7 @@ def forward_backward(
             parallel_iterations=1,  # one layer's draw temporaries at a time (worker.memory)
         )
 
-    grad_ta = ta(tf.float64)
+    grad_ta = observables_array(depth)
     g = r if act.dphi is None else r * dphi_ta.read(depth - 1)
     grad_ta = grad_ta.write(depth - 1, trial_observables(g))
     if depth > 1:
@@ -215,41 +169,8 @@ def forward_backward(
             parallel_iterations=1,
         )
 
-    pre = _by_trial(pre_ta)
+    pre = by_trial(pre_ta)
     act_obs = tf.concat(
-        [trial_observables(x)[:, tf.newaxis, :], pre if identity else _by_trial(act_ta)], axis=1
+        [trial_observables(x)[:, tf.newaxis, :], pre if identity else by_trial(act_ta)], axis=1
     )
-    return act_obs[:kept], pre[:kept], _by_trial(grad_ta)[:kept]
-
-
-def sampler_graph(config: SimConfig) -> Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
-    """The sub-batch computation of `config.sampler`: this module's `forward_backward` for
-    "dense", `worker.sim.conditional.forward_backward` (same contract) for "conditional"."""
-    if config.sampler == "dense":
-        return forward_backward
-    if config.sampler == "conditional":
-        from worker.sim import conditional  # imports this module: bound late
-
-        return conditional.forward_backward
-    raise ValueError(f"sampler: expected one of dense, conditional. Received: {config.sampler!r}")
-
-
-@functools.lru_cache(maxsize=16)
-def compiled(config: SimConfig) -> SubBatchFn:
-    """The compiled sub-batch function of `config` (one trace per configuration, cached)."""
-    graph = sampler_graph(config)
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([1], tf.uint64),
-            tf.TensorSpec([], tf.uint64),
-            tf.TensorSpec([], tf.int32),
-        ],
-        autograph=False,
-    )
-    def fn(
-        key: tf.Tensor, trial_offset: tf.Tensor, n_trials: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        return graph(config, key, trial_offset, n_trials)
-
-    return fn
+    return act_obs, pre, by_trial(grad_ta)
