@@ -17,11 +17,13 @@ from scheduler.database import open_database
 def check(sweep_id: int, db: str | None, threshold: float) -> None:
     """Compare SWEEP_ID with mean-field theory; exit 1 on an unexplained |z| > threshold."""
     from models.db import session_scope
-    from scheduler.compare import check_sweep
+    from scheduler.analysis.compare import check as check_records
+    from scheduler.query import render_check, theory_records
 
     with open_database(db) as factory, session_scope(factory) as session:
-        report = check_sweep(session, sweep_id, threshold)
-    report.render()
+        records = theory_records(session=session, sweep_id=sweep_id)
+    report = check_records(records, threshold)
+    render_check(report)
     if not report.ok:
         raise click.exceptions.Exit(1)
 
@@ -39,11 +41,11 @@ def check(sweep_id: int, db: str | None, threshold: float) -> None:
 def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
     """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
     from models.db import session_scope
-    from scheduler.compare import theory_records
-    from scheduler.plots import plot as draw
+    from scheduler.analysis.plots import plot as draw
+    from scheduler.query import theory_records
 
     with open_database(db) as factory, session_scope(factory) as session:
-        records = theory_records(session, sweep_id)
+        records = theory_records(session=session, sweep_id=sweep_id)
     click.echo(str(draw(kind, records, Path(output))))
 
 
@@ -56,9 +58,11 @@ def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
 def report(sweep_id: int, db: str | None, output: str) -> None:
     """Write a self-contained HTML report of SWEEP_ID (spec, provenance, plots, theory)."""
     from models.db import session_scope
-    from scheduler.report import render_report
+    from scheduler.analysis.report import render_report
+    from scheduler.query import report_input
 
     with open_database(db) as factory, session_scope(factory) as session:
-        html = render_report(session, sweep_id)
+        data = report_input(session=session, sweep_id=sweep_id)
+    html = render_report(data)
     Path(output).write_text(html)
     click.echo(output)

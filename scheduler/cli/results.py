@@ -103,11 +103,11 @@ def results(
             "layer": layer,
         }
         if theory:
-            from scheduler.compare import theory_records
+            from scheduler.query import theory_records
 
-            records = theory_records(session, sweep_id, **filters)
+            records = theory_records(session=session, sweep_id=sweep_id, **filters)
         else:
-            records = result_records(session, sweep_id, **filters)
+            records = result_records(session=session, sweep_id=sweep_id, **filters)
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
@@ -129,5 +129,5 @@ def print_summary(db: str | None, sweep_id: int) -> None:
     from scheduler.query import render_summary, result_records
 
     with open_database(db) as factory, session_scope(factory) as session:
-        records = result_records(session, sweep_id)
+        records = result_records(session=session, sweep_id=sweep_id)
     render_summary(records)
