@@ -384,11 +384,11 @@ def results(
             "layer": layer,
         }
         if theory:
-            from scheduler.compare import theory_records
+            from scheduler.query import theory_records
 
-            records = theory_records(session, sweep_id, **filters)
+            records = theory_records(session=session, sweep_id=sweep_id, **filters)
         else:
-            records = result_records(session, sweep_id, **filters)
+            records = result_records(session=session, sweep_id=sweep_id, **filters)
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
@@ -409,7 +409,7 @@ def _print_summary(db: str | None, sweep_id: int) -> None:
     from scheduler.query import render_summary, result_records
 
     with _database(db) as factory, session_scope(factory) as session:
-        records = result_records(session, sweep_id)
+        records = result_records(session=session, sweep_id=sweep_id)
     render_summary(records)
 
 
@@ -423,11 +423,13 @@ def _print_summary(db: str | None, sweep_id: int) -> None:
 def check(sweep_id: int, db: str | None, threshold: float) -> None:
     """Compare SWEEP_ID with mean-field theory; exit 1 on an unexplained |z| > threshold."""
     from models.db import session_scope
-    from scheduler.compare import check_sweep
+    from scheduler.analysis.compare import check
+    from scheduler.query import render_check, theory_records
 
     with _database(db) as factory, session_scope(factory) as session:
-        report = check_sweep(session, sweep_id, threshold)
-    report.render()
+        records = theory_records(session=session, sweep_id=sweep_id)
+    report = check(records, threshold)
+    render_check(report)
     if not report.ok:
         raise click.exceptions.Exit(1)
 
@@ -445,11 +447,11 @@ def check(sweep_id: int, db: str | None, threshold: float) -> None:
 def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
     """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
     from models.db import session_scope
-    from scheduler.compare import theory_records
-    from scheduler.plots import plot as draw
+    from scheduler.analysis.plots import plot as draw
+    from scheduler.query import theory_records
 
     with _database(db) as factory, session_scope(factory) as session:
-        records = theory_records(session, sweep_id)
+        records = theory_records(session=session, sweep_id=sweep_id)
     click.echo(str(draw(kind, records, Path(output))))
 
 
@@ -462,10 +464,12 @@ def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
 def report(sweep_id: int, db: str | None, output: str) -> None:
     """Write a self-contained HTML report of SWEEP_ID (spec, provenance, plots, theory)."""
     from models.db import session_scope
-    from scheduler.report import render_report
+    from scheduler.analysis.report import render_report
+    from scheduler.query import report_input
 
     with _database(db) as factory, session_scope(factory) as session:
-        html = render_report(session, sweep_id)
+        data = report_input(session=session, sweep_id=sweep_id)
+    html = render_report(data)
     Path(output).write_text(html)
     click.echo(output)
 
