@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scheduler.formatting import duration
 from scheduler.plan import SweepPlan
 from worker.contract import SimConfig
 from worker.memory import DEFAULT_BUDGET, format_bytes, sub_batch_size, trial_bytes
@@ -92,11 +93,11 @@ class WorkEstimate:
             f"chunks           {self.n_chunks:,}",
             f"trials           {self.n_trials:,}",
             f"random numbers   {self.random_numbers:.3g}",
-            f"work (nominal)   {format_duration(cores)} of one core; about "
-            f"{format_duration(cores / 2)} on 2 cores, {format_duration(cores / 8)} on 8 "
+            f"work (nominal)   {duration(cores)} of one core; about "
+            f"{duration(cores / 2)} on 2 cores, {duration(cores / 8)} on 8 "
             f"(model: {DRAWS_PER_SECOND:.2g} uniforms or {NORMALS_PER_SECOND:.2g} normals/s "
             "per core)",
-            f"longest chunk    {format_duration(self.longest_chunk_seconds)} (nominal)",
+            f"longest chunk    {duration(self.longest_chunk_seconds)} (nominal)",
             f"peak memory      {format_bytes(self.peak_bytes_per_worker)} per worker process "
             f"(budget {format_bytes(self.memory_budget_bytes)})",
         ]
@@ -125,17 +126,6 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
         memory_budget_bytes=plan.memory_budget_bytes,
         longest_chunk_seconds=longest,
     )
-
-
-def format_duration(seconds: float) -> str:
-    """`0.4 s`, `42 s`, `12 min`, `3.5 h`."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _kernels(config: SimConfig) -> list[tuple[int, int]]:

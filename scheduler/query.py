@@ -1,139 +1,309 @@
-"""Results as records, pandas DataFrames, tables and CSV.
+"""What the user asks of a sweep, read from the database: one batched read per request.
 
-A record is one (configuration, layer, quantity) of a sweep: the configuration's parameters and
-axis values, the trial counts, and for each per-trial unit statistic (`mean`, `std`, `mean_sq`)
-its average over the finite trials with the standard error of that average. `pooled_std` is the
-std of all values of all finite trials pooled: sqrt(E_t[mean_sq] - E_t[mean]^2).
+Each request reads its rows once, whatever the number of configurations: `sweep_results` (the
+configurations and every aggregated layer statistic, three statements), `result_records` and
+`theory_records` (the records of `scheduler.analysis.records`, without and with theory),
+`report_input` (everything `scheduler.analysis.report` renders) and `sweep_progress`. What the
+values mean is `scheduler.analysis`'s business; the tables and CSV of the CLI are at the end.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from scheduler.errors import UserError
-from worker.contract import LayerRecord, SimConfig
-from worker.stats import Moments
+from scheduler.analysis.records import ConfigResults, Record, result_rows
+from scheduler.formatting import config_label, pm
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.console import Console
     from sqlalchemy.orm import Session
 
-STAT_KEYS = (
-    "n_trials",
-    "n_finite",
-    "n_first_nonfinite",
-    "n_collapsed",
-    "mean",
-    "mean_se",
-    "std",
-    "std_se",
-    "mean_sq",
-    "mean_sq_se",
-    "pooled_std",
-)
+    from scheduler.analysis.compare import CheckReport, Predictor
+    from scheduler.analysis.report import ReportInput, SweepProvenance
+    from scheduler.store import ConfigInfo
+    from worker.contract import LayerRecord
+
+__all__ = [
+    "ACTIVE_WINDOW",
+    "SweepProgress",
+    "render_check",
+    "render_csv",
+    "render_summary",
+    "render_table",
+    "report_input",
+    "result_records",
+    "results",
+    "summarize",
+    "sweep_progress",
+    "sweep_provenance",
+    "sweep_results",
+    "theory_records",
+]
+
+ACTIVE_WINDOW = timedelta(seconds=120)
+_IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
 
 
-def _num(x: float) -> float | None:
-    """JSON-safe float: None for nan/inf (never stored, never printed as NaN)."""
-    return x if math.isfinite(x) else None
+# ------------------------------------------------------------------ store-level reads
+# These read ORM rows and belong with the storage modules: `_layer_records` next to
+# `worker.aggregate.config_records`, the chunk reads in `scheduler.store`. They are here because
+# this step does not edit those modules; each is one statement, batched over the sweep.
 
 
-def config_params(config: SimConfig) -> dict[str, Any]:
-    """The parameter columns of a configuration."""
-    return {
-        "init": config.init.label,
-        "activation": config.activation.label,
-        "depth": config.depth,
-        "width": config.width,
-        "input_dim": config.input_dim,
-        "batch": config.batch,
-        "dtype": config.dtype,
-        "bias_std": config.bias_std,
-        "sampler": config.sampler,
-    }
+def _layer_records(session: Session, sweep_id: int) -> dict[int, list[LayerRecord]]:
+    """configuration id -> its aggregated records in (layer, quantity) order (one statement)."""
+    from sqlalchemy import select
+
+    from models import LayerStat, SweepConfiguration
+    from worker.persist import record_from_row, record_order
+
+    rows = session.scalars(
+        select(LayerStat)
+        .join(
+            SweepConfiguration,
+            SweepConfiguration.configuration_id == LayerStat.configuration_id,
+        )
+        .where(SweepConfiguration.sweep_id == sweep_id)
+    )
+    out: dict[int, list[LayerRecord]] = {}
+    for row in rows:
+        out.setdefault(row.configuration_id, []).append(record_from_row(row))
+    return {k: sorted(v, key=record_order) for k, v in out.items()}
 
 
-def _stat(m: Moments) -> tuple[float | None, float | None]:
-    return (_num(m.mean) if m.n else None, _num(m.sem))
+def _chunk_rows(session: Session, sweep_id: int) -> Sequence[Any]:
+    """Provenance columns of every chunk of the sweep (one statement)."""
+    from sqlalchemy import select
+
+    from models import Chunk, SweepConfiguration
+
+    return session.execute(
+        select(
+            Chunk.configuration_id,
+            Chunk.status,
+            Chunk.tf_version,
+            Chunk.device,
+            Chunk.sampler,
+            Chunk.dtype,
+            Chunk.worker,
+            Chunk.seed_key,
+            Chunk.duration_s,
+            Chunk.attempts,
+            Chunk.started_at,
+            Chunk.finished_at,
+        )
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+    ).all()
 
 
-def record_row(record: LayerRecord) -> dict[str, Any]:
-    """The statistic columns of one aggregated (layer, quantity)."""
-    mean, mean_se = _stat(record.mean)
-    std, std_se = _stat(record.std)
-    msq, msq_se = _stat(record.mean_sq)
-    pooled = None
-    if record.n_finite:
-        pooled = _num(math.sqrt(max(record.mean_sq.mean - record.mean.mean**2, 0.0)))
-    return {
-        "layer": record.layer,
-        "quantity": record.quantity,
-        "n_trials": record.n_trials,
-        "n_finite": record.n_finite,
-        "n_first_nonfinite": record.n_first_nonfinite,
-        "n_collapsed": record.n_collapsed,
-        "mean": mean,
-        "mean_se": mean_se,
-        "std": std,
-        "std_se": std_se,
-        "mean_sq": msq,
-        "mean_sq_se": msq_se,
-        "pooled_std": pooled,
-    }
+def _chunk_activity(
+    session: Session, sweep_ids: Sequence[int], since: datetime
+) -> tuple[dict[int, tuple[datetime | None, int]], dict[int, set[str]]]:
+    """Per sweep: (first chunk start, trials of done chunks), and workers active since `since`."""
+    from sqlalchemy import func, select
+
+    from models import Chunk, SweepConfiguration
+
+    firsts: dict[int, tuple[datetime | None, int]] = {}
+    workers: dict[int, set[str]] = {}
+    link = SweepConfiguration.configuration_id == Chunk.configuration_id
+    for i in range(0, len(sweep_ids), _IN_BATCH):
+        batch = sweep_ids[i : i + _IN_BATCH]
+        for sweep_id, first, done in session.execute(
+            select(
+                SweepConfiguration.sweep_id,
+                func.min(Chunk.started_at),
+                func.coalesce(func.sum(Chunk.n_trials).filter(Chunk.status == "done"), 0),
+            )
+            .join(Chunk, link)
+            .where(SweepConfiguration.sweep_id.in_(batch))
+            .group_by(SweepConfiguration.sweep_id)
+        ):
+            firsts[sweep_id] = (first, int(done))
+        for sweep_id, worker in session.execute(
+            select(SweepConfiguration.sweep_id, Chunk.worker)
+            .join(Chunk, link)
+            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.worker.is_not(None))
+            .where(
+                (Chunk.heartbeat_at >= since)
+                | (Chunk.finished_at >= since)
+                | (Chunk.started_at >= since)
+            )
+            .distinct()
+        ):
+            if worker:
+                workers.setdefault(sweep_id, set()).add(str(worker))
+    return firsts, workers
 
 
-def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:
-    for key, want in where.items():
-        have = row[key]
-        if isinstance(have, int | float) and not isinstance(have, bool):
-            try:
-                if float(want) != float(have):
-                    return False
-            except ValueError:
-                return False
-        elif str(have) != want:
-            return False
-    return True
+# ------------------------------------------------------------------------- requests
+
+
+def _read_results(session: Session, sweep_id: int) -> tuple[list[ConfigInfo], list[ConfigResults]]:
+    """The sweep's configurations (UnknownSweepError if absent) and their records: 3 statements."""
+    from scheduler.store import sweep_config_rows
+
+    infos = sweep_config_rows(session=session, sweep_id=sweep_id)
+    by_id = _layer_records(session, sweep_id)
+    results_ = [
+        ConfigResults(info.config_hash, info.config, info.axes, tuple(by_id.get(info.id, ())))
+        for info in infos
+    ]
+    return infos, results_
+
+
+def sweep_results(*, session: Session, sweep_id: int) -> list[ConfigResults]:
+    """The sweep's configurations in position order, each with its aggregated records."""
+    return _read_results(session, sweep_id)[1]
 
 
 def result_records(
+    *,
     session: Session,
     sweep_id: int,
-    *,
     where: Mapping[str, str] | None = None,
     quantity: str | None = None,
     layer: int | None = None,
-) -> list[dict[str, Any]]:
-    """One dict per (configuration, layer, quantity) of the sweep's aggregated results."""
-    from scheduler.aggregate import config_records
-    from scheduler.store import get_sweep, sweep_config_rows
+) -> list[Record]:
+    """One record per (configuration, layer, quantity) of the sweep's aggregated results."""
+    return result_rows(
+        sweep_id,
+        sweep_results(session=session, sweep_id=sweep_id),
+        where=where,
+        quantity=quantity,
+        layer=layer,
+    )
 
-    get_sweep(session, sweep_id)
-    rows: list[dict[str, Any]] = []
-    where = dict(where or {})
-    for info in sweep_config_rows(session, sweep_id):
-        params = config_params(info.config)
-        extra = {k: v for k, v in info.axes.items() if k not in params}
-        head = {"sweep_id": sweep_id, "config_hash": info.config_hash, **params, **extra}
-        for record in config_records(session, info.id):
-            if quantity is not None and record.quantity != quantity:
-                continue
-            if layer is not None and record.layer != layer:
-                continue
-            row = {**head, **record_row(record)}
-            unknown = [k for k in where if k not in row]
-            if unknown:
-                raise UserError(
-                    f"--where {unknown[0]}: unknown column; expected one of "
-                    + ", ".join(k for k in row if k not in STAT_KEYS)
-                )
-            if _matches(row, where):
-                rows.append(row)
-    return rows
+
+def theory_records(
+    *,
+    session: Session,
+    sweep_id: int,
+    predictor: Predictor | None = None,
+    **filters: Any,
+) -> list[Record]:
+    """`result_records` with the theory columns of `scheduler.analysis.compare.with_theory`."""
+    from scheduler.analysis.compare import with_theory
+    from scheduler.analysis.theory import predict
+
+    records = result_records(session=session, sweep_id=sweep_id, **filters)
+    return with_theory(records, predictor=predictor or predict)
+
+
+def sweep_provenance(*, session: Session, sweep_id: int) -> SweepProvenance:
+    """Provenance of the sweep's chunks: versions, devices, samplers, workers, seeds, durations."""
+    from scheduler.analysis.report import SweepProvenance
+
+    rows = _chunk_rows(session, sweep_id)
+
+    def count(values: Iterable[Any]) -> dict[str, int]:
+        return dict(Counter(str(v) for v in values if v is not None).most_common())
+
+    seed_keys: dict[int, set[int]] = {}
+    per_config: dict[int, Counter[str]] = {}
+    for r in rows:
+        seed_keys.setdefault(r.configuration_id, set()).add(int(r.seed_key))
+        per_config.setdefault(r.configuration_id, Counter())[str(r.status)] += 1
+    durations = [float(r.duration_s) for r in rows if r.duration_s is not None]
+    started = [r.started_at for r in rows if r.started_at is not None]
+    finished = [r.finished_at for r in rows if r.finished_at is not None]
+    return SweepProvenance(
+        n_chunks=len(rows),
+        status_counts=count(r.status for r in rows),
+        tf_versions=count(r.tf_version for r in rows),
+        devices=count(r.device for r in rows),
+        samplers=count(r.sampler for r in rows),
+        dtypes=count(r.dtype for r in rows),
+        workers=count(r.worker for r in rows),
+        seed_keys={k: sorted(v) for k, v in seed_keys.items()},
+        chunks_per_config={k: dict(v) for k, v in per_config.items()},
+        duration_total_s=sum(durations),
+        duration_mean_s=sum(durations) / len(durations) if durations else None,
+        attempts_total=sum(int(r.attempts or 0) for r in rows),
+        first_started=min(started) if started else None,
+        last_finished=max(finished) if finished else None,
+    )
+
+
+def report_input(*, session: Session, sweep_id: int) -> ReportInput:
+    """Everything the HTML report of the sweep shows, read once (no query per configuration)."""
+    from scheduler.analysis.report import ReportInput
+    from scheduler.store import get_sweep
+
+    info = get_sweep(session=session, sweep_id=sweep_id)
+    configs, results_ = _read_results(session, sweep_id)
+    return ReportInput(
+        sweep=info,
+        configs=tuple(configs),
+        records=tuple(result_rows(sweep_id, results_)),
+        provenance=sweep_provenance(session=session, sweep_id=sweep_id),
+    )
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Chunk counts, throughput and ETA of one sweep."""
+
+    sweep_id: int
+    name: str
+    status: str
+    counts: dict[str, int]
+    trials_done: int
+    trials_total: int
+    rate: float | None  # trials/s since the first chunk of this sweep started
+    eta_s: float | None
+    workers: tuple[str, ...]  # workers that ran or finished a chunk in the last two minutes
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "partial", "failed", "cancelled")
+
+
+def sweep_progress(
+    *, session: Session, sweep_id: int | None = None, now: datetime | None = None
+) -> list[SweepProgress]:
+    """Progress of `sweep_id` (UnknownSweepError when absent), or of every sweep, oldest first."""
+    from models import utcnow
+    from scheduler.store import get_sweep, list_sweeps
+
+    infos = (
+        list_sweeps(session=session)
+        if sweep_id is None
+        else [get_sweep(session=session, sweep_id=sweep_id)]
+    )
+    now = now or utcnow()
+    firsts, workers = _chunk_activity(session, [i.id for i in infos], now - ACTIVE_WINDOW)
+    out = []
+    for info in infos:
+        first_start, done_trials = firsts.get(info.id, (None, 0))
+        rate = eta = None
+        if first_start is not None and done_trials:
+            start = first_start if first_start.tzinfo else first_start.replace(tzinfo=UTC)
+            elapsed = max((now - start).total_seconds(), 1e-3)
+            rate = done_trials / elapsed
+            eta = (info.trials_total - info.trials_done) / rate if rate > 0 else None
+        out.append(
+            SweepProgress(
+                sweep_id=info.id,
+                name=info.name,
+                status=info.status,
+                counts=dict(info.chunk_counts),
+                trials_done=info.trials_done,
+                trials_total=info.trials_total,
+                rate=rate,
+                eta_s=eta if info.status not in ("done", "partial", "cancelled") else None,
+                workers=tuple(sorted(workers.get(info.id, ()))),
+            )
+        )
+    return out
 
 
 def results(
@@ -152,13 +322,18 @@ def results(
     engine = make_engine(resolve_url(db))
     try:
         with session_scope(make_session_factory(engine)) as session:
-            rows = result_records(session, sweep_id, where=where, quantity=quantity, layer=layer)
+            rows = result_records(
+                session=session, sweep_id=sweep_id, where=where, quantity=quantity, layer=layer
+            )
     finally:
         engine.dispose()
     return pd.DataFrame.from_records(rows)
 
 
-def render_csv(records: list[dict[str, Any]]) -> str:
+# --------------------------------------------------------------------------- output
+
+
+def render_csv(records: list[Record]) -> str:
     """CSV with a header of the union of keys in first-seen order."""
     keys: dict[str, None] = {}
     for r in records:
@@ -171,52 +346,25 @@ def render_csv(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def fmt_pm(value: float | None, se: float | None) -> str:
-    """`1.234e-01 ± 2.1e-03`, or `—` when there is no value."""
-    if value is None:
-        return "—"
-    if se is None:
-        return f"{value:.4g}"
-    return f"{value:.4g} ± {se:.2g}"
-
-
-def render_table(records: list[dict[str, Any]]) -> None:
+def render_table(records: list[Record]) -> None:
     """Print records as a rich table."""
     from rich.table import Table
 
     table = Table("config", "layer", "quantity", "finite", "mean", "std", "mean_sq")
     for r in records:
         table.add_row(
-            _config_label(r),
+            config_label(r),
             str(r["layer"]),
             r["quantity"],
             f"{r['n_finite']}/{r['n_trials']}",
-            fmt_pm(r["mean"], r["mean_se"]),
-            fmt_pm(r["std"], r["std_se"]),
-            fmt_pm(r["mean_sq"], r["mean_sq_se"]),
+            pm(r["mean"], r["mean_se"]),
+            pm(r["std"], r["std_se"]),
+            pm(r["mean_sq"], r["mean_sq_se"]),
         )
     _console().print(table)
 
 
-def _g(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, int | float) else str(value)
-
-
-def _config_label(r: Mapping[str, Any]) -> str:
-    if r.get("label"):
-        return str(r["label"])
-    init = r["init"]
-    if r.get("sigma_w") is not None:  # the phase-diagram sugar: say what the user wrote
-        init = f"sigma_w={_g(r['sigma_w'])}"
-        if r.get("sigma_b"):
-            init += f", sigma_b={_g(r['sigma_b'])}"
-    base = f"{init} · {r['activation']} · d={r['depth']} · w={r['width']}"
-    if r.get("dtype") != "float32":
-        base += f" · {r['dtype']}"
-    return base
-
-
-def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(records: list[Record]) -> list[dict[str, Any]]:
     """One row per configuration: last-layer activation std, layer-1 gradient std, fates.
 
     `overflow_layer` is the median over trials of the first layer whose activations are
@@ -225,7 +373,7 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_config: dict[str, dict[str, Any]] = {}
     first: dict[str, list[tuple[int, int]]] = {}
     for r in records:
-        s = by_config.setdefault(r["config_hash"], {"label": _config_label(r)})
+        s = by_config.setdefault(r["config_hash"], {"label": config_label(r)})
         if r["quantity"] == "activation" and r["layer"] == r["depth"]:
             s.update(
                 n_trials=r["n_trials"],
@@ -257,7 +405,7 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
-def render_summary(records: list[dict[str, Any]]) -> None:
+def render_summary(records: list[Record]) -> None:
     """Print the per-configuration summary table of a run."""
     from rich.table import Table
 
@@ -274,10 +422,52 @@ def render_summary(records: list[dict[str, Any]]) -> None:
         overflow = s["overflow_layer"]
         table.add_row(
             s["label"],
-            fmt_pm(*s.get("act", (None, None))),
-            fmt_pm(*s.get("grad", (None, None))),
+            pm(*s.get("act", (None, None))),
+            pm(*s.get("grad", (None, None))),
             s.get("finite", "—"),
             "—" if overflow is None else str(overflow),
             str(s.get("collapsed", 0)),
         )
     _console().print(table)
+
+
+def render_check(report: CheckReport, console: Console | None = None) -> None:
+    """Print a theory check's deviations as a rich table, then its verdict (stdout by default)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    rows = report.rows()
+    if rows and console.width < 140:  # too narrow for a table: one paragraph each
+        for d, r in zip(report.deviations, rows, strict=True):
+            console.print(
+                f"{r['config']} · layer {r['layer']} {r['quantity']} {r['statistic']}: "
+                f"{r['observed']} vs {r['predicted']} (z {r['z']}) — {r['explanation']}",
+                style=None if d.explained else "red",
+                highlight=False,
+            )
+    elif rows:
+        table = Table(title=f"deviations from mean-field theory, |z| > {report.threshold:g}")
+        table.add_column("config", max_width=30, no_wrap=True, overflow="ellipsis")
+        table.add_column("layer", justify="right")
+        table.add_column("quantity", no_wrap=True)
+        table.add_column("stat", no_wrap=True)
+        table.add_column("observed ± SE", justify="right", no_wrap=True)
+        table.add_column("predicted", justify="right", no_wrap=True)
+        table.add_column("z", justify="right", no_wrap=True)
+        table.add_column("explanation", min_width=24, ratio=1)
+        for d, r in zip(report.deviations, rows, strict=True):
+            style = "red" if not d.explained else None
+            table.add_row(
+                d.label or d.config,
+                r["layer"],
+                r["quantity"],
+                r["statistic"],
+                r["observed"],
+                r["predicted"],
+                r["z"],
+                r["explanation"],
+                style=style,
+            )
+        console.print(table)
+    console.print(report.summary(), style="green" if report.ok else "bold red")

@@ -5,7 +5,7 @@ simulator (`worker.sim.initializers` turns a `Law` into samples, `worker.sim.con
 i.i.d. Gaussian laws), the sampler choice (`is_iid_gaussian`) and the work model
 (`scheduler.estimate`). The names and their parameter defaults are the registry
 `worker.contract.INIT_SCHEMES` (part of a configuration's canonical JSON, hence of its hash).
-`scheduler.theory.weight_moments` derives the moments independently, as a check on this module
+`scheduler.analysis.theory.weight_moments` derives the moments independently, as a check on this module
 (pinned together by tests/unit/test_schemes.py).
 
 Keras semantics per 2-D kernel of shape (fan_in, fan_out) = (rows, cols) (references:

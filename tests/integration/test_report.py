@@ -92,12 +92,13 @@ def _report(sweeps: Sweeps, sweep_id: int, out: Path) -> str:
         assert done.returncode == 0, done.stderr
         return out.read_text()
     from models.db import make_engine, make_session_factory, resolve_url, session_scope
-    from scheduler.report import render_report
+    from scheduler.analysis.report import render_report
+    from scheduler.query import report_input
 
     engine = make_engine(resolve_url(sweeps.db))
     try:
         with session_scope(make_session_factory(engine)) as session:
-            page = render_report(session, sweep_id)
+            page = render_report(report_input(session=session, sweep_id=sweep_id))
     finally:
         engine.dispose()
     out.write_text(page)
@@ -170,7 +171,7 @@ def test_plot_writes_a_png_of_every_kind(sweeps: Sweeps, tmp_path: Path) -> None
             done = run_cli(*args, timeout=120)
             assert done.returncode == 0, done.stderr
         else:
-            from scheduler.plots import plot
+            from scheduler.analysis.plots import plot
 
             records = records or _theory_records(sweeps.db, sweeps.grid)
             assert plot(kind, records, out) == out
@@ -188,8 +189,8 @@ def test_phase_plot_without_sigma_axes_is_a_clear_user_error(
         assert done.returncode == 2
         message = done.stderr.strip().splitlines()[-1]
     else:
+        from scheduler.analysis.plots import plot
         from scheduler.errors import UserError
-        from scheduler.plots import plot
 
         with pytest.raises(UserError) as info:
             plot("phase", _theory_records(sweeps.db, sweeps.plain), out)
@@ -200,11 +201,11 @@ def test_phase_plot_without_sigma_axes_is_a_clear_user_error(
 
 def _theory_records(db: str, sweep_id: int) -> list[dict[str, object]]:
     from models.db import make_engine, make_session_factory, resolve_url, session_scope
-    from scheduler.compare import theory_records
+    from scheduler.query import theory_records
 
     engine = make_engine(resolve_url(db))
     try:
         with session_scope(make_session_factory(engine)) as session:
-            return theory_records(session, sweep_id)
+            return theory_records(session=session, sweep_id=sweep_id)
     finally:
         engine.dispose()

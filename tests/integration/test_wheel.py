@@ -10,6 +10,7 @@ the installed package.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -39,6 +40,19 @@ grid:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin/ folder of a fresh virtualenv with the initsweep wheel installed."""
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy of the files git knows (an in-tree build/ folder keeps stale modules).
+    source = out / "source"
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     build = subprocess.run(
         [
             sys.executable,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scheduler.theory import predict
+from scheduler.analysis.theory import predict
 from worker.contract import INIT_SCHEMES, ChunkTask, Scheme, SimConfig, canonical_scheme
 from worker.memory import sub_batch_size
 from worker.sim import simulate_chunk

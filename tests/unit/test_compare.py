@@ -1,6 +1,6 @@
 """Theory overlay and check: a numpy Monte Carlo passes, a deliberately wrong prediction fails.
 
-Records are made here (numpy trials, or by hand), in the shape of `scheduler.query.record_row`.
+Records are made here (numpy trials, or by hand), in the shape of `scheduler.analysis.records.record_row`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from scheduler.compare import (
+from scheduler.analysis.compare import (
     CENSORED,
     UNEXPLAINED,
     check,
     family_bound,
     with_theory,
 )
-from scheduler.query import config_params
-from scheduler.theory import ConfigTheory, LayerTheory, predict
+from scheduler.analysis.records import config_params
+from scheduler.analysis.theory import ConfigTheory, LayerTheory, predict
+from scheduler.query import render_check
 from worker.contract import ACTIVATIONS, INIT_SCHEMES, Scheme, SimConfig
 
 pytestmark = pytest.mark.unit
@@ -264,7 +265,7 @@ def test_render_lists_every_deviation() -> None:
     assert len(lines) == 1 + 2 + 1  # header, two deviations, summary
     assert "-100.0" in lines[1] and report.summary() == lines[-1]
     console = Console(record=True, width=200)
-    report.render(console)
+    render_check(report, console)
     printed = console.export_text()
     assert "-100.0" in printed and "FAILED" in printed
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
     [
         "scheduler.cli",
         "worker.celery_app, worker.tasks",
-        "scheduler.query, worker.pool, scheduler.spec, scheduler.chunking, scheduler.theory",
+        "scheduler.query, worker.pool, scheduler.spec, scheduler.chunking, scheduler.analysis.theory",
         "models.db, worker.persist, scheduler.store, worker.aggregate",
     ],
 )

@@ -1,6 +1,6 @@
 """The theory's own weight moments agree with the law the simulator samples (`worker.schemes`).
 
-`scheduler.theory.weight_moments` derives (mean, variance) of a kernel entry independently of
+`scheduler.analysis.theory.weight_moments` derives (mean, variance) of a kernel entry independently of
 `worker.schemes.law`; here the law's (kind, shift, scale) is turned into moments with the
 standard laws' own moments (N(0, 1): 0, 1; U[0, 1): 1/2, 1/12; N(0, 1) cut at +-2: 0,
 0.87962566^2; a Haar-orthogonal (r, c) matrix: 0, 1/max(r, c)) and the two must agree.
@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from scheduler.theory import weight_moments
+from scheduler.analysis.theory import weight_moments
 from worker.contract import (
     FAN_MODES,
     INIT_SCHEMES,

@@ -13,18 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from scheduler import theory
-from scheduler.theory import (
+from scheduler.analysis.theory import (
     activation_moments,
     bivariate_expectation,
     critical_sigma_w,
     finite_width_note,
+    gaussian,
     mean_sq_dispersion,
+    meanfield,
     overflow_layer,
     predict,
     predict_map,
     underflow_layer,
     weight_moments,
+    weights,
 )
 from worker.contract import ACTIVATIONS, INIT_SCHEMES, QUANTITIES, Scheme, SimConfig
 
@@ -123,9 +125,9 @@ def test_he_normal_variance_is_exactly_two_over_fan_in() -> None:
 
 def test_truncated_variance_factor_matches_scipy_and_keras_constant() -> None:
     assert stats.truncnorm(-2.0, 2.0).var() == pytest.approx(
-        theory.TRUNCATED_VARIANCE_FACTOR, rel=1e-14
+        weights.TRUNCATED_VARIANCE_FACTOR, rel=1e-14
     )
-    assert math.sqrt(theory.TRUNCATED_VARIANCE_FACTOR) == pytest.approx(0.87962566103423978)
+    assert math.sqrt(weights.TRUNCATED_VARIANCE_FACTOR) == pytest.approx(0.87962566103423978)
 
 
 def test_every_contract_scheme_has_moments_and_unknown_is_an_error() -> None:
@@ -158,7 +160,7 @@ ALL_ACTIVATIONS = [
 @pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 @pytest.mark.parametrize("act", ALL_ACTIVATIONS, ids=lambda a: a.label)
 def test_quadrature_matches_scipy_quad(act: Scheme) -> None:
-    impl = theory._act(act)
+    impl = gaussian.activation_fns(act)
 
     def scalar(fn: Callable[[Array], Array]) -> Callable[[float], float]:
         return lambda u: float(fn(np.array([u]))[0])
@@ -208,7 +210,7 @@ def test_keras_activation_definitions() -> None:
     u = np.array([-1.5, -0.5, 0.5, 1.0, 2.0])
 
     def f(name: str, **params: float) -> Array:
-        return theory._act(scheme(name, **params)).f(u)
+        return gaussian.activation_fns(scheme(name, **params)).f(u)
 
     np.testing.assert_allclose(f("selu")[3], 1.05070098, rtol=1e-8)
     np.testing.assert_allclose(f("selu")[0], 1.05070098 * 1.67326324 * math.expm1(-1.5), rtol=1e-8)
@@ -222,7 +224,7 @@ def test_keras_activation_definitions() -> None:
 
 @pytest.mark.parametrize("act", ALL_ACTIVATIONS, ids=lambda a: a.label)
 def test_derivatives_match_finite_differences(act: Scheme) -> None:
-    impl = theory._act(act)
+    impl = gaussian.activation_fns(act)
     u = np.array([-3.0, -1.2, -0.3, 0.4, 1.1, 2.7])  # away from the kink at 0
     h = 1e-5
     np.testing.assert_allclose(impl.d1(u), (impl.f(u + h) - impl.f(u - h)) / (2 * h), atol=1e-8)
@@ -230,15 +232,15 @@ def test_derivatives_match_finite_differences(act: Scheme) -> None:
 
 
 def test_bivariate_matches_arccos_kernel_dblquad_and_limits() -> None:
-    relu, leaky = theory._act(RELU), theory._act(scheme("leaky_relu"))
+    relu, leaky = gaussian.activation_fns(RELU), gaussian.activation_fns(scheme("leaky_relu"))
     for q in (0.3, 1e4):
         for c in (1e-3, 0.5, 0.9999):
             for impl, slopes in ((relu, (1.0, 0.0)), (leaky, (1.0, 0.2))):
-                ff, dd = theory._arccos_kernels(*slopes, q, c)
-                assert theory._bivariate_quadrature(impl.f, impl.f, q, c) == pytest.approx(
+                ff, dd = gaussian._arccos_kernels(*slopes, q, c)
+                assert gaussian._bivariate_quadrature(impl.f, impl.f, q, c) == pytest.approx(
                     ff, rel=1e-10
                 )
-                assert theory._bivariate_quadrature(impl.d1, impl.d1, q, c) == pytest.approx(
+                assert gaussian._bivariate_quadrature(impl.d1, impl.d1, q, c) == pytest.approx(
                     dd, rel=1e-10
                 )
     q, c = 2.0, 0.6
@@ -340,14 +342,14 @@ def test_chaotic_correlation_fixed_point() -> None:
     sigma_w = 2.0
     q_star, _, _, xi_c, phase = predict_map(sigma_w, 0.0, TANH)
     assert phase == "chaotic" and q_star is not None and xi_c is not None
-    d1 = theory._act(TANH).d1
+    d1 = gaussian.activation_fns(TANH).d1
     mean_d1 = gauss_quad(lambda u: float(d1(np.array([u]))[0]), q_star)
     assert xi_c == pytest.approx(-1 / math.log(sigma_w**2 * mean_d1**2), rel=1e-8)
     # with a bias c* in (0, 1) is a fixed point of the C-map and chi_c < 1 there
     sw2, sb2 = 4.0, 0.09
     q_star, *_ = predict_map(2.0, 0.3, TANH)
     assert q_star is not None
-    c_star = theory._c_star(sw2, sb2, TANH, q_star)
+    c_star = meanfield._c_star(sw2, sb2, TANH, q_star)
     assert 0 < c_star < 1
     assert (sw2 * bivariate_expectation(TANH, q_star, c_star) + sb2) / q_star == pytest.approx(
         c_star, abs=1e-11
@@ -362,7 +364,7 @@ def test_fixed_point_property(sigma_w: float, sigma_b: float) -> None:
     assert q_star is not None and chi_1 is not None
     q_map = sigma_w**2 * activation_moments(TANH, q_star).mean_sq + sigma_b**2
     assert q_map == pytest.approx(q_star, rel=1e-9, abs=1e-12)
-    assert phase == theory._phase(chi_1, theory.PHASE_TOL)
+    assert phase == meanfield._phase(chi_1, meanfield.PHASE_TOL)
     if phase != "critical":
         assert xi_q is not None and xi_q > 0 and xi_c is not None and xi_c > 0
 
@@ -392,7 +394,7 @@ def test_predict_layout_and_flags() -> None:
     assert [(x.layer, x.quantity) for x in th.layers] == [(0, "activation")] + [
         (layer, quantity) for layer in range(1, 5) for quantity in QUANTITIES
     ]
-    assert th.get(0, "activation") == theory.LayerTheory(
+    assert th.get(0, "activation") == meanfield.LayerTheory(
         0, "activation", 0.0, 1.0, math.sqrt(1 - 1 / 48)
     )
     assert th.get(1, "preactivation").mean_sq == pytest.approx(16 * 2 / 48)
@@ -430,7 +432,7 @@ def simulate(
     trials: int,
 ) -> dict[tuple[int, str], Array]:
     """Per-trial observables {(layer, quantity): (trials, 3) [mean, std, mean_sq]}."""
-    impl = theory._act(act)
+    impl = gaussian.activation_fns(act)
     x = rng.standard_normal((trials, batch, width))
     out: dict[tuple[int, str], Array] = {}
 

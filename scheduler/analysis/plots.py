@@ -1,6 +1,6 @@
 """Figures of a sweep's records (matplotlib, Agg, object API; imported on first use).
 
-Each kind takes the records of `scheduler.compare.theory_records` (plain `result_records` plot
+Each kind takes the records of `scheduler.query.theory_records` (plain `result_records` plot
 without the theory overlays) and writes one PNG:
 
 - `layers`:    per-layer std over units (mean over trials, log scale) of activations and
@@ -16,14 +16,16 @@ from __future__ import annotations
 import io
 import itertools
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scheduler.analysis.compare import THEORY_KEYS
+from scheduler.analysis.records import STAT_KEYS, config_of
+from scheduler.analysis.theory import DTYPE_LIMITS, critical_sigma_w
 from scheduler.errors import UserError
-from scheduler.query import STAT_KEYS
-from worker.contract import ACTIVATIONS, Scheme, canonical_scheme
+from scheduler.formatting import number
+from worker.contract import Scheme
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,9 +37,8 @@ Record = Mapping[str, Any]
 
 # Columns of a record that are not its configuration's parameters or axis values.
 _STAT_KEYS = frozenset(
-    {"sweep_id", "config_hash", "layer", "quantity", "input_dim", "sampler", *STAT_KEYS}
-    | {"theory_mean", "theory_mean_sq", "theory_std", "z_mean", "z_mean_sq", "theory_exact"}
-    | {"finite_width", "theory_overflow_layer", "theory_underflow_layer"}
+    {"sweep_id", "config_hash", "layer", "quantity", "input_dim", "sampler"}
+    | {*STAT_KEYS, *THEORY_KEYS}
 )
 _MAX_LINES = 10  # lines per panel before a row facet (or a colormap) takes over
 _DPI = 110
@@ -48,6 +49,7 @@ class _Config:
 
     def __init__(self, head: Record) -> None:
         self.hash = str(head["config_hash"])
+        self.config = config_of(head)
         self.params = {k: v for k, v in head.items() if k not in _STAT_KEYS}
         # sigma_w / sigma_b axes are sugar for init / bias: label by the axis the user wrote
         if "sigma_w" in self.params:
@@ -89,16 +91,15 @@ def _varying(configs: Sequence[_Config]) -> list[str]:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    return number(value, 6)
 
 
 def _shorten(text: str, n: int = 56) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _label(c: _Config, keys: Sequence[str]) -> str:
+def _legend(c: _Config, keys: Sequence[str]) -> str:
+    """What tells `c` apart from the other lines: the values of the varying `keys`."""
     if "label" in keys and c.params.get("label"):
         return _shorten(str(c.params["label"]))
     parts = [
@@ -163,8 +164,6 @@ def _draw_layers(ax: Axes, c: _Config, quantity: str, color: Any, label: str) ->
 
 def _dtype_limit(ax: Axes, dtypes: set[str]) -> None:
     """A dotted line at the largest finite value of the configurations' dtype, when in view."""
-    from scheduler.theory import DTYPE_LIMITS
-
     top = ax.get_ylim()[1]
     for dtype in sorted(dtypes):
         big = DTYPE_LIMITS.get(dtype, (math.inf,))[0]
@@ -242,9 +241,9 @@ def _layers_figure(all_configs: list[_Config]) -> Figure:
         for j, quantity in enumerate(quantities):
             ax = axes[i][j]
             for c, color in zip(row, colors, strict=True):
-                drawn = _draw_layers(ax, c, quantity, color, _label(c, line_keys))
+                drawn = _draw_layers(ax, c, quantity, color, _legend(c, line_keys))
                 if drawn and j == 0:
-                    handles.append(Line2D([], [], color=color, lw=1.6, label=_label(c, line_keys)))
+                    handles.append(Line2D([], [], color=color, lw=1.6, label=_legend(c, line_keys)))
             ax.set_yscale("log")
             _dtype_limit(ax, {str(c.params.get("dtype", "float32")) for c in row})
             ax.grid(True, which="major", alpha=0.3)
@@ -338,7 +337,7 @@ def _explosion_figure(all_configs: list[_Config]) -> Figure:
             total += int(r["n_first_nonfinite"])
             nonfinite[i, layer - 1] = total / n
             collapsed[i, layer - 1] = int(r["n_collapsed"]) / n
-    labels = [_label(c, varying or ["init", "activation"]) for c in configs]
+    labels = [_legend(c, varying or ["init", "activation"]) for c in configs]
     height = min(2.2 + 0.3 * len(configs), 24.0)
     fig = _new_figure(13.0, height)
     axes = fig.subplots(1, 2, sharey=True)
@@ -416,24 +415,6 @@ def _message_figure(title: str, message: str) -> Figure:
 
 # --------------------------------------------------------------------------------- phase
 
-_LABEL_RE = re.compile(r"^(?P<name>[a-z_0-9]+)(?:\((?P<params>.*)\))?$")
-
-
-def _activation_scheme(label: str) -> Scheme:
-    """The activation Scheme of its label (`tanh`, `leaky_relu(alpha=0.2)`)."""
-    match = _LABEL_RE.match(label.strip())
-    if match is None or match["name"] not in ACTIVATIONS:
-        raise UserError(f"plot phase: unknown activation label {label!r}")
-    params: dict[str, Any] = {}
-    for part in (match["params"] or "").split(","):
-        if "=" in part:
-            key, value = part.split("=", 1)
-            try:
-                params[key.strip()] = float(value)
-            except ValueError:
-                params[key.strip()] = value.strip()
-    return canonical_scheme(ACTIVATIONS, match["name"], params)
-
 
 def _sigma_b(c: _Config) -> float:
     value = c.params.get("sigma_b", c.params.get("bias_std", 0.0))
@@ -479,6 +460,7 @@ def _phase_figure(configs: list[_Config]) -> Figure:
     axes = fig.subplots(len(groups), 2, squeeze=False)
     for i, (title, group) in enumerate(groups.items()):
         act_label = str(group[0].params["activation"])
+        activation = group[0].config.activation if group[0].config is not None else None
         depth = max(c.depth for c in group)
         final = np.full((len(sbs), len(sws)), np.nan)
         ratio = np.full((len(sbs), len(sws)), np.nan)
@@ -490,7 +472,7 @@ def _phase_figure(configs: list[_Config]) -> Figure:
             g1, gd = c.get(1, "gradient"), c.get(c.depth, "gradient")
             if g1 and gd and _positive(g1["mean_sq"]) > 0 and _positive(gd["mean_sq"]) > 0:
                 ratio[yi, xi] = math.log10(float(g1["mean_sq"]) / float(gd["mean_sq"]))
-        critical = _critical_line(act_label, sbs)
+        critical = _critical_line(activation, sbs)
         spec = [
             (
                 axes[i][0],
@@ -544,10 +526,12 @@ def _phase_figure(configs: list[_Config]) -> Figure:
     return fig
 
 
-def _critical_line(act_label: str, sbs: Sequence[float]) -> tuple[list[float], list[float]] | None:
-    from scheduler.theory import critical_sigma_w
-
-    activation = _activation_scheme(act_label)
+def _critical_line(
+    activation: Scheme | None, sbs: Sequence[float]
+) -> tuple[list[float], list[float]] | None:
+    """The chi_1 = 1 line of `activation` over the sigma_b range (None: unknown activation)."""
+    if activation is None:
+        return None
     lo, hi = _edges(sbs)[0], _edges(sbs)[-1]
     ys = [max(0.0, lo) + (hi - max(0.0, lo)) * k / 60 for k in range(61)]
     xs: list[float] = []

@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import base64
 import html
-import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from scheduler.compare import CheckReport, check, config_label, sweep_configs, theories, with_theory
+from scheduler.analysis.compare import CheckReport, check, theories, with_theory
+from scheduler.analysis.records import Record, config_columns
+from scheduler.analysis.theory import ConfigTheory, predict
 from scheduler.errors import UserError
-from scheduler.theory import predict
+from scheduler.formatting import config_label, duration, number, pm
+from worker.contract import SimConfig
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from scheduler.store import ConfigInfo, SweepInfo
-    from scheduler.theory import ConfigTheory
-
-__all__ = ["Provenance", "render_report", "sweep_provenance"]
+__all__ = ["ConfigView", "ReportInput", "SweepProvenance", "SweepView", "render_report"]
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2937;
@@ -50,8 +45,50 @@ details > summary { cursor: pointer; color: #374151; margin: 6px 0; }
 """
 
 
+class SweepView(Protocol):
+    """What the report shows of a sweep (`scheduler.store.SweepInfo` is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def spec_yaml(self) -> str: ...
+    @property
+    def n_configs(self) -> int: ...
+    @property
+    def trials_done(self) -> int: ...
+    @property
+    def trials_total(self) -> int: ...
+
+
+class ConfigView(Protocol):
+    """What the report shows of one configuration (`scheduler.store.ConfigInfo` is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def config_hash(self) -> str: ...
+    @property
+    def config(self) -> SimConfig: ...
+    @property
+    def axes(self) -> dict[str, Any]: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def trials(self) -> int: ...
+
+
 @dataclass(frozen=True)
-class Provenance:
+class SweepProvenance:
     """Where and how a sweep's chunks were computed (from the chunk rows)."""
 
     n_chunks: int
@@ -70,58 +107,14 @@ class Provenance:
     last_finished: datetime | None
 
 
-def sweep_provenance(session: Session, sweep_id: int) -> Provenance:
-    """Provenance of the sweep's chunks: versions, devices, samplers, workers, seeds, durations."""
-    from sqlalchemy import select
+@dataclass(frozen=True)
+class ReportInput:
+    """Everything one report shows, as values (`scheduler.query.report_input` reads it)."""
 
-    from models import Chunk, SweepConfiguration
-
-    rows = session.execute(
-        select(
-            Chunk.configuration_id,
-            Chunk.status,
-            Chunk.tf_version,
-            Chunk.device,
-            Chunk.sampler,
-            Chunk.dtype,
-            Chunk.worker,
-            Chunk.seed_key,
-            Chunk.duration_s,
-            Chunk.attempts,
-            Chunk.started_at,
-            Chunk.finished_at,
-        )
-        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
-        .where(SweepConfiguration.sweep_id == sweep_id)
-    ).all()
-
-    def count(values: Iterable[Any]) -> dict[str, int]:
-        return dict(Counter(str(v) for v in values if v is not None).most_common())
-
-    seed_keys: dict[int, set[int]] = {}
-    per_config: dict[int, Counter[str]] = {}
-    for r in rows:
-        seed_keys.setdefault(r.configuration_id, set()).add(int(r.seed_key))
-        per_config.setdefault(r.configuration_id, Counter())[str(r.status)] += 1
-    durations = [float(r.duration_s) for r in rows if r.duration_s is not None]
-    started = [r.started_at for r in rows if r.started_at is not None]
-    finished = [r.finished_at for r in rows if r.finished_at is not None]
-    return Provenance(
-        n_chunks=len(rows),
-        status_counts=count(r.status for r in rows),
-        tf_versions=count(r.tf_version for r in rows),
-        devices=count(r.device for r in rows),
-        samplers=count(r.sampler for r in rows),
-        dtypes=count(r.dtype for r in rows),
-        workers=count(r.worker for r in rows),
-        seed_keys={k: sorted(v) for k, v in seed_keys.items()},
-        chunks_per_config={k: dict(v) for k, v in per_config.items()},
-        duration_total_s=sum(durations),
-        duration_mean_s=sum(durations) / len(durations) if durations else None,
-        attempts_total=sum(int(r.attempts or 0) for r in rows),
-        first_started=min(started) if started else None,
-        last_finished=max(finished) if finished else None,
-    )
+    sweep: SweepView
+    configs: Sequence[ConfigView]  # in position order
+    records: Sequence[Record]  # result records, each carrying its configuration
+    provenance: SweepProvenance
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -129,22 +122,6 @@ def sweep_provenance(session: Session, sweep_id: int) -> Provenance:
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _num(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float) and math.isinf(x):
-        return "∞"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-def _pm(x: Any, se: Any) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.4g} ± {se:.2g}" if se is not None else f"{x:.4g}"
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
@@ -169,14 +146,6 @@ def _when(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t is not None else "—"
 
 
-def _seconds(s: float | None) -> str:
-    if s is None:
-        return "—"
-    if s < 120:
-        return f"{s:.2f} s"
-    return f"{s / 60:.1f} min"
-
-
 def _img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
@@ -185,7 +154,7 @@ def _img(png: bytes, alt: str) -> str:
 # ------------------------------------------------------------------------------ sections
 
 
-def _provenance_section(info: SweepInfo, prov: Provenance) -> str:
+def _provenance_section(info: SweepView, prov: SweepProvenance) -> str:
     wall = None
     if prov.first_started is not None and prov.last_finished is not None:
         wall = (prov.last_finished - prov.first_started).total_seconds()
@@ -203,9 +172,9 @@ def _provenance_section(info: SweepInfo, prov: Provenance) -> str:
         ("attempts", str(prov.attempts_total)),
         (
             "chunk durations",
-            f"total {_seconds(prov.duration_total_s)}, mean {_seconds(prov.duration_mean_s)}",
+            f"total {duration(prov.duration_total_s)}, mean {duration(prov.duration_mean_s)}",
         ),
-        ("wall time", f"{_seconds(wall)} (first chunk start to last chunk end)"),
+        ("wall time", f"{duration(wall)} (first chunk start to last chunk end)"),
         ("created", _when(info.created_at)),
         ("first chunk started", _when(prov.first_started)),
         ("last chunk finished", _when(prov.last_finished)),
@@ -220,9 +189,9 @@ def _provenance_section(info: SweepInfo, prov: Provenance) -> str:
 
 
 def _summary_section(
-    infos: Sequence[ConfigInfo],
+    infos: Sequence[ConfigView],
     records: Sequence[Mapping[str, Any]],
-    prov: Provenance,
+    prov: SweepProvenance,
 ) -> str:
     by_config: dict[str, dict[tuple[int, str], Mapping[str, Any]]] = {}
     for r in records:
@@ -238,7 +207,7 @@ def _summary_section(
             for (layer, quantity), r in layers.items()
             if quantity == "activation" and int(r["n_first_nonfinite"])
         ]
-        label = config_label(top) if top is not None else info.config_hash[:12]
+        label = _label(info)
         keys = prov.seed_keys.get(info.id, [])
         rows.append(
             [
@@ -251,10 +220,10 @@ def _summary_section(
                 )
                 or "—",
                 ", ".join(str(k) for k in keys) or "—",
-                _pm(top["std"], top["std_se"]) if top else "—",
-                _num(top.get("theory_std")) if top else "—",
-                _pm(grad["std"], grad["std_se"]) if grad else "—",
-                _num(grad.get("theory_std")) if grad else "—",
+                pm(top["std"], top["std_se"]) if top else "—",
+                number(top.get("theory_std")) if top else "—",
+                pm(grad["std"], grad["std_se"]) if grad else "—",
+                number(grad.get("theory_std")) if grad else "—",
                 f"{top['n_finite']}/{top['n_trials']}" if top else "—",
                 str(min(first)) if first else "—",
                 str(top["n_collapsed"]) if top else "—",
@@ -286,7 +255,7 @@ def _summary_section(
 
 
 def _theory_section(
-    infos: Sequence[ConfigInfo], predicted: Mapping[str, ConfigTheory], report: CheckReport
+    infos: Sequence[ConfigView], predicted: Mapping[str, ConfigTheory], report: CheckReport
 ) -> str:
     verdict = (
         f'<p class="{"ok" if report.ok else "bad"}">{_e(report.summary())}</p>'
@@ -323,14 +292,14 @@ def _theory_section(
         per_config.append(
             [
                 str(info.position),
-                _short_label(info),
-                _num(t.q_star),
-                _num(t.chi_1),
+                _label(info),
+                number(t.q_star),
+                number(t.chi_1),
                 t.phase,
-                _num(t.xi_q, 3),
-                _num(t.xi_c, 3),
-                _num(t.overflow_layer, 3),
-                _num(t.underflow_layer, 3),
+                number(t.xi_q, 3),
+                number(t.xi_c, 3),
+                number(t.overflow_layer, 3),
+                number(t.underflow_layer, 3),
                 "yes" if t.exact else "no",
                 t.note or "",
             ]
@@ -349,17 +318,12 @@ def _theory_section(
     )
 
 
-def _short_label(info: ConfigInfo) -> str:
-    c = info.config
-    base = f"{c.init.label} · {c.activation.label} · d={c.depth} · w={c.width}"
-    if c.bias_std:
-        base += f" · σb={c.bias_std:g}"
-    label = info.axes.get("label")
-    return f"{label}: {base}" if label else base
+def _label(info: ConfigView) -> str:
+    return config_label(config_columns(info.config, info.axes))
 
 
 def _plots_section(records: Sequence[Mapping[str, Any]]) -> str:
-    from scheduler.plots import plot_png
+    from scheduler.analysis.plots import plot_png
 
     parts = ["<h2>Plots</h2>"]
     kinds = [("layers", "Per-layer std, Monte Carlo vs theory")]
@@ -375,7 +339,7 @@ def _plots_section(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _reproduction_section(records: Sequence[Mapping[str, Any]]) -> str:
-    from scheduler.reproduction import reproduction_rows
+    from scheduler.analysis.reproduction import reproduction_rows
 
     rows = reproduction_rows(records)
     if not rows:
@@ -405,21 +369,16 @@ def _reproduction_section(records: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def render_report(session: Session, sweep_id: int) -> str:
+def render_report(data: ReportInput, *, now: datetime | None = None) -> str:
     """The sweep's report as one self-contained HTML page (no external asset, no script)."""
-    from scheduler.query import result_records
-    from scheduler.store import get_sweep, sweep_config_rows
-
-    info = get_sweep(session, sweep_id)
-    infos = sweep_config_rows(session, sweep_id)
-    configs = sweep_configs(session, sweep_id)
+    info, infos, prov = data.sweep, data.configs, data.provenance
+    configs = {c.config_hash: c.config for c in infos}
     predicted = theories(configs)
     records = with_theory(
-        result_records(session, sweep_id),
+        data.records,
         configs,
         predictor=lambda c: predicted.get(c.config_hash) or predict(c),
     )
-    prov = sweep_provenance(session, sweep_id)
     report = check(records)
     title = f"initsweep · sweep {info.id} · {info.name}"
     sections = [
@@ -444,12 +403,6 @@ def render_report(session: Session, sweep_id: int) -> str:
         f"<title>{_e(title)}</title>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<style>{_CSS}</style></head>\n<body>\n{body}\n"
-        f'<p class="small muted">Generated by initsweep at {_e(_when(_now()))}.</p>'
+        f'<p class="small muted">Generated by initsweep at {_e(_when(now or datetime.now(UTC)))}.</p>'
         "\n</body></html>\n"
     )
-
-
-def _now() -> datetime:
-    from models import utcnow
-
-    return utcnow()

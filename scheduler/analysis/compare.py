@@ -1,15 +1,16 @@
 """Monte Carlo against mean-field theory: predictions beside every record, z-scores, a verdict.
 
-`with_theory` adds to each result record (`scheduler.query.result_records`) the predictions of
-`scheduler.theory.predict` for its (layer, quantity):
+`with_theory` adds to each result record (`scheduler.analysis.records`) the predictions of
+`scheduler.analysis.theory.predict` for its (layer, quantity):
 
     theory_mean, theory_mean_sq, theory_std      E[mean], E[mean_sq], sqrt(E[std^2]); None: none
     z_mean_sq = (mean_sq - theory_mean_sq) / mean_sq_se
     z_mean    = (mean - theory_mean) / mean_se   (where a mean is predicted)
 
-and the facts `check` needs to judge a deviation without the configuration: `theory_exact`
-(E[mean_sq] of this quantity is exact at any width), `finite_width` (the sentence of
-`theory.finite_width_note`, or None), `theory_overflow_layer` and `theory_underflow_layer`.
+and the facts `check` needs to judge a deviation: `theory_exact` (E[mean_sq] of this quantity is
+exact at any width), `finite_width` (the sentence of `theory.finite_width_note`, or None),
+`theory_overflow_layer` and `theory_underflow_layer`; the activation it reads from the
+configuration the record carries (`records.Record.config`), never from a label.
 There is no z for `std`: theory gives sqrt(E[std^2]) >= E[std] (Jensen), not E[std].
 
 `check` lists the (configuration, layer, quantity, statistic) with |z| > threshold, each with one
@@ -40,35 +41,31 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from scheduler.theory import (
+from scheduler.analysis.records import Record, config_of
+from scheduler.analysis.theory import (
     DTYPE_LIMITS,
     ConfigTheory,
     LayerTheory,
     finite_width_note,
     predict,
 )
+from scheduler.formatting import config_label, pm
 from worker.contract import SimConfig
-
-if TYPE_CHECKING:
-    from rich.console import Console
-    from sqlalchemy.orm import Session
 
 __all__ = [
     "CENSORED",
     "CHANCE",
     "FAMILY_ALPHA",
+    "THEORY_KEYS",
     "UNEXPLAINED",
     "CheckReport",
     "Deviation",
     "Predictor",
     "check",
-    "check_sweep",
-    "config_label",
     "family_bound",
     "theories",
-    "theory_records",
     "with_theory",
 ]
 
@@ -122,26 +119,27 @@ def _mean_sq_exact(config: SimConfig, theory: ConfigTheory, quantity: str) -> bo
 
 def with_theory(
     records: Iterable[Mapping[str, Any]],
-    configs: Mapping[str, SimConfig],
+    configs: Mapping[str, SimConfig] | None = None,
     *,
     predictor: Predictor = predict,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     """Copies of `records` with the theory columns of the module docstring (None: no prediction).
 
-    `configs` maps config_hash to SimConfig; `predictor` (default `theory.predict`) is called once
-    per configuration, so a test can inject a wrong prediction.
+    Each record's configuration is `configs[config_hash]` when `configs` is given, else the one
+    it carries (`Record.config`); the copies carry it too. `predictor` (default `predict`) is
+    called once per configuration, so a test can inject a wrong prediction.
     """
     cache: dict[str, tuple[ConfigTheory, dict[tuple[int, str], LayerTheory], str | None]] = {}
-    out: list[dict[str, Any]] = []
+    out: list[Record] = []
     for record in records:
-        row = dict(record)
+        key = str(record["config_hash"])
+        config = config_of(record) if configs is None else configs.get(key)
+        row = Record(record, config)
         row.update(dict.fromkeys(THEORY_KEYS))
         row["theory_exact"] = False
-        config = configs.get(str(record["config_hash"]))
         if config is None:
             out.append(row)
             continue
-        key = str(record["config_hash"])
         if key not in cache:
             theory = predictor(config)
             by_key = {(t.layer, t.quantity): t for t in theory.layers}
@@ -163,17 +161,6 @@ def with_theory(
     return out
 
 
-def config_label(record: Mapping[str, Any]) -> str:
-    """`label: init · activation · d=.. · w=..` (axis label first when the sweep names one)."""
-    base = f"{record['init']} · {record['activation']} · d={record['depth']} · w={record['width']}"
-    if record.get("bias_std"):
-        base += f" · σb={record['bias_std']:g}"
-    if record.get("dtype", "float32") != "float32":
-        base += f" · {record['dtype']}"
-    label = record.get("label")
-    return f"{label}: {base}" if label else base
-
-
 @dataclass(frozen=True)
 class Deviation:
     """One statistic of one (configuration, layer, quantity) further than threshold SEs away."""
@@ -188,6 +175,7 @@ class Deviation:
     predicted: float
     z: float
     explanation: str
+    label: str | None = None  # the sweep's `label` axis, when it names the configuration
 
     @property
     def explained(self) -> bool:
@@ -228,7 +216,7 @@ class CheckReport:
                 "layer": str(d.layer),
                 "quantity": d.quantity,
                 "statistic": d.statistic,
-                "observed": f"{d.observed:.4g} ± {d.se:.2g}",
+                "observed": pm(d.observed, d.se),
                 "predicted": f"{d.predicted:.4g}",
                 "z": f"{d.z:+.1f}",
                 "explanation": d.explanation,
@@ -259,47 +247,11 @@ class CheckReport:
         lines.append(self.summary())
         return "\n".join(lines)
 
-    def render(self, console: Console | None = None) -> None:
-        """Print the deviations as a rich table, then the verdict (to stdout by default)."""
-        from rich.console import Console
-        from rich.table import Table
 
-        console = console or Console()
-        rows = self.rows()
-        if rows and console.width < 140:  # too narrow for a table: one paragraph each
-            for d, r in zip(self.deviations, rows, strict=True):
-                console.print(
-                    f"{r['config']} · layer {r['layer']} {r['quantity']} {r['statistic']}: "
-                    f"{r['observed']} vs {r['predicted']} (z {r['z']}) — {r['explanation']}",
-                    style=None if d.explained else "red",
-                    highlight=False,
-                )
-        elif rows:
-            table = Table(title=f"deviations from mean-field theory, |z| > {self.threshold:g}")
-            table.add_column("config", max_width=30, no_wrap=True, overflow="ellipsis")
-            table.add_column("layer", justify="right")
-            table.add_column("quantity", no_wrap=True)
-            table.add_column("stat", no_wrap=True)
-            table.add_column("observed ± SE", justify="right", no_wrap=True)
-            table.add_column("predicted", justify="right", no_wrap=True)
-            table.add_column("z", justify="right", no_wrap=True)
-            table.add_column("explanation", min_width=24, ratio=1)
-            for d, r in zip(self.deviations, rows, strict=True):
-                style = "red" if not d.explained else None
-                short = d.config.split(": ", 1)[0] if ": " in d.config else d.config
-                table.add_row(
-                    short,
-                    r["layer"],
-                    r["quantity"],
-                    r["statistic"],
-                    r["observed"],
-                    r["predicted"],
-                    r["z"],
-                    r["explanation"],
-                    style=style,
-                )
-            console.print(table)
-        console.print(self.summary(), style="green" if self.ok else "bold red")
+def _activation_name(record: Mapping[str, Any]) -> str | None:
+    """The activation's scheme name, from the configuration the record carries."""
+    config = config_of(record)
+    return None if config is None else config.activation.name
 
 
 def _censored(record: Mapping[str, Any]) -> bool:
@@ -313,7 +265,7 @@ def _censored(record: Mapping[str, Any]) -> bool:
     # Trials collapsed to exactly 0. relu zeroes a whole layer for real when every unit is
     # negative (a common mode of non-centred weights, or a narrow layer): those zeros are
     # samples, not censoring, when the signal is far above the dtype's underflow scale.
-    activation = str(record.get("activation", "")).split("(", 1)[0]
+    activation = _activation_name(record)
     predicted = record.get("theory_mean_sq")
     tiny = DTYPE_LIMITS.get(str(record.get("dtype", "float32")), DTYPE_LIMITS["float32"])[1]
     genuine = activation == "relu" and predicted is not None and predicted > (1e6 * tiny) ** 2
@@ -328,7 +280,7 @@ def _explain(record: Mapping[str, Any], statistic: str, z: float) -> str:
         return UNEXPLAINED
     ratio = int(record["depth"]) / int(record["width"])
     explained = FINITE_WIDTH.format(ratio=ratio)
-    activation = str(record["activation"]).split("(", 1)[0]
+    activation = _activation_name(record)
     quantity = str(record["quantity"])
     if statistic == "mean_sq":
         return UNEXPLAINED if record.get("theory_exact") else explained
@@ -398,6 +350,7 @@ def check(
                 predicted=float(record[f"theory_{statistic}"]),
                 z=z,
                 explanation=explanation,
+                label=str(record["label"]) if record.get("label") else None,
             )
         )
     return CheckReport(
@@ -406,29 +359,3 @@ def check(
         n_censored=n_censored,
         deviations=tuple(deviations),
     )
-
-
-def sweep_configs(session: Session, sweep_id: int) -> dict[str, SimConfig]:
-    """config_hash -> SimConfig of the sweep's configurations."""
-    from scheduler.store import sweep_config_rows
-
-    return {info.config_hash: info.config for info in sweep_config_rows(session, sweep_id)}
-
-
-def theory_records(
-    session: Session,
-    sweep_id: int,
-    *,
-    predictor: Predictor = predict,
-    **filters: Any,
-) -> list[dict[str, Any]]:
-    """`result_records(session, sweep_id, **filters)` with the theory columns (`with_theory`)."""
-    from scheduler.query import result_records
-
-    records = result_records(session, sweep_id, **filters)
-    return with_theory(records, sweep_configs(session, sweep_id), predictor=predictor)
-
-
-def check_sweep(session: Session, sweep_id: int, threshold: float = 4.0) -> CheckReport:
-    """`check` of every record of the sweep against `theory.predict`."""
-    return check(theory_records(session, sweep_id), threshold)

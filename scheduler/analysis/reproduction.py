@@ -21,12 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scheduler.analysis.records import config_of
+from scheduler.formatting import number, pm
+
 __all__ = [
     "NOTEBOOK",
     "NotebookCell",
     "cells_of",
-    "main",
     "render_markdown",
+    "reproduction_markdown",
     "reproduction_rows",
 ]
 
@@ -57,8 +60,6 @@ NOTEBOOK: tuple[NotebookCell, ...] = (
     NotebookCell(163, 1, 100, 0.27805046624562235, 0.1972163485432975, "0.27805 0.19722"),
 )
 FIRST_NAN_INDEX = 37  # cell 156's output
-FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_SUBNORMAL = 1.401298464324817e-45
 
 _CELL_RE = re.compile(r"\bcell\s+(\d+)((?:/\d+)*)")
 
@@ -69,18 +70,6 @@ def cells_of(label: Any) -> set[int]:
     if match is None:
         return set()
     return {int(match[1]), *(int(x) for x in match[2].split("/") if x)}
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.{digits}g}"
-
-
-def _pm(x: float | None, se: float | None) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.4g} ± {se:.2g}" if se is not None else f"{x:.4g}"
 
 
 def _z(notebook: float, passes: int, observed: float, se: float, n: int) -> float | None:
@@ -193,7 +182,7 @@ def _exploded_rows(cell: NotebookCell, layers: Mapping[tuple[int, str], Record])
             theory,
             f"Agrees. initsweep's trials first turn non-finite at layer {mode} most often "
             f"({counts.get(mode, 0) / max(n, 1):.0%}); theory's expected first overflow is "
-            f"{_fmt(predicted, 3)}. The notebook's `isnan(reduce_mean(x))` lags the first inf "
+            f"{number(predicted, 3)}. The notebook's `isnan(reduce_mean(x))` lags the first inf "
             "by up to a layer (a layer whose infs share one sign has an inf mean, not a NaN; "
             "the next matmul adds +inf and -inf), so its pass, which printed index "
             f"{FIRST_NAN_INDEX} (layer {nb_layer}), first overflowed at layer {nb_layer - 1} or "
@@ -296,7 +285,9 @@ def _moment_rows(cell: NotebookCell, layers: Mapping[tuple[int, str], Record]) -
     # (the activation's is the pooled approximation sqrt(E[mean_sq] - E[mean]^2)).
     pre = layers.get((cell.layer, "preactivation"))
     exact_std = r.get("theory_std")
-    if str(r.get("activation")) == "linear" and pre is not None and pre.get("theory_std"):
+    config = config_of(r)
+    linear = config is not None and config.activation.name == "linear"
+    if linear and pre is not None and pre.get("theory_std"):
         exact_std = pre["theory_std"]
     rows = []
     n = int(r["n_finite"])
@@ -313,9 +304,9 @@ def _moment_rows(cell: NotebookCell, layers: Mapping[tuple[int, str], Record]) -
             _row(
                 cell,
                 f"{statistic} (layer {cell.layer})",
-                f"{_fmt(printed)} ({cell.passes} pass{'es' if cell.passes > 1 else ''})",
-                _pm(observed, se),
-                f"{_fmt(theory, 5)} ({label})" if theory is not None else "—",
+                f"{number(printed)} ({cell.passes} pass{'es' if cell.passes > 1 else ''})",
+                pm(observed, se),
+                f"{number(theory, 5)} ({label})" if theory is not None else "—",
                 _explain(cell.cell, statistic, z, r),
                 notebook_value=printed,
                 observed=observed,
@@ -330,7 +321,7 @@ def _moment_rows(cell: NotebookCell, layers: Mapping[tuple[int, str], Record]) -
 def reproduction_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
     """One row per printed notebook number whose cell the records' `label` axis names.
 
-    Records come from `scheduler.compare.theory_records` (the theory column is "—" without
+    Records come from `scheduler.query.theory_records` (the theory column is "—" without
     the theory fields). Keys: cell, statistic, layer, notebook_passes, notebook (text),
     initsweep (text), theory (text), explanation, and the numbers notebook_value, observed,
     observed_se, theory_value, z (notebook vs initsweep in combined SE); cell 156 adds
@@ -379,25 +370,6 @@ def render_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m scheduler.reproduction [SWEEP_ID] [--db URL]`: the Markdown table on stdout."""
-    import argparse
-
-    from models.db import make_engine, make_session_factory, resolve_url, session_scope
-    from scheduler.compare import theory_records
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("sweep_id", type=int, nargs="?", default=1)
-    parser.add_argument("--db", default=None, help="SQLAlchemy URL or SQLite file")
-    args = parser.parse_args(argv)
-    engine = make_engine(resolve_url(args.db))
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            records = theory_records(session, args.sweep_id)
-    finally:
-        engine.dispose()
-    print(render_markdown(reproduction_rows(records)), end="")
-
-
-if __name__ == "__main__":
-    main()
+def reproduction_markdown(records: Iterable[Record]) -> str:
+    """The notebook table of `records` (see `reproduction_rows`) as Markdown."""
+    return render_markdown(reproduction_rows(records))

@@ -1,0 +1,177 @@
+"""Result records: one row per (configuration, layer, quantity), built from values.
+
+A record holds the configuration's parameters and axis values, the trial counts, and for each
+per-trial unit statistic (`mean`, `std`, `mean_sq`) its average over the finite trials with the
+standard error of that average. `pooled_std` is the std of all values of all finite trials
+pooled: sqrt(E_t[mean_sq] - E_t[mean]^2). Its columns are what `initsweep results` prints (JSON,
+CSV); the `SimConfig` it belongs to rides along as the attribute `Record.config`, outside the
+columns, so analysis reads schemes from the configuration, never from a rendered label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler.errors import UserError
+from worker.contract import LayerRecord, SimConfig
+from worker.stats import Moments
+
+__all__ = [
+    "STAT_KEYS",
+    "ConfigResults",
+    "Record",
+    "config_columns",
+    "config_of",
+    "config_params",
+    "record_row",
+    "result_rows",
+]
+
+STAT_KEYS = (
+    "n_trials",
+    "n_finite",
+    "n_first_nonfinite",
+    "n_collapsed",
+    "mean",
+    "mean_se",
+    "std",
+    "std_se",
+    "mean_sq",
+    "mean_sq_se",
+    "pooled_std",
+)
+
+
+class Record(dict[str, Any]):
+    """A record's columns (a dict, as printed), and the SimConfig it belongs to (None: unknown)."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, columns: Mapping[str, Any], config: SimConfig | None) -> None:
+        super().__init__(columns)
+        self.config = config
+
+
+def config_of(record: Mapping[str, Any]) -> SimConfig | None:
+    """The SimConfig a record carries (None for a plain mapping)."""
+    return getattr(record, "config", None)
+
+
+@dataclass(frozen=True)
+class ConfigResults:
+    """One configuration of a sweep: its hash, SimConfig, axis values and aggregated records."""
+
+    config_hash: str
+    config: SimConfig
+    axes: Mapping[str, Any] = field(default_factory=dict)
+    records: Sequence[LayerRecord] = ()
+
+
+def _json_float(x: float) -> float | None:
+    """JSON-safe float: None for nan/inf (never stored, never printed as NaN)."""
+    return x if math.isfinite(x) else None
+
+
+def config_params(config: SimConfig) -> dict[str, Any]:
+    """The parameter columns of a configuration."""
+    return {
+        "init": config.init.label,
+        "activation": config.activation.label,
+        "depth": config.depth,
+        "width": config.width,
+        "input_dim": config.input_dim,
+        "batch": config.batch,
+        "dtype": config.dtype,
+        "bias_std": config.bias_std,
+        "sampler": config.sampler,
+    }
+
+
+def config_columns(config: SimConfig, axes: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter columns, then the axis values that are not parameters (`label`, `sigma_w`, ...)."""
+    params = config_params(config)
+    return {**params, **{k: v for k, v in axes.items() if k not in params}}
+
+
+def _stat(m: Moments) -> tuple[float | None, float | None]:
+    return (_json_float(m.mean) if m.n else None, _json_float(m.sem))
+
+
+def record_row(record: LayerRecord) -> dict[str, Any]:
+    """The statistic columns of one aggregated (layer, quantity)."""
+    mean, mean_se = _stat(record.mean)
+    std, std_se = _stat(record.std)
+    msq, msq_se = _stat(record.mean_sq)
+    pooled = None
+    if record.n_finite:
+        pooled = _json_float(math.sqrt(max(record.mean_sq.mean - record.mean.mean**2, 0.0)))
+    return {
+        "layer": record.layer,
+        "quantity": record.quantity,
+        "n_trials": record.n_trials,
+        "n_finite": record.n_finite,
+        "n_first_nonfinite": record.n_first_nonfinite,
+        "n_collapsed": record.n_collapsed,
+        "mean": mean,
+        "mean_se": mean_se,
+        "std": std,
+        "std_se": std_se,
+        "mean_sq": msq,
+        "mean_sq_se": msq_se,
+        "pooled_std": pooled,
+    }
+
+
+def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:
+    for key, want in where.items():
+        have = row[key]
+        if isinstance(have, int | float) and not isinstance(have, bool):
+            try:
+                if float(want) != float(have):
+                    return False
+            except ValueError:
+                return False
+        elif str(have) != want:
+            return False
+    return True
+
+
+def result_rows(
+    sweep_id: int,
+    configs: Iterable[ConfigResults],
+    *,
+    where: Mapping[str, str] | None = None,
+    quantity: str | None = None,
+    layer: int | None = None,
+) -> list[Record]:
+    """One Record per (configuration, layer, quantity), in the order given, filtered.
+
+    `where` keeps rows whose column equals the value (numbers compared as floats); an unknown
+    column is a UserError naming the columns there are.
+    """
+    rows: list[Record] = []
+    where = dict(where or {})
+    for item in configs:
+        head = {
+            "sweep_id": sweep_id,
+            "config_hash": item.config_hash,
+            **config_columns(item.config, item.axes),
+        }
+        for record in item.records:
+            if quantity is not None and record.quantity != quantity:
+                continue
+            if layer is not None and record.layer != layer:
+                continue
+            row = {**head, **record_row(record)}
+            unknown = [k for k in where if k not in row]
+            if unknown:
+                raise UserError(
+                    f"--where {unknown[0]}: unknown column; expected one of "
+                    + ", ".join(k for k in row if k not in STAT_KEYS)
+                )
+            if _matches(row, where):
+                rows.append(Record(row, item.config))
+    return rows

@@ -1,0 +1,49 @@
+"""Mean-field theory of signal and gradient propagation at initialization (numpy/scipy only).
+
+`meanfield.predict(config)` gives every (layer, quantity) of a configuration, its phase and depth
+scales; it rests on four layers below it, each importing only those above it in this list:
+
+- `weights`:      mean and variance of one kernel entry (theory's own derivation of the init law)
+- `gaussian`:     phi, phi', phi''; Gaussian expectations by closed forms and quadrature
+- `finite_width`: the log-normal walk of the row norm; spread of mean_sq; the finite-width note
+- `precision`:    dtype limits; expected overflow and underflow layers
+- `meanfield`:    q- and c-maps, fixed points, chi_1, depth scales, phase, `predict`
+"""
+
+from __future__ import annotations
+
+from scheduler.analysis.theory.finite_width import finite_width_note, mean_sq_dispersion
+from scheduler.analysis.theory.gaussian import (
+    ActivationMoments,
+    activation_moments,
+    bivariate_expectation,
+)
+from scheduler.analysis.theory.meanfield import (
+    PHASE_TOL,
+    ConfigTheory,
+    LayerTheory,
+    critical_sigma_w,
+    predict,
+    predict_map,
+)
+from scheduler.analysis.theory.precision import DTYPE_LIMITS, overflow_layer, underflow_layer
+from scheduler.analysis.theory.weights import TRUNCATED_VARIANCE_FACTOR, weight_moments
+
+__all__ = [
+    "DTYPE_LIMITS",
+    "PHASE_TOL",
+    "TRUNCATED_VARIANCE_FACTOR",
+    "ActivationMoments",
+    "ConfigTheory",
+    "LayerTheory",
+    "activation_moments",
+    "bivariate_expectation",
+    "critical_sigma_w",
+    "finite_width_note",
+    "mean_sq_dispersion",
+    "overflow_layer",
+    "predict",
+    "predict_map",
+    "underflow_layer",
+    "weight_moments",
+]

@@ -1,0 +1,142 @@
+"""Finite width: the log-normal walk of the per-row norm, the spread of mean_sq, the note.
+
+Mean-field values are the infinite-width limit; at width n the per-trial squared norm of a row
+is a product of one random factor per layer, so its log walks with drift and variance O(1/n) per
+layer (Hanin & Rolnick 2018). With lambda_l = log q_l, q_l = v |h^{l-1}|^2 + sigma_b^2 (the
+variance of z^l given h^{l-1}), one layer advances lambda by log(n v E[phi^2](q_l)) - kappa / (2n)
+with variance kappa / n, kappa = E[phi^4] / E[phi^2]^2 - 1 (2 for linear, 5 for relu; for linear
+exactly E log(chi^2_n / n) = digamma(n/2) + log(2/n) and Var = trigamma(n/2)). `norm_walk` is
+that walk (the overflow and underflow layers of `precision` use it); `mean_sq_dispersion` and
+`finite_width_note` say how far a configuration is from the mean-field limit.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from scipy import special
+
+from scheduler.analysis.theory.gaussian import FloatArray, activation_fns, moments_at_log_q
+from scheduler.analysis.theory.weights import is_centred, weight_moments
+from worker.contract import SimConfig
+
+__all__ = ["finite_width_note", "mean_sq_dispersion", "norm_walk"]
+
+
+@lru_cache(maxsize=256)
+def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
+    """Mean and variance of lambda_l = log q_l for l = 0..horizon (q_0 = 1 for the input).
+
+    q_l = v |h^{l-1}|^2 + sigma_b^2 is the variance of each z^l_j given h^{l-1}. One layer:
+    |h^l|^2 = n Y with Y = mean_j phi(z_j)^2, E[log Y] ~ log E[phi^2] - kappa/(2n),
+    Var[log Y] ~ kappa/n (delta method; kappa = E[phi^4]/E[phi^2]^2 - 1; exact digamma and
+    trigamma of chi^2_n / n for linear), and the fluctuation of lambda_l propagates with the
+    log-slope d log E[phi^2] / d log q. Orthogonal square kernels fix |z^l| = gain |h^{l-1}|:
+    only the angular part of Y fluctuates, kappa - 2 in place of kappa (0 for linear).
+    """
+    n0, n = config.input_dim, config.width
+    v1 = weight_moments(config.init, n0, n)[1]
+    v = weight_moments(config.init, n, n)[1]
+    sb2 = config.bias_std**2
+    log_sb2 = math.log(sb2) if sb2 > 0.0 else -math.inf
+    linear = activation_fns(config.activation).homogeneous == (1.0, 1.0)
+    radial = 0.0 if config.init.name == "orthogonal" else 2.0  # kappa of the norm of z
+    mu = np.zeros(horizon + 1)
+    var = np.zeros(horizon + 1)
+    x = math.log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
+    lam = float(np.logaddexp(x, log_sb2))
+    r = math.exp(x - lam)
+    mu[1], var[1] = lam, r * r * float(special.polygamma(1, n0 / 2.0))
+    for layer in range(2, horizon + 1):
+        m = moments_at_log_q(config.activation, lam)
+        if linear and radial:
+            drift = float(special.digamma(n / 2.0)) + math.log(2.0 / n)
+            noise = float(special.polygamma(1, n / 2.0))
+        else:
+            kappa = max(0.0, m.kurtosis - 3.0 + radial)
+            drift, noise = -kappa / (2.0 * n), kappa / n
+        x = math.log(n * v) + m.log_mean_sq + drift
+        lam = float(np.logaddexp(x, log_sb2))
+        r = math.exp(x - lam)
+        mu[layer] = lam
+        var[layer] = (r * m.log_slope) ** 2 * var[layer - 1] + r * r * noise
+    mu.setflags(write=False)
+    var.setflags(write=False)
+    return mu, var
+
+
+def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
+    """Relative variance over trials of one row's mean_sq(z^layer): E[ms^2] / E[ms]^2 - 1.
+
+    Linear, relu, leaky_relu with zero bias: (1 + 2/n0) (1 + 2/n) (1 + kappa/n)^(layer-1),
+    kappa = E[phi^4]/E[phi^2]^2 - 1 (2 linear, 5 relu), exact for Gaussian weights and batch 1
+    (the norm is a product of independent chi-square-like factors; other i.i.d. weights differ
+    at O(1/n^2) per layer). Orthogonal kernels (fan_in <= fan_out) keep |z| = gain |h|, so only
+    the direction of z fluctuates: (1 + 2/n0) (1 + d ((1 - 1/n)/(n/2 + 1) + 1/n))^(layer-1),
+    d = ((a_+^2 - a_-^2)/(a_+^2 + a_-^2))^2 (exact; 2/n0 for linear). Otherwise the
+    log-normal value exp(Var[log ms]) - 1 from the norm walk, which damps fluctuations by the
+    q-map's log-slope. None for non-centred kernels or a layer outside 1..depth.
+    """
+    if not is_centred(config) or not 1 <= layer <= config.depth:
+        return None
+    n0, n = config.input_dim, config.width
+    act = activation_fns(config.activation)
+    ortho = config.init.name == "orthogonal"
+    if act.homogeneous is not None and config.bias_std == 0.0 and (not ortho or n0 <= n):
+        a_pos, a_neg = act.homogeneous
+        if ortho:
+            # z^l / |z^l| is uniform on the sphere: with K ~ Bin(n, 1/2) positive coordinates,
+            # their share of |z|^2 is Beta(K/2, (n-K)/2), of variance
+            # ((1 - 1/n) / (n/2 + 1) + 1/n) / 4 around 1/2.
+            d = ((a_pos**2 - a_neg**2) / (a_pos**2 + a_neg**2)) ** 2
+            per_layer = d * ((1.0 - 1.0 / n) / (n / 2.0 + 1.0) + 1.0 / n)
+            log_ratio = math.log1p(2.0 / n0) + (layer - 1) * math.log1p(per_layer)
+        else:
+            kappa = 6.0 * (a_pos**4 + a_neg**4) / (a_pos**2 + a_neg**2) ** 2 - 1.0
+            log_ratio = (
+                math.log1p(2.0 / n0) + math.log1p(2.0 / n) + (layer - 1) * math.log1p(kappa / n)
+            )
+        return math.expm1(log_ratio)
+    _, var = norm_walk(config, layer)
+    radial_var = 0.0 if ortho else float(special.polygamma(1, n / 2.0))
+    return math.expm1(var[layer] + radial_var)
+
+
+def finite_width_note(config: SimConfig) -> str | None:
+    """A sentence on finite-width effects when depth/width > 0.1, else None.
+
+    Hanin & Rolnick 2018 ("How to start training: the effect of initialization and
+    architecture"): the per-trial log norm has variance ~ kappa sum_l 1/n_l ~ kappa depth/width.
+    For linear/relu/leaky_relu with centred i.i.d. weights E[mean_sq] stays exact (the
+    expectation over weights is multiplicative), so deviations there are not finite-width
+    effects; the spread makes the per-trial mean_sq heavy-tailed instead (rare large trials
+    carry the mean; standard-error z-scores overstate the evidence). Other activations also
+    get O(depth/width) corrections to the mean-field q-map itself.
+    """
+    depth, n = config.depth, config.width
+    ratio = depth / n
+    if ratio <= 0.1 or not is_centred(config):
+        return None
+    dispersion = mean_sq_dispersion(config, depth)
+    if dispersion is None:
+        return None
+    log_var = math.log1p(dispersion)  # Var[log ms] of a log-normal with that dispersion
+    spread = (
+        f"the per-trial mean_sq at layer {depth} is ~log-normal with Var[log mean_sq] ~ "
+        f"{log_var:.3g} (relative variance {dispersion:.3g}; typical trial a factor "
+        f"{math.exp(-log_var / 2.0):.3g} below the mean)"
+    )
+    act = activation_fns(config.activation)
+    if act.homogeneous is not None:
+        return (
+            f"depth/width = {ratio:.3g} > 0.1 (Hanin & Rolnick 2018): E[mean_sq] is still "
+            f"exact for {config.activation.label} (the expectation over weights is "
+            f"multiplicative), so mean_sq deviations are not finite-width effects, but {spread}:"
+            " sample means converge slowly and standard-error z-scores are optimistic."
+        )
+    return (
+        f"depth/width = {ratio:.3g} > 0.1 (Hanin & Rolnick 2018): mean-field predictions for "
+        f"{config.activation.label} carry O(depth/width) finite-width corrections; {spread}."
+    )

@@ -1,0 +1,419 @@
+"""Gaussian expectations of activations: phi, phi', phi'' (Keras definitions) and quadrature.
+
+Everything here is an expectation over u = sqrt(q) z, z ~ N(0, 1), of an activation or its
+derivatives (`activation_moments`), or over a pair (u1, u2) ~ N(0, q [[1, c], [c, 1]])
+(`bivariate_expectation`, the integrand of the C-map and of chi_c).
+
+Gaussian expectations of relu, leaky_relu and linear are closed forms (arc-cosine kernel, Cho &
+Saul 2009, for two-point ones). The others use composite Gauss-Legendre quadrature times the
+normal density on z in [-12, 12], with panel edges at z = 0 (every kink of these activations is
+at u = 0), every unit of u = sqrt(q) z out to |u| = 40, and every 0.5 of z. A fixed-order
+Gauss-Hermite rule (`hermegauss`) loses accuracy at kinks and once sqrt(q) >> 1 (its nodes near 0
+are ~0.2 apart, while phi(sqrt(q) z) varies on 1/sqrt(q)); this rule agrees with
+`scipy.integrate.quad` to ~1e-13 relative at any q (tests). Two-point expectations write
+u1 = alpha a + tau e1, u2 = alpha a + tau e2 (alpha^2 = c q, tau^2 = (1 - c) q) and nest the same
+rule, with the inner panels aligned on the kink of each row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from scheduler.analysis.theory.weights import scheme_number
+from worker.contract import ACTIVATIONS, Scheme
+
+__all__ = [
+    "ActivationFns",
+    "ActivationMoments",
+    "FloatArray",
+    "activation_fns",
+    "activation_moments",
+    "bivariate_expectation",
+    "moments_at_log_q",
+    "normal_pdf",
+    "panel_rule",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+# tf.nn.selu's constants (Keras documents them rounded: alpha=1.67326324, scale=1.05070098)
+_SELU_ALPHA = 1.6732632423543772
+_SELU_SCALE = 1.0507009873554805
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_LOG_Q_HI = math.log(1e150)  # beyond: unbounded activations by their asymptotic slopes
+_LOG_Q_LO = math.log(1e-150)  # below: phi(0) = 0 activations by their slopes at 0
+
+
+# --------------------------------------------------------------------------------------------
+# Activations: phi, phi', phi'' (Keras definitions)
+
+
+@dataclass(frozen=True)
+class ActivationFns:
+    """phi, phi' and phi'' of one activation as numpy ufuncs, and its piecewise-linear limits."""
+
+    f: Callable[[FloatArray], FloatArray]
+    d1: Callable[[FloatArray], FloatArray]
+    d2: Callable[[FloatArray], FloatArray]
+    # phi(u) = a+ u for u > 0 and a- u for u < 0 exactly: closed forms at every q
+    homogeneous: tuple[float, float] | None
+    # asymptotic slopes at u -> +-inf (None: bounded)
+    slopes_inf: tuple[float, float] | None
+    # one-sided slopes at 0 when phi(0) = 0 (None: phi(0) != 0)
+    slopes_zero: tuple[float, float] | None
+
+
+def _expit(u: FloatArray) -> FloatArray:
+    return np.asarray(special.expit(u), dtype=np.float64)
+
+
+def normal_pdf(u: FloatArray) -> FloatArray:
+    """The standard normal density."""
+    return np.exp(-0.5 * u * u) / _SQRT_2PI
+
+
+def _piecewise_linear(a_pos: float, a_neg: float) -> ActivationFns:
+    return ActivationFns(
+        f=lambda u: np.where(u > 0, a_pos * u, a_neg * u),
+        d1=lambda u: np.where(u > 0, a_pos, a_neg) + 0.0 * u,
+        d2=lambda u: 0.0 * u,
+        homogeneous=(a_pos, a_neg),
+        slopes_inf=(a_pos, a_neg),
+        slopes_zero=(a_pos, a_neg),
+    )
+
+
+def _elu(alpha: float, scale: float) -> ActivationFns:
+    def neg_exp(u: FloatArray) -> FloatArray:
+        return np.exp(np.minimum(u, 0.0))
+
+    return ActivationFns(
+        f=lambda u: scale * np.where(u > 0, u, alpha * np.expm1(np.minimum(u, 0.0))),
+        d1=lambda u: scale * np.where(u > 0, 1.0, alpha * neg_exp(u)),
+        d2=lambda u: scale * np.where(u > 0, 0.0, alpha * neg_exp(u)),
+        homogeneous=None,
+        slopes_inf=(scale, 0.0),
+        slopes_zero=(scale, scale * alpha),
+    )
+
+
+def _tanh() -> ActivationFns:
+    def d1(u: FloatArray) -> FloatArray:
+        t = np.tanh(u)
+        return 1.0 - t * t
+
+    def d2(u: FloatArray) -> FloatArray:
+        t = np.tanh(u)
+        return -2.0 * t * (1.0 - t * t)
+
+    return ActivationFns(np.tanh, d1, d2, None, None, (1.0, 1.0))
+
+
+def _sigmoid() -> ActivationFns:
+    def d1(u: FloatArray) -> FloatArray:
+        s = _expit(u)
+        return s * (1.0 - s)
+
+    def d2(u: FloatArray) -> FloatArray:
+        s = _expit(u)
+        return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+    return ActivationFns(_expit, d1, d2, None, None, None)
+
+
+def _gelu() -> ActivationFns:
+    def f(u: FloatArray) -> FloatArray:
+        return u * np.asarray(special.ndtr(u), dtype=np.float64)
+
+    def d1(u: FloatArray) -> FloatArray:
+        return np.asarray(special.ndtr(u), dtype=np.float64) + u * normal_pdf(u)
+
+    return ActivationFns(
+        f, d1, lambda u: normal_pdf(u) * (2.0 - u * u), None, (1.0, 0.0), (0.5, 0.5)
+    )
+
+
+def _swish() -> ActivationFns:
+    def d1(u: FloatArray) -> FloatArray:
+        s = _expit(u)
+        return s + u * s * (1.0 - s)
+
+    def d2(u: FloatArray) -> FloatArray:
+        s = _expit(u)
+        return s * (1.0 - s) * (2.0 + u * (1.0 - 2.0 * s))
+
+    return ActivationFns(lambda u: u * _expit(u), d1, d2, None, (1.0, 0.0), (0.5, 0.5))
+
+
+def _softplus() -> ActivationFns:
+    def d2(u: FloatArray) -> FloatArray:
+        s = _expit(u)
+        return s * (1.0 - s)
+
+    return ActivationFns(lambda u: np.logaddexp(0.0, u), _expit, d2, None, (1.0, 0.0), None)
+
+
+@lru_cache(maxsize=256)
+def activation_fns(activation: Scheme) -> ActivationFns:
+    """phi, phi', phi'' of `activation` (Keras definitions; parameters default as in the spec)."""
+    name = activation.name
+    if name == "linear":
+        return _piecewise_linear(1.0, 1.0)
+    if name == "relu":
+        return _piecewise_linear(1.0, 0.0)
+    if name == "leaky_relu":
+        return _piecewise_linear(1.0, scheme_number(activation, ACTIVATIONS, "alpha"))
+    if name == "elu":
+        return _elu(scheme_number(activation, ACTIVATIONS, "alpha"), 1.0)
+    if name == "selu":
+        return _elu(_SELU_ALPHA, _SELU_SCALE)
+    factories = {
+        "tanh": _tanh,
+        "sigmoid": _sigmoid,
+        "gelu": _gelu,
+        "swish": _swish,
+        "softplus": _softplus,
+    }
+    if name in factories:
+        return factories[name]()
+    raise ValueError(f"activation: unknown activation. Received: {name!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Quadrature
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
+_Z_MAX = 12.0
+_U_FEATURES = 40.0
+
+
+def panel_rule(edges: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes and weights on each panel [edges[k], edges[k+1]]."""
+    half = (edges[1:] - edges[:-1])[:, None] / 2.0
+    mid = (edges[1:] + edges[:-1])[:, None] / 2.0
+    nodes = mid + half * _GL_X[None, :]
+    weights = half * _GL_W[None, :] + 0.0 * nodes
+    return nodes.ravel(), weights.ravel()
+
+
+@lru_cache(maxsize=8192)
+def _gauss_rule(s: float, fine: float = 1.0) -> tuple[FloatArray, FloatArray]:
+    """Nodes z and weights w (density included) with sum w f(s z) ~ E[f(s Z)], Z ~ N(0, 1).
+
+    Panel edges in z: 0, every 0.5 up to 12, every u = 1 .. 40 (u = s z) and, when fine < 1,
+    u = fine * 2^k below 1 (graded towards a feature of width `fine` at u = 0).
+    """
+    pieces = [np.arange(0.0, _Z_MAX + 0.25, 0.5), np.arange(1.0, _U_FEATURES + 0.5) / s]
+    if fine < 1.0:
+        pieces.append(fine * 2.0 ** np.arange(math.ceil(-math.log2(fine))) / s)
+    edges = np.concatenate(pieces)
+    edges = np.unique(edges[(edges >= 0.0) & (edges <= _Z_MAX)])
+    edges = edges[np.concatenate(([True], np.diff(edges) > 1e-13 * _Z_MAX))]
+    x, w = panel_rule(edges)
+    z = np.concatenate((-x[::-1], x))
+    w = np.concatenate((w[::-1], w)) * normal_pdf(z)
+    z.setflags(write=False)
+    w.setflags(write=False)
+    return z, w
+
+
+def _expect(fn: Callable[[FloatArray], FloatArray], s: float) -> float:
+    z, w = _gauss_rule(s)
+    return float(np.dot(w, fn(s * z)))
+
+
+_UNIFORM_EDGES = np.arange(-_Z_MAX, _Z_MAX + 0.25, 0.5)
+
+
+def _bivariate_quadrature(
+    fa: Callable[[FloatArray], FloatArray],
+    fb: Callable[[FloatArray], FloatArray],
+    q: float,
+    c: float,
+) -> float:
+    """E[fa(u1) fb(u2)], (u1, u2) ~ N(0, q [[1, c], [c, 1]]), 0 <= c <= 1, by nested rules.
+
+    u_i = alpha a + tau e_i with alpha = sqrt(c q), tau = sqrt((1 - c) q), a, e_i ~ N(0, 1):
+    E = E_a[G_a(a) G_b(a)], G(a) = E_e[f(alpha a + tau e)]. For each outer node a the inner
+    panel edges are every 0.5 of e plus every unit of u around the kink e* = -alpha a / tau
+    (sorted per row, so the rule has the same size on every row). G is f smoothed over tau: the
+    outer rule puts edges every max(1, tau) of u and grades down to u = tau when tau < 1.
+    """
+    if c >= 1.0:
+        return _expect(lambda u: fa(u) * fb(u), math.sqrt(q))
+    if c <= 0.0:
+        return _expect(fa, math.sqrt(q)) * _expect(fb, math.sqrt(q))
+    alpha, tau = math.sqrt(c * q), math.sqrt((1.0 - c) * q)
+    # G varies on u ~ max(1, tau) away from 0 and on u ~ tau near 0 (when tau < 1)
+    za, wa = _gauss_rule(alpha / max(1.0, tau), min(1.0, max(tau, 1e-9)))
+    kink = -alpha * za / tau
+    reach = min(_U_FEATURES, math.ceil(2.0 * _Z_MAX * tau))
+    offsets = np.arange(-reach, reach + 0.5)
+    edges = np.sort(
+        np.concatenate(
+            (
+                np.broadcast_to(_UNIFORM_EDGES, (za.size, _UNIFORM_EDGES.size)),
+                np.clip(kink[:, None] + offsets[None, :] / tau, -_Z_MAX, _Z_MAX),
+            ),
+            axis=1,
+        ),
+        axis=1,
+    )
+    half = (edges[:, 1:] - edges[:, :-1])[:, :, None] / 2.0
+    e = ((edges[:, 1:] + edges[:, :-1])[:, :, None] / 2.0 + half * _GL_X).reshape(za.size, -1)
+    we = (half * _GL_W).reshape(za.size, -1) * normal_pdf(e)
+    u = alpha * za[:, None] + tau * e
+    ga = np.sum(we * fa(u), axis=1)
+    gb = ga if fb is fa else np.sum(we * fb(u), axis=1)
+    return float(np.dot(wa, ga * gb))
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian moments of an activation
+
+
+@dataclass(frozen=True)
+class ActivationMoments:
+    """Moments of phi(u), u = sqrt(q) z, z ~ N(0, 1).
+
+    mean E[phi], mean_sq E[phi^2], deriv_sq E[phi'^2], curvature E[phi'' phi],
+    kurtosis E[phi^4] / E[phi^2]^2, log_mean_sq log E[phi^2] (finite where mean_sq is not) and
+    log_slope = d log E[phi^2] / d log q = q (E[phi'^2] + E[phi'' phi]) / E[phi^2] (Stein).
+    """
+
+    mean: float
+    mean_sq: float
+    deriv_sq: float
+    curvature: float
+    kurtosis: float
+    log_mean_sq: float
+    log_slope: float
+
+
+def _homogeneous_moments(
+    a_pos: float, a_neg: float, log_q: float, q: float | None = None
+) -> ActivationMoments:
+    # phi = a+ relu(u) - a- relu(-u): E phi = (a+ - a-) sqrt(q / 2 pi), E phi^2 = (a+^2 + a-^2) q/2,
+    # E phi'^2 = (a+^2 + a-^2)/2, E phi^4 = 3 (a+^4 + a-^4) q^2 / 2.
+    m2n = (a_pos**2 + a_neg**2) / 2.0
+    m4n = 3.0 * (a_pos**4 + a_neg**4) / 2.0
+    if q is None:
+        q = math.exp(log_q) if log_q < 709.0 else math.inf
+    return ActivationMoments(
+        mean=(a_pos - a_neg) * math.sqrt(q) / _SQRT_2PI,
+        mean_sq=m2n * q,
+        deriv_sq=m2n,
+        curvature=0.0,
+        kurtosis=m4n / m2n**2 if m2n > 0 else math.inf,
+        log_mean_sq=math.log(m2n) + log_q if m2n > 0 else -math.inf,
+        log_slope=1.0,
+    )
+
+
+@lru_cache(maxsize=65536)
+def moments_at_log_q(activation: Scheme, log_q: float) -> ActivationMoments:
+    """ActivationMoments at q = exp(log_q); asymptotic forms where q is extreme."""
+    act = activation_fns(activation)
+    if act.homogeneous is not None:
+        return _homogeneous_moments(*act.homogeneous, log_q)
+    if log_q > _LOG_Q_HI:
+        if act.slopes_inf is not None:
+            return _homogeneous_moments(*act.slopes_inf, log_q)
+        log_q = _LOG_Q_HI  # bounded: moments have converged to their q -> inf limits
+    if log_q < _LOG_Q_LO:
+        if act.slopes_zero is not None:
+            return _homogeneous_moments(*act.slopes_zero, log_q)
+        log_q = _LOG_Q_LO  # phi(0) != 0: moments have converged to phi(0)^k
+    s = math.exp(0.5 * log_q)
+    # Normalise by s where phi grows like u (so phi^4 neither overflows nor underflows).
+    norm = (
+        s
+        if (act.slopes_inf is not None and s > 1.0) or (act.slopes_zero is not None and s < 1.0)
+        else 1.0
+    )
+    z, w = _gauss_rule(s)
+    u = s * z
+    fn = act.f(u) / norm
+    d1 = act.d1(u)
+    m1n = float(np.dot(w, fn))
+    m2n = float(np.dot(w, fn * fn))
+    m4n = float(np.dot(w, fn**4))
+    d2 = float(np.dot(w, d1 * d1))
+    curv_n = float(np.dot(w, act.d2(u) * fn))
+    # d log E[phi^2] / d log q = E[u phi(u) phi'(u)] / E[phi^2] (Stein, d/dq E f(sqrt(q) z) =
+    # E[z f'(sqrt(q) z)] / (2 sqrt q)): one expectation, no cancellation of E[phi'^2] against
+    # E[phi'' phi] at large q.
+    slope_n = float(np.dot(w, (u / norm) * fn * d1))
+    return ActivationMoments(
+        mean=m1n * norm,
+        mean_sq=m2n * norm * norm,
+        deriv_sq=d2,
+        curvature=curv_n * norm,
+        kurtosis=m4n / m2n**2,
+        log_mean_sq=math.log(m2n) + 2.0 * math.log(norm),
+        log_slope=slope_n / m2n,
+    )
+
+
+def activation_moments(activation: Scheme, q: float) -> ActivationMoments:
+    """Gaussian moments of `activation` at preactivation variance q >= 0 (q = 0: the limit)."""
+    if not q >= 0.0:
+        raise ValueError(f"q: expected a non-negative variance. Received: {q!r}")
+    act = activation_fns(activation)
+    if q > 0.0 and act.homogeneous is not None:
+        return _homogeneous_moments(*act.homogeneous, math.log(q), q)
+    if q > 0.0:
+        return moments_at_log_q(activation, math.log(q))
+    eps = np.array([1e-300, -1e-300])
+    f0 = float(act.f(np.zeros(1))[0])
+    d1 = act.d1(eps)
+    curv = float(np.mean(act.d2(eps) * act.f(eps)))
+    if act.slopes_zero is not None:
+        a_pos, a_neg = act.slopes_zero
+        m2n = (a_pos**2 + a_neg**2) / 2.0
+        kurt, log_m2, slope = 3.0 * (a_pos**4 + a_neg**4) / 2.0 / m2n**2, -math.inf, 1.0
+    else:
+        kurt, log_m2, slope = 1.0, 2.0 * math.log(abs(f0)), 0.0
+    return ActivationMoments(
+        mean=f0,
+        mean_sq=f0 * f0,
+        deriv_sq=float(np.mean(d1 * d1)),
+        curvature=curv,
+        kurtosis=kurt,
+        log_mean_sq=log_m2,
+        log_slope=slope,
+    )
+
+
+def _arccos_kernels(a_pos: float, a_neg: float, q: float, c: float) -> tuple[float, float]:
+    # phi = a- u + (a+ - a-) relu(u); E[relu(u1) relu(u2)] = q (sqrt(1-c^2) + (pi - acos c) c)/2pi
+    # (Cho & Saul 2009), E[u1 relu(u2)] = q c / 2, E[1{u1>0} 1{u2>0}] = (pi - acos c) / 2pi.
+    theta = math.acos(min(1.0, max(-1.0, c)))
+    k1 = q * (math.sqrt(max(0.0, 1.0 - c * c)) + (math.pi - theta) * c) / (2.0 * math.pi)
+    k0 = (math.pi - theta) / (2.0 * math.pi)
+    d = a_pos - a_neg
+    return a_pos * a_neg * q * c + d * d * k1, a_pos * a_neg + d * d * k0
+
+
+def bivariate_expectation(
+    activation: Scheme, q: float, c: float, *, derivative: bool = False
+) -> float:
+    """E[psi(u1) psi(u2)] with psi = phi (or phi' if `derivative`), u ~ N(0, q [[1,c],[c,1]]).
+
+    0 <= c <= 1. This is the integrand of the C-map (Poole et al. 2016, eq. 5) and of chi_c.
+    """
+    if not 0.0 <= c <= 1.0:
+        raise ValueError(f"c: expected a correlation in [0, 1]. Received: {c!r}")
+    act = activation_fns(activation)
+    if act.homogeneous is not None:
+        phi_phi, dphi_dphi = _arccos_kernels(*act.homogeneous, q, c)
+        return dphi_dphi if derivative else phi_phi
+    fn = act.d1 if derivative else act.f
+    return _bivariate_quadrature(fn, fn, q, c)

@@ -1,0 +1,454 @@
+"""Mean-field theory of signal and gradient propagation at initialization (numpy/scipy only).
+
+What is predicted
+-----------------
+The Monte Carlo core (see `worker.contract`) pushes x ~ N(0, I) (rows of a batch, `input_dim`
+units) through `depth` dense layers
+
+    z^l = h^{l-1} W^l + b^l,   h^l = phi(z^l),   h^0 = x,
+    W^l_ij i.i.d. with mean mu_l and variance v_l (`weight_moments`),   b^l_j ~ N(0, sigma_b^2),
+
+and back-propagates L = <r, h^D>, r ~ N(0, I): g^D = r * phi'(z^D), g^l = phi'(z^l) *
+(g^{l+1} (W^{l+1})^T). Per trial it records, over the batch x units values of each (layer,
+quantity), the unit averages `mean`, `std` (ddof=0) and `mean_sq`. This module predicts their
+expectations over trials.
+
+Mean-field recursion (Poole et al. 2016, "Exponential expressivity in deep neural networks
+through transient chaos"; Schoenholz et al. 2017, "Deep Information Propagation"). With
+sigma_w^2 = fan_in * v (effective, per layer) and E_z over z ~ N(0, 1):
+
+    q^1     = fan_in_1 v_1 E[x^2] + sigma_b^2 = sigma_w1^2 + sigma_b^2                  (exact)
+    q^l     = sigma_w^2 E_z[phi(sqrt(q^{l-1}) z)^2] + sigma_b^2                          (l >= 2)
+    E[mean_sq(z^l)] = q^l,   E[mean(z^l)] = 0
+    E[mean_sq(h^l)] = E_z[phi(sqrt(q^l) z)^2],   E[mean(h^l)] = E_z[phi(sqrt(q^l) z)]
+    E[mean_sq(g^D)] = E_z[phi'(sqrt(q^D) z)^2]
+    E[mean_sq(g^l)] = (fan_out_{l+1} v_{l+1}) E_z[phi'(sqrt(q^l) z)^2] E[mean_sq(g^{l+1})]
+    E[mean(g^l)]    = 0                                   (gradient independence assumption)
+
+For linear and positively homogeneous activations (relu, leaky_relu) and centred i.i.d. weights
+the mean_sq recursion is exact in expectation at any width: E over W^l of |h^{l-1} W^l|^2 is
+fan_out v |h^{l-1}|^2 whatever h^{l-1} is, and E[relu(z)^2] = E[z^2] / 2 for any symmetric z.
+(Only mean_sq: E[mean(relu(z))] = E[sqrt(q)] / sqrt(2 pi) is below sqrt(E[q] / 2 pi) once q
+fluctuates.) For other activations it is the infinite-width limit (corrections O(depth / width),
+Hanin & Rolnick 2018; see `finite_width_note`). Gradients always rest on the gradient
+independence assumption (W^{l+1} of the backward pass treated as independent of the forward).
+
+`std`: the field is sqrt(E[std^2]), the root of the expected within-trial variance. It is exact
+for the input (E[std^2] = 1 - 1/N over N = batch x input_dim i.i.d. values) and for the first
+preactivation (below); elsewhere it is the pooled approximation E[mean_sq] - E[mean]^2, which
+neglects Var(mean) = O(1 / (batch x width)). E[std] <= sqrt(E[std^2]) (Jensen) and the gap grows
+with depth / width as the per-trial mean_sq spreads, so compare the Monte Carlo on `mean_sq`.
+
+First layer, any i.i.d. weights (including non-centred ones, mu != 0): with N = B n values,
+B = batch, n0 = fan_in, n = fan_out, and x rows independent N(0, I),
+
+    E[mean_sq(z^1)] = n0 (v + mu^2) + sigma_b^2
+    E[std(z^1)^2]   = n0 v (1 - 1/(B n)) + n0 mu^2 (1 - 1/B) + sigma_b^2 (1 - 1/n)
+
+(the common mode m_b = mu sum_i x_bi is shared by every unit of row b, so it adds nothing to
+the spread within a row). The marginal of one z^1_j is Gaussian given its column of W, with variance
+sum_i W_ij^2 + sigma_b^2 ~ q^1, so the activation moments of layer 1 follow from q^1 as usual; its
+within-trial variance accounts for the common mode: z_bj = m_b + e_bj with Var m = A = n0 mu^2,
+Var e = V = n0 v + sigma_b^2, hence
+
+    E[std(h^1)^2] ~ E[phi^2] - E[phi(u1) phi(u2)] / B - (1 - 1/B) E[phi]^2,
+    (u1, u2) ~ N(0, q^1 [[1, c], [c, 1]]),  c = A / q^1,
+
+which for mu = 0 is the pooled E[phi^2] - E[phi]^2. Deeper layers of non-centred networks carry a
+width-dependent common mode (mu sum_i h_i with E[phi] != 0) that this module does not model:
+their predictions are None, with the reason in `ConfigTheory.note`.
+
+Fixed point, susceptibilities, depth scales (Schoenholz et al. 2017, eqs. 3-9)
+------------------------------------------------------------------------------
+q* is the fixed point of the q-map reached from q^1 (or `q0`); the c-map of two inputs is
+
+    c^{l+1} = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q*,
+    u1 = sqrt(q*) z1,  u2 = sqrt(q*) (c z1 + sqrt(1 - c^2) z2).
+
+chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2] is its slope at c = 1. Ordered phase (chi_1 < 1): c* = 1
+is stable; chaotic (chi_1 > 1): the stable fixed point is c* < 1 (unique: the c-map has a Hermite
+expansion with non-negative coefficients, so it is convex on [0, 1]). Depth scales:
+
+    xi_q^{-1} = -log(chi_1 + sigma_w^2 E[phi''(sqrt(q*) z) phi(sqrt(q*) z)])   (q-map slope at q*)
+    xi_c^{-1} = -log(chi_c),  chi_c = sigma_w^2 E[phi'(u1) phi'(u2)] at c = c*
+
+so chi_c = chi_1 in the ordered phase and xi_c diverges on the critical line chi_1 = 1, while
+xi_q stays finite there unless sigma_b = 0 (tanh: q* = 0 and xi_q = -1/log(sigma_w^2)). Kinks add
+delta functions to phi'' at u = 0; they are multiplied by phi(0) = 0 for every kinked activation
+here (relu, leaky_relu, elu with alpha != 1, selu), so only the regular part contributes. Where
+q* = 0 (sigma_b = 0, phi(0) = 0) the linearisation is degenerate: the normalised c-map tends to
+the identity as the signal vanishes, so correlations converge sub-exponentially although the
+formula gives a finite xi_c; `note` says so. Where q diverges (unbounded phi,
+sigma_w^2 (a_+^2 + a_-^2)/2 >= 1 for asymptotic slopes a_+-) chi_1 is the asymptotic value and q*,
+xi_q, xi_c are None.
+
+Finite-width corrections, dtype limits and the Gaussian integrals live in the sibling modules
+`finite_width`, `precision` and `gaussian`; weight moments in `weights`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy import optimize
+
+from scheduler.analysis.theory.finite_width import finite_width_note
+from scheduler.analysis.theory.gaussian import (
+    ActivationMoments,
+    activation_fns,
+    activation_moments,
+    bivariate_expectation,
+)
+from scheduler.analysis.theory.precision import overflow_layer, underflow_layer
+from scheduler.analysis.theory.weights import is_centred, weight_moments
+from worker.contract import Scheme, SimConfig
+
+__all__ = [
+    "PHASE_TOL",
+    "ConfigTheory",
+    "LayerTheory",
+    "critical_sigma_w",
+    "predict",
+    "predict_map",
+]
+
+# |chi_1 - 1| below this is "critical".
+PHASE_TOL = 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed points, susceptibilities, phase
+
+
+def _q_fixed_point(sw2: float, sb2: float, activation: Scheme, q0: float) -> float | None:
+    """The fixed point of q -> sw2 E[phi(sqrt(q) z)^2] + sb2 reached from q0; None: diverges.
+
+    The map is increasing, so iterates move monotonically from q0 to the nearest root of
+    g(q) = map(q) - q in the direction of sign(g(q0)); bracket it geometrically, then brentq.
+    """
+    act = activation_fns(activation)
+    if act.homogeneous is not None:
+        slope = sw2 * (act.homogeneous[0] ** 2 + act.homogeneous[1] ** 2) / 2.0
+        if abs(slope - 1.0) <= 1e-12:  # critical up to the rounding of sigma_w^2 = n * (2/n)
+            return q0 if sb2 == 0.0 else None
+        if slope < 1.0:
+            return sb2 / (1.0 - slope)
+        return 0.0 if (q0 == 0.0 and sb2 == 0.0) else None
+
+    def g(q: float) -> float:
+        return sw2 * activation_moments(activation, q).mean_sq + sb2 - q
+
+    g0 = g(q0)
+    if g0 == 0.0:
+        return q0
+    if g0 > 0.0:
+        lo, hi = q0, max(4.0 * q0, 1.0)
+        while g(hi) > 0.0:
+            lo, hi = hi, 4.0 * hi
+            if hi > 1e250:
+                return None
+    else:
+        lo, hi = q0 / 4.0, q0
+        # below ~1e-16 q0 a map with g(0) = 0 cannot be told from identity in float64
+        while g(lo) < 1e-13 * lo:
+            lo, hi = lo / 4.0, lo
+            if lo < 1e-250:
+                return 0.0
+    return float(optimize.brentq(g, lo, hi, xtol=1e-300, rtol=1e-15, maxiter=500))
+
+
+def _c_star(sw2: float, sb2: float, activation: Scheme, q_star: float) -> float:
+    """Stable fixed point c* in [0, 1) of the C-map in the chaotic phase (1.0 if unresolved)."""
+
+    def f(c: float) -> float:
+        return (sw2 * bivariate_expectation(activation, q_star, c) + sb2) / q_star - c
+
+    if f(0.0) <= 0.0:
+        return 0.0
+    lo = 0.0  # f > 0 on [0, c*), f < 0 on (c*, 1) (convexity); bracket c* from below 1
+    for delta in (0.5, 0.2, 0.1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8):
+        if f(1.0 - delta) < 0.0:
+            return float(optimize.brentq(f, lo, 1.0 - delta, xtol=1e-14))
+        lo = 1.0 - delta
+    return 1.0
+
+
+def _depth_scale(slope: float) -> float | None:
+    """-1/log(slope) for a contraction 0 <= slope <= 1; None when slope > 1.
+
+    inf within 1e-12 of 1: sigma_w^2 = fan_in * (2 / fan_in) is 1 only up to rounding.
+    """
+    if slope > 1.0 + 1e-12 or not math.isfinite(slope):
+        return None
+    if slope >= 1.0 - 1e-12:
+        return math.inf
+    if slope <= 0.0:
+        return 0.0
+    return -1.0 / math.log(slope)
+
+
+def _phase(chi_1: float | None, tol: float) -> str:
+    if chi_1 is None or not math.isfinite(chi_1):
+        return "unknown"
+    if abs(chi_1 - 1.0) < tol:
+        return "critical"
+    return "ordered" if chi_1 < 1.0 else "chaotic"
+
+
+def _chi_1(
+    sw2: float, sb2: float, activation: Scheme, q0: float
+) -> tuple[float | None, float, ActivationMoments | None]:
+    """(q*, chi_1, moments at q*); chi_1 is the asymptotic value when q diverges (q* None)."""
+    q_star = _q_fixed_point(sw2, sb2, activation, q0)
+    if q_star is None:
+        slopes = activation_fns(activation).slopes_inf
+        a_pos, a_neg = slopes if slopes is not None else (0.0, 0.0)
+        return None, sw2 * (a_pos**2 + a_neg**2) / 2.0, None
+    m = activation_moments(activation, q_star)
+    return q_star, sw2 * m.deriv_sq, m
+
+
+def predict_map(
+    sigma_w: float,
+    sigma_b: float,
+    activation: Scheme,
+    *,
+    q0: float = 1.0,
+    tol: float = PHASE_TOL,
+) -> tuple[float | None, float | None, float | None, float | None, str]:
+    """(q*, chi_1, xi_q, xi_c, phase) of the mean-field maps at (sigma_w, sigma_b).
+
+    q* is the fixed point reached from q0 (None when q diverges; chi_1 is then the asymptotic
+    sigma_w^2 (a_+^2 + a_-^2) / 2 and the depth scales are None). xi_q = -1/log(chi_1 +
+    sigma_w^2 E[phi'' phi]) (the q-map slope at q*); xi_c = -1/log(chi_c), chi_c =
+    sigma_w^2 E[phi'(u1) phi'(u2)] at the stable c* (c* = 1 and chi_c = chi_1 unless chaotic).
+    A slope of exactly 1 gives an infinite depth scale. Schoenholz et al. 2017, eqs. 6-9.
+    Phase: ordered (chi_1 < 1 - tol), chaotic (chi_1 > 1 + tol), else critical.
+    """
+    sw2, sb2 = sigma_w * sigma_w, sigma_b * sigma_b
+    q_star, chi_1, m = _chi_1(sw2, sb2, activation, q0)
+    if q_star is None or m is None:
+        return None, chi_1, None, None, _phase(chi_1, tol)
+    xi_q = _depth_scale(chi_1 + sw2 * m.curvature)
+    if chi_1 <= 1.0 or q_star == 0.0:
+        xi_c = _depth_scale(chi_1)
+    else:
+        c_star = _c_star(sw2, sb2, activation, q_star)
+        if c_star >= 1.0:
+            xi_c = math.inf
+        else:
+            chi_c = sw2 * bivariate_expectation(activation, q_star, c_star, derivative=True)
+            xi_c = _depth_scale(chi_c)
+    return q_star, chi_1, xi_q, xi_c, _phase(chi_1, tol)
+
+
+def critical_sigma_w(sigma_b: float, activation: Scheme) -> float:
+    """sigma_w on the critical line chi_1 = 1 at this sigma_b (brentq on chi_1 - 1).
+
+    Closed form sqrt(2 / (a_+^2 + a_-^2)) for linear (1), relu (sqrt 2) and leaky_relu. Elsewhere
+    q* is the fixed point reached from q = 1 and chi_1 is assumed to cross 1 once as sigma_w
+    grows (it increases monotonically for tanh; for gelu/swish at sigma_b = 0 the crossing is
+    a jump of the reached fixed point from 0 to a finite or diverging q).
+    """
+    act = activation_fns(activation)
+    if act.homogeneous is not None:
+        a_pos, a_neg = act.homogeneous
+        return math.sqrt(2.0 / (a_pos**2 + a_neg**2))
+    sb2 = sigma_b * sigma_b
+
+    def h(sigma_w: float) -> float:
+        return _chi_1(sigma_w * sigma_w, sb2, activation, 1.0)[1] - 1.0
+
+    lo = hi = 1.0
+    while h(lo) > 0.0:
+        lo, hi = lo / 2.0, lo
+        if lo < 1e-6:
+            raise ValueError(
+                f"critical_sigma_w: expected chi_1 < 1 at some sigma_w >= 1e-6. "
+                f"Received: chi_1 > 1 throughout for {activation.label}, sigma_b={sigma_b}"
+            )
+    while h(hi) < 0.0:
+        lo, hi = hi, hi * 1.5
+        if hi > 1e4:
+            raise ValueError(
+                f"critical_sigma_w: expected chi_1 > 1 at some sigma_w <= 1e4. "
+                f"Received: chi_1 < 1 throughout for {activation.label}, sigma_b={sigma_b}"
+            )
+    if h(lo) == 0.0:
+        return lo
+    return float(optimize.brentq(h, lo, hi, xtol=1e-13, rtol=1e-15))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-configuration predictions
+
+
+@dataclass(frozen=True)
+class LayerTheory:
+    """Predicted E[mean], E[mean_sq] and sqrt(E[std^2]) of one (layer, quantity); None: none."""
+
+    layer: int
+    quantity: str
+    mean: float | None
+    mean_sq: float | None
+    std: float | None
+
+
+@dataclass(frozen=True)
+class ConfigTheory:
+    """Mean-field predictions for one configuration (see the module docstring)."""
+
+    config: SimConfig
+    layers: tuple[LayerTheory, ...]
+    q_star: float | None
+    chi_1: float | None
+    xi_q: float | None
+    xi_c: float | None
+    phase: str
+    overflow_layer: float | None
+    underflow_layer: float | None
+    exact: bool
+    note: str
+
+    def get(self, layer: int, quantity: str) -> LayerTheory:
+        """The prediction of (layer, quantity)."""
+        for item in self.layers:
+            if item.layer == layer and item.quantity == quantity:
+                return item
+        raise KeyError(f"no prediction for layer {layer}, quantity {quantity!r}")
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _sqrt0(x: float | None) -> float | None:
+    return None if x is None else math.sqrt(max(0.0, x))
+
+
+def predict(config: SimConfig) -> ConfigTheory:
+    """Mean-field predictions of every (layer, quantity) of `config`, its phase and limits.
+
+    Layer 0 is the input (mean 0, mean_sq 1, std sqrt(1 - 1/(batch input_dim))). Layers
+    1..depth carry preactivation, activation and gradient in that order. Values that overflow
+    float64 and quantities the theory does not cover (deeper layers of non-centred weights)
+    are None. `exact` is False for orthogonal (not i.i.d.) and non-centred kernels.
+    """
+    n0, n, depth, batch = config.input_dim, config.width, config.depth, config.batch
+    act = config.activation
+    sb2 = config.bias_std**2
+    mu1, v1 = weight_moments(config.init, n0, n)
+    v = weight_moments(config.init, n, n)[1]
+    centred = is_centred(config)
+    notes: list[str] = []
+
+    # Preactivation variances q^l (None where not predicted).
+    q: list[float | None] = [None] * (depth + 1)
+    q[1] = n0 * (v1 + mu1 * mu1) + sb2
+    moments: list[ActivationMoments | None] = [None] * (depth + 1)
+    for layer in range(1, depth + 1):
+        ql = q[layer]
+        if ql is None:
+            break
+        mom = activation_moments(act, ql)
+        moments[layer] = mom
+        if layer < depth and centred:
+            q[layer + 1] = _finite(n * v * mom.mean_sq + sb2)
+    grad: list[float | None] = [None] * (depth + 2)
+    grad[depth + 1] = 1.0  # E[r^2]; the factor n v is not applied above the top layer
+    for layer in range(depth, 0, -1):
+        m, above = moments[layer], grad[layer + 1]
+        if m is None or above is None or (layer < depth and not centred):
+            break
+        factor = 1.0 if layer == depth else n * v
+        grad[layer] = _finite(factor * m.deriv_sq * above)
+
+    layers = [LayerTheory(0, "activation", 0.0, 1.0, math.sqrt(1.0 - 1.0 / (batch * n0)))]
+    for layer in range(1, depth + 1):
+        ql, m = q[layer], moments[layer]
+        if layer == 1:
+            pre_std2: float | None = (
+                n0 * v1 * (1.0 - 1.0 / (batch * n))
+                + n0 * mu1 * mu1 * (1.0 - 1.0 / batch)
+                + sb2 * (1.0 - 1.0 / n)
+            )
+        else:
+            pre_std2 = ql
+        layers.append(
+            LayerTheory(
+                layer, "preactivation", 0.0 if ql is not None else None, ql, _sqrt0(pre_std2)
+            )
+        )
+        if m is None or ql is None:
+            layers.append(LayerTheory(layer, "activation", None, None, None))
+        else:
+            mean_sq = _finite(m.mean_sq)
+            if layer == 1 and mu1 != 0.0 and ql > 0.0:
+                c = min(1.0, n0 * mu1 * mu1 / ql)
+                cross = bivariate_expectation(act, ql, c)
+                act_std2 = m.mean_sq - cross / batch - (1.0 - 1.0 / batch) * m.mean**2
+            else:
+                act_std2 = m.mean_sq - m.mean**2
+            layers.append(
+                LayerTheory(
+                    layer, "activation", _finite(m.mean), mean_sq, _sqrt0(_finite(act_std2))
+                )
+            )
+        g = grad[layer]
+        layers.append(LayerTheory(layer, "gradient", 0.0 if g is not None else None, g, _sqrt0(g)))
+
+    q_star = chi_1 = xi_q = xi_c = None
+    phase = "unknown"
+    if centred and q[1] is not None:
+        q_star, chi_1, xi_q, xi_c, phase = predict_map(
+            math.sqrt(n * v), config.bias_std, act, q0=q[1]
+        )
+        if q_star is None:
+            notes.append(
+                "q diverges (no finite fixed point): chi_1 is its asymptotic value "
+                "sigma_w^2 (a_+^2 + a_-^2)/2; q*, xi_q and xi_c are undefined."
+            )
+        elif q_star == 0.0:
+            notes.append(
+                "q* = 0 (sigma_b = 0, phi(0) = 0): the signal vanishes; xi_c is Schoenholz's "
+                "formula -1/log(chi_1), but the normalised correlation map tends to the "
+                "identity as q -> 0, so correlations converge sub-exponentially."
+            )
+    if config.init.name == "orthogonal":
+        notes.append(
+            "orthogonal kernels are not i.i.d.: the recursion uses their entry variance "
+            "gain^2/max(fan_in, fan_out) (E[mean_sq] stays exact for linear, relu and "
+            "leaky_relu; the rest is approximate)."
+        )
+    if not centred:
+        notes.append(
+            f"weights are not centred (entry mean {mu1:.3g}): layer 1 is predicted (mean_sq "
+            "and preactivation std exact; activation std includes the common mode "
+            "mu sum_i x_i shared by every unit); deeper layers carry a width-dependent "
+            "common mode this theory does not model: no prediction."
+        )
+    if any(q[layer] is None for layer in range(1, depth + 1)) and centred:
+        notes.append("mean-field values exceed float64 at depth: those layers are None.")
+    over = overflow_layer(config)
+    under = underflow_layer(config)
+    if over is not None:
+        notes.append(f"{config.dtype} overflow expected at layer ~{over:.1f} (forward pass).")
+    if under is not None:
+        notes.append(f"{config.dtype} activations collapse to 0 at layer ~{under:.1f}.")
+    width_note = finite_width_note(config)
+    if width_note is not None:
+        notes.append(width_note)
+    return ConfigTheory(
+        config=config,
+        layers=tuple(layers),
+        q_star=q_star,
+        chi_1=chi_1,
+        xi_q=xi_q,
+        xi_c=xi_c,
+        phase=phase,
+        overflow_layer=over,
+        underflow_layer=under,
+        exact=centred and config.init.name != "orthogonal",
+        note=" ".join(notes),
+    )
