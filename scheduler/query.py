@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scheduler.analysis.records import ConfigResults, Record, result_rows
 from scheduler.formatting import config_label, pm
+from scheduler.store import chunk_activity, chunk_provenance
+from worker.aggregate import sweep_layer_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from scheduler.analysis.compare import CheckReport, Predictor
     from scheduler.analysis.report import ReportInput, SweepProvenance
     from scheduler.store import ConfigInfo
-    from worker.contract import LayerRecord
 
 __all__ = [
     "ACTIVE_WINDOW",
@@ -51,99 +52,6 @@ ACTIVE_WINDOW = timedelta(seconds=120)
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
 
 
-# ------------------------------------------------------------------ store-level reads
-# These read ORM rows and belong with the storage modules: `_layer_records` next to
-# `worker.aggregate.config_records`, the chunk reads in `scheduler.store`. They are here because
-# this step does not edit those modules; each is one statement, batched over the sweep.
-
-
-def _layer_records(session: Session, sweep_id: int) -> dict[int, list[LayerRecord]]:
-    """configuration id -> its aggregated records in (layer, quantity) order (one statement)."""
-    from sqlalchemy import select
-
-    from models import LayerStat, SweepConfiguration
-    from worker.persist import record_from_row, record_order
-
-    rows = session.scalars(
-        select(LayerStat)
-        .join(
-            SweepConfiguration,
-            SweepConfiguration.configuration_id == LayerStat.configuration_id,
-        )
-        .where(SweepConfiguration.sweep_id == sweep_id)
-    )
-    out: dict[int, list[LayerRecord]] = {}
-    for row in rows:
-        out.setdefault(row.configuration_id, []).append(record_from_row(row))
-    return {k: sorted(v, key=record_order) for k, v in out.items()}
-
-
-def _chunk_rows(session: Session, sweep_id: int) -> Sequence[Any]:
-    """Provenance columns of every chunk of the sweep (one statement)."""
-    from sqlalchemy import select
-
-    from models import Chunk, SweepConfiguration
-
-    return session.execute(
-        select(
-            Chunk.configuration_id,
-            Chunk.status,
-            Chunk.tf_version,
-            Chunk.device,
-            Chunk.sampler,
-            Chunk.dtype,
-            Chunk.worker,
-            Chunk.seed_key,
-            Chunk.duration_s,
-            Chunk.attempts,
-            Chunk.started_at,
-            Chunk.finished_at,
-        )
-        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
-        .where(SweepConfiguration.sweep_id == sweep_id)
-    ).all()
-
-
-def _chunk_activity(
-    session: Session, sweep_ids: Sequence[int], since: datetime
-) -> tuple[dict[int, tuple[datetime | None, int]], dict[int, set[str]]]:
-    """Per sweep: (first chunk start, trials of done chunks), and workers active since `since`."""
-    from sqlalchemy import func, select
-
-    from models import Chunk, SweepConfiguration
-
-    firsts: dict[int, tuple[datetime | None, int]] = {}
-    workers: dict[int, set[str]] = {}
-    link = SweepConfiguration.configuration_id == Chunk.configuration_id
-    for i in range(0, len(sweep_ids), _IN_BATCH):
-        batch = sweep_ids[i : i + _IN_BATCH]
-        for sweep_id, first, done in session.execute(
-            select(
-                SweepConfiguration.sweep_id,
-                func.min(Chunk.started_at),
-                func.coalesce(func.sum(Chunk.n_trials).filter(Chunk.status == "done"), 0),
-            )
-            .join(Chunk, link)
-            .where(SweepConfiguration.sweep_id.in_(batch))
-            .group_by(SweepConfiguration.sweep_id)
-        ):
-            firsts[sweep_id] = (first, int(done))
-        for sweep_id, worker in session.execute(
-            select(SweepConfiguration.sweep_id, Chunk.worker)
-            .join(Chunk, link)
-            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.worker.is_not(None))
-            .where(
-                (Chunk.heartbeat_at >= since)
-                | (Chunk.finished_at >= since)
-                | (Chunk.started_at >= since)
-            )
-            .distinct()
-        ):
-            if worker:
-                workers.setdefault(sweep_id, set()).add(str(worker))
-    return firsts, workers
-
-
 # ------------------------------------------------------------------------- requests
 
 
@@ -152,7 +60,7 @@ def _read_results(session: Session, sweep_id: int) -> tuple[list[ConfigInfo], li
     from scheduler.store import sweep_config_rows
 
     infos = sweep_config_rows(session=session, sweep_id=sweep_id)
-    by_id = _layer_records(session, sweep_id)
+    by_id = sweep_layer_records(session=session, sweep_id=sweep_id)
     results_ = [
         ConfigResults(info.config_hash, info.config, info.axes, tuple(by_id.get(info.id, ())))
         for info in infos
@@ -202,7 +110,7 @@ def sweep_provenance(*, session: Session, sweep_id: int) -> SweepProvenance:
     """Provenance of the sweep's chunks: versions, devices, samplers, workers, seeds, durations."""
     from scheduler.analysis.report import SweepProvenance
 
-    rows = _chunk_rows(session, sweep_id)
+    rows = chunk_provenance(session=session, sweep_id=sweep_id)
 
     def count(values: Iterable[Any]) -> dict[str, int]:
         return dict(Counter(str(v) for v in values if v is not None).most_common())
@@ -280,7 +188,9 @@ def sweep_progress(
         else [get_sweep(session=session, sweep_id=sweep_id)]
     )
     now = now or utcnow()
-    firsts, workers = _chunk_activity(session, [i.id for i in infos], now - ACTIVE_WINDOW)
+    firsts, workers = chunk_activity(
+        session=session, sweep_ids=[i.id for i in infos], since=now - ACTIVE_WINDOW
+    )
     out = []
     for info in infos:
         first_start, done_trials = firsts.get(info.id, (None, 0))

@@ -391,3 +391,61 @@ def sweep_config_rows(*, session: Session, sweep_id: int) -> list[ConfigInfo]:
         )
         for c, position, axes_json in rows
     ]
+
+
+def chunk_provenance(*, session: Session, sweep_id: int) -> Sequence[Any]:
+    """Provenance columns of every chunk of the sweep (one statement)."""
+    return session.execute(
+        select(
+            Chunk.configuration_id,
+            Chunk.status,
+            Chunk.tf_version,
+            Chunk.device,
+            Chunk.sampler,
+            Chunk.dtype,
+            Chunk.worker,
+            Chunk.seed_key,
+            Chunk.duration_s,
+            Chunk.attempts,
+            Chunk.started_at,
+            Chunk.finished_at,
+        )
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+    ).all()
+
+
+def chunk_activity(
+    *, session: Session, sweep_ids: Sequence[int], since: datetime
+) -> tuple[dict[int, tuple[datetime | None, int]], dict[int, set[str]]]:
+    """Per sweep: (first chunk start, trials of done chunks), and workers active since `since`."""
+    firsts: dict[int, tuple[datetime | None, int]] = {}
+    workers: dict[int, set[str]] = {}
+    link = SweepConfiguration.configuration_id == Chunk.configuration_id
+    for i in range(0, len(sweep_ids), _IN_BATCH):
+        batch = sweep_ids[i : i + _IN_BATCH]
+        for sweep_id, first, done in session.execute(
+            select(
+                SweepConfiguration.sweep_id,
+                func.min(Chunk.started_at),
+                func.coalesce(func.sum(Chunk.n_trials).filter(Chunk.status == "done"), 0),
+            )
+            .join(Chunk, link)
+            .where(SweepConfiguration.sweep_id.in_(batch))
+            .group_by(SweepConfiguration.sweep_id)
+        ):
+            firsts[sweep_id] = (first, int(done))
+        for sweep_id, worker in session.execute(
+            select(SweepConfiguration.sweep_id, Chunk.worker)
+            .join(Chunk, link)
+            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.worker.is_not(None))
+            .where(
+                (Chunk.heartbeat_at >= since)
+                | (Chunk.finished_at >= since)
+                | (Chunk.started_at >= since)
+            )
+            .distinct()
+        ):
+            if worker:
+                workers.setdefault(sweep_id, set()).add(str(worker))
+    return firsts, workers

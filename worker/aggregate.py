@@ -83,3 +83,19 @@ def config_records(*, session: Session, configuration_id: int) -> list[LayerReco
     """The aggregated records of a configuration, in (layer, quantity) order."""
     rows = session.scalars(select(LayerStat).where(LayerStat.configuration_id == configuration_id))
     return sorted((record_from_row(r) for r in rows), key=record_order)
+
+
+def sweep_layer_records(*, session: Session, sweep_id: int) -> dict[int, list[LayerRecord]]:
+    """configuration id -> its aggregated records in (layer, quantity) order (one statement)."""
+    rows = session.scalars(
+        select(LayerStat)
+        .join(
+            SweepConfiguration,
+            SweepConfiguration.configuration_id == LayerStat.configuration_id,
+        )
+        .where(SweepConfiguration.sweep_id == sweep_id)
+    )
+    out: dict[int, list[LayerRecord]] = {}
+    for row in rows:
+        out.setdefault(row.configuration_id, []).append(record_from_row(row))
+    return {k: sorted(v, key=record_order) for k, v in out.items()}

@@ -66,3 +66,17 @@ def report(sweep_id: int, db: str | None, output: str) -> None:
     html = render_report(data)
     Path(output).write_text(html)
     click.echo(output)
+
+
+@click.command()
+@click.argument("sweep_id", type=int)
+@DB_OPTION
+def reproduction(sweep_id: int, db: str | None) -> None:
+    """The seed notebook's printed numbers beside SWEEP_ID's, as a Markdown table."""
+    from models.db import session_scope
+    from scheduler.analysis.reproduction import reproduction_markdown
+    from scheduler.query import theory_records
+
+    with open_database(db) as factory, session_scope(factory) as session:
+        records = theory_records(session=session, sweep_id=sweep_id)
+    click.echo(reproduction_markdown(records), nl=False)

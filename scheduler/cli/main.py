@@ -28,6 +28,7 @@ for command in (
     analysis.check,
     analysis.plot,
     analysis.report,
+    analysis.reproduction,
     distributed.submit,
     distributed.scheduler_cmd,
     distributed.worker,
