@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from worker.contract import INIT_SCHEMES, TRUNCATED_NORMAL_STD, ParamValue, Scheme, SimConfig
+from worker.schemes import KERAS_PRESETS
 
 __all__ = [
     "TRUNCATED_VARIANCE_FACTOR",
@@ -109,16 +110,8 @@ def weight_moments(init: Scheme, fan_in: int, fan_out: int) -> tuple[float, floa
             "variance_scaling.distribution: expected one of truncated_normal, "
             f"untruncated_normal, uniform. Received: {distribution!r}"
         )
-    keras = {
-        "glorot_uniform": (1.0, "fan_avg", "uniform"),
-        "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
-        "he_uniform": (2.0, "fan_in", "uniform"),
-        "he_normal": (2.0, "fan_in", "truncated_normal"),
-        "lecun_uniform": (1.0, "fan_in", "uniform"),
-        "lecun_normal": (1.0, "fan_in", "truncated_normal"),
-    }
-    if name in keras:
-        scale, mode, distribution = keras[name]
+    if name in KERAS_PRESETS:  # the presets are Keras' definitions, not a derivation: shared
+        scale, mode, distribution = KERAS_PRESETS[name]
         vs = Scheme(
             "variance_scaling",
             (("distribution", distribution), ("mode", mode), ("scale", scale)),
