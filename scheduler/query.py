@@ -12,15 +12,21 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from scheduler.analysis.records import ConfigResults, Record, result_rows
+from scheduler.analysis.records import (
+    ConfigResults,
+    Record,
+    result_columns,
+    result_head,
+    result_rows,
+)
 from scheduler.formatting import config_label, pm
 from scheduler.store import chunk_activity, chunk_provenance
-from worker.aggregate import sweep_layer_records
+from worker.aggregate import partial_records, sweep_layer_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE_WINDOW",
+    "ResultSet",
     "SweepProgress",
     "render_check",
     "render_csv",
@@ -40,6 +47,7 @@ __all__ = [
     "render_table",
     "report_input",
     "result_records",
+    "result_set",
     "results",
     "summarize",
     "sweep_progress",
@@ -61,8 +69,16 @@ def _read_results(session: Session, sweep_id: int) -> tuple[list[ConfigInfo], li
 
     infos = sweep_config_rows(session=session, sweep_id=sweep_id)
     by_id = sweep_layer_records(session=session, sweep_id=sweep_id)
+    if any(info.status != "done" for info in infos):
+        by_id.update(partial_records(session=session, sweep_id=sweep_id))
     results_ = [
-        ConfigResults(info.config_hash, info.config, info.axes, tuple(by_id.get(info.id, ())))
+        ConfigResults(
+            info.config_hash,
+            info.config,
+            info.axes,
+            tuple(by_id.get(info.id, ())),
+            complete=info.status == "done",
+        )
         for info in infos
     ]
     return infos, results_
@@ -88,6 +104,47 @@ def result_records(
         where=where,
         quantity=quantity,
         layer=layer,
+    )
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """What `initsweep results` prints: the records, every column (a header even with no rows),
+    and how complete the sweep is (a configuration is complete once all its chunks are in)."""
+
+    records: list[Record]
+    columns: list[str]
+    n_configs: int
+    n_complete: int
+    n_with_trials: int  # configurations with at least one chunk done
+    incomplete: tuple[str, ...]  # labels of the configurations whose chunks are not all in
+
+    @property
+    def complete(self) -> bool:
+        return self.n_complete == self.n_configs
+
+
+def result_set(
+    *, session: Session, sweep_id: int, theory: bool = False, **filters: Any
+) -> ResultSet:
+    """The sweep's records (with theory columns when `theory`) and its completeness."""
+    configs = sweep_results(session=session, sweep_id=sweep_id)
+    records = result_rows(sweep_id, configs, **filters)
+    if theory:
+        from scheduler.analysis.compare import with_theory
+        from scheduler.analysis.theory import predict
+
+        records = with_theory(records, predictor=predict)
+    columns = result_columns(sweep_id, configs)
+    for r in records:  # theory columns, in first-seen order
+        columns.extend(k for k in r if k not in columns)
+    return ResultSet(
+        records=records,
+        columns=columns,
+        n_configs=len(configs),
+        n_complete=sum(c.complete for c in configs),
+        n_with_trials=sum(bool(c.records) for c in configs),
+        incomplete=tuple(config_label(result_head(sweep_id, c)) for c in configs if not c.complete),
     )
 
 
@@ -243,9 +300,9 @@ def results(
 # --------------------------------------------------------------------------- output
 
 
-def render_csv(records: list[Record]) -> str:
-    """CSV with a header of the union of keys in first-seen order."""
-    keys: dict[str, None] = {}
+def render_csv(records: list[Record], columns: Sequence[str] = ()) -> str:
+    """CSV with a header of `columns`, then of the other keys in first-seen order."""
+    keys: dict[str, None] = dict.fromkeys(columns)
     for r in records:
         keys.update(dict.fromkeys(r))
     buf = io.StringIO()
@@ -380,4 +437,6 @@ def render_check(report: CheckReport, console: Console | None = None) -> None:
                 style=style,
             )
         console.print(table)
-    console.print(report.summary(), style="green" if report.ok else "bold red")
+    for note in report.notes():
+        console.print(note, highlight=False)
+    console.print(report.summary(), style="green" if report.passed else "bold red")

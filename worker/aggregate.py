@@ -99,3 +99,33 @@ def sweep_layer_records(*, session: Session, sweep_id: int) -> dict[int, list[La
     for row in rows:
         out.setdefault(row.configuration_id, []).append(record_from_row(row))
     return {k: sorted(v, key=record_order) for k, v in out.items()}
+
+
+def partial_records(*, session: Session, sweep_id: int) -> dict[int, list[LayerRecord]]:
+    """configuration id -> the merge of its DONE chunks so far, for configurations not aggregated.
+
+    The same merge as `aggregate_config` (chunk-index order) over whichever chunks are done, so
+    a partial result equals the aggregate of those chunks and grows into the final one. One
+    statement for the whole sweep; aggregated configurations are left out (their rows are in
+    layer_stats).
+    """
+    rows = session.execute(
+        select(ChunkStat, Chunk.configuration_id, Chunk.chunk_index)
+        .join(Chunk, Chunk.id == ChunkStat.chunk_id)
+        .join(Configuration, Configuration.id == Chunk.configuration_id)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
+        .where(
+            SweepConfiguration.sweep_id == sweep_id,
+            Chunk.status == "done",
+            Configuration.status != "done",
+        )
+    )
+    groups: dict[int, dict[int, list[LayerRecord]]] = {}
+    for stat, configuration_id, chunk_index in rows:
+        groups.setdefault(configuration_id, {}).setdefault(chunk_index, []).append(
+            record_from_row(stat)
+        )
+    return {
+        cid: merge_records([sorted(chunks[i], key=record_order) for i in sorted(chunks)])
+        for cid, chunks in groups.items()
+    }

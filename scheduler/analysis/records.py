@@ -27,6 +27,8 @@ __all__ = [
     "config_of",
     "config_params",
     "record_row",
+    "result_columns",
+    "result_head",
     "result_rows",
 ]
 
@@ -68,6 +70,7 @@ class ConfigResults:
     config: SimConfig
     axes: Mapping[str, Any] = field(default_factory=dict)
     records: Sequence[LayerRecord] = ()
+    complete: bool = True  # False: records merge the chunks done so far (`n_trials` of them)
 
 
 def _json_float(x: float) -> float | None:
@@ -139,6 +142,25 @@ def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:
     return True
 
 
+def result_head(sweep_id: int, item: ConfigResults) -> dict[str, Any]:
+    """The configuration columns every record of `item` starts with, `complete` last."""
+    return {
+        "sweep_id": sweep_id,
+        "config_hash": item.config_hash,
+        **config_columns(item.config, item.axes),
+        "complete": item.complete,
+    }
+
+
+def result_columns(sweep_id: int, configs: Iterable[ConfigResults]) -> list[str]:
+    """Every column of the records of `configs`, in first-seen order (a header with no rows)."""
+    columns: dict[str, None] = {}
+    for item in configs:
+        columns.update(dict.fromkeys(result_head(sweep_id, item)))
+    columns.update(dict.fromkeys(("layer", "quantity", *STAT_KEYS)))
+    return list(columns)
+
+
 def result_rows(
     sweep_id: int,
     configs: Iterable[ConfigResults],
@@ -155,11 +177,7 @@ def result_rows(
     rows: list[Record] = []
     where = dict(where or {})
     for item in configs:
-        head = {
-            "sweep_id": sweep_id,
-            "config_hash": item.config_hash,
-            **config_columns(item.config, item.axes),
-        }
+        head = result_head(sweep_id, item)
         for record in item.records:
             if quantity is not None and record.quantity != quantity:
                 continue

@@ -258,7 +258,7 @@ def _theory_section(
     infos: Sequence[ConfigView], predicted: Mapping[str, ConfigTheory], report: CheckReport
 ) -> str:
     verdict = (
-        f'<p class="{"ok" if report.ok else "bad"}">{_e(report.summary())}</p>'
+        f'<p class="{"ok" if report.passed else "bad"}">{_e(report.summary())}</p>'
         '<p class="small muted">z = (observed - predicted) / SE for E[mean_sq] and E[mean]. '
         "Censored layers (some trials non-finite or collapsed) are skipped: the average over "
         "the finite trials is biased there. Deviations are explained as finite-width effects "

@@ -14,17 +14,33 @@ from scheduler.database import open_database
 @click.argument("sweep_id", type=int)
 @DB_OPTION
 @click.option("--threshold", type=float, default=4.0, show_default=True, help="|z| limit.")
-def check(sweep_id: int, db: str | None, threshold: float) -> None:
-    """Compare SWEEP_ID with mean-field theory; exit 1 on an unexplained |z| > threshold."""
+@click.option("--strict", is_flag=True, help="No excuses: only the family-wise chance bound.")
+@click.option(
+    "--allow-partial", is_flag=True, help="Judge an incomplete sweep on the trials done so far."
+)
+def check(
+    sweep_id: int, db: str | None, threshold: float, strict: bool, allow_partial: bool
+) -> None:
+    """Compare SWEEP_ID with mean-field theory.
+
+    Exit 1 on an unexplained |z| > threshold, when nothing could be compared, or when the sweep
+    is incomplete (unless --allow-partial).
+    """
     from models.db import session_scope
     from scheduler.analysis.compare import check as check_records
-    from scheduler.query import render_check, theory_records
+    from scheduler.query import render_check, result_set
 
     with open_database(db) as factory, session_scope(factory) as session:
-        records = theory_records(session=session, sweep_id=sweep_id)
-    report = check_records(records, threshold)
+        found = result_set(session=session, sweep_id=sweep_id, theory=True)
+    report = check_records(
+        found.records,
+        threshold,
+        strict=strict,
+        allow_partial=allow_partial,
+        incomplete=found.incomplete,
+    )
     render_check(report)
-    if not report.ok:
+    if not report.passed:
         raise click.exceptions.Exit(1)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -92,26 +91,32 @@ def results(
     output: str | None,
     theory: bool,
 ) -> None:
-    """Aggregated per-layer statistics of SWEEP_ID as a table, CSV or JSON."""
+    """Per-layer statistics of SWEEP_ID as a table, CSV or JSON (partial while it runs)."""
     from models.db import session_scope
-    from scheduler.query import render_csv, render_table, result_records
+    from scheduler.query import render_csv, render_table, result_set
 
     with open_database(db) as factory, session_scope(factory) as session:
-        filters: dict[str, Any] = {
-            "where": _parse_where(where),
-            "quantity": quantity,
-            "layer": layer,
-        }
-        if theory:
-            from scheduler.query import theory_records
-
-            records = theory_records(session=session, sweep_id=sweep_id, **filters)
-        else:
-            records = result_records(session=session, sweep_id=sweep_id, **filters)
+        found = result_set(
+            session=session,
+            sweep_id=sweep_id,
+            theory=theory,
+            where=_parse_where(where),
+            quantity=quantity,
+            layer=layer,
+        )
+    records = found.records
+    if found.n_with_trials == 0:
+        click.echo(f"sweep {sweep_id}: no results yet (no chunk is done)", err=True)
+    elif not found.complete:
+        click.echo(
+            f"sweep {sweep_id}: partial results: {found.n_complete} of {found.n_configs} "
+            "configurations complete; the others hold the trials done so far (complete=false)",
+            err=True,
+        )
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
-        text = render_csv(records)
+        text = render_csv(records, found.columns)
     else:
         if output:
             raise UserError("--output: the table format prints to the terminal; use csv or json")
