@@ -56,7 +56,7 @@ __all__ = [
     "theory_records",
 ]
 
-ACTIVE_WINDOW = timedelta(seconds=120)
+ACTIVE_WINDOW = timedelta(seconds=60)  # a heartbeat older than this: the worker is gone
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
 
 
@@ -223,19 +223,28 @@ class SweepProgress:
     counts: dict[str, int]
     trials_done: int
     trials_total: int
-    rate: float | None  # trials/s since the first chunk of this sweep started
-    eta_s: float | None
-    workers: tuple[str, ...]  # workers that ran or finished a chunk in the last two minutes
+    rate: float | None  # trials/s over the time the sweep ran (first start to last finish)
+    eta_s: float | None  # only while running
+    workers: tuple[str, ...]  # workers holding a running chunk with a fresh heartbeat
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "partial", "failed", "cancelled")
+        """Nothing is going on (done, partial, failed, cancelled or interrupted)."""
+        return self.status not in ("pending", "running")
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def sweep_progress(
     *, session: Session, sweep_id: int | None = None, now: datetime | None = None
 ) -> list[SweepProgress]:
-    """Progress of `sweep_id` (UnknownSweepError when absent), or of every sweep, oldest first."""
+    """Progress of `sweep_id` (UnknownSweepError when absent), or of every sweep, oldest first.
+
+    The rate counts the time the sweep ran: up to now while it runs, up to its last finished
+    chunk once it has stopped (a finished sweep's rate does not decay as time passes).
+    """
     from models import utcnow
     from scheduler.store import get_sweep, list_sweeps
 
@@ -245,18 +254,20 @@ def sweep_progress(
         else [get_sweep(session=session, sweep_id=sweep_id)]
     )
     now = now or utcnow()
-    firsts, workers = chunk_activity(
+    activity = chunk_activity(
         session=session, sweep_ids=[i.id for i in infos], since=now - ACTIVE_WINDOW
     )
     out = []
     for info in infos:
-        first_start, done_trials = firsts.get(info.id, (None, 0))
+        act = activity.get(info.id)
+        running = info.status in ("pending", "running")
         rate = eta = None
-        if first_start is not None and done_trials:
-            start = first_start if first_start.tzinfo else first_start.replace(tzinfo=UTC)
-            elapsed = max((now - start).total_seconds(), 1e-3)
-            rate = done_trials / elapsed
-            eta = (info.trials_total - info.trials_done) / rate if rate > 0 else None
+        if act is not None and act.first_started is not None and act.trials_done:
+            end = now if running or act.last_finished is None else _utc(act.last_finished)
+            elapsed = max((end - _utc(act.first_started)).total_seconds(), 1e-3)
+            rate = act.trials_done / elapsed
+            if running and rate > 0:
+                eta = (info.trials_total - info.trials_done) / rate
         out.append(
             SweepProgress(
                 sweep_id=info.id,
@@ -266,8 +277,8 @@ def sweep_progress(
                 trials_done=info.trials_done,
                 trials_total=info.trials_total,
                 rate=rate,
-                eta_s=eta if info.status not in ("done", "partial", "cancelled") else None,
-                workers=tuple(sorted(workers.get(info.id, ()))),
+                eta_s=eta,
+                workers=tuple(sorted(act.live_workers)) if act is not None and running else (),
             )
         )
     return out

@@ -415,37 +415,51 @@ def chunk_provenance(*, session: Session, sweep_id: int) -> Sequence[Any]:
     ).all()
 
 
+@dataclass(frozen=True)
+class ChunkActivity:
+    """When a sweep's chunks ran, how many trials are done, and who is running them now."""
+
+    first_started: datetime | None
+    last_finished: datetime | None
+    trials_done: int
+    live_workers: frozenset[str]  # workers holding a running chunk with a fresh heartbeat
+
+
 def chunk_activity(
     *, session: Session, sweep_ids: Sequence[int], since: datetime
-) -> tuple[dict[int, tuple[datetime | None, int]], dict[int, set[str]]]:
-    """Per sweep: (first chunk start, trials of done chunks), and workers active since `since`."""
-    firsts: dict[int, tuple[datetime | None, int]] = {}
+) -> dict[int, ChunkActivity]:
+    """Per sweep: its chunks' activity; a worker is live when its heartbeat is after `since`."""
+    spans: dict[int, tuple[datetime | None, datetime | None, int]] = {}
     workers: dict[int, set[str]] = {}
     link = SweepConfiguration.configuration_id == Chunk.configuration_id
     for i in range(0, len(sweep_ids), _IN_BATCH):
         batch = sweep_ids[i : i + _IN_BATCH]
-        for sweep_id, first, done in session.execute(
+        for sweep_id, first, last, done in session.execute(
             select(
                 SweepConfiguration.sweep_id,
                 func.min(Chunk.started_at),
+                func.max(Chunk.finished_at).filter(Chunk.status == "done"),
                 func.coalesce(func.sum(Chunk.n_trials).filter(Chunk.status == "done"), 0),
             )
             .join(Chunk, link)
             .where(SweepConfiguration.sweep_id.in_(batch))
             .group_by(SweepConfiguration.sweep_id)
         ):
-            firsts[sweep_id] = (first, int(done))
+            spans[sweep_id] = (first, last, int(done))
         for sweep_id, worker in session.execute(
             select(SweepConfiguration.sweep_id, Chunk.worker)
             .join(Chunk, link)
-            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.worker.is_not(None))
             .where(
-                (Chunk.heartbeat_at >= since)
-                | (Chunk.finished_at >= since)
-                | (Chunk.started_at >= since)
+                SweepConfiguration.sweep_id.in_(batch),
+                Chunk.status == "running",
+                Chunk.worker.is_not(None),
+                Chunk.heartbeat_at >= since,
             )
             .distinct()
         ):
             if worker:
                 workers.setdefault(sweep_id, set()).add(str(worker))
-    return firsts, workers
+    return {
+        sweep_id: ChunkActivity(first, last, done, frozenset(workers.get(sweep_id, ())))
+        for sweep_id, (first, last, done) in spans.items()
+    }
