@@ -40,7 +40,14 @@ def claim_chunk(
     None when the chunk is done or failed (a stale or duplicate message), or when it has been
     claimed `max_claims` times already, in which case it is marked failed: a chunk whose worker
     keeps dying (out of memory, a crash in native code) must not be redelivered forever.
+    None, too, when no sweep wants the chunk any more (every sweep linked to its configuration
+    is cancelled or finished: configurations are shared by sweeps): it stays pending, untouched,
+    so a message still in the broker after `cancel` runs nothing.
     """
+    if not _wanted(session, chunk_id):
+        if session.scalar(select(Chunk.id).where(Chunk.id == chunk_id)) is None:
+            raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+        return None
     now = utcnow()
     result = session.execute(
         update(Chunk)
@@ -73,6 +80,25 @@ def claim_chunk(
             )
         return None
     return load_task(session=session, chunk_id=chunk_id)
+
+
+SWEEPS_WANTING_WORK = ("pending", "running")
+
+
+def _wanted(session: Session, chunk_id: int) -> bool:
+    """Some sweep that still wants work is linked to the chunk's configuration."""
+    return bool(
+        session.scalar(
+            select(Chunk.id)
+            .join(
+                SweepConfiguration,
+                SweepConfiguration.configuration_id == Chunk.configuration_id,
+            )
+            .join(Sweep, Sweep.id == SweepConfiguration.sweep_id)
+            .where(Chunk.id == chunk_id, Sweep.status.in_(SWEEPS_WANTING_WORK))
+            .limit(1)
+        )
+    )
 
 
 def heartbeat(*, session: Session, chunk_id: int) -> None:

@@ -28,14 +28,22 @@ def submit(
 
     `initsweep scheduler` keeps the sweep moving (bounded queue, retries, aggregation).
     """
-    from scheduler.sweeps import plan_spec, reconcile_pass, record
+    from scheduler.errors import BrokerUnavailableError
+    from scheduler.sweeps import check_broker, plan_spec, reconcile_pass, record
 
     plan = plan_spec(spec)
+    check_broker()  # before anything is recorded: a retry must not make a second sweep
     with open_database(db) as factory:
         sweep_id = record(factory, plan)
-        report = reconcile_pass(
-            factory, [sweep_id], policy(stale_after, requeue_after, max_in_flight)
-        )
+        try:
+            report = reconcile_pass(
+                factory, [sweep_id], policy(stale_after, requeue_after, max_in_flight)
+            )
+        except BrokerUnavailableError as exc:
+            raise BrokerUnavailableError(
+                f"sweep {sweep_id} recorded, but {exc}; `initsweep scheduler` (or "
+                f"`initsweep resume {sweep_id} --distributed`) sends it once the broker is back"
+            ) from exc
     if quiet:
         click.echo(sweep_id)
     else:

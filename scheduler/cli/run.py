@@ -87,8 +87,8 @@ def cancel(sweep_id: int, db: str | None) -> None:
     from scheduler.sweeps import cancel as cancel_sweep
 
     with open_database(db) as factory:
-        cancel_sweep(factory, sweep_id)
-    click.echo(f"sweep {sweep_id}: cancelled")
+        changed = cancel_sweep(factory, sweep_id)
+    click.echo(f"sweep {sweep_id}: cancelled" + ("" if changed else " already"))
 
 
 def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -> None:
