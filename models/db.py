@@ -8,10 +8,12 @@ instead of failing when a reader upgrades to a writer.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
@@ -40,11 +42,29 @@ def resolve_url(db: str | None) -> str:
     return value
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`: SQLite tuned for concurrent processes, servers with pre-ping."""
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for `url`: SQLite tuned for concurrent processes, servers with pre-ping.
+
+    `read_only` (the commands that only read): SQLite opens the file in mode=ro (never creates
+    it, never writes) with deferred transactions, so a long report never holds the write lock
+    the workers need; PostgreSQL transactions are READ ONLY.
+    """
     url = resolve_url(url)
-    if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine = create_engine(url, pool_pre_ping=True)
+        return engine.execution_options(postgresql_readonly=True) if read_only else engine
+    if read_only:
+        path = parsed.database or ""
+        if not path or path == ":memory:" or not Path(path).is_file():
+            raise StoreError(f"no such database file: {path or '(none)'}")
+        uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
+        engine = create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=30)
+        )
+        event.listen(engine, "connect", _sqlite_on_connect_read_only)
+        event.listen(engine, "begin", _sqlite_on_begin_read)
+        return engine
     engine = create_engine(url, connect_args={"timeout": 30})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
@@ -63,8 +83,17 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_on_begin_read(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")  # deferred: a shared lock while reading, never the write lock
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -297,7 +297,7 @@ def results(
 
     from models.db import make_engine, make_session_factory, resolve_url, session_scope
 
-    engine = make_engine(resolve_url(db))
+    engine = make_engine(resolve_url(db), read_only=True)
     try:
         with session_scope(make_session_factory(engine)) as session:
             rows = result_records(

@@ -30,7 +30,7 @@ def check(
     from scheduler.analysis.compare import check as check_records
     from scheduler.query import render_check, result_set
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         found = result_set(session=session, sweep_id=sweep_id, theory=True)
     report = check_records(
         found.records,
@@ -60,7 +60,7 @@ def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
     from scheduler.analysis.plots import plot as draw
     from scheduler.query import theory_records
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = theory_records(session=session, sweep_id=sweep_id)
     click.echo(str(draw(kind, records, Path(output))))
 
@@ -77,7 +77,7 @@ def report(sweep_id: int, db: str | None, output: str) -> None:
     from scheduler.analysis.report import render_report
     from scheduler.query import report_input
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         data = report_input(session=session, sweep_id=sweep_id)
     html = render_report(data)
     Path(output).write_text(html)
@@ -93,6 +93,6 @@ def reproduction(sweep_id: int, db: str | None) -> None:
     from scheduler.analysis.reproduction import reproduction_markdown
     from scheduler.query import theory_records
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = theory_records(session=session, sweep_id=sweep_id)
     click.echo(reproduction_markdown(records), nl=False)

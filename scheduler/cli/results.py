@@ -23,7 +23,7 @@ def sweeps(db: str | None) -> None:
     from models.db import session_scope
     from scheduler.store import list_sweeps
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         rows = list_sweeps(session=session)
     table = Table("id", "name", "status", "configs", "chunks done", "trials", "created")
     for s in rows:
@@ -51,7 +51,7 @@ def status(sweep_id: int | None, db: str | None, watch: bool) -> None:
     from scheduler.progress import status_table
 
     console = Console()
-    with open_database(db) as factory:
+    with open_database(db, read_only=True) as factory:
         while True:
             table, finished = status_table(factory, sweep_id)
             if watch:
@@ -95,7 +95,7 @@ def results(
     from models.db import session_scope
     from scheduler.query import render_csv, render_table, result_set
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         found = result_set(
             session=session,
             sweep_id=sweep_id,
@@ -133,6 +133,6 @@ def print_summary(db: str | None, sweep_id: int) -> None:
     from models.db import session_scope
     from scheduler.query import render_summary, result_records
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = result_records(session=session, sweep_id=sweep_id)
     render_summary(records)
