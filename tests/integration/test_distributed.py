@@ -285,3 +285,34 @@ def test_cancel_stops_queued_chunks(cluster: Cluster, spec: Path, reference: str
     _assert_exact(cluster, sweep_id, reference)
     refused = cluster.cli("cancel", str(sweep_id))
     assert refused.returncode == 2 and "a done sweep" in refused.stderr
+
+
+def test_workers_survive_a_full_redis(
+    cluster: Cluster, redis_server: RedisServer, spec: Path, reference: str
+) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=REDIS_PASSWORD)
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler(requeue_after=5, max_in_flight=N_CHUNKS)
+    sweep_id = cluster.submit(spec, max_in_flight=N_CHUNKS)  # deliveries write to Redis
+    _wait_running(cluster, sweep_id)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(used + (1 << 20)))
+    blob = b"x" * (64 << 10)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        for i in range(1000):
+            client.set(f"junk:{i}", blob)
+    # well below what is used now: every write is refused whatever deliveries free meanwhile
+    client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) - (1 << 20)))
+    done_before = cluster.chunk_counts(sweep_id).get("done", 0)
+    time.sleep(15)  # workers and scheduler meet OOM errors meanwhile
+    for name in ("w1", "w2", "scheduler"):
+        assert cluster.procs[name].poll() is None, (name, cluster.logs())
+    assert cluster.chunk_counts(sweep_id).get("done", 0) < N_CHUNKS or done_before == N_CHUNKS
+    for key in client.scan_iter("junk:*"):
+        client.delete(key)
+    client.config_set("maxmemory", "0")
+    _assert_exact(cluster, sweep_id, reference)
