@@ -16,7 +16,7 @@ from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
 from scheduler.spec.expand import ExpandedConfig, ExpandedSweep
 from worker.contract import SimConfig
 from worker.errors import MemoryBudgetError
-from worker.memory import sub_batch_size
+from worker.memory import check_budget, sub_batch_size
 from worker.seeding import config_seed_key
 
 TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials allow
@@ -92,6 +92,7 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
 def _check_budget(item: ExpandedConfig, chunk_trials: int, budget: int) -> None:
     try:
         sub_batch_size(item.config, chunk_trials, budget)
+        check_budget(item.config, budget)
     except MemoryBudgetError as e:
         labels = ", ".join(f"{k}={v}" for k, v in item.axes.items())
         where = f"{item.origin} ({labels})" if labels else item.origin
