@@ -25,6 +25,7 @@ from scheduler.spec.model import (
     LABEL_KEY,
     MAX_CONFIGS,
     MAX_SEED,
+    MAX_TRIALS,
     PARTNER_AXIS,
     REAL_AXES,
     REQUIRED_AXES,
@@ -157,7 +158,9 @@ def _build(data: Mapping[str, Any], *, spec_yaml: str, source: str) -> ExpandedS
         raise SpecError(
             "trials: missing; expected a positive integer, the trials per configuration"
         )
-    trials = positive_int(present["trials"], "trials")
+    trials = positive_int(
+        present["trials"], "trials", maximum=MAX_TRIALS, unit="trials per configuration"
+    )
     chunk_trials = (
         positive_int(present["chunk_trials"], "chunk_trials") if "chunk_trials" in present else None
     )

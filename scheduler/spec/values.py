@@ -10,7 +10,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from scheduler.errors import SpecError
-from scheduler.spec.model import AXES, INT_AXES, REQUESTED_SAMPLERS, AxisValue
+from scheduler.spec.model import (
+    AXES,
+    INT_AXES,
+    INT_AXIS_MAX,
+    MAX_MEMORY_BUDGET,
+    REQUESTED_SAMPLERS,
+    AxisValue,
+)
 from worker.contract import (
     ACTIVATIONS,
     BIAS_SCHEMES,
@@ -49,7 +56,8 @@ def axis_value(axis: str, value: Any, where: str) -> AxisValue:
     if axis == "bias":
         return _scheme(value, "bias", BIAS_SCHEMES, where)
     if axis in INT_AXES:
-        return positive_int(value, where)
+        maximum, unit = INT_AXIS_MAX[axis]
+        return positive_int(value, where, maximum=maximum, unit=unit)
     if axis == "dtype":
         return choice(value, DTYPES, "dtype", where)
     if axis == "sampler":
@@ -143,10 +151,15 @@ def number(value: Any, where: str, *, positive: bool = False, non_negative: bool
     return as_float
 
 
-def positive_int(value: Any, where: str) -> int:
-    """An int >= 1 (booleans are not integers here)."""
+def positive_int(value: Any, where: str, *, maximum: int | None = None, unit: str = "") -> int:
+    """An int >= 1, and <= `maximum` (counted in `unit`) when given; booleans are not integers."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpecError(f"{where}: expected a positive integer. Received: {received(value)}")
+    if maximum is not None and value > maximum:
+        counted = f" {unit}" if unit else ""
+        raise SpecError(
+            f"{where}: expected at most {maximum:,}{counted}. Received: {received(value)}"
+        )
     return value
 
 
@@ -188,17 +201,25 @@ def parse_byte_size(text: str | int) -> int:
 def byte_size(value: Any, where: str) -> int:
     """A positive whole number of bytes, from an int or a text such as `'2GiB'`."""
     expected = "expected a positive number of bytes, e.g. 1073741824, '512MiB' or '2GiB'"
+    size: float | int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         if value > 0:
-            return value
-    elif isinstance(value, str):
+            size = value
+    elif isinstance(value, str) and len(value) <= 64:
         match = _SIZE_RE.match(value)
         if match and match.group(2).lower() in _SIZE_UNITS:
             unit = _SIZE_UNITS[match.group(2).lower()]
-            size = float(match.group(1)) * unit
-            if size >= 1 and (unit > 1 or size == int(size)):  # no fractional bytes
-                return int(size)
-    raise SpecError(f"{where}: {expected}. Received: {received(value)}")
+            scaled = float(match.group(1)) * unit
+            if scaled > MAX_MEMORY_BUDGET or (scaled >= 1 and (unit > 1 or scaled.is_integer())):
+                size = scaled  # no fractional bytes; too large is refused below
+    if size is None:
+        raise SpecError(f"{where}: {expected}. Received: {received(value)}")
+    if size > MAX_MEMORY_BUDGET:
+        raise SpecError(
+            f"{where}: expected at most {MAX_MEMORY_BUDGET:,} bytes (1 PiB). "
+            f"Received: {received(value)}"
+        )
+    return int(size)
 
 
 # --- wording ---------------------------------------------------------------------------------
