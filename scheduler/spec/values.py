@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from scheduler.errors import SpecError
@@ -96,13 +96,13 @@ def _scheme(
         )
     if name not in registry:
         raise SpecError(
-            f"{where}: unknown {kind} {name!r}; expected one of {', '.join(registry)}"
+            f"{where}: unknown {kind} {render(name)}; expected one of {', '.join(registry)}"
             f"{did_you_mean(name, registry)}"
         )
     allowed = registry[name]
     checked: dict[str, ParamValue] = {}
     for key, param in params.items():
-        at = f"{where}.{key}"
+        at = f"{where}.{key_text(key)}"
         if key not in allowed:
             if not allowed:
                 raise SpecError(
@@ -141,13 +141,16 @@ def number(value: Any, where: str, *, positive: bool = False, non_negative: bool
         what = "a finite number"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(f"{where}: expected {what}. Received: {received(value)}")
-    as_float = float(value)
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float range
+        as_float = math.inf
     if (
         not math.isfinite(as_float)
         or (positive and as_float <= 0)
         or (non_negative and as_float < 0)
     ):
-        raise SpecError(f"{where}: expected {what}. Received: {value!r}")
+        raise SpecError(f"{where}: expected {what}. Received: {render(value)}")
     return as_float
 
 
@@ -187,7 +190,7 @@ def choice(value: Any, options: Sequence[str], what: str, where: str) -> str:
         )
     if value not in options:
         raise SpecError(
-            f"{where}: unknown {what} {value!r}; expected one of {', '.join(options)}"
+            f"{where}: unknown {what} {render(value)}; expected one of {', '.join(options)}"
             f"{did_you_mean(value, options)}"
         )
     return value
@@ -239,18 +242,68 @@ def did_you_mean(word: Any, options: Iterable[str]) -> str:
 
 def show_key(key: Any) -> str:
     """A mapping key as written, with its type when it is not a string (`1 (int)`)."""
-    return repr(key) if isinstance(key, str) else f"{key!r} ({type(key).__name__})"
+    return render(key) if isinstance(key, str) else f"{render(key)} ({type(key).__name__})"
+
+
+def key_text(key: Any) -> str:
+    """A mapping key as a path segment (`grid.<key>`): short printable text as is, else
+    rendered (bounded, escaped)."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= 40:
+        return key
+    return render(key, limit=40)
 
 
 def received(value: Any) -> str:
     """What a message says was received: repr, YAML words for booleans and null, at most 80."""
     if isinstance(value, bool):
-        text = f"{str(value).lower()} (a boolean)"
-    elif value is None:
-        text = "nothing (null)"
+        return f"{str(value).lower()} (a boolean)"
+    if value is None:
+        return "nothing (null)"
+    return render(value)
+
+
+def render(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters (`...` at the end when cut), built piece by piece
+    so that a huge or deeply nested value costs only what is shown."""
+    out: list[str] = []
+    size = 0
+    for piece in _repr_pieces(value, depth=0):
+        out.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _repr_pieces(value: Any, depth: int) -> Iterator[str]:
+    """Pieces whose concatenation is `repr(value)` (containers lazily, up to a depth)."""
+    if isinstance(value, list | tuple | dict) and depth >= 16:
+        yield "..."
+        return
+    if isinstance(value, list | tuple):
+        opening, closing = ("[", "]") if isinstance(value, list) else ("(", ")")
+        yield opening
+        for i, item in enumerate(value):
+            if i:
+                yield ", "
+            yield from _repr_pieces(item, depth + 1)
+        yield "," + closing if isinstance(value, tuple) and len(value) == 1 else closing
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (k, v) in enumerate(value.items()):
+            if i:
+                yield ", "
+            yield from _repr_pieces(k, depth + 1)
+            yield ": "
+            yield from _repr_pieces(v, depth + 1)
+        yield "}"
+    elif isinstance(value, str) and len(value) > 256:
+        yield repr(value[:256])[:-1]  # cut anyway: the closing quote would not be shown
+    elif isinstance(value, int) and value.bit_length() > 512:
+        yield f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1:,} digits>"
     else:
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+        yield repr(value)
 
 
 def one_line(text: str) -> str:
