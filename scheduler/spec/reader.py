@@ -1,9 +1,9 @@
 """Spec text -> plain data (dicts, lists, str, int, float, bool, None), bounded, errors located.
 
 The file is read up to MAX_SPEC_BYTES (at most that plus one byte is ever read, so `/dev/zero`
-costs nothing). The YAML is parsed by libyaml (`yaml.CParser`) where PyYAML has it, else by
-PyYAML's pure-Python parser (`yaml.CSafeLoader` / `yaml.SafeLoader`, events only), into events; values are built from the events here, without
-recursion and without PyYAML's node graph, so the cost is one pass over the text:
+costs nothing). The YAML is parsed into events by libyaml (`yaml.CSafeLoader`) where PyYAML has
+it, else by PyYAML's pure-Python parser (`yaml.SafeLoader`); values are built from the events
+here, without recursion and without PyYAML's node graph, so the cost is one pass over the text:
 
 - plain scalars follow the YAML 1.2 core schema: null (`~`, `null`, empty), booleans
   (`true`/`false` in three capitalisations), integers (`12`, `0o14`, `0x1F`), floats (`1.5`,
@@ -13,7 +13,7 @@ recursion and without PyYAML's node graph, so the cost is one pass over the text
   leading zeros (`012`, octal 10 in YAML 1.1, decimal 12 in YAML 1.2), binary (`0b101`) and digit
   separators (`1_000`); quoting makes any of them text;
 - anchors and aliases are refused (a 521-byte alias bomb expands to billions of values);
-- lists and mappings nest at most MAX_NESTING deep and hold at most MAX_ITEMS entries (a sweep
+- lists and mappings nest at most MAX_NESTING deep (the top-level mapping is one) and hold at most MAX_ITEMS entries (a sweep
   has at most `MAX_CONFIGS` configurations); integers have at most MAX_INT_DIGITS digits;
 - duplicate keys are refused; one document only.
 
@@ -286,6 +286,13 @@ class _Builder:
             return _BOOL[text]
         if text[:1] not in "0123456789+-.":
             return text
+        if _INT.fullmatch(text) and len(text.lstrip("+-")) > MAX_INT_DIGITS:
+            raise self._error(
+                mark,
+                f"expected a number of at most {MAX_INT_DIGITS} digits. Received: "
+                f"{len(text.lstrip('+-')):,} digits",
+                where=self._path(pending=True),
+            )
         if _LEADING_ZERO.fullmatch(text):
             decimal = int(text)
             if set(text.lstrip("+-")) <= set("01234567"):
@@ -310,6 +317,8 @@ class _Builder:
             return -math.inf if text.startswith("-") else math.inf
         if _NAN.fullmatch(text):
             return math.nan
+        if len(text) > MAX_INT_DIGITS:  # text, whatever YAML 1.1 made of it
+            return text
         if _SEXAGESIMAL.fullmatch(text):
             number = _base60(text)
             what = f"a base-60 number in YAML 1.1 ({number}) but text in YAML 1.2"
