@@ -24,7 +24,7 @@ from scheduler.analysis.records import (
     result_head,
     result_rows,
 )
-from scheduler.formatting import config_label, pm
+from scheduler.formatting import config_label, pm, printable
 from scheduler.store import chunk_activity, chunk_provenance
 from worker.aggregate import partial_records, sweep_layer_records
 
@@ -327,11 +327,12 @@ def render_csv(records: list[Record], columns: Sequence[str] = ()) -> str:
 def render_table(records: list[Record]) -> None:
     """Print records as a rich table."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("config", "layer", "quantity", "finite", "mean", "std", "mean_sq")
     for r in records:
         table.add_row(
-            config_label(r),
+            Text(config_label(r)),  # a label is the user's text: never markup
             str(r["layer"]),
             r["quantity"],
             f"{r['n_finite']}/{r['n_trials']}",
@@ -386,6 +387,7 @@ def _console() -> Any:
 def render_summary(records: list[Record]) -> None:
     """Print the per-configuration summary table of a run."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(
         "configuration",
@@ -399,7 +401,7 @@ def render_summary(records: list[Record]) -> None:
     for s in summarize(records):
         overflow = s["overflow_layer"]
         table.add_row(
-            s["label"],
+            Text(s["label"]),
             pm(*s.get("act", (None, None))),
             pm(*s.get("grad", (None, None))),
             s.get("finite", "—"),
@@ -413,15 +415,18 @@ def render_check(report: CheckReport, console: Console | None = None) -> None:
     """Print a theory check's deviations as a rich table, then its verdict (stdout by default)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
     rows = report.rows()
     if rows and console.width < 140:  # too narrow for a table: one paragraph each
         for d, r in zip(report.deviations, rows, strict=True):
             console.print(
-                f"{r['config']} · layer {r['layer']} {r['quantity']} {r['statistic']}: "
-                f"{r['observed']} vs {r['predicted']} (z {r['z']}) — {r['explanation']}",
-                style=None if d.explained else "red",
+                Text(
+                    f"{r['config']} · layer {r['layer']} {r['quantity']} {r['statistic']}: "
+                    f"{r['observed']} vs {r['predicted']} (z {r['z']}) — {r['explanation']}",
+                    style="" if d.explained else "red",
+                ),
                 highlight=False,
             )
     elif rows:
@@ -437,7 +442,7 @@ def render_check(report: CheckReport, console: Console | None = None) -> None:
         for d, r in zip(report.deviations, rows, strict=True):
             style = "red" if not d.explained else None
             table.add_row(
-                d.label or d.config,
+                Text(printable(d.label or d.config)),
                 r["layer"],
                 r["quantity"],
                 r["statistic"],

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from models.db import session_scope
 from models.errors import TransientStoreError
-from scheduler.database import first_line, redact
-from scheduler.errors import BrokerUnavailableError, InterruptedRun, UserError
+from scheduler.database import broker_problem, first_line, redact
+from scheduler.errors import BrokerUnavailableError, InterruptedRun, OptionError, UserError
 from scheduler.store import (
     chunk_ids,
     chunk_trials,
@@ -152,6 +152,7 @@ def reconcile_pass(
     from scheduler.reconcile import celery_sender, reconcile_once
     from worker.celery_app import broker_url
 
+    checked_broker_url()
     try:
         return reconcile_once(factory, celery_sender(), policy, sweep_ids=sweep_ids)
     except OperationalError as exc:
@@ -160,13 +161,25 @@ def reconcile_pass(
         ) from exc
 
 
+def checked_broker_url() -> str:
+    """$INITSWEEP_BROKER_URL (or the default), OptionError when it is malformed."""
+    from worker.celery_app import broker_url
+
+    url = broker_url()
+    problem = broker_problem(url)
+    if problem is not None:
+        raise OptionError(
+            "$INITSWEEP_BROKER_URL: expected a broker URL such as redis://:password@host:6379/0. "
+            f"Received: {redact(url)} ({problem})"
+        )
+    return url
+
+
 def check_broker() -> None:
     """BrokerUnavailableError unless the Celery broker accepts a connection (and its password)."""
     from kombu.connection import Connection
 
-    from worker.celery_app import broker_url
-
-    url = broker_url()
+    url = checked_broker_url()
     try:
         with Connection(url, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]
             connection.ensure_connection(max_retries=1, timeout=5)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from scheduler.cli.options import DB_OPTION
+from scheduler.cli.options import DB_OPTION, OUTPUT_FILE, SWEEP_ID, write_output
 from scheduler.database import open_database
+from scheduler.errors import OptionError
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option("--threshold", type=float, default=4.0, show_default=True, help="|z| limit.")
 @click.option("--strict", is_flag=True, help="No excuses: only the family-wise chance bound.")
@@ -45,7 +46,7 @@ def check(
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option(
     "--kind",
@@ -53,8 +54,8 @@ def check(
     default="layers",
     show_default=True,
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
-def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
+@click.option("-o", "--output", type=OUTPUT_FILE, required=True)
+def plot(sweep_id: int, db: str | None, kind: str, output: Path) -> None:
     """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
     from models.db import session_scope
     from scheduler.analysis.plots import plot as draw
@@ -62,16 +63,18 @@ def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
 
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = theory_records(session=session, sweep_id=sweep_id)
-    click.echo(str(draw(kind, records, Path(output))))
+    try:
+        written = draw(kind, records, output)
+    except OSError as exc:  # the directory was checked; the write itself can still fail
+        raise OptionError(f"--output: cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+    click.echo(str(written))
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True
-)
-def report(sweep_id: int, db: str | None, output: str) -> None:
+@click.option("-o", "--output", type=OUTPUT_FILE, default="report.html", show_default=True)
+def report(sweep_id: int, db: str | None, output: Path) -> None:
     """Write a self-contained HTML report of SWEEP_ID (spec, provenance, plots, theory)."""
     from models.db import session_scope
     from scheduler.analysis.report import render_report
@@ -80,12 +83,12 @@ def report(sweep_id: int, db: str | None, output: str) -> None:
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         data = report_input(session=session, sweep_id=sweep_id)
     html = render_report(data)
-    Path(output).write_text(html)
-    click.echo(output)
+    write_output(output, html)
+    click.echo(str(output))
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 def reproduction(sweep_id: int, db: str | None) -> None:
     """The seed notebook's printed numbers beside SWEEP_ID's, as a Markdown table."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from scheduler.cli.options import DB_OPTION, QUIET_OPTION, policy, policy_options
+from scheduler.cli.options import DB_OPTION, QUIET_OPTION, SWEEP_ID, policy, policy_options
 from scheduler.database import open_database
 from scheduler.errors import UserError
 
@@ -57,7 +57,7 @@ def submit(
 @click.command("scheduler")
 @DB_OPTION
 @click.option("--interval", type=float, default=2.0, show_default=True)
-@click.option("--sweep", "sweeps_", type=int, multiple=True, help="Only these sweeps.")
+@click.option("--sweep", "sweeps_", type=SWEEP_ID, multiple=True, help="Only these sweeps.")
 @click.option("--until-finished", is_flag=True, help="Exit once the given sweeps have ended.")
 @policy_options
 def scheduler_cmd(
@@ -73,11 +73,13 @@ def scheduler_cmd(
     import logging
 
     from scheduler.reconcile import celery_sender, serve
+    from scheduler.sweeps import checked_broker_url
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
     log = logging.getLogger("initsweep.scheduler")
     if until_finished and not sweeps_:
         raise UserError("--until-finished: name the sweeps with --sweep ID")
+    checked_broker_url()
 
     def on_pass(report: Any) -> None:
         if report.sent or report.stale or report.requeued or report.aggregated:
@@ -125,8 +127,10 @@ def worker(
     """Start a Celery worker (prefork) that runs chunks from the broker into the database."""
     import os
 
+    from scheduler.sweeps import checked_broker_url
     from worker.pool import default_workers
 
+    checked_broker_url()
     os.environ.setdefault("INITSWEEP_TF_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if gpu is not None:

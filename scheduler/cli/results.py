@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from scheduler.cli.options import DB_OPTION
+from scheduler.cli.options import DB_OPTION, LAYER, OUTPUT_FILE, SWEEP_ID, write_output
 from scheduler.database import open_database
 from scheduler.errors import UserError
 
@@ -19,8 +19,10 @@ def sweeps(db: str | None) -> None:
     """List sweeps."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from models.db import session_scope
+    from scheduler.formatting import printable
     from scheduler.store import list_sweeps
 
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
@@ -30,7 +32,7 @@ def sweeps(db: str | None) -> None:
         done = s.chunk_counts.get("done", 0)
         table.add_row(
             str(s.id),
-            s.name,
+            Text(printable(s.name)),  # never markup, never raw control characters
             s.status,
             str(s.n_configs),
             f"{done}/{sum(s.chunk_counts.values())}",
@@ -41,7 +43,7 @@ def sweeps(db: str | None) -> None:
 
 
 @click.command()
-@click.argument("sweep_id", type=int, required=False)
+@click.argument("sweep_id", type=SWEEP_ID, required=False)
 @DB_OPTION
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until the sweep ends.")
 def status(sweep_id: int | None, db: str | None, watch: bool) -> None:
@@ -73,13 +75,13 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option("--where", "where", multiple=True, metavar="KEY=VALUE", help="Filter rows.")
 @click.option("--quantity", type=click.Choice(["preactivation", "activation", "gradient"]))
-@click.option("--layer", type=int, default=None, help="Only this layer.")
+@click.option("--layer", type=LAYER, default=None, help="Only this layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None)
+@click.option("-o", "--output", type=OUTPUT_FILE, default=None)
 @click.option("--theory", is_flag=True, help="Add mean-field predictions and z-scores.")
 def results(
     sweep_id: int,
@@ -88,7 +90,7 @@ def results(
     quantity: str | None,
     layer: int | None,
     fmt: str,
-    output: str | None,
+    output: Path | None,
     theory: bool,
 ) -> None:
     """Per-layer statistics of SWEEP_ID as a table, CSV or JSON (partial while it runs)."""
@@ -123,7 +125,7 @@ def results(
         render_table(records)
         return
     if output:
-        Path(output).write_text(text)
+        write_output(output, text)
     else:
         click.echo(text, nl=False)
 
