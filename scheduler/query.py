@@ -413,11 +413,10 @@ def render_summary(records: list[Record]) -> None:
 
 def render_check(report: CheckReport, console: Console | None = None) -> None:
     """Print a theory check's deviations as a rich table, then its verdict (stdout by default)."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console()
+    console = console or _console()
     rows = report.rows()
     if rows and console.width < 140:  # too narrow for a table: one paragraph each
         for d, r in zip(report.deviations, rows, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def sweeps(db: str | None) -> None:
             f"{s.trials_done}/{s.trials_total}",
             s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # pipes: never cut
 
 
 @click.command()
@@ -52,7 +53,7 @@ def status(sweep_id: int | None, db: str | None, watch: bool) -> None:
 
     from scheduler.progress import status_table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     with open_database(db, read_only=True) as factory:
         while True:
             table, finished = status_table(factory, sweep_id)
