@@ -5,6 +5,11 @@ configurations and every aggregated layer statistic, three statements), `result_
 `theory_records` (the records of `scheduler.analysis.records`, without and with theory),
 `report_input` (everything `scheduler.analysis.report` renders) and `sweep_progress`. What the
 values mean is `scheduler.analysis`'s business; the tables and CSV of the CLI are at the end.
+
+A sweep too large to hold at once is streamed: `result_stream` reads the configurations' light
+references once (one statement), then the records of `EXPORT_BATCH` configurations at a time
+(two or three statements per batch), with every column and its kind fixed before the first row,
+so an export (`scheduler.export`) or `results(columns=..., configs=...)` holds one batch.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,13 +25,16 @@ from typing import TYPE_CHECKING, Any
 from scheduler.analysis.records import (
     ConfigResults,
     Record,
+    column_kinds,
+    columns_for_axes,
     result_columns,
     result_head,
     result_rows,
 )
+from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
 from scheduler.store import chunk_activity, chunk_provenance
-from worker.aggregate import partial_records, sweep_layer_records
+from worker.aggregate import layer_records_of, partial_records, sweep_layer_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,11 +43,13 @@ if TYPE_CHECKING:
 
     from scheduler.analysis.compare import CheckReport, Predictor
     from scheduler.analysis.report import ReportInput, SweepProvenance
-    from scheduler.store import ConfigInfo
+    from scheduler.store import ConfigInfo, ConfigRef
 
 __all__ = [
     "ACTIVE_WINDOW",
+    "EXPORT_BATCH",
     "ResultSet",
+    "ResultStream",
     "SweepProgress",
     "render_check",
     "render_csv",
@@ -48,6 +58,7 @@ __all__ = [
     "report_input",
     "result_records",
     "result_set",
+    "result_stream",
     "results",
     "summarize",
     "sweep_progress",
@@ -58,6 +69,7 @@ __all__ = [
 
 ACTIVE_WINDOW = timedelta(seconds=60)  # a heartbeat older than this: the worker is gone
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
+EXPORT_BATCH = 500  # configurations per batch of a streamed read
 
 
 # ------------------------------------------------------------------------- requests
@@ -145,6 +157,115 @@ def result_set(
         n_complete=sum(c.complete for c in configs),
         n_with_trials=sum(bool(c.records) for c in configs),
         incomplete=tuple(config_label(result_head(sweep_id, c)) for c in configs if not c.complete),
+    )
+
+
+class ResultStream:
+    """A sweep's records in batches of configurations (position order, the rows of
+    `result_set` in the same order), with `columns` and their `kinds` fixed before the first row.
+
+    Iterate once, inside the session that made it; each batch costs two or three statements
+    (configurations, aggregated rows, the merge of the done chunks of incomplete ones) and
+    holds the records of at most `batch_size` configurations. `n_complete` and `n_with_trials`
+    are counted while iterating (final once it is exhausted).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        sweep_id: int,
+        refs: Sequence[ConfigRef],
+        *,
+        theory: bool,
+        batch_size: int,
+        filters: Mapping[str, Any],
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected at least 1. Received: {batch_size}")
+        self._session = session
+        self._refs = list(refs)
+        self._theory = theory
+        self._batch_size = batch_size
+        self._filters = dict(filters)
+        self.sweep_id = sweep_id
+        self.columns = columns_for_axes(r.axes for r in self._refs)
+        known: dict[str, str] = {}
+        if theory:
+            from scheduler.analysis.compare import THEORY_KEYS, THEORY_KINDS
+
+            self.columns.extend(k for k in THEORY_KEYS if k not in self.columns)
+            known = THEORY_KINDS
+        self.kinds = column_kinds(self.columns, (r.axes for r in self._refs), known)
+        self.n_configs = len(self._refs)
+        self.n_complete = 0
+        self.n_with_trials = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.n_complete == self.n_configs
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        from scheduler.store import sweep_config_rows
+
+        session, sweep_id = self._session, self.sweep_id
+        for start in range(0, len(self._refs), self._batch_size):
+            batch = self._refs[start : start + self._batch_size]
+            ids = [r.id for r in batch]
+            infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
+            by_id = layer_records_of(session=session, configuration_ids=ids)
+            open_ids = [info.id for info in infos if info.status != "done"]
+            if open_ids:
+                by_id.update(
+                    partial_records(session=session, sweep_id=sweep_id, configuration_ids=open_ids)
+                )
+            configs = [
+                ConfigResults(
+                    info.config_hash,
+                    info.config,
+                    info.axes,
+                    tuple(by_id.get(info.id, ())),
+                    complete=info.status == "done",
+                )
+                for info in infos
+            ]
+            self.n_complete += sum(c.complete for c in configs)
+            self.n_with_trials += sum(bool(c.records) for c in configs)
+            records = result_rows(sweep_id, configs, **self._filters)
+            if self._theory:
+                from scheduler.analysis.compare import with_theory
+                from scheduler.analysis.theory import predict
+
+                records = with_theory(records, predictor=predict)
+            yield records
+
+
+def result_stream(
+    *,
+    session: Session,
+    sweep_id: int,
+    theory: bool = False,
+    configs: Iterable[str] | None = None,
+    batch_size: int = EXPORT_BATCH,
+    **filters: Any,
+) -> ResultStream:
+    """The sweep's records as a `ResultStream` (UnknownSweepError if absent): with theory
+    columns when `theory`, only the configurations whose hash is in `configs` when given (a hash
+    that is not the sweep's is a UserError), filtered as `result_rows` filters."""
+    from scheduler.store import sweep_config_refs
+
+    refs = sweep_config_refs(session=session, sweep_id=sweep_id)
+    if configs is not None:
+        wanted = dict.fromkeys(configs)
+        known = {r.config_hash for r in refs}
+        missing = [h for h in wanted if h not in known]
+        if missing:
+            raise UserError(
+                f"configs: {missing[0]!r} is not a configuration of sweep {sweep_id} "
+                "(give full config_hash values, as the results print them)"
+            )
+        refs = [r for r in refs if r.config_hash in wanted]
+    return ResultStream(
+        session, sweep_id, refs, theory=theory, batch_size=batch_size, filters=filters
     )
 
 
@@ -291,21 +412,58 @@ def results(
     where: Mapping[str, str] | None = None,
     quantity: str | None = None,
     layer: int | None = None,
+    columns: Sequence[str] | None = None,
+    configs: Iterable[str] | None = None,
+    theory: bool = False,
 ) -> pd.DataFrame:
-    """The sweep's results as a pandas DataFrame (one row per configuration, layer, quantity)."""
+    """The sweep's results as a pandas DataFrame (one row per configuration, layer, quantity).
+
+    `where`, `quantity` and `layer` filter rows as `initsweep results` does. `columns` keeps
+    only these columns, in this order (the others are never held: a few columns of a large
+    sweep fit where every column would not); `configs` keeps only the configurations with these
+    `config_hash` values (full hashes, as the results print them; one that is not the sweep's
+    is a UserError). `theory` adds the mean-field columns of `results --theory`. The sweep is
+    read in batches of `EXPORT_BATCH` configurations either way.
+    """
     import pandas as pd
 
     from models.db import make_engine, make_session_factory, resolve_url, session_scope
 
+    if isinstance(columns, str):
+        raise TypeError("columns: expected a list of column names, not one string")
+    if isinstance(configs, str):
+        raise TypeError("configs: expected a list of config_hash values, not one string")
+    wanted = None if columns is None else list(dict.fromkeys(columns))
+    rows: list[dict[str, Any]] = []
     engine = make_engine(resolve_url(db), read_only=True)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            rows = result_records(
-                session=session, sweep_id=sweep_id, where=where, quantity=quantity, layer=layer
+            stream = result_stream(
+                session=session,
+                sweep_id=sweep_id,
+                theory=theory,
+                configs=configs,
+                where=where,
+                quantity=quantity,
+                layer=layer,
             )
+            if wanted is not None:
+                unknown = [c for c in wanted if c not in stream.columns]
+                if unknown:
+                    raise UserError(
+                        f"columns: {unknown[0]!r} is not a column; expected some of "
+                        + ", ".join(stream.columns)
+                    )
+            for batch in stream:
+                if wanted is None:
+                    rows.extend(batch)
+                else:
+                    rows.extend({c: r.get(c) for c in wanted} for r in batch)
     finally:
         engine.dispose()
-    return pd.DataFrame.from_records(rows)
+    if wanted is None:
+        return pd.DataFrame.from_records(rows)
+    return pd.DataFrame.from_records(rows, columns=wanted)
 
 
 # --------------------------------------------------------------------------- output

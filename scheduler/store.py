@@ -369,15 +369,29 @@ def reset_chunks(
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def sweep_config_rows(*, session: Session, sweep_id: int) -> list[ConfigInfo]:
-    """The sweep's configurations in position order."""
+def sweep_config_rows(
+    *, session: Session, sweep_id: int, configuration_ids: Sequence[int] | None = None
+) -> list[ConfigInfo]:
+    """The sweep's configurations in position order; only `configuration_ids` when given.
+
+    With `configuration_ids` (a batch of `sweep_config_refs`, read in statements of at most
+    500 ids), a streamed read pages over a sweep of any size in bounded memory.
+    """
     _require_sweep(session, sweep_id)
-    rows = session.execute(
+    query = (
         select(Configuration, SweepConfiguration.position, SweepConfiguration.axes_json)
         .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
         .where(SweepConfiguration.sweep_id == sweep_id)
         .order_by(SweepConfiguration.position)
     )
+    if configuration_ids is None:
+        rows = list(session.execute(query))
+    else:
+        ids = list(configuration_ids)
+        rows = []
+        for i in range(0, len(ids), _IN_BATCH):
+            rows.extend(session.execute(query.where(Configuration.id.in_(ids[i : i + _IN_BATCH]))))
+        rows.sort(key=lambda row: int(row[1]))
     return [
         ConfigInfo(
             id=c.id,
@@ -390,6 +404,45 @@ def sweep_config_rows(*, session: Session, sweep_id: int) -> list[ConfigInfo]:
             trials=c.trials,
         )
         for c, position, axes_json in rows
+    ]
+
+
+@dataclass(frozen=True)
+class ConfigRef:
+    """A configuration's place in a sweep without its parameters: what a streamed read pages
+    over (and the axis values that fix an export's columns before the first row)."""
+
+    id: int
+    config_hash: str
+    position: int
+    axes: dict[str, Any]
+    status: str
+
+
+def sweep_config_refs(*, session: Session, sweep_id: int) -> list[ConfigRef]:
+    """The sweep's configurations in position order, light (one statement, no config JSON)."""
+    _require_sweep(session, sweep_id)
+    rows = session.execute(
+        select(
+            Configuration.id,
+            Configuration.config_hash,
+            SweepConfiguration.position,
+            SweepConfiguration.axes_json,
+            Configuration.status,
+        )
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+        .order_by(SweepConfiguration.position)
+    )
+    return [
+        ConfigRef(
+            id=int(id_),
+            config_hash=str(config_hash),
+            position=int(position),
+            axes=json.loads(axes_json),
+            status=str(status),
+        )
+        for id_, config_hash, position, axes_json, status in rows
     ]
 
 

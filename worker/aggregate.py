@@ -7,12 +7,36 @@ is bit-identical however its chunks were scheduled, and re-running it rewrites i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, cast
+
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
-from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
+from models import (
+    Chunk,
+    ChunkStat,
+    Configuration,
+    LayerStat,
+    StatColumns,
+    SweepConfiguration,
+    utcnow,
+)
 from worker.contract import LayerRecord, merge_records
 from worker.persist import record_from_row, record_order, record_values
+
+_IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
+# The statistic columns of layer_stats, read as plain rows (no ORM objects: a streamed export
+# reads millions); `record_from_row` reads them by attribute.
+_STAT_NAMES = (
+    "layer",
+    "quantity",
+    "n_trials",
+    "n_finite",
+    "n_first_nonfinite",
+    "n_collapsed",
+    *(f"{name}_{part}" for name in ("mean", "std", "mean_sq") for part in ("mean", "m2")),
+)
 
 
 def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
@@ -101,15 +125,38 @@ def sweep_layer_records(*, session: Session, sweep_id: int) -> dict[int, list[La
     return {k: sorted(v, key=record_order) for k, v in out.items()}
 
 
-def partial_records(*, session: Session, sweep_id: int) -> dict[int, list[LayerRecord]]:
+def layer_records_of(
+    *, session: Session, configuration_ids: Sequence[int]
+) -> dict[int, list[LayerRecord]]:
+    """`sweep_layer_records` of these configurations only (one statement per 500 ids): the
+    batch of a streamed read."""
+    columns = [getattr(LayerStat, name) for name in _STAT_NAMES]
+    out: dict[int, list[LayerRecord]] = {}
+    ids = list(configuration_ids)
+    for i in range(0, len(ids), _IN_BATCH):
+        rows = session.execute(
+            select(LayerStat.configuration_id, *columns).where(
+                LayerStat.configuration_id.in_(ids[i : i + _IN_BATCH])
+            )
+        )
+        for row in rows:
+            # a Row has the columns as attributes: the mapping of record_from_row holds
+            record = record_from_row(cast(StatColumns, row))
+            out.setdefault(row.configuration_id, []).append(record)
+    return {k: sorted(v, key=record_order) for k, v in out.items()}
+
+
+def partial_records(
+    *, session: Session, sweep_id: int, configuration_ids: Sequence[int] | None = None
+) -> dict[int, list[LayerRecord]]:
     """configuration id -> the merge of its DONE chunks so far, for configurations not aggregated.
 
     The same merge as `aggregate_config` (chunk-index order) over whichever chunks are done, so
     a partial result equals the aggregate of those chunks and grows into the final one. One
-    statement for the whole sweep; aggregated configurations are left out (their rows are in
-    layer_stats).
+    statement for the whole sweep, or per 500 of `configuration_ids` when given (a batch of a
+    streamed read); aggregated configurations are left out (their rows are in layer_stats).
     """
-    rows = session.execute(
+    query = (
         select(ChunkStat, Chunk.configuration_id, Chunk.chunk_index)
         .join(Chunk, Chunk.id == ChunkStat.chunk_id)
         .join(Configuration, Configuration.id == Chunk.configuration_id)
@@ -120,6 +167,14 @@ def partial_records(*, session: Session, sweep_id: int) -> dict[int, list[LayerR
             Configuration.status != "done",
         )
     )
+    if configuration_ids is None:
+        rows: list[Any] = list(session.execute(query))
+    else:
+        ids = list(configuration_ids)
+        rows = []
+        for i in range(0, len(ids), _IN_BATCH):
+            batch = ids[i : i + _IN_BATCH]
+            rows.extend(session.execute(query.where(Chunk.configuration_id.in_(batch))))
     groups: dict[int, dict[int, list[LayerRecord]]] = {}
     for stat, configuration_id, chunk_index in rows:
         groups.setdefault(configuration_id, {}).setdefault(chunk_index, []).append(

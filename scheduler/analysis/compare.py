@@ -59,6 +59,7 @@ __all__ = [
     "CHANCE",
     "FAMILY_ALPHA",
     "THEORY_KEYS",
+    "THEORY_KINDS",
     "UNEXPLAINED",
     "CheckReport",
     "Deviation",
@@ -93,6 +94,18 @@ THEORY_KEYS = (
     "theory_overflow_layer",
     "theory_underflow_layer",
 )
+# Each theory column's kind (`scheduler.analysis.records.KINDS`), for typed exports.
+THEORY_KINDS: dict[str, str] = {
+    "theory_mean": "float",
+    "theory_mean_sq": "float",
+    "theory_std": "float",
+    "z_mean": "float",
+    "z_mean_sq": "float",
+    "theory_exact": "bool",
+    "finite_width": "str",
+    "theory_overflow_layer": "float",
+    "theory_underflow_layer": "float",
+}
 
 
 def theories(

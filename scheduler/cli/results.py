@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -75,13 +76,33 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
     return where
 
 
+def _completeness_note(sweep_id: int, n_with_trials: int, n_complete: int, n_configs: int) -> None:
+    if n_with_trials == 0:
+        click.echo(f"sweep {sweep_id}: no results yet (no chunk is done)", err=True)
+    elif n_complete != n_configs:
+        click.echo(
+            f"sweep {sweep_id}: partial results: {n_complete} of {n_configs} "
+            "configurations complete; the others hold the trials done so far (complete=false)",
+            err=True,
+        )
+
+
+FORMATS = ["table", "csv", "json", "jsonl", "parquet"]
+
+
 @click.command()
 @click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option("--where", "where", multiple=True, metavar="KEY=VALUE", help="Filter rows.")
 @click.option("--quantity", type=click.Choice(["preactivation", "activation", "gradient"]))
 @click.option("--layer", type=LAYER, default=None, help="Only this layer.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    help="jsonl and parquet stream in batches (bounded memory); parquet needs -o or a pipe.",
+)
 @click.option("-o", "--output", type=OUTPUT_FILE, default=None)
 @click.option("--theory", is_flag=True, help="Add mean-field predictions and z-scores.")
 def results(
@@ -94,28 +115,19 @@ def results(
     output: Path | None,
     theory: bool,
 ) -> None:
-    """Per-layer statistics of SWEEP_ID as a table, CSV or JSON (partial while it runs)."""
+    """Per-layer statistics of SWEEP_ID as a table, CSV, JSON, JSON lines or Parquet (partial
+    while it runs)."""
     from models.db import session_scope
     from scheduler.query import render_csv, render_table, result_set
 
+    filters = {"where": _parse_where(where), "quantity": quantity, "layer": layer}
+    if fmt in ("jsonl", "parquet"):
+        _stream(sweep_id, db, fmt, output, theory, filters)
+        return
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
-        found = result_set(
-            session=session,
-            sweep_id=sweep_id,
-            theory=theory,
-            where=_parse_where(where),
-            quantity=quantity,
-            layer=layer,
-        )
+        found = result_set(session=session, sweep_id=sweep_id, theory=theory, **filters)
     records = found.records
-    if found.n_with_trials == 0:
-        click.echo(f"sweep {sweep_id}: no results yet (no chunk is done)", err=True)
-    elif not found.complete:
-        click.echo(
-            f"sweep {sweep_id}: partial results: {found.n_complete} of {found.n_configs} "
-            "configurations complete; the others hold the trials done so far (complete=false)",
-            err=True,
-        )
+    _completeness_note(sweep_id, found.n_with_trials, found.n_complete, found.n_configs)
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
@@ -129,6 +141,30 @@ def results(
         write_output(output, text)
     else:
         click.echo(text, nl=False)
+
+
+def _stream(
+    sweep_id: int,
+    db: str | None,
+    fmt: str,
+    output: Path | None,
+    theory: bool,
+    filters: dict[str, Any],
+) -> None:
+    """`results --format jsonl|parquet`: read and write one batch of configurations at a time."""
+    from models.db import session_scope
+    from scheduler.export import write_jsonl, write_parquet
+    from scheduler.query import result_stream
+
+    if fmt == "parquet" and output is None and sys.stdout.isatty():
+        raise UserError("--format parquet: binary output, not for a terminal; give -o FILE.parquet")
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, theory=theory, **filters)
+        if fmt == "parquet":
+            write_parquet(stream, output if output else sys.stdout.buffer)
+        else:
+            write_jsonl(stream, output if output else sys.stdout)
+    _completeness_note(sweep_id, stream.n_with_trials, stream.n_complete, stream.n_configs)
 
 
 def print_summary(db: str | None, sweep_id: int) -> None:

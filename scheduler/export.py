@@ -1,0 +1,120 @@
+"""Streamed exports of a sweep's results: Parquet (pyarrow) and JSON lines, one batch at a time.
+
+Both read a `scheduler.query.ResultStream` and hold one batch of configurations (plus, for
+Parquet, the row group being filled), so memory stays bounded whatever the number of rows.
+
+- JSON lines: one compact JSON object per record, the same objects, keys and values as an
+  element of `results --format json` (None is null; floats are written by `repr`, exact).
+- Parquet: one fixed schema from the stream's columns and kinds (`scheduler.analysis.records`):
+  int64, float64, bool and string, all nullable; None is null, never NaN. An axis column whose
+  values mix kinds is a string column (`records.kind_value`: the string, or the value's JSON).
+
+A file is written beside its target and renamed into place when complete, so a failed export
+never leaves a truncated file under the name asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from scheduler.analysis.records import COLUMN_KINDS, Record, kind_value
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from scheduler.query import ResultStream
+
+__all__ = ["ROW_GROUP_ROWS", "arrow_schema", "record_batch", "write_jsonl", "write_parquet"]
+
+ROW_GROUP_ROWS = 1 << 17  # rows gathered into one Parquet row group (batches are smaller)
+
+
+def arrow_schema(columns: list[str], kinds: dict[str, str]) -> pa.Schema:
+    """The Arrow schema of these columns: every field nullable, of its column's kind."""
+    import pyarrow as pa
+
+    types: dict[str, Callable[[], pa.DataType]] = {
+        "int": pa.int64,
+        "float": pa.float64,
+        "bool": pa.bool_,
+        "str": pa.string,
+    }
+    return pa.schema([pa.field(c, types[kinds[c]](), nullable=True) for c in columns])
+
+
+def record_batch(records: list[Record], schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
+    """`records` as one RecordBatch of `schema` (a missing key is null)."""
+    import pyarrow as pa
+
+    arrays = []
+    for field in schema:
+        name = field.name
+        values = [r.get(name) for r in records]
+        if name not in COLUMN_KINDS:  # axis and theory columns: their kind's value
+            kind = kinds[name]
+            values = [kind_value(v, kind) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+@contextmanager
+def _replacing(path: Path, mode: str) -> Iterator[IO[Any]]:
+    """A file written beside `path` and renamed onto it when the block ends without error."""
+    part = path.with_name(f".{path.name}.partial")
+    try:
+        with part.open(mode) as f:
+            yield f
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def write_parquet(stream: ResultStream, out: Path | IO[bytes]) -> int:
+    """Write the stream as Parquet to the file `out` (or a binary stream); returns the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema(stream.columns, stream.kinds)
+
+    def write(target: Any) -> int:
+        n, pending, pending_rows = 0, [], 0
+        with pq.ParquetWriter(target, schema) as writer:
+            for records in stream:
+                if records:
+                    pending.append(record_batch(records, schema, stream.kinds))
+                    pending_rows += len(records)
+                    n += len(records)
+                if pending_rows >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.Table.from_batches(pending, schema=schema))
+                    pending, pending_rows = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending, schema=schema))
+        return n  # no rows: a file with the schema and no row group
+
+    if isinstance(out, Path):
+        with _replacing(out, "wb") as f:
+            return write(f)
+    return write(out)
+
+
+def write_jsonl(stream: ResultStream, out: Path | IO[str]) -> int:
+    """Write the stream as JSON lines to the file `out` (or a text stream); returns the rows."""
+
+    def write(f: IO[str]) -> int:
+        n = 0
+        dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+        for records in stream:
+            if records:
+                f.write("".join(dumps(r) + "\n" for r in records))
+                n += len(records)
+        return n
+
+    if isinstance(out, Path):
+        with _replacing(out, "w") as f:
+            return write(f)
+    return write(out)
