@@ -375,9 +375,11 @@ def sweep_config_rows(
     """The sweep's configurations in position order; only `configuration_ids` when given.
 
     With `configuration_ids` (a batch of `sweep_config_refs`, read in statements of at most
-    500 ids), a streamed read pages over a sweep of any size in bounded memory.
+    500 ids), a streamed read pages over a sweep of any size in bounded memory; the sweep is
+    then looked up only when no row comes back (a batch costs one statement).
     """
-    _require_sweep(session, sweep_id)
+    if configuration_ids is None:
+        _require_sweep(session, sweep_id)
     query = (
         select(Configuration, SweepConfiguration.position, SweepConfiguration.axes_json)
         .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
@@ -392,6 +394,8 @@ def sweep_config_rows(
         for i in range(0, len(ids), _IN_BATCH):
             rows.extend(session.execute(query.where(Configuration.id.in_(ids[i : i + _IN_BATCH]))))
         rows.sort(key=lambda row: int(row[1]))
+        if not rows:
+            _require_sweep(session, sweep_id)
     return [
         ConfigInfo(
             id=c.id,
