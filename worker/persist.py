@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, select, update
@@ -224,8 +225,27 @@ def chunk_attempts(*, session: Session, chunk_id: int) -> int:
 # --- LayerRecord <-> chunk_stats / layer_stats columns: the one place that maps them ---
 
 
+# A moment beyond float64 (the trials' values are finite, but e.g. mean_sq ~ 1e300 squared in m2,
+# or a sum of means past 1.8e308) is data, not an error: it is stored capped at +-CAP, the largest
+# float64, which is the flag "exceeds float64" (no finite merge of finite trials' statistics
+# reaches CAP exactly), and read back as +-inf, which readers show as "no value" (None). NaN (an
+# inf - inf in such a merge) is stored as +CAP. docs/core.md, "Observables and records".
+CAP = sys.float_info.max
+
+
+def _capped(x: float) -> float:
+    if math.isnan(x):
+        return CAP
+    return x if math.isfinite(x) else math.copysign(CAP, x)
+
+
+def _uncapped(x: float) -> float:
+    return math.copysign(math.inf, x) if abs(x) == CAP else x
+
+
 def record_values(record: LayerRecord) -> dict[str, Any]:
-    """Column values of a record; refuses NaN/inf and moments whose n is not n_finite."""
+    """Column values of a record (moments beyond float64 capped, see CAP); refuses moments whose
+    n is not n_finite."""
     where = f"layer {record.layer} {record.quantity}"
     if record.quantity not in QUANTITIES:
         raise ValueError(
@@ -255,19 +275,19 @@ def record_values(record: LayerRecord) -> dict[str, Any]:
                 f"Received: {moments.n}"
             )
         mean, m2 = (float(moments.mean), float(moments.m2)) if moments.n else (0.0, 0.0)
-        if not (math.isfinite(mean) and math.isfinite(m2)):
-            raise ValueError(
-                f"{where}: expected finite {name} moments. Received: mean={mean}, m2={m2}"
-            )
-        values[f"{name}_mean"] = mean
-        values[f"{name}_m2"] = m2
+        values[f"{name}_mean"] = _capped(mean)
+        values[f"{name}_m2"] = _capped(m2)
     return values
 
 
 def record_from_row(row: StatColumns) -> LayerRecord:
     """The LayerRecord of a chunk_stats or layer_stats row (moments' n is n_finite)."""
     moments = {
-        name: Moments(row.n_finite, getattr(row, f"{name}_mean"), getattr(row, f"{name}_m2"))
+        name: Moments(
+            row.n_finite,
+            _uncapped(getattr(row, f"{name}_mean")),
+            _uncapped(getattr(row, f"{name}_m2")),
+        )
         for name in OBSERVABLES
     }
     return LayerRecord(
