@@ -119,3 +119,14 @@ def test_float64_vanishing_reports_nonzero_std_wherever_values_are_nonzero() -> 
             continue
         # some trial has a nonzero value: its std is nonzero (std <= max|v| is representable)
         assert r.std.mean > 0, r.layer
+
+
+def test_largest_float64_values_in_a_graph() -> None:
+    """max|v| >= 2^1023: the scale 2^-1023 would be subnormal; one normal factor, even after
+    grappler's rewrites in a compiled graph."""
+    fn = tf.function(trial_observables)
+    obs = fn(tf.constant([[1.5e308, -1e308], [1e-300, 3e-300]], tf.float64)).numpy()
+    assert math.isclose(obs[0, 0], 0.25e308, rel_tol=1e-15)
+    assert math.isclose(obs[0, 1], 1.25e308, rel_tol=1e-15)
+    assert obs[0, 2] == math.inf and obs[0, 3] == 1.5e308
+    assert math.isclose(obs[1, 1], 1e-300, rel_tol=1e-15) and obs[1, 2] == 0.0  # 5e-600

@@ -117,11 +117,21 @@ SAFE_LO = 2.0**-400
 SAFE_HI = 2.0**480
 
 
-def _pow2(e: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """2^e for integer-valued float64 e, |e| <= 1076, as two factors (each in float64 range)."""
-    a = tf.math.floor(e / 2.0)
-    two = tf.constant(2.0, tf.float64)
-    return tf.pow(two, a), tf.pow(two, e - a)
+def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(down, up) = (2^k, 2^-k) per element of `peak`: peak * down in [2, 4) where it can be,
+    k clipped to [minexp, -minexp] of peak's dtype so that each factor is one normal number (a
+    product of two factors would be folded by grappler's broadcast minimisation into one that
+    may be subnormal, hence flushed to 0). k = 0 where `ordinary`, or peak is 0 or not finite.
+    Multiplying by a power of two is exact: norms, QR and sums commute with it bit for bit."""
+    lo = float(np.finfo(peak.dtype.as_numpy_dtype).minexp)
+    ok = tf.math.is_finite(peak) & (peak > 0)
+    if ordinary is not None:
+        ok = ok & ~ordinary
+    safe = tf.where(ok, peak, tf.ones_like(peak))
+    e = tf.math.floor(tf.math.log(safe) / tf.constant(np.log(2.0), peak.dtype))
+    k = tf.where(ok, tf.clip_by_value(1.0 - e, lo, -lo), tf.zeros_like(peak))
+    two = tf.constant(2.0, peak.dtype)
+    return tf.pow(two, k), tf.pow(two, -k)
 
 
 def trial_observables(v: tf.Tensor) -> tf.Tensor:
@@ -131,29 +141,25 @@ def trial_observables(v: tf.Tensor) -> tf.Tensor:
     peak is max|v| when every value is finite and +inf otherwise, so a trial is non-finite
     exactly when one of its values is (`QuantityTrials.finite`). mean and std are bounded by
     max|v| and always representable; mean_sq = s^2 mean((v/s)^2) is exact up to float64's
-    range: +inf where it exceeds float64 (|v| > ~1.3e154) with every value finite, a subnormal
-    or 0 only where it is below float64's range.
+    range: +inf where it exceeds float64 (|v| > ~1.3e154) with every value finite, 0 where it
+    is below float64's normal range (TF on CPU flushes subnormals).
     """
     x = tf.reshape(v, [tf.shape(v)[0], -1])
     xd = tf.cast(x, tf.float64)
     all_finite = tf.reduce_all(tf.math.is_finite(xd), axis=1)
     absmax = tf.reduce_max(tf.abs(xd), axis=1)
-    ordinary = ~all_finite | tf.equal(absmax, 0.0) | ((absmax >= SAFE_LO) & (absmax <= SAFE_HI))
-    safe_max = tf.where(ordinary, tf.ones_like(absmax), absmax)
-    e = tf.where(
-        ordinary, tf.zeros_like(absmax), tf.math.floor(tf.math.log(safe_max) / np.log(2.0))
-    )
-    down_a, down_b = _pow2(-e)
-    up_a, up_b = _pow2(e)
-    # 2^0 = 1 exactly, so ordinary trials reduce exactly the unscaled values.
-    u = xd * down_a[:, tf.newaxis] * down_b[:, tf.newaxis]
+    ordinary = (absmax >= SAFE_LO) & (absmax <= SAFE_HI)
+    down, up = pow2_scale(absmax, ordinary)
+    # k = 0 (factors exactly 1) for ordinary trials: they reduce exactly the unscaled values.
+    u = xd * down[:, tf.newaxis]
     mean_u = tf.reduce_mean(u, axis=1)
     dev = u - mean_u[:, tf.newaxis]
     std_u = tf.sqrt(tf.reduce_mean(tf.square(dev), axis=1))
     msq_u = tf.reduce_mean(tf.square(u), axis=1)
-    mean = mean_u * up_a * up_b
-    std = std_u * up_a * up_b
-    mean_sq = msq_u * up_a * up_a * up_b * up_b
+    mean = mean_u * up
+    std = std_u * up
+    # rms = sqrt(msq_u) up <= max|v| is representable, up^2 may not be
+    mean_sq = tf.where(ordinary, msq_u, tf.square(tf.sqrt(msq_u) * up))
     # max|v| in the compute dtype: exact, and cheaper than in float64.
     peak = tf.cast(tf.reduce_max(tf.abs(x), axis=1), tf.float64)
     peak = tf.where(all_finite, peak, tf.constant(np.inf, tf.float64))
