@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from scheduler.analysis.compare import CheckReport, Predictor
     from scheduler.analysis.report import ReportInput, SweepProvenance
     from scheduler.store import ConfigInfo, ConfigRef
+    from worker.contract import LayerRecord
 
 __all__ = [
     "ACTIVE_WINDOW",
@@ -83,7 +84,14 @@ def _read_results(session: Session, sweep_id: int) -> tuple[list[ConfigInfo], li
     by_id = sweep_layer_records(session=session, sweep_id=sweep_id)
     if any(info.status != "done" for info in infos):
         by_id.update(partial_records(session=session, sweep_id=sweep_id))
-    results_ = [
+    return infos, _config_results(infos, by_id)
+
+
+def _config_results(
+    infos: Sequence[ConfigInfo], by_id: Mapping[int, Sequence[LayerRecord]]
+) -> list[ConfigResults]:
+    """Each configuration with its records; complete once all its chunks are aggregated."""
+    return [
         ConfigResults(
             info.config_hash,
             info.config,
@@ -93,7 +101,6 @@ def _read_results(session: Session, sweep_id: int) -> tuple[list[ConfigInfo], li
         )
         for info in infos
     ]
-    return infos, results_
 
 
 def sweep_results(*, session: Session, sweep_id: int) -> list[ConfigResults]:
@@ -218,16 +225,7 @@ class ResultStream:
                 by_id.update(
                     partial_records(session=session, sweep_id=sweep_id, configuration_ids=open_ids)
                 )
-            configs = [
-                ConfigResults(
-                    info.config_hash,
-                    info.config,
-                    info.axes,
-                    tuple(by_id.get(info.id, ())),
-                    complete=info.status == "done",
-                )
-                for info in infos
-            ]
+            configs = _config_results(infos, by_id)
             self.n_complete += sum(c.complete for c in configs)
             self.n_with_trials += sum(bool(c.records) for c in configs)
             records = result_rows(sweep_id, configs, **self._filters)
