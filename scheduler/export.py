@@ -19,12 +19,20 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
-from scheduler.analysis.records import COLUMN_KINDS, Record, kind_value, record_columns
+from scheduler.analysis.records import (
+    COLUMN_KINDS,
+    RECORD_KEYS,
+    Record,
+    kind_value,
+    record_columns,
+)
 from scheduler.query import StatBatch
 from worker.aggregate import STAT_ROW
 from worker.contract import OBSERVABLES, QUANTITIES
@@ -39,6 +47,7 @@ __all__ = [
     "arrow_schema",
     "record_batch",
     "stat_batch",
+    "stat_records",
     "write_jsonl",
     "write_parquet",
 ]
@@ -77,13 +86,22 @@ def record_batch(records: list[Record], schema: pa.Schema, kinds: dict[str, str]
 _QUANTITY_ORDER = {q: i for i, q in enumerate(QUANTITIES)}
 _COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
 _AT = {name: i for i, name in enumerate(STAT_ROW)}  # where each column is in a row tuple
+_QUANTITY_NAMES = np.array(QUANTITIES, dtype=object)
 
 
-def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
-    """The RecordBatch of a `StatBatch`, column by column (numpy, no record built): the rows
-    `record_batch` makes of the same configurations' records, in the same order."""
-    import pyarrow as pa
+@dataclass(frozen=True)
+class _Columns:
+    """A StatBatch's rows in record order, column by column: the configuration (its position
+    in the batch) of each row, layer, quantity, counts, and record_row's float columns."""
 
+    config: npt.NDArray[np.int64]
+    layer: npt.NDArray[np.int64]
+    quantity: npt.NDArray[np.object_]
+    counts: dict[str, npt.NDArray[np.int64]]
+    stats: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]]
+
+
+def _columns(batch: StatBatch) -> _Columns:
     columns = list(zip(*batch.rows, strict=True)) if batch.rows else [()] * len(STAT_ROW)
     position = {cid: i for i, cid in enumerate(batch.config_ids)}
     config = np.array([position[c] for c in columns[_AT["configuration_id"]]], dtype=np.int64)
@@ -98,20 +116,33 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
         )
         for name in OBSERVABLES
     }
-    stats = record_columns(counts["n_finite"], moments)
-    take = pa.array(config[order])
-    names = np.array(QUANTITIES, dtype=object)
+    return _Columns(
+        config=config[order],
+        layer=layer[order],
+        quantity=_QUANTITY_NAMES[quantity[order]],
+        counts=counts,
+        stats=record_columns(counts["n_finite"], moments),
+    )
+
+
+def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
+    """The RecordBatch of a `StatBatch`, column by column (numpy, no record built): the rows
+    `record_batch` makes of the same configurations' records, in the same order."""
+    import pyarrow as pa
+
+    c = _columns(batch)
+    take = pa.array(c.config)
     arrays = []
     for field in schema:
         name = field.name
         if name == "layer":
-            array = pa.array(layer[order], type=field.type)
+            array = pa.array(c.layer, type=field.type)
         elif name == "quantity":
-            array = pa.array(names[quantity[order]], type=field.type)
-        elif name in counts:
-            array = pa.array(counts[name], type=field.type)
-        elif name in stats:
-            values, valid = stats[name]
+            array = pa.array(c.quantity, type=field.type)
+        elif name in c.counts:
+            array = pa.array(c.counts[name], type=field.type)
+        elif name in c.stats:
+            values, valid = c.stats[name]
             array = pa.array(values, mask=~valid, type=field.type)
         else:  # a configuration column: one value per configuration, repeated per row
             kind = kinds[name]
@@ -119,6 +150,29 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
             array = pa.array(per_config, type=field.type).take(take)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
+    """The records of a `StatBatch` as plain dicts: the keys, order and values of the Records
+    `scheduler.query.ResultStream` yields for the same configurations (`result_head`, then
+    `record_row`), computed column by column."""
+    c = _columns(batch)
+    values: dict[str, list[Any]] = {
+        "layer": c.layer.tolist(),
+        "quantity": c.quantity.tolist(),
+        **{k: v.tolist() for k, v in c.counts.items()},
+    }
+    for name, (column, valid) in c.stats.items():
+        values[name] = [
+            x if ok else None for x, ok in zip(column.tolist(), valid.tolist(), strict=True)
+        ]
+    keys = list(RECORD_KEYS)
+    rows = zip(*(values[k] for k in keys), strict=True)
+    heads = batch.heads
+    return [
+        {**heads[i], **dict(zip(keys, row, strict=True))}
+        for i, row in zip(c.config.tolist(), rows, strict=True)
+    ]
 
 
 @contextmanager
@@ -172,9 +226,10 @@ def write_jsonl(stream: ResultStream, out: Path | IO[str]) -> int:
     def write(f: IO[str]) -> int:
         n = 0
         dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-        for records in stream:
+        for part in stream.parts():
+            records = stat_records(part) if isinstance(part, StatBatch) else part
             if records:
-                f.write("".join(dumps(r) + "\n" for r in records))
+                f.write("".join([dumps(r) + "\n" for r in records]))
                 n += len(records)
         return n
 

@@ -29,6 +29,7 @@ __all__ = [
     "COLUMN_KINDS",
     "KINDS",
     "PARAM_KEYS",
+    "RECORD_KEYS",
     "STAT_KEYS",
     "ConfigResults",
     "Record",
@@ -95,6 +96,8 @@ COLUMN_KINDS: dict[str, str] = {
     "n_collapsed": "int",
     **{k: "float" for k in STAT_KEYS if not k.startswith("n_")},
 }
+# The columns of `record_row`, in its order (after a record's `result_head`).
+RECORD_KEYS = ("layer", "quantity", *STAT_KEYS)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _EXACT_IN_FLOAT = 1 << 53
 

@@ -279,3 +279,14 @@ def test_columnar_batches_are_the_records_bit_for_bit(
     table = pq.read_table(tmp_path / "all.parquet")
     assert table.schema.names == found.columns
     assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
+
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    lines = [json.loads(line) for line in text.getvalue().splitlines()]
+    assert lines == as_json and [list(r) for r in lines] == [list(r) for r in as_json]
+    assert_same_rows(as_json, lines, dict.fromkeys(found.columns, "json"))
+    assert text.getvalue() == "".join(
+        json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in found.records
+    )
