@@ -5,8 +5,8 @@ the sweep, configurations and chunks through `scheduler.store.create_sweep`, the
 rows from the synthetic records of the database tests (`tests.db.builders.layer_records`, no
 TensorFlow) through `worker.persist.record_values`. Then each export runs in a fresh process:
 the `initsweep results SWEEP --format F -o FILE` command, called there after its imports, so
-the export's own seconds and the process's peak RSS (`resource.getrusage(RUSAGE_SELF)`, the
-imports' share printed beside it) are measured. On SQLite, and with `--postgresql` on a
+the export's own seconds and the process's peak RSS (`peak_rss`: VmHWM on Linux, else
+`resource.getrusage`; the imports' share printed beside it) are measured. On SQLite, and with `--postgresql` on a
 throwaway PostgreSQL cluster. `--formats parquet,jsonl,json` adds the streamed JSON lines and
 the unstreamed `--format json` for contrast (its memory grows with the sweep).
 
@@ -111,6 +111,21 @@ def build(url: str, n_configs: int, depth: int, width: int, trials: int) -> int:
     return sweep_id
 
 
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes: VmHWM where Linux has it, else
+    `getrusage`. (On Linux `ru_maxrss` survives fork and exec: a child of this large builder
+    would report the builder's peak; VmHWM belongs to the new address space.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def export_here(db: str, sweep_id: int, fmt: str, out: str) -> None:
     """In this (fresh) process: the CLI's export, then its figures as one JSON line."""
     import pyarrow.parquet  # noqa: F401  (the command's own imports, before the clock)
@@ -119,14 +134,13 @@ def export_here(db: str, sweep_id: int, fmt: str, out: str) -> None:
     import scheduler.query  # noqa: F401
     from scheduler.cli.results import results
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    before = peak_rss()
     start = time.perf_counter()
     try:
         results.main([str(sweep_id), "--db", db, "--format", fmt, "-o", out], standalone_mode=False)
     finally:
         seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(json.dumps({"seconds": seconds, "peak_rss": peak, "imports_rss": before}))
+    print(json.dumps({"seconds": seconds, "peak_rss": peak_rss(), "imports_rss": before}))
 
 
 def export(db: str, sweep_id: int, fmt: str, out: Path) -> dict[str, Any]:
