@@ -132,16 +132,6 @@ def layer_stat_rows(*, session: Session, configuration_ids: Sequence[int]) -> li
     return rows
 
 
-def layer_records_of(
-    *, session: Session, configuration_ids: Sequence[int]
-) -> dict[int, list[LayerRecord]]:
-    """`sweep_layer_records` of these configurations only (one statement per 500 ids): the
-    batch of a streamed read."""
-    return records_by_configuration(
-        layer_stat_rows(session=session, configuration_ids=configuration_ids)
-    )
-
-
 def records_by_configuration(rows: Sequence[Any]) -> dict[int, list[LayerRecord]]:
     """configuration id -> its records in (layer, quantity) order, from `layer_stat_rows`."""
     out: dict[int, list[LayerRecord]] = {}
