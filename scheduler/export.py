@@ -19,17 +19,38 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from scheduler.analysis.records import COLUMN_KINDS, Record, kind_value
+import numpy as np
+import numpy.typing as npt
+
+from scheduler.analysis.records import (
+    COLUMN_KINDS,
+    RECORD_KEYS,
+    Record,
+    kind_value,
+    record_columns,
+)
+from scheduler.query import StatBatch
+from worker.aggregate import STAT_ROW
+from worker.contract import OBSERVABLES, QUANTITIES
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from scheduler.query import ResultStream
 
-__all__ = ["ROW_GROUP_ROWS", "arrow_schema", "record_batch", "write_jsonl", "write_parquet"]
+__all__ = [
+    "ROW_GROUP_ROWS",
+    "arrow_schema",
+    "record_batch",
+    "stat_batch",
+    "stat_records",
+    "write_jsonl",
+    "write_parquet",
+]
 
 ROW_GROUP_ROWS = 1 << 17  # rows gathered into one Parquet row group (batches are smaller)
 
@@ -62,6 +83,98 @@ def record_batch(records: list[Record], schema: pa.Schema, kinds: dict[str, str]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+_QUANTITY_ORDER = {q: i for i, q in enumerate(QUANTITIES)}
+_COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
+_AT = {name: i for i, name in enumerate(STAT_ROW)}  # where each column is in a row tuple
+_QUANTITY_NAMES = np.array(QUANTITIES, dtype=object)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """A StatBatch's rows in record order, column by column: the configuration (its position
+    in the batch) of each row, layer, quantity, counts, and record_row's float columns."""
+
+    config: npt.NDArray[np.int64]
+    layer: npt.NDArray[np.int64]
+    quantity: npt.NDArray[np.object_]
+    counts: dict[str, npt.NDArray[np.int64]]
+    stats: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]]
+
+
+def _columns(batch: StatBatch) -> _Columns:
+    columns = list(zip(*batch.rows, strict=True)) if batch.rows else [()] * len(STAT_ROW)
+    position = {cid: i for i, cid in enumerate(batch.config_ids)}
+    config = np.array([position[c] for c in columns[_AT["configuration_id"]]], dtype=np.int64)
+    layer = np.array(columns[_AT["layer"]], dtype=np.int64)
+    quantity = np.array([_QUANTITY_ORDER[q] for q in columns[_AT["quantity"]]], dtype=np.int64)
+    order = np.lexsort((quantity, layer, config))  # position, then (layer, quantity order)
+    counts = {k: np.array(columns[_AT[k]], dtype=np.int64)[order] for k in _COUNTS}
+    moments = {
+        name: (
+            np.array(columns[_AT[f"{name}_mean"]], dtype=np.float64)[order],
+            np.array(columns[_AT[f"{name}_m2"]], dtype=np.float64)[order],
+        )
+        for name in OBSERVABLES
+    }
+    return _Columns(
+        config=config[order],
+        layer=layer[order],
+        quantity=_QUANTITY_NAMES[quantity[order]],
+        counts=counts,
+        stats=record_columns(counts["n_finite"], moments),
+    )
+
+
+def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
+    """The RecordBatch of a `StatBatch`, column by column (numpy, no record built): the rows
+    `record_batch` makes of the same configurations' records, in the same order."""
+    import pyarrow as pa
+
+    c = _columns(batch)
+    take = pa.array(c.config)
+    arrays = []
+    for field in schema:
+        name = field.name
+        if name == "layer":
+            array = pa.array(c.layer, type=field.type)
+        elif name == "quantity":
+            array = pa.array(c.quantity, type=field.type)
+        elif name in c.counts:
+            array = pa.array(c.counts[name], type=field.type)
+        elif name in c.stats:
+            values, valid = c.stats[name]
+            array = pa.array(values, mask=~valid, type=field.type)
+        else:  # a configuration column: one value per configuration, repeated per row
+            kind = kinds[name]
+            per_config = [kind_value(head.get(name), kind) for head in batch.heads]
+            array = pa.array(per_config, type=field.type).take(take)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
+    """The records of a `StatBatch` as plain dicts: the keys, order and values of the Records
+    `scheduler.query.ResultStream` yields for the same configurations (`result_head`, then
+    `record_row`), computed column by column."""
+    c = _columns(batch)
+    values: dict[str, list[Any]] = {
+        "layer": c.layer.tolist(),
+        "quantity": c.quantity.tolist(),
+        **{k: v.tolist() for k, v in c.counts.items()},
+    }
+    for name, (column, valid) in c.stats.items():
+        values[name] = [
+            x if ok else None for x, ok in zip(column.tolist(), valid.tolist(), strict=True)
+        ]
+    keys = list(RECORD_KEYS)
+    rows = zip(*(values[k] for k in keys), strict=True)
+    heads = batch.heads
+    return [
+        {**heads[i], **dict(zip(keys, row, strict=True))}
+        for i, row in zip(c.config.tolist(), rows, strict=True)
+    ]
+
+
 @contextmanager
 def _replacing(path: Path, mode: str) -> Iterator[IO[Any]]:
     """A file written beside `path` and renamed onto it when the block ends without error."""
@@ -84,11 +197,16 @@ def write_parquet(stream: ResultStream, out: Path | IO[bytes]) -> int:
     def write(target: Any) -> int:
         n, pending, pending_rows = 0, [], 0
         with pq.ParquetWriter(target, schema) as writer:
-            for records in stream:
-                if records:
-                    pending.append(record_batch(records, schema, stream.kinds))
-                    pending_rows += len(records)
-                    n += len(records)
+            for part in stream.parts():
+                if isinstance(part, StatBatch):
+                    batch = stat_batch(part, schema, stream.kinds)
+                elif part:
+                    batch = record_batch(part, schema, stream.kinds)
+                else:
+                    continue
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                n += batch.num_rows
                 if pending_rows >= ROW_GROUP_ROWS:
                     writer.write_table(pa.Table.from_batches(pending, schema=schema))
                     pending, pending_rows = [], 0
@@ -108,9 +226,10 @@ def write_jsonl(stream: ResultStream, out: Path | IO[str]) -> int:
     def write(f: IO[str]) -> int:
         n = 0
         dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-        for records in stream:
+        for part in stream.parts():
+            records = stat_records(part) if isinstance(part, StatBatch) else part
             if records:
-                f.write("".join(dumps(r) + "\n" for r in records))
+                f.write("".join([dumps(r) + "\n" for r in records]))
                 n += len(records)
         return n
 

@@ -34,7 +34,12 @@ from scheduler.analysis.records import (
 from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
 from scheduler.store import chunk_activity, chunk_provenance
-from worker.aggregate import layer_records_of, partial_records, sweep_layer_records
+from worker.aggregate import (
+    layer_stat_rows,
+    partial_records,
+    records_by_configuration,
+    sweep_layer_records,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +56,7 @@ __all__ = [
     "EXPORT_BATCH",
     "ResultSet",
     "ResultStream",
+    "StatBatch",
     "SweepProgress",
     "render_check",
     "render_csv",
@@ -167,6 +173,18 @@ def result_set(
     )
 
 
+@dataclass(frozen=True)
+class StatBatch:
+    """A batch of complete configurations, unbuilt, for a columnar writer: each configuration's
+    id and head columns (`result_head`) in position order, and their aggregated rows as plain
+    tuples (`worker.aggregate.layer_stat_rows`: configuration id, then
+    `worker.persist.STAT_FIELDS`), unordered."""
+
+    config_ids: list[int]
+    heads: list[dict[str, Any]]
+    rows: list[Any]
+
+
 class ResultStream:
     """A sweep's records in batches of configurations (position order, the rows of
     `result_set` in the same order), with `columns` and their `kinds` fixed before the first row.
@@ -174,7 +192,8 @@ class ResultStream:
     Iterate once, inside the session that made it; each batch costs two or three statements
     (configurations, aggregated rows, the merge of the done chunks of incomplete ones) and
     holds the records of at most `batch_size` configurations. `n_complete` and `n_with_trials`
-    are counted while iterating (final once it is exhausted).
+    are counted while iterating (final once it is exhausted). `parts()` is the same stream for
+    a columnar writer.
     """
 
     def __init__(
@@ -212,21 +231,47 @@ class ResultStream:
         return self.n_complete == self.n_configs
 
     def __iter__(self) -> Iterator[list[Record]]:
+        for part in self._parts(columnar=False):
+            assert not isinstance(part, StatBatch)
+            yield part
+
+    def parts(self) -> Iterator[list[Record] | StatBatch]:
+        """The batches of `__iter__`, except that a batch of complete configurations read with
+        no filter and no theory comes as a `StatBatch` (the same rows, not built as records)."""
+        return self._parts(columnar=True)
+
+    def _parts(self, *, columnar: bool) -> Iterator[list[Record] | StatBatch]:
         from scheduler.store import sweep_config_rows
 
         session, sweep_id = self._session, self.sweep_id
+        filtered = any(v not in (None, {}) for v in self._filters.values())
+        columnar = columnar and not self._theory and not filtered
         for start in range(0, len(self._refs), self._batch_size):
             batch = self._refs[start : start + self._batch_size]
             ids = [r.id for r in batch]
             infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
-            by_id = layer_records_of(session=session, configuration_ids=ids)
+            rows = layer_stat_rows(session=session, configuration_ids=ids)
             open_ids = [info.id for info in infos if info.status != "done"]
+            self.n_complete += len(infos) - len(open_ids)
+            if columnar and not open_ids:
+                self.n_with_trials += len({row[0] for row in rows})
+                yield StatBatch(
+                    config_ids=[info.id for info in infos],
+                    heads=[
+                        result_head(
+                            sweep_id, ConfigResults(info.config_hash, info.config, info.axes)
+                        )
+                        for info in infos
+                    ],
+                    rows=rows,
+                )
+                continue
+            by_id = records_by_configuration(rows)
             if open_ids:
                 by_id.update(
                     partial_records(session=session, sweep_id=sweep_id, configuration_ids=open_ids)
                 )
             configs = _config_results(infos, by_id)
-            self.n_complete += sum(c.complete for c in configs)
             self.n_with_trials += sum(bool(c.records) for c in configs)
             records = result_rows(sweep_id, configs, **self._filters)
             if self._theory:

@@ -8,35 +8,23 @@ is bit-identical however its chunks were scheduled, and re-running it rewrites i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
-from models import (
-    Chunk,
-    ChunkStat,
-    Configuration,
-    LayerStat,
-    StatColumns,
-    SweepConfiguration,
-    utcnow,
-)
+from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
 from worker.contract import LayerRecord, merge_records
-from worker.persist import record_from_row, record_order, record_values
+from worker.persist import (
+    STAT_FIELDS,
+    record_from_row,
+    record_from_values,
+    record_order,
+    record_values,
+)
 
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
-# The statistic columns of layer_stats, read as plain rows (no ORM objects: a streamed export
-# reads millions); `record_from_row` reads them by attribute.
-_STAT_NAMES = (
-    "layer",
-    "quantity",
-    "n_trials",
-    "n_finite",
-    "n_first_nonfinite",
-    "n_collapsed",
-    *(f"{name}_{part}" for name in ("mean", "std", "mean_sq") for part in ("mean", "m2")),
-)
+STAT_ROW: tuple[str, ...] = ("configuration_id", *STAT_FIELDS)  # a `layer_stat_rows` tuple
 
 
 def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
@@ -125,24 +113,30 @@ def sweep_layer_records(*, session: Session, sweep_id: int) -> dict[int, list[La
     return {k: sorted(v, key=record_order) for k, v in out.items()}
 
 
-def layer_records_of(
-    *, session: Session, configuration_ids: Sequence[int]
-) -> dict[int, list[LayerRecord]]:
-    """`sweep_layer_records` of these configurations only (one statement per 500 ids): the
-    batch of a streamed read."""
-    columns = [getattr(LayerStat, name) for name in _STAT_NAMES]
-    out: dict[int, list[LayerRecord]] = {}
+def layer_stat_rows(*, session: Session, configuration_ids: Sequence[int]) -> list[Any]:
+    """The aggregated rows of these configurations as plain tuples of the columns `STAT_ROW`
+    (configuration_id, then `worker.persist.STAT_FIELDS`), unordered: one statement per 500
+    ids, no ORM objects (a streamed export reads millions)."""
+    columns = [getattr(LayerStat, name) for name in STAT_FIELDS]
     ids = list(configuration_ids)
+    rows: list[Any] = []
+    connection = session.connection()  # Core execution: plain rows, no ORM loading step
     for i in range(0, len(ids), _IN_BATCH):
-        rows = session.execute(
-            select(LayerStat.configuration_id, *columns).where(
-                LayerStat.configuration_id.in_(ids[i : i + _IN_BATCH])
-            )
+        rows.extend(
+            connection.execute(
+                select(LayerStat.configuration_id, *columns).where(
+                    LayerStat.configuration_id.in_(ids[i : i + _IN_BATCH])
+                )
+            ).all()
         )
-        for row in rows:
-            # a Row has the columns as attributes: the mapping of record_from_row holds
-            record = record_from_row(cast(StatColumns, row))
-            out.setdefault(row.configuration_id, []).append(record)
+    return rows
+
+
+def records_by_configuration(rows: Sequence[Any]) -> dict[int, list[LayerRecord]]:
+    """configuration id -> its records in (layer, quantity) order, from `layer_stat_rows`."""
+    out: dict[int, list[LayerRecord]] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(record_from_values(row[1:]))
     return {k: sorted(v, key=record_order) for k, v in out.items()}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, select, update
@@ -278,6 +279,39 @@ def record_values(record: LayerRecord) -> dict[str, Any]:
         values[f"{name}_mean"] = _capped(mean)
         values[f"{name}_m2"] = _capped(m2)
     return values
+
+
+# The statistic columns of a chunk_stats or layer_stats row, in the order `record_from_values`
+# reads them (a bulk read selects these columns and gets plain tuples: no ORM objects).
+STAT_FIELDS: tuple[str, ...] = (
+    "layer",
+    "quantity",
+    "n_trials",
+    "n_finite",
+    "n_first_nonfinite",
+    "n_collapsed",
+    *(f"{name}_{part}" for name in OBSERVABLES for part in ("mean", "m2")),
+)
+
+
+def record_from_values(values: Sequence[Any]) -> LayerRecord:
+    """`record_from_row` of the values of `STAT_FIELDS`, in that order."""
+    layer, quantity, n_trials, n_finite, n_first_nonfinite, n_collapsed = values[:6]
+    moments = {
+        name: Moments(n_finite, values[6 + 2 * i], values[7 + 2 * i])
+        for i, name in enumerate(OBSERVABLES)
+    }
+    return LayerRecord(
+        layer=layer,
+        quantity=quantity,
+        n_trials=n_trials,
+        n_finite=n_finite,
+        n_first_nonfinite=n_first_nonfinite,
+        n_collapsed=n_collapsed,
+        mean=moments["mean"],
+        std=moments["std"],
+        mean_sq=moments["mean_sq"],
+    )
 
 
 def record_from_row(row: StatColumns) -> LayerRecord:

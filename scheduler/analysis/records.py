@@ -18,14 +18,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from scheduler.errors import UserError
-from worker.contract import LayerRecord, SimConfig
+from worker.contract import OBSERVABLES, LayerRecord, SimConfig
 from worker.stats import Moments
 
 __all__ = [
     "COLUMN_KINDS",
     "KINDS",
     "PARAM_KEYS",
+    "RECORD_KEYS",
     "STAT_KEYS",
     "ConfigResults",
     "Record",
@@ -36,6 +40,7 @@ __all__ = [
     "config_of",
     "config_params",
     "kind_value",
+    "record_columns",
     "record_row",
     "result_columns",
     "result_head",
@@ -91,6 +96,8 @@ COLUMN_KINDS: dict[str, str] = {
     "n_collapsed": "int",
     **{k: "float" for k in STAT_KEYS if not k.startswith("n_")},
 }
+# The columns of `record_row`, in its order (after a record's `result_head`).
+RECORD_KEYS = ("layer", "quantity", *STAT_KEYS)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _EXACT_IN_FLOAT = 1 << 53
 
@@ -174,6 +181,36 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
         "mean_sq_se": msq_se,
         "pooled_std": pooled,
     }
+
+
+Column = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]  # values, and where not None
+
+
+def record_columns(
+    n_finite: npt.NDArray[np.int64],
+    moments: Mapping[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+) -> dict[str, Column]:
+    """`record_row`'s float columns for many records at once: for each column its values and
+    where they are not None, bit for bit what `record_row` computes one record at a time.
+
+    `moments` maps each observable (`mean`, `std`, `mean_sq`) to its (mean, m2) over the
+    `n_finite` finite trials, one entry per record.
+    """
+    n = np.asarray(n_finite, dtype=np.int64)
+    nf = n.astype(np.float64)
+    out: dict[str, Column] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in OBSERVABLES:
+            mean, m2 = (np.asarray(a, dtype=np.float64) for a in moments[name])
+            out[name] = (mean, (n > 0) & np.isfinite(mean))
+            # Moments.sem: sqrt(variance / n), variance = m2 / (n - 1), for n > 1
+            sem = np.sqrt((m2 / (nf - 1.0)) / nf)
+            out[f"{name}_se"] = (sem, (n > 1) & np.isfinite(sem))
+        mean, msq = out["mean"][0], out["mean_sq"][0]
+        spread = msq - mean * mean  # record.mean.mean**2 is the correctly rounded square too
+        pooled = np.sqrt(np.where(spread < 0.0, 0.0, spread))  # max(spread, 0.0)
+    out["pooled_std"] = (pooled, (n > 0) & np.isfinite(pooled))
+    return out
 
 
 def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:

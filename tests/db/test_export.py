@@ -17,7 +17,7 @@ from sqlalchemy import event
 from models.db import session_scope
 from scheduler.errors import UnknownSweepError, UserError
 from scheduler.export import write_jsonl, write_parquet
-from scheduler.query import result_set, result_stream, results
+from scheduler.query import StatBatch, result_set, result_stream, results
 from scheduler.store import chunk_ids, create_sweep
 from tests.db.builders import config_plan, outcome_for, sim_config, sweep_plan
 from tests.db.conftest import Db
@@ -146,8 +146,12 @@ def test_parquet_and_jsonl_hold_the_json_values(
 
     with session_scope(db.factory) as session:
         stream = result_stream(session=session, sweep_id=sweep, theory=theory, batch_size=2)
-        n = write_parquet(stream, tmp_path / "out.parquet")
         kinds = stream.kinds
+        parts = [type(p) for p in stream.parts()]
+        # complete batches come unbuilt to the columnar writer, unless theory is asked for
+        assert (StatBatch in parts) is not theory and list in parts
+        stream = result_stream(session=session, sweep_id=sweep, theory=theory, batch_size=2)
+        n = write_parquet(stream, tmp_path / "out.parquet")
     assert n == len(as_json)
     table = pq.read_table(tmp_path / "out.parquet")
     assert table.schema.names == found.columns
@@ -200,6 +204,9 @@ def test_a_failed_export_leaves_no_file(db: Db, sweep: int, tmp_path: Path) -> N
             yield []
             raise Boom
 
+        def parts(self) -> Iterator[list[Any]]:
+            return iter(self)
+
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.jsonl").write_text("old\n")
@@ -236,3 +243,50 @@ def test_results_reads_some_columns_of_some_configurations(db: Db, sweep: int) -
         results(sweep, db=db.url, configs=[hashes[0], "abc"])
     with pytest.raises(TypeError):
         results(sweep, db=db.url, columns="layer")
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 500])
+def test_columnar_batches_are_the_records_bit_for_bit(
+    db: Db, tmp_path: Path, batch_size: int
+) -> None:
+    """Every configuration complete: the Parquet comes from `StatBatch`es (numpy), never from
+    records, and still holds exactly the JSON values, None included."""
+    plans = [
+        config_plan(
+            sim_config(activation="relu", depth=3, width=2 + i),
+            seed=3,
+            trials=1 if i % 2 else 5,  # one trial: no SE, and no mean where it overflowed
+            chunk_trials=1 + i % 3,
+            axes={"sigma_w": 0.5 * i, "label": None if i == 2 else f"l{i}"},
+        )
+        for i in range(10)
+    ]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=3))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id), salt=5)
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 10
+    found = _one_read(db, sweep_id)
+    as_json = json.loads(json.dumps(found.records, allow_nan=False))
+    assert any(r["mean"] is None for r in as_json) and any(r["mean_se"] is None for r in as_json)
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        assert all(isinstance(p, StatBatch) for p in stream.parts())
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        assert write_parquet(stream, tmp_path / "all.parquet") == len(as_json)
+        assert stream.complete and stream.n_with_trials == 10
+    table = pq.read_table(tmp_path / "all.parquet")
+    assert table.schema.names == found.columns
+    assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
+
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    lines = [json.loads(line) for line in text.getvalue().splitlines()]
+    assert lines == as_json and [list(r) for r in lines] == [list(r) for r in as_json]
+    assert_same_rows(as_json, lines, dict.fromkeys(found.columns, "json"))
+    assert text.getvalue() == "".join(
+        json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in found.records
+    )

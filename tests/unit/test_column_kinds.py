@@ -11,12 +11,16 @@ from scheduler.analysis.records import (
     COLUMN_KINDS,
     KINDS,
     PARAM_KEYS,
+    RECORD_KEYS,
     STAT_KEYS,
     axis_kind,
     column_kinds,
     columns_for_axes,
     kind_value,
+    record_row,
 )
+from worker.contract import LayerRecord
+from worker.stats import Moments
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +73,9 @@ def test_columns_follow_the_axes_in_first_seen_order() -> None:
     kinds = column_kinds(columns, axes)
     assert kinds["sigma_w"] == "float" and kinds["label"] == "str" and kinds["width"] == "int"
     assert column_kinds(["x"], [{"x": 1}], known={"x": "str"}) == {"x": "str"}
+
+
+def test_record_keys_are_record_row_in_order() -> None:
+    m = Moments(2, 1.0, 0.5)
+    record = LayerRecord(1, "activation", 3, 2, 1, 0, m, m, m)
+    assert tuple(record_row(record)) == RECORD_KEYS
