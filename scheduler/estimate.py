@@ -1,7 +1,8 @@
-"""Nominal work model of a sweep: random numbers, core-seconds and peak memory, machine-free.
+"""Work model of a sweep: a nominal, machine-free cost and a calibrated wall-time estimate.
 
-Deterministic on purpose (chunk sizes derive from it, and chunk sizes are part of a run's
-content address), so it never times this machine. Per trial of a configuration:
+The nominal model (random numbers, core-seconds, peak memory) is deterministic on purpose:
+chunk sizes derive from it, and chunk sizes are part of a run's content address, so it never
+times this machine. Per trial of a configuration:
 
 dense sampler (every kernel drawn):
     draws = sum_l fan_in_l * fan_out_l            weights
@@ -23,7 +24,22 @@ sub-batch.
 
 Calibrated once against `worker.sim` on one CPU core (TF 2.x, float32, 1 thread): stateless
 uniforms ~1.5e8/s; normals and Keras truncated normals ~3x slower (Box-Muller); a 512x512 QR
-~25 ms. Typical error is within 2x (small kernels run slower than the model).
+~25 ms. It counts arithmetic only, so it is far below the wall time of small sweeps.
+
+The wall estimate (`wall_estimate`, `WallModel`) is what `validate` prints as "about ... here":
+`initsweep run` on `workers` local processes, from the command's start to its exit:
+
+    wall = cli_start + worker_start * ceil(P / C)
+         + max(sum_chunks(work) + traces * trace) / min(P, C), longest chunk + its trace)
+    work = n_sub * (call + depth * layer) + n_trials * per_trial + chunk_overhead
+
+with P = min(workers, chunks) processes on C cores; `traces` is one per (configuration,
+process that runs any of its chunks), min(chunks of the configuration, P) because a
+configuration's chunks are dispatched together; n_sub = sub-batches of the chunk
+(`worker.memory.sub_batch_size`); per_trial prices the nominal counts at measured rates per
+weight family (truncated normals and QR cost more than the nominal ratio) times a per-dtype
+factor. `benchmarks/bench_estimate.py --calibrate` measures the constants;
+`benchmarks/bench_estimate.py` prints estimate vs actual for every example (within 2x).
 """
 
 from __future__ import annotations
@@ -153,3 +169,133 @@ def _uniform_kernels(config: SimConfig) -> bool:
     if config.sampler == "conditional":
         return False
     return family(config.init) == "uniform"
+
+
+# --- wall time on this kind of machine --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WallModel:
+    """Constants of the wall-time model (module docstring), seconds unless stated.
+
+    Measured by `benchmarks/bench_estimate.py --calibrate` on `machine`; per-draw costs price
+    `random_numbers_per_trial` by the kernel family (`worker.schemes.family`), Gaussian extras
+    (input, probe, biases) at the normal rate, and `flops_per_trial` at `flop_s`.
+    """
+
+    machine: str
+    cli_start_s: float  # interpreter, imports, plan, record
+    worker_start_s: float  # spawn + TensorFlow import + runtime set-up, one process on a core
+    trace_s: dict[str, float]  # graph trace, per (configuration, process), by sampler
+    orthogonal_trace_s: float  # extra trace cost of the QR kernels
+    call_s: dict[str, float]  # per sub-batch call, by sampler
+    layer_s: dict[str, float]  # per layer of a sub-batch call (loop iteration), by sampler
+    draw_s: dict[str, float]  # per random number, by kernel family / "conditional"
+    flop_s: float
+    dtype_factor: dict[str, float]
+    chunk_overhead_s: float  # claim, save, aggregate and dispatch of one chunk
+    finish_s: float  # pool shutdown and summary
+    finish_per_config_s: float  # the sweep's closing pass, per configuration
+
+
+DEFAULT_WALL_MODEL = WallModel(
+    machine="2-core x86-64 VM, TensorFlow 2.x CPU, one TF thread per process (2026-12)",
+    cli_start_s=1.5,
+    worker_start_s=6.0,
+    trace_s={"dense": 0.75, "conditional": 1.4},
+    orthogonal_trace_s=0.3,
+    call_s={"dense": 0.002, "conditional": 0.002},
+    layer_s={"dense": 0.0005, "conditional": 0.0005},
+    draw_s={
+        "normal": 2.0e-8,
+        "truncated": 3.0e-8,
+        "uniform": 7.0e-9,
+        "orthogonal": 2.0e-8,
+        "conditional": 2.0e-8,
+    },
+    flop_s=7.0e-11,
+    dtype_factor={"float32": 1.0, "float64": 2.0, "float16": 4.0, "bfloat16": 4.0},
+    chunk_overhead_s=0.04,
+    finish_s=1.0,
+    finish_per_config_s=0.02,
+)
+
+
+@dataclass(frozen=True)
+class WallEstimate:
+    """Predicted wall time of `initsweep run` and its parts (seconds)."""
+
+    seconds: float
+    start_s: float
+    traces: int
+    trace_s: float
+    compute_s: float
+    workers: int
+
+    def line(self) -> str:
+        """The `validate` line."""
+        return (
+            f"wall (estimate)  about {duration(self.seconds)} here with {self.workers} worker "
+            f"process{'es' if self.workers != 1 else ''}: start-up {duration(self.start_s)}, "
+            f"{self.traces:,} graph traces {duration(self.trace_s)}, trials "
+            f"{duration(self.compute_s)} of core time"
+        )
+
+
+def trial_wall_seconds(config: SimConfig, model: WallModel = DEFAULT_WALL_MODEL) -> float:
+    """Measured-rate seconds of the arithmetic of one trial (no per-call or per-layer costs)."""
+    extra = _gaussian_extra_draws(config)
+    kind = "conditional" if config.sampler == "conditional" else family(config.init)
+    kernel = random_numbers_per_trial(config) - extra
+    seconds = kernel * model.draw_s[kind] + extra * model.draw_s["normal"]
+    seconds += flops_per_trial(config) * model.flop_s
+    return seconds * model.dtype_factor.get(config.dtype, 1.0)
+
+
+def wall_estimate(
+    plan: SweepPlan,
+    *,
+    workers: int,
+    cores: int | None = None,
+    model: WallModel = DEFAULT_WALL_MODEL,
+) -> WallEstimate:
+    """Wall time of `initsweep run` of `plan` on `workers` local processes (module docstring)."""
+    import os
+
+    cores = max(1, cores if cores is not None else os.cpu_count() or 1)
+    procs = max(1, min(workers, plan.n_chunks))
+    parallel = min(procs, cores)
+    start = model.cli_start_s + model.worker_start_s * -(-procs // cores)
+    work = trace_total = 0.0
+    traces = 0
+    longest = 0.0
+    for cp in plan.configs:
+        cfg = cp.config
+        n_chunks = len(cp.chunks)
+        if not n_chunks:
+            continue
+        per_sub = model.call_s[cfg.sampler] + cfg.depth * model.layer_s[cfg.sampler]
+        per_trial = trial_wall_seconds(cfg, model)
+        trace = model.trace_s[cfg.sampler]
+        trace += model.orthogonal_trace_s if cfg.init.name == "orthogonal" else 0.0
+        trace *= model.dtype_factor.get(cfg.dtype, 1.0) ** 0.5
+        n_traces = min(n_chunks, procs)
+        traces += n_traces
+        trace_total += n_traces * trace
+        full, last = divmod(cp.trials, cp.chunk_trials)
+        for n, count in ((cp.chunk_trials, full), (last, 1 if last else 0)):
+            if not count:
+                continue
+            size = sub_batch_size(cfg, n, plan.memory_budget_bytes)
+            chunk = -(-n // size) * per_sub + n * per_trial + model.chunk_overhead_s
+            work += count * chunk
+            longest = max(longest, chunk + trace)
+    compute = max((work + trace_total) / parallel, longest)
+    return WallEstimate(
+        seconds=start + compute + model.finish_s + model.finish_per_config_s * len(plan.configs),
+        start_s=start,
+        traces=traces,
+        trace_s=trace_total,
+        compute_s=work,
+        workers=procs,
+    )

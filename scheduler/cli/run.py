@@ -18,15 +18,21 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-def validate(spec: str) -> None:
-    """Check SPEC and print what it expands to, without touching a database."""
-    from scheduler.estimate import estimate
+@WORKERS_OPTION
+def validate(spec: str, workers: int | None) -> None:
+    """Check SPEC and print what it expands to, without touching a database.
+
+    The wall estimate is for `initsweep run SPEC` with --workers processes on this machine."""
+    from scheduler.estimate import estimate, wall_estimate
     from scheduler.sweeps import plan_spec
+    from worker.pool import default_workers
 
     plan = plan_spec(spec)
     click.echo(f"{spec}: valid sweep {plan.name!r}")
     for line in estimate(plan).lines():
         click.echo(f"  {line}")
+    wall = wall_estimate(plan, workers=workers or default_workers())
+    click.echo(f"  {wall.line()}")
 
 
 @click.command()
