@@ -214,7 +214,7 @@ def _deepest(configs: list[_Config], varying: list[str]) -> tuple[list[_Config],
 
 def plot_layers(records: Iterable[Record], path: str | Path) -> Path:
     """Per-layer std of activations and gradients (log y), ±2 SE, theory dashed; PNG at `path`."""
-    return _save(_layers_figure(_configs(records)), path)
+    return save_figure(_layers_figure(_configs(records)), path)
 
 
 def _layers_figure(all_configs: list[_Config]) -> Figure:
@@ -295,7 +295,7 @@ def _colors(n: int) -> list[Any]:
 
 def plot_explosion(records: Iterable[Record], path: str | Path) -> Path:
     """Heatmaps configurations x layers of overflow (at or before) and collapse; PNG at `path`."""
-    return _save(_explosion_figure(_configs(records)), path)
+    return save_figure(_explosion_figure(_configs(records)), path)
 
 
 _EXPLOSION_ROWS = 30
@@ -430,7 +430,7 @@ def _edges(values: Sequence[float]) -> list[float]:
 
 def plot_phase(records: Iterable[Record], path: str | Path) -> Path:
     """Order-to-chaos map over a (sigma_w, sigma_b) grid with the chi_1 = 1 line; PNG at `path`."""
-    return _save(_phase_figure(_configs(records)), path)
+    return save_figure(_phase_figure(_configs(records)), path)
 
 
 def _phase_figure(configs: list[_Config]) -> Figure:
@@ -567,28 +567,40 @@ _FIGURES: dict[str, Callable[[list[_Config]], Figure]] = {
 KINDS: tuple[str, ...] = tuple(_FIGURES)
 
 
-def _figure(kind: str, records: Iterable[Record]) -> Figure:
+def figure(kind: str, records: Iterable[Record]) -> Figure:
+    """The figure `kind` (one of `KINDS`) of `records` (rows with theory columns)."""
     if kind not in _FIGURES:
         raise UserError(f"plot --kind: expected one of {', '.join(KINDS)}. Received: {kind!r}")
     return _FIGURES[kind](_configs(records))
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+FORMATS: dict[str, str] = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` to `path` in the format its extension names (`FORMATS`)."""
     out = Path(path)
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise UserError(
+            f"plot output {str(out)!r}: unknown extension {out.suffix!r}; expected one of "
+            + ", ".join(FORMATS)
+        )
     try:
-        fig.savefig(out, format="png", dpi=_DPI)
+        fig.savefig(out, format=fmt, dpi=_DPI)
     except OSError as exc:
         raise UserError(f"plot output {str(out)!r}: cannot write. Received: {exc}") from exc
     return out
 
 
 def plot(kind: str, records: Iterable[Record], path: str | Path) -> Path:
-    """Write the figure `kind` (layers, explosion, phase) of `records` as a PNG at `path`."""
-    return _save(_figure(kind, records), path)
+    """Write the figure `kind` (layers, explosion, phase) of `records` at `path` (PNG, PDF or
+    SVG by the extension)."""
+    return save_figure(figure(kind, records), path)
 
 
 def plot_png(kind: str, records: Iterable[Record]) -> bytes:
     """The figure `kind` of `records` as PNG bytes (for embedding)."""
     buf = io.BytesIO()
-    _figure(kind, records).savefig(buf, format="png", dpi=_DPI)
+    figure(kind, records).savefig(buf, format="png", dpi=_DPI)
     return buf.getvalue()

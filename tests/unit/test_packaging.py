@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-PRODUCT = ("models", "worker", "scheduler")
+PRODUCT = ("initsweep", "models", "worker", "scheduler")
 # distribution name -> the module it provides, where they differ
 MODULE_OF = {"pyyaml": "yaml", "tensorflow-cpu": "tensorflow", "psycopg": "psycopg"}
 LOADED_BY_URL = {"psycopg"}  # the PostgreSQL driver: named in URLs, not imported
