@@ -107,9 +107,10 @@ def run(spec: Spec, *, db: str | None = None, workers: int | None = None) -> Swe
     `InterruptedRun`; `Sweep.resume()` or `initsweep resume` continues it.
     """
     from scheduler.database import open_database
-    from scheduler.sweeps import record
+    from scheduler.sweeps import record, require_compute
 
     plan = _plan(spec)
+    require_compute("run")  # before anything is recorded
     with open_database(db) as factory:
         sweep_id = record(factory, plan)
     sweep = Sweep(sweep_id, db)
