@@ -17,5 +17,7 @@ INSTALL_HINT = (
 def compute_problem() -> str | None:
     """Why this environment cannot run chunks, or None when TensorFlow is importable."""
     if importlib.util.find_spec("tensorflow") is None:
-        return f"TensorFlow is not installed in this environment; to run chunks here: {INSTALL_HINT}"
+        return (
+            f"TensorFlow is not installed in this environment; to run chunks here: {INSTALL_HINT}"
+        )
     return None

@@ -67,8 +67,10 @@ def test_the_image_ships_every_package_installed_for_real() -> None:
     import tomllib
 
     text = (ROOT / "Dockerfile").read_text()
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]
     for top in {p.split(".")[0] for p in packages} - {"models"} | {"models", "alembic"}:
         assert f"COPY {top} ./{top}" in text, top
-    assert "pip install --no-cache-dir \".[${EXTRA}]\"" in text and " -e " not in text
+    assert 'pip install --no-cache-dir ".[${EXTRA}]"' in text and " -e " not in text
     assert "ARG EXTRA=cpu" in text

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
 from scheduler.cli.main import main
 from worker.requirements import INSTALL_HINT, compute_problem
 
@@ -24,7 +25,9 @@ def test_missing_tensorflow_is_one_line_and_nothing_is_written(
 ) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorflow" else real(name, *a),
     )
     assert compute_problem() is not None and INSTALL_HINT in str(compute_problem())
     db = tmp_path / "x.db"
