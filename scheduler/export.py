@@ -30,11 +30,12 @@ from scheduler.analysis.records import (
     COLUMN_KINDS,
     RECORD_KEYS,
     Record,
+    distribution_columns,
     kind_value,
     record_columns,
 )
 from scheduler.query import StatBatch
-from worker.aggregate import STAT_ROW
+from worker.aggregate import STAT_ROW, row_distributions
 from worker.contract import OBSERVABLES, QUANTITIES
 
 if TYPE_CHECKING:
@@ -121,7 +122,10 @@ def _columns(batch: StatBatch) -> _Columns:
         layer=layer[order],
         quantity=_QUANTITY_NAMES[quantity[order]],
         counts=counts,
-        stats=record_columns(counts["n_finite"], moments),
+        stats={
+            **record_columns(counts["n_finite"], moments),
+            **distribution_columns(row_distributions([batch.rows[i] for i in order])),
+        },
     )
 
 

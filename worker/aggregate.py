@@ -14,9 +14,11 @@ from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
-from worker.contract import LayerRecord, merge_records
+from worker.contract import LayerRecord, TrialDistribution, merge_records
 from worker.persist import (
+    DIST_FIELDS,
     STAT_FIELDS,
+    distribution_from_values,
     record_from_row,
     record_from_values,
     record_order,
@@ -130,6 +132,13 @@ def layer_stat_rows(*, session: Session, configuration_ids: Sequence[int]) -> li
             ).all()
         )
     return rows
+
+
+def row_distributions(rows: Sequence[Any]) -> list[TrialDistribution | None]:
+    """The per-trial distribution of each `layer_stat_rows` tuple (None: not recorded)."""
+    start = STAT_ROW.index(DIST_FIELDS[0])
+    stop = start + len(DIST_FIELDS)
+    return [distribution_from_values(row[start:stop]) for row in rows]
 
 
 def records_by_configuration(rows: Sequence[Any]) -> dict[int, list[LayerRecord]]:

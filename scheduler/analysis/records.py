@@ -3,7 +3,9 @@
 A record holds the configuration's parameters and axis values, the trial counts, and for each
 per-trial unit statistic (`mean`, `std`, `mean_sq`) its average over the finite trials with the
 standard error of that average. `pooled_std` is the std of all values of all finite trials
-pooled: sqrt(E_t[mean_sq] - E_t[mean]^2). Its columns are what `initsweep results` prints (JSON,
+pooled: sqrt(E_t[mean_sq] - E_t[mean]^2). The per-trial distribution (`distribution_row`):
+the mean of log(mean_sq) over trials and its variance, each with its standard error, and the
+5%, 50% and 95% quantiles of each statistic over the finite trials, read from its histogram. Its columns are what `initsweep results` prints (JSON,
 CSV); the `SimConfig` it belongs to rides along as the attribute `Record.config`, outside the
 columns, so analysis reads schemes from the configuration, never from a rendered label.
 Each column has one kind for typed exports (Parquet): `COLUMN_KINDS` for the fixed columns,
@@ -22,13 +24,15 @@ import numpy as np
 import numpy.typing as npt
 
 from scheduler.errors import UserError
-from worker.contract import OBSERVABLES, LayerRecord, SimConfig
+from worker.contract import OBSERVABLES, LayerRecord, SimConfig, TrialDistribution
 from worker.stats import Moments
 
 __all__ = [
     "COLUMN_KINDS",
+    "DIST_KEYS",
     "KINDS",
     "PARAM_KEYS",
+    "QUANTILES",
     "RECORD_KEYS",
     "STAT_KEYS",
     "ConfigResults",
@@ -39,6 +43,8 @@ __all__ = [
     "config_columns",
     "config_of",
     "config_params",
+    "distribution_columns",
+    "distribution_row",
     "kind_value",
     "record_columns",
     "record_row",
@@ -47,6 +53,15 @@ __all__ = [
     "result_rows",
 ]
 
+# The quantiles of every statistic's per-trial distribution that results show: (suffix, p).
+QUANTILES: tuple[tuple[str, float], ...] = (("q05", 0.05), ("median", 0.5), ("q95", 0.95))
+DIST_KEYS = (
+    "log_mean_sq",
+    "log_mean_sq_se",
+    "log_mean_sq_var",
+    "log_mean_sq_var_se",
+    *(f"{name}_{suffix}" for name in OBSERVABLES for suffix, _ in QUANTILES),
+)
 STAT_KEYS = (
     "n_trials",
     "n_finite",
@@ -59,6 +74,7 @@ STAT_KEYS = (
     "mean_sq",
     "mean_sq_se",
     "pooled_std",
+    *DIST_KEYS,
 )
 PARAM_KEYS = (
     "init",
@@ -180,7 +196,42 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
         "mean_sq": msq,
         "mean_sq_se": msq_se,
         "pooled_std": pooled,
+        **distribution_row(record.dist),
     }
+
+
+def distribution_row(dist: TrialDistribution | None) -> dict[str, float | None]:
+    """The `DIST_KEYS` columns of a per-trial distribution (all None when not recorded).
+
+    log_mean_sq is the mean over trials of log(mean_sq) (natural log; trials whose mean_sq is
+    0 left out), log_mean_sq_var its sample variance (ddof=1), each with its standard error
+    (`Moments4.sem`, `variance_se`); `{statistic}_{q05,median,q95}` are `Histogram.quantile`.
+    """
+    if dist is None:
+        return dict.fromkeys(DIST_KEYS)
+    log = dist.log_mean_sq
+    row: dict[str, float | None] = {
+        "log_mean_sq": _json_float(log.mean) if log.n else None,
+        "log_mean_sq_se": _json_float(log.sem),
+        "log_mean_sq_var": _json_float(log.variance),
+        "log_mean_sq_var_se": _json_float(log.variance_se),
+    }
+    for name in OBSERVABLES:
+        hist = dist.histogram(name)
+        for suffix, p in QUANTILES:
+            row[f"{name}_{suffix}"] = _json_float(hist.quantile(p))
+    return row
+
+
+def distribution_columns(dists: Sequence[TrialDistribution | None]) -> dict[str, Column]:
+    """`distribution_row`'s columns for many records at once, values and where not None."""
+    rows = [distribution_row(d) for d in dists]
+    out: dict[str, Column] = {}
+    for key in DIST_KEYS:
+        values = [r[key] for r in rows]
+        valid = np.array([v is not None for v in values], dtype=bool)
+        out[key] = (np.array([0.0 if v is None else v for v in values], dtype=np.float64), valid)
+    return out
 
 
 Column = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]  # values, and where not None
