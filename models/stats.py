@@ -55,10 +55,22 @@ class ChunkStat(StatColumns, Base):
 
 
 class LayerStat(StatColumns, Base):
-    """Statistics of one (layer, quantity) over all trials of a configuration (merged chunks)."""
+    """Statistics of one (layer, quantity) over all trials of a configuration (merged chunks),
+    with the quantiles its histograms give (computed once, when it is aggregated, so a
+    columnar read never decodes a histogram; NULL where there is none or it is beyond float64)."""
 
     __tablename__ = "layer_stats"
     __table_args__ = (UniqueConstraint("configuration_id", "layer", "quantity"),)
+
+    mean_q05: Mapped[float | None]
+    mean_median: Mapped[float | None]
+    mean_q95: Mapped[float | None]
+    std_q05: Mapped[float | None]
+    std_median: Mapped[float | None]
+    std_q95: Mapped[float | None]
+    mean_sq_q05: Mapped[float | None]
+    mean_sq_median: Mapped[float | None]
+    mean_sq_q95: Mapped[float | None]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     configuration_id: Mapped[int] = mapped_column(

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from scheduler.analysis.records import (
     COLUMN_KINDS,
+    QUANTILE_KEYS,
     RECORD_KEYS,
     Record,
     distribution_columns,
@@ -35,7 +36,7 @@ from scheduler.analysis.records import (
     record_columns,
 )
 from scheduler.query import StatBatch
-from worker.aggregate import STAT_ROW, row_distributions
+from worker.aggregate import STAT_ROW
 from worker.contract import OBSERVABLES, QUANTITIES
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ _QUANTITY_ORDER = {q: i for i, q in enumerate(QUANTITIES)}
 _COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
 _AT = {name: i for i, name in enumerate(STAT_ROW)}  # where each column is in a row tuple
 _QUANTITY_NAMES = np.array(QUANTITIES, dtype=object)
+_LOG_PARTS = ("n", "mean", "m2", "m3", "m4")
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,17 @@ def _columns(batch: StatBatch) -> _Columns:
         counts=counts,
         stats={
             **record_columns(counts["n_finite"], moments),
-            **distribution_columns(row_distributions([batch.rows[i] for i in order])),
+            **_distributions(columns, order),
         },
     )
+
+
+def _distributions(columns: list[Any], order: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """`distribution_columns` of the rows (record order) from their stored values."""
+    take = order.tolist()
+    log = [[columns[_AT[f"log_mean_sq_{p}"]][j] for j in take] for p in _LOG_PARTS]
+    quantiles = {name: [columns[_AT[name]][j] for j in take] for name in QUANTILE_KEYS}
+    return distribution_columns(log, quantiles)
 
 
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:

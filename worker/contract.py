@@ -39,6 +39,8 @@ QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be rou
 
 QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
 OBSERVABLES: tuple[str, ...] = ("mean", "std", "mean_sq")
+# The quantiles over trials of each observable that results show (read from its histogram).
+QUANTILES: tuple[tuple[str, float], ...] = (("q05", 0.05), ("median", 0.5), ("q95", 0.95))
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
 SAMPLERS: tuple[str, ...] = ("dense", "conditional")
 

@@ -32,8 +32,9 @@ hold ~1 byte of gap and ~1 byte of count each, and only nonzero bins are stored,
 costs about 2 bytes per occupied bin (a few hundred bytes for 1000 trials), not the span.
 
 Reading (`Histogram.quantile`): the p-quantile is read at rank t = p N in the bin whose
-cumulative count first reaches t, interpolated linearly in log|v| inside that bin; that bin
-holds the order statistic X_(ceil(t)), so the estimate is within a factor 2^(1/R) of it.
+cumulative count first reaches t, interpolated linearly between that bin's edges (`edges`:
+the thresholds, so exact); that bin holds the order statistic X_(ceil(t)), so the estimate is
+within a factor 2^(1/R) of it. `batch_quantiles` reads many stored histograms at once.
 `tail(x)` bounds the fraction of trials above x exactly (the bin of x is the only unknown).
 """
 
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -53,7 +54,10 @@ __all__ = [
     "DTYPE_EXPONENTS",
     "K_MIN",
     "Histogram",
+    "batch_quantiles",
     "bin_index",
+    "bin_values",
+    "edges",
     "histogram_columns",
     "k_span",
     "keys",
@@ -119,17 +123,31 @@ def keys(values: npt.ArrayLike, dtype: str) -> npt.NDArray[np.int64]:
     return keys_from_index(k, np.sign(v), dtype)
 
 
-def _bin_value(key: int, position: float) -> float:
-    """The value at `position` in [0, 1] through the bin of `key`, ascending, log-linear."""
-    if key == 0:
-        return 0.0
-    k = abs(key) - 1 + K_MIN
-    exponent = (k + (position if key > 0 else 1.0 - position)) / BINS_PER_OCTAVE
-    try:
-        magnitude = math.pow(2.0, exponent)
-    except OverflowError:  # a mean_sq beyond float64
-        magnitude = math.inf
-    return magnitude if key > 0 else -magnitude
+_EDGES = np.concatenate(([1.0], _THRESHOLDS[BINS_PER_OCTAVE]))  # 2^(j/R), j = 0..R-1
+
+
+def edges(k: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The lower edge of bin k: the threshold 2^(j/R) of `bin_index`, times 2^(k div R)
+    (exact: a table and ldexp; +inf beyond float64)."""
+    kk = np.asarray(k, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        return np.ldexp(_EDGES[kk % BINS_PER_OCTAVE], (kk // BINS_PER_OCTAVE).astype(np.int32))
+
+
+def bin_values(bin_keys: npt.ArrayLike, positions: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The value at `positions` in [0, 1] through the bins of `bin_keys`, in ascending order of
+    value: lo + position (hi - lo) between the bin's edges (0 for key 0).
+
+    Elementwise IEEE arithmetic only, so a value is the same bit for bit whatever the array
+    (one record's quantiles and a whole export batch's agree)."""
+    key = np.asarray(bin_keys, dtype=np.int64)
+    pos = np.asarray(positions, dtype=np.float64)
+    k = np.abs(key) - 1 + K_MIN
+    lo, hi = edges(k), edges(k + 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        up = lo + pos * (hi - lo)
+        down = -(hi - pos * (hi - lo))
+    return np.where(key > 0, up, np.where(key < 0, down, 0.0))
 
 
 def _uleb(values: Iterable[int]) -> bytes:
@@ -222,17 +240,15 @@ class Histogram:
 
         Within a factor 2^(1/R) of the order statistic X_(ceil(p N)) (module docstring).
         """
-        if not 0.0 < p < 1.0:
-            raise ValueError(f"p: expected 0 < p < 1. Received: {p}")
+        return self.quantiles([p])[0]
+
+    def quantiles(self, ps: Sequence[float]) -> list[float]:
+        """`quantile` of each of `ps`, in one pass over the bins."""
+        _check_ps(ps)
         if not self.keys:
-            return math.nan
-        t = p * self.n
-        below = 0
-        for key, count in zip(self.keys, self.counts, strict=True):
-            if below + count >= t:
-                return _bin_value(key, (t - below) / count)
-            below += count
-        return _bin_value(self.keys[-1], 1.0)  # rounding of t
+            return [math.nan] * len(ps)
+        found = _quantiles(np.asarray(self.keys), np.asarray(self.counts), np.array([0]), ps)
+        return [float(v) for v in found[0]]
 
     def tail(self, x: float) -> tuple[float, float]:
         """Bounds (lo, hi) on the fraction of trials whose value exceeds x; nans if empty."""
@@ -249,6 +265,78 @@ class Histogram:
         # the bin of x may hold trials on either side of x; the zero bin holds exactly 0 = x
         at = 0 if key == 0 else sum(c for k, c in pairs if k == key)
         return above / n, (above + at) / n
+
+
+def _check_ps(ps: Sequence[float]) -> None:
+    if any(not 0.0 < p < 1.0 for p in ps):
+        raise ValueError(f"p: expected 0 < p < 1. Received: {list(ps)}")
+
+
+def _quantiles(
+    bin_keys: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    ps: Sequence[float],
+) -> npt.NDArray[np.float64]:
+    """Quantiles (histograms x ps) of nonempty histograms laid end to end: histogram i holds
+    bins starts[i]..starts[i+1]-1 of `bin_keys`/`counts` (module docstring, "Reading")."""
+    cum = np.cumsum(counts)
+    ends = np.append(starts[1:], len(counts)) - 1
+    base = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0)
+    total = cum[ends] - base
+    t = total[:, None].astype(np.float64) * np.asarray(ps, dtype=np.float64)[None, :]
+    at = np.searchsorted(cum, base[:, None] + t, side="left")  # first bin with cum >= t
+    at = np.minimum(at, ends[:, None])
+    below = np.where(at > 0, cum[np.maximum(at - 1, 0)], 0) - base[:, None]
+    position = np.clip((t - below) / counts[at], 0.0, 1.0)
+    return bin_values(bin_keys[at], position)
+
+
+def batch_quantiles(
+    blobs: Sequence[bytes | None], ps: Sequence[float]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """`Histogram.decode(blob).quantiles(ps)` of many stored histograms at once (vectorised:
+    one decode and one search for all), bit for bit; (values (blobs x ps), where present:
+    not None and not empty)."""
+    _check_ps(ps)
+    out = np.full((len(blobs), len(ps)), np.nan)
+    present = [i for i, b in enumerate(blobs) if b is not None]
+    if not present:
+        return out, np.zeros(out.shape, dtype=bool)
+    datas = [bytes(blobs[i]) for i in present]  # type: ignore[arg-type]
+    if any(not d or d[0] != VERSION for d in datas):
+        raise ValueError(f"histogram: expected version {VERSION} in every stored histogram")
+    values = _unuleb(b"".join(d[1:] for d in datas))
+    sizes = np.array([len(d) - 1 for d in datas])
+    # integers per histogram: its bytes below 0x80 (each integer ends with one)
+    raw = np.frombuffer(b"".join(d[1:] for d in datas), dtype=np.uint8)
+    ints = np.add.reduceat((raw < 0x80).astype(np.int64), np.cumsum(sizes) - sizes)
+    offsets = np.cumsum(ints) - ints
+    n = values[offsets + 1]
+    if not np.array_equal(ints, np.where(n > 0, 2 * n + 1, 2)):
+        raise ValueError("histogram: expected 2n + 1 integers in every stored histogram")
+    nonempty = n > 0
+    zz = values[offsets]
+    first = np.where(zz % 2 == 0, zz // 2, -(zz + 1) // 2)
+    # gaps and counts of each nonempty histogram, end to end
+    rows = np.flatnonzero(nonempty)
+    nb = n[rows]
+    starts = np.cumsum(nb) - nb
+    seg = np.repeat(np.arange(rows.size), nb)
+    within = np.arange(int(nb.sum())) - starts[seg]
+    gap_at = offsets[rows][seg] + 1 + within  # gap i-1 of a bin i > 0 at offset + 2 + (i - 1)
+    gaps = np.where(within > 0, values[gap_at], 0)
+    cum_gaps = np.cumsum(gaps)
+    bin_keys = first[rows][seg] + cum_gaps - (cum_gaps[starts] - gaps[starts])[seg]
+    counts = values[offsets[rows][seg] + 1 + nb[seg] + within]
+    if (gaps[within > 0] <= 0).any() or (counts <= 0).any():
+        raise ValueError("histogram: expected positive gaps and counts")
+    found = _quantiles(bin_keys, counts, starts, ps) if rows.size else np.zeros((0, len(ps)))
+    index = np.array(present)[rows]
+    out[index] = found
+    valid = np.zeros(out.shape, dtype=bool)
+    valid[index] = np.isfinite(found)
+    return out, valid
 
 
 def histogram_columns(

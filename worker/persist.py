@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from models import Chunk, ChunkStat, Configuration, StatColumns, Sweep, SweepConfiguration, utcnow
 from worker.contract import (
     OBSERVABLES,
+    QUANTILES,
     QUANTITIES,
     ChunkOutcome,
     ChunkTask,
@@ -316,6 +317,25 @@ def distribution_values(record: LayerRecord) -> dict[str, Any]:
                 f"trials. Received: {hist.n}"
             )
         values[f"{name}_hist"] = hist.encode()
+    return values
+
+
+# layer_stats only: the quantiles of each histogram (`QUANTILES`), computed when aggregated.
+QUANTILE_FIELDS: tuple[str, ...] = tuple(
+    f"{name}_{suffix}" for name in OBSERVABLES for suffix, _ in QUANTILES
+)
+
+
+def quantile_values(record: LayerRecord) -> dict[str, float | None]:
+    """The `QUANTILE_FIELDS` of an aggregated record: `Histogram.quantiles` of each observable
+    (None without a distribution, for an empty one, or beyond float64)."""
+    values: dict[str, float | None] = dict.fromkeys(QUANTILE_FIELDS)
+    if record.dist is None:
+        return values
+    for name in OBSERVABLES:
+        found = record.dist.histogram(name).quantiles([p for _, p in QUANTILES])
+        for (suffix, _), x in zip(QUANTILES, found, strict=True):
+            values[f"{name}_{suffix}"] = x if math.isfinite(x) else None
     return values
 
 

@@ -1,4 +1,5 @@
-"""Per-trial distributions: log(mean_sq) moments and histograms on chunk_stats and layer_stats.
+"""Per-trial distributions: log(mean_sq) moments and histograms on chunk_stats and layer_stats,
+and the quantiles of the aggregated histograms on layer_stats.
 
 Revision ID: 0003
 Revises: 0002
@@ -24,6 +25,7 @@ depends_on: str | Sequence[str] | None = None
 TABLES = ("chunk_stats", "layer_stats")
 LOG_MOMENTS = ("log_mean_sq_mean", "log_mean_sq_m2", "log_mean_sq_m3", "log_mean_sq_m4")
 HISTOGRAMS = ("mean_hist", "std_hist", "mean_sq_hist")
+QUANTILES = tuple(f"{o}_{q}" for o in ("mean", "std", "mean_sq") for q in ("q05", "median", "q95"))
 
 
 def upgrade() -> None:
@@ -34,9 +36,15 @@ def upgrade() -> None:
                 batch.add_column(sa.Column(name, sa.Double(), nullable=True))
             for name in HISTOGRAMS:
                 batch.add_column(sa.Column(name, sa.LargeBinary(), nullable=True))
+    with op.batch_alter_table("layer_stats") as batch:
+        for name in QUANTILES:
+            batch.add_column(sa.Column(name, sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("layer_stats") as batch:
+        for name in QUANTILES:
+            batch.drop_column(name)
     for table in TABLES:
         with op.batch_alter_table(table) as batch:
             for name in ("log_mean_sq_n", *LOG_MOMENTS, *HISTOGRAMS):

@@ -24,15 +24,15 @@ import numpy as np
 import numpy.typing as npt
 
 from scheduler.errors import UserError
-from worker.contract import OBSERVABLES, LayerRecord, SimConfig, TrialDistribution
-from worker.stats import Moments
+from worker.contract import OBSERVABLES, QUANTILES, LayerRecord, SimConfig, TrialDistribution
+from worker.stats import Moments, Moments4
 
 __all__ = [
     "COLUMN_KINDS",
     "DIST_KEYS",
     "KINDS",
     "PARAM_KEYS",
-    "QUANTILES",
+    "QUANTILE_KEYS",
     "RECORD_KEYS",
     "STAT_KEYS",
     "ConfigResults",
@@ -45,6 +45,7 @@ __all__ = [
     "config_params",
     "distribution_columns",
     "distribution_row",
+    "distribution_row_of",
     "kind_value",
     "record_columns",
     "record_row",
@@ -53,14 +54,13 @@ __all__ = [
     "result_rows",
 ]
 
-# The quantiles of every statistic's per-trial distribution that results show: (suffix, p).
-QUANTILES: tuple[tuple[str, float], ...] = (("q05", 0.05), ("median", 0.5), ("q95", 0.95))
+QUANTILE_KEYS = tuple(f"{name}_{suffix}" for name in OBSERVABLES for suffix, _ in QUANTILES)
 DIST_KEYS = (
     "log_mean_sq",
     "log_mean_sq_se",
     "log_mean_sq_var",
     "log_mean_sq_var_se",
-    *(f"{name}_{suffix}" for name in OBSERVABLES for suffix, _ in QUANTILES),
+    *QUANTILE_KEYS,
 )
 STAT_KEYS = (
     "n_trials",
@@ -209,29 +209,54 @@ def distribution_row(dist: TrialDistribution | None) -> dict[str, float | None]:
     """
     if dist is None:
         return dict.fromkeys(DIST_KEYS)
-    log = dist.log_mean_sq
-    row: dict[str, float | None] = {
+    row = distribution_row_of(dist.log_mean_sq)
+    ps = [p for _, p in QUANTILES]
+    for name in OBSERVABLES:
+        values = dist.histogram(name).quantiles(ps)
+        for (suffix, _), value in zip(QUANTILES, values, strict=True):
+            row[f"{name}_{suffix}"] = _json_float(value)
+    return row
+
+
+def distribution_columns(
+    log: Sequence[Sequence[Any]], quantiles: Mapping[str, Sequence[float | None]]
+) -> dict[str, Column]:
+    """`distribution_row`'s columns for many records at once, bit for bit: from each record's
+    log(mean_sq) (n, mean, m2, m3, m4), n None without a distribution, and the quantile
+    columns stored with aggregated records (`worker.persist.QUANTILE_FIELDS`; None: none)."""
+    n_raw, *parts = log
+    has = np.array([v is not None for v in n_raw], dtype=bool)
+    n = np.array([0 if v is None else v for v in n_raw], dtype=np.int64)
+    mean, m2, _, m4 = (np.array([0.0 if v is None else v for v in c], np.float64) for c in parts)
+    nf = n.astype(np.float64)
+    out: dict[str, Column] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Moments4.variance, sem and variance_se, operation for operation
+        s2 = m2 / (nf - 1.0)
+        sem = np.sqrt(s2 / nf)
+        spread = m4 / (nf * nf) - s2 * s2 * (nf - 3.0) / (nf * (nf - 1.0))
+        var_se = np.sqrt(np.where(spread < 0.0, 0.0, spread))
+    out["log_mean_sq"] = (mean, has & (n > 0) & np.isfinite(mean))
+    out["log_mean_sq_se"] = (sem, has & (n > 1) & np.isfinite(sem))
+    out["log_mean_sq_var"] = (s2, has & (n > 1) & np.isfinite(s2))
+    out["log_mean_sq_var_se"] = (var_se, has & (n > 3) & np.isfinite(var_se))
+    for key in QUANTILE_KEYS:
+        values = quantiles[key]
+        valid = np.array([v is not None for v in values], dtype=bool)
+        out[key] = (np.array([0.0 if v is None else v for v in values], dtype=np.float64), valid)
+    return out
+
+
+def distribution_row_of(log: Moments4 | None) -> dict[str, float | None]:
+    """The log(mean_sq) columns of `distribution_row` (all None without a distribution)."""
+    if log is None:
+        return dict.fromkeys(DIST_KEYS[:4])
+    return {
         "log_mean_sq": _json_float(log.mean) if log.n else None,
         "log_mean_sq_se": _json_float(log.sem),
         "log_mean_sq_var": _json_float(log.variance),
         "log_mean_sq_var_se": _json_float(log.variance_se),
     }
-    for name in OBSERVABLES:
-        hist = dist.histogram(name)
-        for suffix, p in QUANTILES:
-            row[f"{name}_{suffix}"] = _json_float(hist.quantile(p))
-    return row
-
-
-def distribution_columns(dists: Sequence[TrialDistribution | None]) -> dict[str, Column]:
-    """`distribution_row`'s columns for many records at once, values and where not None."""
-    rows = [distribution_row(d) for d in dists]
-    out: dict[str, Column] = {}
-    for key in DIST_KEYS:
-        values = [r[key] for r in rows]
-        valid = np.array([v is not None for v in values], dtype=bool)
-        out[key] = (np.array([0.0 if v is None else v for v in values], dtype=np.float64), valid)
-    return out
 
 
 Column = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]  # values, and where not None

@@ -15,6 +15,7 @@ from worker.histogram import (
     DTYPE_EXPONENTS,
     K_MIN,
     Histogram,
+    batch_quantiles,
     bin_index,
     histogram_columns,
     k_span,
@@ -217,3 +218,26 @@ def test_variance_se_matches_the_spread_of_the_sample_variance() -> None:
     ses = [Moments4.of(rng.normal(0.0, sigma, n)).variance_se for _ in range(400)]
     exact = math.sqrt(2.0 * sigma**4 / (n - 1))
     assert abs(float(np.mean(ses)) - exact) < 0.05 * exact
+
+
+def test_batch_quantiles_are_the_per_record_quantiles_bit_for_bit() -> None:
+    rng = np.random.default_rng(9)
+    ps = [0.05, 0.5, 0.95, 0.999]
+    hists = [
+        Histogram.of_keys(keys(rng.standard_normal(n) * np.exp(rng.normal(0, s, n)), "float64"))
+        for n, s in ((1, 0.0), (7, 1.0), (300, 0.1), (2000, 50.0), (40, 0.0))
+    ]
+    hists.insert(2, Histogram())
+    hists.append(Histogram((1, 5), (10**6, 3)))  # counts of several bytes
+    blobs: list[bytes | None] = [h.encode() for h in hists]
+    blobs.insert(1, None)
+    values, valid = batch_quantiles(blobs, ps)
+    expected = [hists[0], None, *hists[1:]]
+    for row, (hist, got, ok) in enumerate(zip(expected, values, valid, strict=True)):
+        if hist is None or not hist.keys:
+            assert not ok.any(), row
+            continue
+        want = hist.quantiles(ps)
+        assert ok.all() and [float(g) for g in got] == want, row
+    with pytest.raises(ValueError, match="histogram"):
+        batch_quantiles([b"\x01\x00\x05"], ps)
