@@ -14,9 +14,9 @@ A bin is named by one signed integer key, ordered like the values it holds:
     key = 0 for v == 0,   key = +(k - K_MIN + 1) for v > 0,   key = -(k - K_MIN + 1) for v < 0
 
 `K_MIN` is below every k a float64 value (or the mean_sq of one) can have. k is computed with
-no transcendental function: frexp splits |v| = m 2^e exactly (m in [1, 2)) and the bin inside
-the octave is the number of thresholds 2^(j/R) (j = 1..R-1) at or below m, found by
-`np.searchsorted` (comparisons only). The thresholds are the correctly rounded float64 values
+no transcendental function deciding it: frexp splits |v| = m 2^e exactly (m in [1, 2)) and the
+bin inside the octave is the number of thresholds 2^(j/R) (j = 1..R-1) at or below m
+(log2 guesses it, comparisons with the thresholds settle it). The thresholds are the correctly rounded float64 values
 of 2^(j/R), computed once with `decimal`, so a value's key is the same on every machine and in
 every array, whatever its length or position (no SIMD-tail effect; docs/core.md, "Seeding").
 
@@ -86,18 +86,27 @@ def _thresholds(per_octave: int) -> npt.NDArray[np.float64]:
 
 
 _THRESHOLDS = {r: _thresholds(r) for r in (BINS_PER_OCTAVE, 2 * BINS_PER_OCTAVE)}
+_TABLES = {r: np.concatenate(([1.0], t, [2.0])) for r, t in _THRESHOLDS.items()}
 
 
 def bin_index(x: npt.ArrayLike, per_octave: int = BINS_PER_OCTAVE) -> npt.NDArray[np.int64]:
-    """floor(per_octave * log2 x) of finite x > 0 (exact: frexp and comparisons only).
+    """floor(per_octave * log2 x) of finite x > 0 (exact: frexp and comparisons decide).
 
     `per_octave` is BINS_PER_OCTAVE, or twice it: the bin of x^2 is `bin_index(x, 2 R)`, which
-    bins a mean_sq from its root where the mean_sq itself is beyond float64.
+    bins a mean_sq from its root where the mean_sq itself is beyond float64. log2 of the
+    mantissa only guesses the bin (it is off by at most one); comparisons with the table of
+    edges then settle it, so the result is the same whatever log2's last bit.
     """
     a = np.asarray(x, dtype=np.float64)
     m, e = np.frexp(a)  # a = m 2^e, m in [0.5, 1)
-    inside = np.searchsorted(_THRESHOLDS[per_octave], 2.0 * m, side="right")
-    return per_octave * (e.astype(np.int64) - 1) + inside.astype(np.int64)
+    m = 2.0 * m  # in [1, 2), exact
+    table = _TABLES[per_octave]  # edges 2^(j/R), j = 0..R
+    with np.errstate(divide="ignore", invalid="ignore"):
+        guess = np.floor(per_octave * np.log2(m))
+    j = np.clip(np.nan_to_num(guess), 0, per_octave - 1).astype(np.int64)
+    j -= m < table[j]
+    j += m >= table[j + 1]
+    return per_octave * (e.astype(np.int64) - 1) + j
 
 
 def k_span(dtype: str) -> tuple[int, int]:
