@@ -133,10 +133,12 @@ def _columns(batch: StatBatch) -> _Columns:
 
 def _distributions(columns: list[Any], order: npt.NDArray[np.int64]) -> dict[str, Any]:
     """`distribution_columns` of the rows (record order) from their stored values."""
-    take = order.tolist()
-    log = [[columns[_AT[f"log_mean_sq_{p}"]][j] for j in take] for p in _LOG_PARTS]
-    quantiles = {name: [columns[_AT[name]][j] for j in take] for name in QUANTILE_KEYS}
-    return distribution_columns(log, quantiles)
+
+    def column(name: str) -> npt.NDArray[np.float64]:
+        return np.array(columns[_AT[name]], dtype=np.float64)[order]  # None -> NaN
+
+    log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
+    return distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS})
 
 
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:

@@ -219,16 +219,14 @@ def distribution_row(dist: TrialDistribution | None) -> dict[str, float | None]:
 
 
 def distribution_columns(
-    log: Sequence[Sequence[Any]], quantiles: Mapping[str, Sequence[float | None]]
+    log: Sequence[npt.NDArray[np.float64]], quantiles: Mapping[str, npt.NDArray[np.float64]]
 ) -> dict[str, Column]:
     """`distribution_row`'s columns for many records at once, bit for bit: from each record's
-    log(mean_sq) (n, mean, m2, m3, m4), n None without a distribution, and the quantile
-    columns stored with aggregated records (`worker.persist.QUANTILE_FIELDS`; None: none)."""
-    n_raw, *parts = log
-    has = np.array([v is not None for v in n_raw], dtype=bool)
-    n = np.array([0 if v is None else v for v in n_raw], dtype=np.int64)
-    mean, m2, _, m4 = (np.array([0.0 if v is None else v for v in c], np.float64) for c in parts)
-    nf = n.astype(np.float64)
+    log(mean_sq) (n, mean, m2, m3, m4) and the quantile columns stored with aggregated records
+    (`worker.persist.QUANTILE_FIELDS`), float arrays with NaN where the value is None (a
+    stored value is never NaN): n NaN for a record without a distribution."""
+    nf, mean, m2, _, m4 = (np.asarray(c, dtype=np.float64) for c in log)
+    has = ~np.isnan(nf)
     out: dict[str, Column] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         # Moments4.variance, sem and variance_se, operation for operation
@@ -236,14 +234,13 @@ def distribution_columns(
         sem = np.sqrt(s2 / nf)
         spread = m4 / (nf * nf) - s2 * s2 * (nf - 3.0) / (nf * (nf - 1.0))
         var_se = np.sqrt(np.where(spread < 0.0, 0.0, spread))
-    out["log_mean_sq"] = (mean, has & (n > 0) & np.isfinite(mean))
-    out["log_mean_sq_se"] = (sem, has & (n > 1) & np.isfinite(sem))
-    out["log_mean_sq_var"] = (s2, has & (n > 1) & np.isfinite(s2))
-    out["log_mean_sq_var_se"] = (var_se, has & (n > 3) & np.isfinite(var_se))
+        out["log_mean_sq"] = (mean, has & (nf > 0) & np.isfinite(mean))
+        out["log_mean_sq_se"] = (sem, has & (nf > 1) & np.isfinite(sem))
+        out["log_mean_sq_var"] = (s2, has & (nf > 1) & np.isfinite(s2))
+        out["log_mean_sq_var_se"] = (var_se, has & (nf > 3) & np.isfinite(var_se))
     for key in QUANTILE_KEYS:
-        values = quantiles[key]
-        valid = np.array([v is not None for v in values], dtype=bool)
-        out[key] = (np.array([0.0 if v is None else v for v in values], dtype=np.float64), valid)
+        values = np.asarray(quantiles[key], dtype=np.float64)
+        out[key] = (values, ~np.isnan(values))
     return out
 
 
