@@ -18,7 +18,10 @@ float16 and bfloat16 value, every ordinary float64 one) the sums are the unscale
 Over the trials of a sub-batch (numpy, float64): `n_finite`, `n_collapsed`, `n_first_nonfinite`
 (trials whose first non-finite layer, in propagation order, is this one: increasing l for
 preactivation/activation, decreasing l for gradient, which flows from layer depth down to 1)
-and `worker.stats.Moments` of each observable over the finite trials.
+and `worker.stats.Moments` of each observable over the finite trials; and their per-trial
+distribution (`trial_distributions`): `Moments4` of log(mean_sq) (`log_mean_sq`, exact beyond
+float64's range through the root mean square) and a `worker.histogram.Histogram` of each
+observable, whose bins do not depend on the sub-batch (integer counts, merged exactly).
 
 `SubBatch` is what the dense and the conditional sampler both start from for T trials: dtypes,
 the activation, N(0, 1) draws on any stream, and the input x and readout r (on the same streams
