@@ -9,6 +9,8 @@ without the theory overlays) and writes one PNG:
                before each layer, and fraction collapsed to exactly 0, with the predicted layers.
 - `phase`:     a (sigma_w, sigma_b) grid: log10 of the last layer's E[mean_sq(h)] and of the
                gradient ratio E|g^1|^2 / E|g^D|^2, with the critical line chi_1 = 1 of the theory.
+- `quantiles`: per-layer median and 5-95% band of the per-trial mean_sq against its mean
+               (`scheduler.analysis.bands`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scheduler.analysis.bands import quantiles_figure
 from scheduler.analysis.compare import THEORY_KEYS
 from scheduler.analysis.records import STAT_KEYS, config_of
 from scheduler.analysis.theory import DTYPE_LIMITS, critical_sigma_w
@@ -563,6 +566,7 @@ _FIGURES: dict[str, Callable[[list[_Config]], Figure]] = {
     "layers": _layers_figure,
     "explosion": _explosion_figure,
     "phase": _phase_figure,
+    "quantiles": lambda configs: quantiles_figure(r for c in configs for r in c.by_key.values()),
 }
 KINDS: tuple[str, ...] = tuple(_FIGURES)
 
@@ -594,8 +598,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def plot(kind: str, records: Iterable[Record], path: str | Path) -> Path:
-    """Write the figure `kind` (layers, explosion, phase) of `records` at `path` (PNG, PDF or
-    SVG by the extension)."""
+    """Write the figure `kind` (one of `KINDS`) of `records` at `path` (PNG, PDF or SVG by the
+    extension)."""
     return save_figure(figure(kind, records), path)
 
 

@@ -50,13 +50,14 @@ def check(
 @DB_OPTION
 @click.option(
     "--kind",
-    type=click.Choice(["layers", "explosion", "phase"]),
+    type=click.Choice(["layers", "explosion", "phase", "quantiles"]),
     default="layers",
     show_default=True,
 )
 @click.option("-o", "--output", type=OUTPUT_FILE, required=True)
 def plot(sweep_id: int, db: str | None, kind: str, output: Path) -> None:
-    """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
+    """Plot SWEEP_ID: per-layer std with theory, explosion heatmap, phase diagram or the
+    per-trial quantile bands of mean_sq against its mean."""
     from models.db import session_scope
     from scheduler.analysis.plots import plot as draw
     from scheduler.query import theory_records
