@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
@@ -40,11 +41,28 @@ def resolve_url(db: str | None) -> str:
     return value
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`: SQLite tuned for concurrent processes, servers with pre-ping."""
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for `url`: SQLite tuned for concurrent processes, servers with pre-ping.
+
+    `read_only` (the dashboard): every transaction is read-only at the database (PostgreSQL
+    `default_transaction_read_only`; SQLite opened with `mode=ro` and `query_only`), and SQLite
+    transactions are deferred, so readers take no write lock and never block a running sweep.
+    """
     url = resolve_url(url)
-    if make_url(url).get_backend_name() != "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        if read_only:
+            options = {"options": "-c default_transaction_read_only=on"}
+            return create_engine(url, pool_pre_ping=True, connect_args=options)
         return create_engine(url, pool_pre_ping=True)
+    if read_only and parsed.database and parsed.database != ":memory:":
+        path = quote(os.path.abspath(parsed.database))
+        engine = create_engine(
+            f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": 30}
+        )
+        event.listen(engine, "connect", _sqlite_on_connect_read_only)
+        event.listen(engine, "begin", _sqlite_on_begin_deferred)
+        return engine
     engine = create_engine(url, connect_args={"timeout": 30})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
@@ -65,6 +83,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA query_only=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin_deferred(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")  # a WAL reader: a snapshot, no lock that blocks writers
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

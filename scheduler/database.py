@@ -13,17 +13,38 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def open_database(db: str | None, *, create: bool = True) -> Iterator[sessionmaker[Session]]:
-    """A session factory for `db` (URL or SQLite path), schema at head when `create`."""
+def open_database(
+    db: str | None, *, create: bool = True, read_only: bool = False
+) -> Iterator[sessionmaker[Session]]:
+    """A session factory for `db` (URL or SQLite path), schema at head when `create`.
+
+    `read_only`: nothing is created or migrated, every transaction is read-only, and a database
+    that does not exist or is not at the schema head is a DatabaseUnavailableError.
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from models.db import ensure_schema, make_engine, make_session_factory, resolve_url
+    from models.db import (
+        current_revision,
+        ensure_schema,
+        head_revision,
+        make_engine,
+        make_session_factory,
+        resolve_url,
+    )
     from models.errors import StoreError
 
     url = resolve_url(db)
     try:
-        engine = make_engine(url)
-        if create:
+        engine = make_engine(url, read_only=read_only)
+        if read_only:
+            revision, head = current_revision(engine), head_revision()
+            if revision != head:
+                engine.dispose()
+                raise DatabaseUnavailableError(
+                    f"database {redact(url)}: expected the schema at revision {head}. Received: "
+                    f"{revision or 'no initsweep schema'} (run `initsweep db upgrade`)"
+                )
+        elif create:
             ensure_schema(engine)
         else:
             with engine.connect():

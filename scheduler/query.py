@@ -42,6 +42,7 @@ __all__ = [
     "result_records",
     "results",
     "summarize",
+    "sweep_failures",
     "sweep_progress",
     "sweep_provenance",
     "sweep_results",
@@ -154,6 +155,31 @@ def report_input(*, session: Session, sweep_id: int) -> ReportInput:
         records=tuple(result_rows(sweep_id, results_)),
         provenance=sweep_provenance(session=session, sweep_id=sweep_id),
     )
+
+
+def sweep_failures(
+    *, session: Session, sweep_ids: Iterable[int], per_sweep: int = 20
+) -> dict[int, list[dict[str, Any]]]:
+    """Sweep id -> its latest failed chunks (at most `per_sweep`): configuration label, error."""
+    from scheduler.analysis.records import config_columns
+    from scheduler.store import chunk_failures
+
+    found = chunk_failures(session=session, sweep_ids=list(sweep_ids), per_sweep=per_sweep)
+    return {
+        sweep_id: [
+            {
+                "chunk_id": f.chunk_id,
+                "chunk_index": f.chunk_index,
+                "configuration": config_label(config_columns(f.config, f.axes)),
+                "attempts": f.attempts,
+                "worker": f.worker,
+                "error": f.error,
+                "finished_at": f.finished_at,
+            }
+            for f in failures
+        ]
+        for sweep_id, failures in found.items()
+    }
 
 
 @dataclass(frozen=True)

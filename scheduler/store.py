@@ -26,6 +26,7 @@ from models import (
     Base,
     Chunk,
     Configuration,
+    LayerStat,
     Sweep,
     SweepConfiguration,
     utcnow,
@@ -449,3 +450,122 @@ def chunk_activity(
             if worker:
                 workers.setdefault(sweep_id, set()).add(str(worker))
     return firsts, workers
+
+
+# Raw layer_stats columns, in this order, for columnar reads (`layer_stat_rows`).
+LAYER_STAT_COLUMNS: tuple[str, ...] = (
+    "configuration_id",
+    "layer",
+    "quantity",
+    "n_trials",
+    "n_finite",
+    "n_first_nonfinite",
+    "n_collapsed",
+    "mean_mean",
+    "mean_m2",
+    "std_mean",
+    "std_m2",
+    "mean_sq_mean",
+    "mean_sq_m2",
+)
+
+
+def config_aggregations(*, session: Session, sweep_id: int) -> dict[int, datetime | None]:
+    """Configuration id -> when its layer statistics were last aggregated (None: not yet).
+
+    One statement; a change here is the only way a sweep's aggregated results change, so it
+    versions caches of them (the dashboard). UnknownSweepError when the sweep is absent.
+    """
+    _require_sweep(session, sweep_id)
+    rows = session.execute(
+        select(Configuration.id, Configuration.aggregated_at)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+    )
+    return {int(id_): at for id_, at in rows}
+
+
+def layer_stat_rows(*, session: Session, configuration_ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    """The aggregated statistics of these configurations as plain tuples of LAYER_STAT_COLUMNS.
+
+    No ORM object or LayerRecord per row (a 10^4-configuration sweep has ~10^6 rows): for
+    columnar readers that compute means and standard errors from (n, mean, M2) in bulk.
+    """
+    table = _table(LayerStat)
+    columns = [table.c[name] for name in LAYER_STAT_COLUMNS]
+    ids = list(configuration_ids)
+    out: list[tuple[Any, ...]] = []
+    for i in range(0, len(ids), _IN_BATCH):
+        rows = session.execute(
+            select(*columns).where(table.c.configuration_id.in_(ids[i : i + _IN_BATCH]))
+        )
+        out.extend(tuple(r) for r in rows)
+    return out
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """A failed chunk of a sweep: where it ran, how often, and its error."""
+
+    sweep_id: int
+    chunk_id: int
+    chunk_index: int
+    attempts: int
+    worker: str | None
+    error: str | None
+    finished_at: datetime | None
+    config: SimConfig
+    axes: dict[str, Any]
+
+
+def chunk_failures(
+    *, session: Session, sweep_ids: Sequence[int], per_sweep: int = 20
+) -> dict[int, list[ChunkFailure]]:
+    """Sweep id -> up to `per_sweep` of its failed chunks, latest first (one statement a batch)."""
+    out: dict[int, list[ChunkFailure]] = {}
+    for i in range(0, len(sweep_ids), _IN_BATCH):
+        batch = sweep_ids[i : i + _IN_BATCH]
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=SweepConfiguration.sweep_id,
+                order_by=(Chunk.finished_at.desc(), Chunk.id.desc()),
+            )
+            .label("rank")
+        )
+        inner = (
+            select(
+                SweepConfiguration.sweep_id,
+                Chunk.id,
+                Chunk.chunk_index,
+                Chunk.attempts,
+                Chunk.worker,
+                Chunk.error,
+                Chunk.finished_at,
+                Configuration.config_json,
+                SweepConfiguration.axes_json,
+                rank,
+            )
+            .join(Chunk, Chunk.configuration_id == SweepConfiguration.configuration_id)
+            .join(Configuration, Configuration.id == Chunk.configuration_id)
+            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.status == "failed")
+            .subquery()
+        )
+        rows = session.execute(
+            select(inner).where(inner.c.rank <= per_sweep).order_by(inner.c.sweep_id, inner.c.rank)
+        )
+        for r in rows:
+            out.setdefault(int(r.sweep_id), []).append(
+                ChunkFailure(
+                    sweep_id=int(r.sweep_id),
+                    chunk_id=int(r.id),
+                    chunk_index=int(r.chunk_index),
+                    attempts=int(r.attempts or 0),
+                    worker=r.worker,
+                    error=r.error,
+                    finished_at=r.finished_at,
+                    config=SimConfig.from_json(json.loads(r.config_json)),
+                    axes=json.loads(r.axes_json),
+                )
+            )
+    return out

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from scheduler.cli import analysis, db, distributed, results, run
+from scheduler.cli import analysis, db, distributed, results, run, ui
 from scheduler.cli.options import echo_error
 from scheduler.database import first_line
 from scheduler.errors import InitsweepError
@@ -34,6 +34,7 @@ for command in (
     distributed.worker,
     run.cancel,
     db.db_group,
+    ui.ui,
 ):
     cli.add_command(command)
 
