@@ -56,17 +56,26 @@ def ui(db: str | None, host: str, port: int, poll: float) -> None:
         except OSError as exc:
             sock.close()
             raise RuntimeFailure(f"ui: cannot listen on {host}:{port}: {exc.strerror}") from exc
-        bound = sock.getsockname()[1]
-        local = host in ("127.0.0.1", "localhost", "::1")
-        hosts = ["127.0.0.1", "localhost"] + ([] if local else ["*"])
-        app = create_app(factory, database=redact(url), poll_s=poll, allowed_hosts=hosts)
-        shown = f"[{host}]" if ":" in host else host
-        click.echo(f"initsweep ui: http://{shown}:{bound}/ · {redact(url)} (read-only)", err=True)
-        if not local:
+        try:
+            sock.listen(2048)  # connections wait in the backlog until the server accepts them
+            bound = sock.getsockname()[1]
+            local = host in ("127.0.0.1", "localhost", "::1")
+            hosts = ["127.0.0.1", "localhost"] + ([] if local else ["*"])
+            app = create_app(factory, database=redact(url), poll_s=poll, allowed_hosts=hosts)
+            shown = f"[{host}]" if ":" in host else host
             click.echo(
-                f"initsweep ui: listening on {host}: anyone who can reach it can read every "
-                "result (there is no login)",
-                err=True,
+                f"initsweep ui: http://{shown}:{bound}/ · {redact(url)} (read-only)", err=True
             )
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        server.run(sockets=[sock])
+            if not local:
+                click.echo(
+                    f"initsweep ui: listening on {host}: anyone who can reach it can read every "
+                    "result (there is no login)",
+                    err=True,
+                )
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
+            pass
+        finally:
+            sock.close()
+        click.echo("initsweep ui: stopped", err=True)

@@ -276,7 +276,14 @@ def create_app(
             offset=_int(request, "offset", 0),
             limit=_int(request, "limit", 50, 1, 10**6),
         )
-        return data({**out, "version": version, "theory_done": table.theory_done})
+        return data(
+            {
+                **out,
+                "version": version,
+                "theory_done": table.theory_done,
+                "configs_with_results": table.configs_with_results,
+            }
+        )
 
     def api_layers(request: Request) -> Response:
         table, version = _table(request)

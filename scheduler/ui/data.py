@@ -35,7 +35,7 @@ from scheduler.store import (
     layer_stat_rows,
     sweep_config_rows,
 )
-from scheduler.ui.table import ConfigEntry, Floats, ResultTable, theory_block
+from scheduler.ui.table import MAX_CHECK_ROWS, ConfigEntry, Floats, ResultTable, theory_block
 from worker.contract import QUANTITIES
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ __all__ = ["REFRESH_S", "Dashboard", "SweepResults", "Theories"]
 REFRESH_S = 2.0  # a sweep's results are re-checked at most this often
 SYNC_THEORY_S = 3.0  # theory computed inside a request before the rest goes to the background
 MAX_CACHED_SWEEPS = 8
-MAX_CHECK_ROWS = 60_000  # above this the page points to `initsweep check` instead
 
 
 class Theories:
@@ -129,7 +128,7 @@ class SweepResults:
     def check(self, table: ResultTable, version: int) -> CheckReport | None:
         """`initsweep check` of this snapshot, once its theory is complete (None before, and
         for sweeps of more than MAX_CHECK_ROWS rows); computed once per version."""
-        if not table.theory_complete or table.n_rows > MAX_CHECK_ROWS:
+        if not table.n_rows or not table.theory_complete or table.n_rows > MAX_CHECK_ROWS:
             return None
         with self._lock:
             if self._check is None or self._check[0] != version:

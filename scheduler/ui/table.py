@@ -35,6 +35,7 @@ from scheduler.formatting import MISSING, number, pm
 from worker.contract import QUANTITIES, SimConfig
 
 __all__ = [
+    "MAX_CHECK_ROWS",
     "RAW_COLUMNS",
     "ConfigEntry",
     "ResultTable",
@@ -71,6 +72,7 @@ NUMERIC = (*STAT_KEYS, *ROW_THEORY, "abs_z")
 ROW_KEYS = ("layer", "quantity", *NUMERIC)
 OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
 MAX_LIMIT = 500
+MAX_CHECK_ROWS = 60_000  # the theory check runs on sweeps up to this size (`initsweep check` above)
 _TERM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(!=|<=|>=|=|<|>|~)(.*)$", re.S)
 
 
@@ -418,10 +420,13 @@ class ResultTable:
                 return (0, float(v), "")
             return (1, 0.0, str(v))
 
-        present = [i for i, v in enumerate(values) if v is not None]
+        # equal values share a rank, so that the next sort key decides between them
+        distinct = sorted({sort_key(i) for i, v in enumerate(values) if v is not None})
+        position = {k: r for r, k in enumerate(distinct)}
         rank = np.full(len(values), np.nan)
-        for r, i in enumerate(sorted(present, key=sort_key)):
-            rank[i] = r
+        for i, v in enumerate(values):
+            if v is not None:
+                rank[i] = position[sort_key(i)]
         return rank
 
     def record(self, i: int) -> dict[str, Any]:

@@ -21,7 +21,14 @@ from scheduler.analysis.compare import CENSORED, CheckReport
 from scheduler.analysis.theory import critical_sigma_w
 from scheduler.errors import UserError
 from scheduler.formatting import number, pm
-from scheduler.ui.table import ConfigEntry, Ints, Mask, ResultTable, parse_where
+from scheduler.ui.table import (
+    MAX_CHECK_ROWS,
+    ConfigEntry,
+    Ints,
+    Mask,
+    ResultTable,
+    parse_where,
+)
 from worker.contract import QUANTITIES
 
 __all__ = ["STATS", "check_summary", "compare", "explosion", "layers", "phase", "summary"]
@@ -306,6 +313,11 @@ def check_summary(
     if report is None:
         if not table.configs_with_results:
             reason = "no results yet"
+        elif table.n_rows > MAX_CHECK_ROWS:
+            reason = (
+                f"{table.n_rows:,} rows, more than the dashboard checks: run "
+                f"`initsweep check {table.sweep_id}`"
+            )
         elif not table.theory_complete:
             reason = (
                 f"theory computed for {table.theory_done} of {table.configs_with_results} "

@@ -114,6 +114,9 @@ class Browser:
 
     def open(self, url: str, *, ready: str, timeout: float = 90) -> None:
         """Navigate to `url` and wait until `ready` (a JS expression) is true."""
+        # leave the previous page first: what it still logs (its server gone, say) is not ours
+        self.call("Page.navigate", url="about:blank")
+        self.evaluate("1")
         self.events.clear()
         self.call(
             "Emulation.setDeviceMetricsOverride",

@@ -334,7 +334,11 @@
   // ------------------------------------------------------------------ tables
 
   function resultsTable(d, sort, onSort) {
-    if (!d.rows.length) return el("div", { class: "empty", text: d.total === 0 ? "No row matches." : "" });
+    if (!d.rows.length) {
+      return el("div", { class: "empty", text: !d.configs_with_results ?
+        "No results yet: a configuration's statistics appear once all of its chunks are done." :
+        d.total === 0 ? "No row matches." : "No rows on this page." });
+    }
     const primary = sort[0] || "";
     const head = el("tr", {}, d.columns.map((c) => {
       const active = primary.replace(/^-/, "") === c.key;
@@ -402,6 +406,7 @@
       $("#updated").textContent = `${d.sweeps.length} sweep${d.sweeps.length === 1 ? "" : "s"}` +
         (live ? ` · ${live} in progress` : "") + ` · updated ${clockTime(d.now)} · refreshes every ${POLL_MS / 1000} s`;
       render(d.sweeps);
+      body.dataset.ready = "1";
     });
   }
 
@@ -409,7 +414,7 @@
     const id = body.dataset.sweep;
     const params = new URLSearchParams(location.search);
     const state = { where: params.get("where") || "", stat: "std", maxLines: "20", quantity: "activation",
-      layer: "last", offset: 0, limit: 50, sort: [], version: null, status: null, summary: null };
+      layer: "last", offset: 0, limit: 50, sort: [], version: null, status: null, summary: null, detailAt: 0 };
     const filter = $("#filter");
     filter.value = state.where;
 
@@ -440,7 +445,7 @@
       const line = $("#check-summary");
       if (!c.available) {
         line.className = "muted";
-        line.textContent = `The theory check (\`initsweep check ${id}\`) appears here once it can run: ${c.reason}.`;
+        line.textContent = `Not yet: ${c.reason}.`;
         $("#check").replaceChildren();
         return;
       }
@@ -505,6 +510,7 @@
 
     const loadDetail = async () => {
       const d = await api(`/api/sweeps/${id}`);
+      state.detailAt = Date.now();
       renderProgress(d);
       state.summary = d.results;
       $("#spec").textContent = d.spec_yaml;
@@ -549,6 +555,10 @@
       }
       const d = await api(`/api/sweeps/${id}/progress`);
       renderProgress(d);
+      if (["running", "pending"].includes(d.sweep.status) && Date.now() - state.detailAt > 15000) {
+        // provenance follows a running sweep now and then
+        await loadDetail();
+      }
       if (d.version !== state.version || d.sweep.status !== state.status) {
         state.version = d.version;
         state.status = d.sweep.status;
