@@ -13,6 +13,7 @@ statistics at once and its theory columns as they arrive.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -35,7 +36,15 @@ from scheduler.store import (
     layer_stat_rows,
     sweep_config_rows,
 )
-from scheduler.ui.table import MAX_CHECK_ROWS, ConfigEntry, Floats, ResultTable, theory_block
+from scheduler.ui.table import (
+    CONFIG_THEORY,
+    MAX_CHECK_ROWS,
+    ROW_THEORY,
+    ConfigEntry,
+    Floats,
+    ResultTable,
+    theory_block,
+)
 from worker.contract import QUANTITIES
 
 if TYPE_CHECKING:
@@ -46,6 +55,7 @@ __all__ = ["REFRESH_S", "Dashboard", "SweepResults", "Theories"]
 REFRESH_S = 2.0  # a sweep's results are re-checked at most this often
 SYNC_THEORY_S = 3.0  # theory computed inside a request before the rest goes to the background
 MAX_CACHED_SWEEPS = 8
+_log = logging.getLogger("initsweep.ui")
 
 
 class Theories:
@@ -187,17 +197,22 @@ class SweepResults:
                 break
             self._set_theory(i, self._raw[i])
 
-    def _set_theory(self, i: int, raw: Floats) -> None:
+    def _theory_of(self, i: int, raw: Floats) -> tuple[Floats, dict[str, Any]]:
+        """Theory columns of entry `i`; none (NaN), logged, when its prediction fails."""
         assert self._entries is not None
         entry = self._entries[i]
-        block, head = theory_block(entry, raw, self._theories.get(entry))
-        self._theory[i], self._heads[i] = block, head
+        try:
+            return theory_block(entry, raw, self._theories.get(entry))
+        except Exception:
+            _log.exception("theory of %s failed", entry.label)
+            return np.full((len(raw), len(ROW_THEORY)), np.nan), dict.fromkeys(CONFIG_THEORY)
+
+    def _set_theory(self, i: int, raw: Floats) -> None:
+        self._theory[i], self._heads[i] = self._theory_of(i, raw)
 
     def compute_theory(self, i: int, raw: Floats) -> None:
         """The background job: theory of entry `i` for the raw block it was queued with."""
-        assert self._entries is not None
-        entry = self._entries[i]
-        block, head = theory_block(entry, raw, self._theories.get(entry))
+        block, head = self._theory_of(i, raw)
         with self._lock:
             if self._raw.get(i) is raw:  # not re-aggregated since
                 self._theory[i], self._heads[i] = block, head
@@ -257,7 +272,5 @@ class Dashboard:
             sweep, i, raw = self._jobs.get()
             try:
                 sweep.compute_theory(i, raw)
-            except Exception:  # a prediction that fails leaves that row without theory
-                pass
             finally:
                 self._jobs.task_done()

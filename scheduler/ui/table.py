@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +34,10 @@ from scheduler.formatting import MISSING, number, pm
 from worker.contract import QUANTITIES, SimConfig
 
 __all__ = [
+    "CONFIG_THEORY",
     "MAX_CHECK_ROWS",
     "RAW_COLUMNS",
+    "ROW_THEORY",
     "ConfigEntry",
     "ResultTable",
     "Term",
@@ -116,16 +117,41 @@ def _split_list(text: str) -> tuple[str, ...]:
     return tuple(v for v in out if v)
 
 
+def _tokens(text: str, original: str) -> list[str]:
+    """Split at spaces outside quotes and parentheses (`init=normal(mean=0, std=1)` is one)."""
+    out: list[str] = []
+    current: list[str] = []
+    quote, depth = "", 0
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+            else:
+                current.append(ch)
+        elif ch in "\"'":
+            quote = ch
+        elif ch.isspace() and depth == 0:
+            if current:
+                out.append("".join(current))
+                current = []
+        else:
+            depth += ch in "([{"
+            depth -= ch in ")]}" and depth > 0
+            current.append(ch)
+    if quote:
+        raise UserError(f"filter {original!r}: no closing quotation")
+    if current:
+        out.append("".join(current))
+    return out
+
+
 def parse_where(text: str | None) -> list[Term]:
     """The terms of a filter (see the module docstring); UserError on a malformed one."""
     if not text or not text.strip():
         return []
     # `layer >= 5` reads as `layer>=5`: no space around an operator
     compact = re.sub(r"\s*(!=|<=|>=|=|<|>|~)\s*", r"\1", text.strip())
-    try:
-        tokens = shlex.split(compact)
-    except ValueError as exc:
-        raise UserError(f"filter {text!r}: {exc}") from exc
+    tokens = _tokens(compact, text)
     terms = []
     for token in tokens:
         if token.lower() in ("and", "&", "&&"):
@@ -467,21 +493,25 @@ class ResultTable:
     def theory_complete(self) -> bool:
         return self.theory_done >= self.configs_with_results
 
-    def columns(self) -> list[Column]:
-        """The displayed columns: the varying parameters (or the label), then the statistics."""
+    def columns(self, terms: Sequence[Term] = ()) -> list[Column]:
+        """The displayed columns: the varying parameters (or the label), then the statistics;
+        the quantity only when the filter leaves more than one."""
         hidden = {"input_dim"} if self._input_is_width else set()
         if all("sigma_w" in e.columns for e in self.entries):  # the axis stands for the scheme
             hidden.add("init")
         if all("sigma_b" in e.columns for e in self.entries):
             hidden.add("bias_std")
         shown = [k for k in self.varying if k not in hidden]
+        one_quantity = any(
+            t.key == "quantity" and t.op == "=" and len(t.values) == 1 for t in terms
+        )
         head = [
             Column(k, k, all(_is_number(e.columns.get(k)) for e in self.entries)) for k in shown
         ] or [Column("configuration", "configuration", False)]
         return [
             *head,
             Column("layer", "layer", True),
-            Column("quantity", "quantity", False),
+            *([] if one_quantity else [Column("quantity", "quantity", False)]),
             Column("n_finite", "finite", True, "trials finite at this layer / trials"),
             Column("mean", "mean ± SE", True, "mean over units, averaged over trials"),
             Column("std", "std ± SE", True, "std over units, averaged over trials"),
@@ -523,7 +553,7 @@ class ResultTable:
         limit = max(1, min(int(limit), MAX_LIMIT))
         offset = max(0, int(offset))
         records = [self.record(int(i)) for i in index[offset : offset + limit]]
-        columns = self.columns()
+        columns = self.columns(terms)
         return {
             "sweep_id": self.sweep_id,
             "total": len(index),
