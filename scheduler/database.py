@@ -34,6 +34,8 @@ def open_database(
     from models.errors import StoreError
 
     url = resolve_url(db)
+    if read_only:
+        _require_sqlite_file(url)
     try:
         engine = make_engine(url, read_only=read_only)
         if read_only:
@@ -59,6 +61,22 @@ def open_database(
         raise DatabaseUnavailableError(f"database {redact(url)} failed: {first_line(exc)}") from exc
     finally:
         engine.dispose()
+
+
+def _require_sqlite_file(url: str) -> None:
+    """A read-only SQLite database must exist already (nothing may create it)."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    path = parsed.database
+    sqlite_file = parsed.get_backend_name() == "sqlite" and path and path != ":memory:"
+    if sqlite_file and not os.path.exists(str(path)):
+        raise DatabaseUnavailableError(
+            f"database {redact(url)}: no such file (nothing is created read-only; "
+            "run a sweep first, or name the file with --db)"
+        )
 
 
 def redact(url: str) -> str:

@@ -358,6 +358,9 @@ class ResultTable:
             if k not in ("config_hash", "configuration")
             and len({repr(e.columns.get(k)) for e in self.entries}) > 1
         ]
+        if "sigma_w" in self.varying and "sigma_b" in self.varying:  # read as (sigma_w, sigma_b)
+            self.varying.remove("sigma_w")
+            self.varying.insert(self.varying.index("sigma_b"), "sigma_w")
 
     # ------------------------------------------------------------------ per configuration
 

@@ -498,6 +498,18 @@ def test_compare_matches_configurations_across_sweeps(server: Server, sweeps: Sw
 
 
 def test_read_only_local_and_nothing_from_the_internet(server: Server, sweeps: Sweeps) -> None:
+    def files() -> dict[str, bytes]:
+        return {
+            p.name: p.read_bytes()
+            for p in Path(sweeps.db).parent.glob("ui.db*")
+            if p.suffix != ".db-shm"
+        }
+
+    before = files()
+    for path in ("/api/sweeps", f"/api/sweeps/{sweeps.grid}", f"/api/sweeps/{sweeps.grid}/results"):
+        server.json(path)
+    assert files() == before  # reading wrote nothing
+
     request = urllib.request.Request(server.url + "/api/sweeps", method="POST", data=b"{}")
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=30)
@@ -514,6 +526,21 @@ def test_read_only_local_and_nothing_from_the_internet(server: Server, sweeps: S
         assert status == 200
         text = body.decode()
         assert "https://" not in text and "http://" not in text, path
+
+
+def test_ui_refuses_a_missing_database_and_a_busy_port(tmp_path: Path, sweeps: Sweeps) -> None:
+    import socket
+
+    missing = tmp_path / "none.db"
+    done = run_cli("ui", "--db", str(missing), timeout=60)
+    assert done.returncode == 1 and "no such file" in done.stderr, done.stderr
+    assert not missing.exists()  # nothing created
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        done = run_cli("ui", "--db", sweeps.db, "--port", port, timeout=60)
+    assert done.returncode == 1 and "cannot listen on 127.0.0.1:" in done.stderr, done.stderr
 
 
 # -------------------------------------------------------------------------- Chromium
