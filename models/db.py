@@ -8,6 +8,7 @@ instead of failing when a reader upgrades to a writer.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,24 +45,25 @@ def resolve_url(db: str | None) -> str:
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine for `url`: SQLite tuned for concurrent processes, servers with pre-ping.
 
-    `read_only` (the dashboard): every transaction is read-only at the database (PostgreSQL
-    `default_transaction_read_only`; SQLite opened with `mode=ro` and `query_only`), and SQLite
-    transactions are deferred, so readers take no write lock and never block a running sweep.
+    `read_only` (the commands that only read): SQLite opens the file in mode=ro (never creates
+    it, never writes) with deferred transactions, so a long report never holds the write lock
+    the workers need; PostgreSQL transactions are READ ONLY.
     """
     url = resolve_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        if read_only:
-            options = {"options": "-c default_transaction_read_only=on"}
-            return create_engine(url, pool_pre_ping=True, connect_args=options)
-        return create_engine(url, pool_pre_ping=True)
-    if read_only and parsed.database and parsed.database != ":memory:":
-        path = quote(os.path.abspath(parsed.database))
+        engine = create_engine(url, pool_pre_ping=True)
+        return engine.execution_options(postgresql_readonly=True) if read_only else engine
+    if read_only:
+        path = parsed.database or ""
+        if not path or path == ":memory:" or not Path(path).is_file():
+            raise StoreError(f"no such database file: {path or '(none)'}")
+        uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
         engine = create_engine(
-            f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": 30}
+            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=30)
         )
         event.listen(engine, "connect", _sqlite_on_connect_read_only)
-        event.listen(engine, "begin", _sqlite_on_begin_deferred)
+        event.listen(engine, "begin", _sqlite_on_begin_read)
         return engine
     engine = create_engine(url, connect_args={"timeout": 30})
     event.listen(engine, "connect", _sqlite_on_connect)
@@ -81,22 +83,17 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA query_only=ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin_deferred(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")  # a WAL reader: a snapshot, no lock that blocks writers
+def _sqlite_on_begin_read(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")  # deferred: a shared lock while reading, never the write lock
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 
-from scheduler.errors import BudgetError
+from scheduler.errors import BudgetError, SpecError
 from scheduler.estimate import nominal_seconds_per_trial
 from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
 from scheduler.spec.expand import ExpandedConfig, ExpandedSweep
+from scheduler.spec.model import MAX_CHUNKS, MAX_SWEEP_TRIALS
 from worker.contract import SimConfig
 from worker.errors import MemoryBudgetError
-from worker.memory import sub_batch_size
+from worker.memory import check_budget, sub_batch_size
 from worker.seeding import config_seed_key
 
 TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials allow
@@ -58,15 +59,20 @@ def split_trials(trials: int, chunk_trials: int) -> tuple[ChunkPlan, ...]:
 def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
     """Configurations, seeds and chunks of `spec` (its configurations as parsing expanded them);
     raises BudgetError (located) when one trial of a configuration does not fit
-    `spec.memory_budget_bytes`."""
-    configs: list[ConfigPlan] = []
+    `spec.memory_budget_bytes`, and SpecError when the sweep has more than MAX_SWEEP_TRIALS
+    trials or MAX_CHUNKS chunks (counted before any chunk is built)."""
+    sizes: list[int] = []
     for item in spec.configurations:
-        config = item.config
         if spec.chunk_trials is not None:
             chunk_trials = min(spec.chunk_trials, spec.trials)
         else:
-            chunk_trials = auto_chunk_trials(config, spec.trials)
+            chunk_trials = auto_chunk_trials(item.config, spec.trials)
         _check_budget(item, chunk_trials, spec.memory_budget_bytes)
+        sizes.append(chunk_trials)
+    _check_size(spec, sizes)
+    configs: list[ConfigPlan] = []
+    for item, chunk_trials in zip(spec.configurations, sizes, strict=True):
+        config = item.config
         configs.append(
             ConfigPlan(
                 config=config,
@@ -89,9 +95,36 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
     )
 
 
+def _check_size(spec: ExpandedSweep, chunk_sizes: list[int]) -> None:
+    """Refuse a sweep too large to record, by arithmetic (nothing per chunk is built)."""
+    n_configs = len(chunk_sizes)
+    configs = f"{n_configs:,} configuration{'' if n_configs == 1 else 's'}"
+    total_trials = n_configs * spec.trials
+    if total_trials > MAX_SWEEP_TRIALS:
+        raise SpecError(
+            f"trials: expected at most {MAX_SWEEP_TRIALS:,} trials in a sweep. Received: "
+            f"{spec.trials:,} trials x {configs} = {total_trials:,}"
+        )
+    n_chunks = sum(-(-spec.trials // size) for size in chunk_sizes)
+    if n_chunks > MAX_CHUNKS:
+        if spec.chunk_trials is not None:
+            where, hint = (
+                "chunk_trials",
+                "raise chunk_trials, or leave it out to size chunks automatically",
+            )
+        else:
+            where, hint = "trials", "lower trials or split the sweep"
+        raise SpecError(
+            f"{where}: expected at most {MAX_CHUNKS:,} chunks in a sweep (each is a database "
+            f"row and a message). Received: {n_chunks:,} chunks ({configs} x {spec.trials:,} "
+            f"trials); {hint}"
+        )
+
+
 def _check_budget(item: ExpandedConfig, chunk_trials: int, budget: int) -> None:
     try:
         sub_batch_size(item.config, chunk_trials, budget)
+        check_budget(item.config, budget)
     except MemoryBudgetError as e:
         labels = ", ".join(f"{k}={v}" for k, v in item.axes.items())
         where = f"{item.origin} ({labels})" if labels else item.origin

@@ -5,7 +5,9 @@ InitsweepError                      base; exit 1
 ├── UserError                       bad input; exit 2
 │   ├── SpecError                   a sweep spec is invalid (message starts with its location)
 │   ├── UnknownSweepError           no sweep with that id
-│   └── BudgetError                 a configuration does not fit the memory budget
+│   ├── BudgetError                 a configuration does not fit the memory budget
+│   └── OptionError                 an option or setting is malformed (a database or broker URL,
+│                                   an output file in a missing directory)
 └── RuntimeFailure                  the environment failed; exit 1
     ├── DatabaseUnavailableError    the database cannot be reached or opened
     └── BrokerUnavailableError      the Celery broker cannot be reached
@@ -54,3 +56,7 @@ class DatabaseUnavailableError(RuntimeFailure):
 
 class BrokerUnavailableError(RuntimeFailure):
     """The Celery broker cannot be reached."""
+
+
+class OptionError(UserError):
+    """An option or environment setting is malformed: `--db: expected ... Received: ...`."""

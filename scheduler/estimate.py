@@ -17,6 +17,10 @@ conditional sampler (z | h drawn directly; no kernel):
 seconds = (uniform draws + GAUSSIAN_DRAW_COST * Gaussian draws) / DRAWS_PER_SECOND
           + flops / FLOPS_PER_SECOND, doubled for float64.
 
+Every sum over layers is in closed form: layer 1 has fans (input_dim, width), every later layer
+(width, width) (`worker.memory.kernel_sizes`). Peak memory is `worker.memory.chunk_bytes` of the
+sub-batch.
+
 Calibrated once against `worker.sim` on one CPU core (TF 2.x, float32, 1 thread): stateless
 uniforms ~1.5e8/s; normals and Keras truncated normals ~3x slower (Box-Muller); a 512x512 QR
 ~25 ms. Typical error is within 2x (small kernels run slower than the model).
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from scheduler.formatting import duration
 from scheduler.plan import SweepPlan
 from worker.contract import SimConfig
-from worker.memory import DEFAULT_BUDGET, format_bytes, sub_batch_size, trial_bytes
+from worker.memory import DEFAULT_BUDGET, chunk_bytes, format_bytes, kernel_sizes, sub_batch_size
 from worker.schemes import family
 
 DRAWS_PER_SECOND = 1.5e8  # one core, TF stateless uniforms, float32
@@ -54,13 +58,16 @@ def flops_per_trial(config: SimConfig) -> int:
     b, w = config.batch, config.width
     if config.sampler == "conditional":
         return config.depth * (4 * b * b * w + 10 * b * w)
-    flops = 0
-    for fi, fo in _kernels(config):
-        flops += 4 * b * fi * fo
-        if config.init.name == "orthogonal":
-            m, n = max(fi, fo), min(fi, fo)
-            flops += 4 * m * n * n - (4 * n**3) // 3
+    total, _ = kernel_sizes(config)
+    flops = 4 * b * total
+    if config.init.name == "orthogonal":  # layer 1, then depth - 1 square (width, width) kernels
+        flops += _qr_flops(config.input_dim, w) + (config.depth - 1) * _qr_flops(w, w)
     return flops
+
+
+def _qr_flops(fan_in: int, fan_out: int) -> int:
+    m, n = max(fan_in, fan_out), min(fan_in, fan_out)
+    return 4 * m * n * n - (4 * n**3) // 3
 
 
 def nominal_seconds_per_trial(config: SimConfig) -> float:
@@ -115,7 +122,7 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
         seconds += per_trial * cp.trials
         longest = max(longest, per_trial * max((c.n_trials for c in cp.chunks), default=0))
         sub = sub_batch_size(cp.config, cp.chunk_trials, plan.memory_budget_bytes)
-        peak = max(peak, sub * trial_bytes(cp.config))
+        peak = max(peak, chunk_bytes(cp.config, sub))
     return WorkEstimate(
         n_configs=len(plan.configs),
         n_chunks=plan.n_chunks,
@@ -128,15 +135,11 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
     )
 
 
-def _kernels(config: SimConfig) -> list[tuple[int, int]]:
-    return [config.fans(layer) for layer in range(1, config.depth + 1)]
-
-
 def _kernel_draws(config: SimConfig) -> int:
     if config.sampler == "conditional":
         b = config.batch
         return config.depth * (b * config.width + b * b * config.width)
-    return sum(fi * fo for fi, fo in _kernels(config))
+    return kernel_sizes(config)[0]
 
 
 def _gaussian_extra_draws(config: SimConfig) -> int:

@@ -10,9 +10,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["clock", "config_label", "duration", "number", "pm"]
+__all__ = ["clock", "config_label", "duration", "number", "pm", "printable"]
 
 MISSING = "—"
+
+
+def printable(text: str) -> str:
+    """`text` with every character that is not printable escaped as Python writes it (`\\x1b`,
+    `\\n`, `\\u202e`): names and labels from a spec or a database can then neither move the
+    terminal's cursor, recolour it, nor break a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def number(x: Any, digits: int = 4) -> str:
@@ -77,4 +86,4 @@ def config_label(columns: Mapping[str, Any]) -> str:
         parts.append(str(columns["dtype"]))
     base = " · ".join(parts)
     label = columns.get("label")
-    return f"{label}: {base}" if label else base
+    return f"{printable(str(label))}: {base}" if label else base

@@ -5,6 +5,11 @@ configurations and every aggregated layer statistic, three statements), `result_
 `theory_records` (the records of `scheduler.analysis.records`, without and with theory),
 `report_input` (everything `scheduler.analysis.report` renders) and `sweep_progress`. What the
 values mean is `scheduler.analysis`'s business; the tables and CSV of the CLI are at the end.
+
+A sweep too large to hold at once is streamed: `result_stream` reads the configurations' light
+references once (one statement), then the records of `EXPORT_BATCH` configurations at a time
+(two or three statements per batch), with every column and its kind fixed before the first row,
+so an export (`scheduler.export`) or `results(columns=..., configs=...)` holds one batch.
 """
 
 from __future__ import annotations
@@ -12,15 +17,29 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from scheduler.analysis.records import ConfigResults, Record, result_rows
-from scheduler.formatting import config_label, pm
+from scheduler.analysis.records import (
+    ConfigResults,
+    Record,
+    column_kinds,
+    columns_for_axes,
+    result_columns,
+    result_head,
+    result_rows,
+)
+from scheduler.errors import UserError
+from scheduler.formatting import config_label, pm, printable
 from scheduler.store import chunk_activity, chunk_provenance
-from worker.aggregate import sweep_layer_records
+from worker.aggregate import (
+    layer_stat_rows,
+    partial_records,
+    records_by_configuration,
+    sweep_layer_records,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,10 +48,15 @@ if TYPE_CHECKING:
 
     from scheduler.analysis.compare import CheckReport, Predictor
     from scheduler.analysis.report import ReportInput, SweepProvenance
-    from scheduler.store import ConfigInfo
+    from scheduler.store import ConfigInfo, ConfigRef
+    from worker.contract import LayerRecord
 
 __all__ = [
     "ACTIVE_WINDOW",
+    "EXPORT_BATCH",
+    "ResultSet",
+    "ResultStream",
+    "StatBatch",
     "SweepProgress",
     "render_check",
     "render_csv",
@@ -40,17 +64,19 @@ __all__ = [
     "render_table",
     "report_input",
     "result_records",
+    "result_set",
+    "result_stream",
     "results",
     "summarize",
-    "sweep_failures",
     "sweep_progress",
     "sweep_provenance",
     "sweep_results",
     "theory_records",
 ]
 
-ACTIVE_WINDOW = timedelta(seconds=120)
+ACTIVE_WINDOW = timedelta(seconds=60)  # a heartbeat older than this: the worker is gone
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
+EXPORT_BATCH = 500  # configurations per batch of a streamed read
 
 
 # ------------------------------------------------------------------------- requests
@@ -62,11 +88,25 @@ def _read_results(session: Session, sweep_id: int) -> tuple[list[ConfigInfo], li
 
     infos = sweep_config_rows(session=session, sweep_id=sweep_id)
     by_id = sweep_layer_records(session=session, sweep_id=sweep_id)
-    results_ = [
-        ConfigResults(info.config_hash, info.config, info.axes, tuple(by_id.get(info.id, ())))
+    if any(info.status != "done" for info in infos):
+        by_id.update(partial_records(session=session, sweep_id=sweep_id))
+    return infos, _config_results(infos, by_id)
+
+
+def _config_results(
+    infos: Sequence[ConfigInfo], by_id: Mapping[int, Sequence[LayerRecord]]
+) -> list[ConfigResults]:
+    """Each configuration with its records; complete once all its chunks are aggregated."""
+    return [
+        ConfigResults(
+            info.config_hash,
+            info.config,
+            info.axes,
+            tuple(by_id.get(info.id, ())),
+            complete=info.status == "done",
+        )
         for info in infos
     ]
-    return infos, results_
 
 
 def sweep_results(*, session: Session, sweep_id: int) -> list[ConfigResults]:
@@ -89,6 +129,186 @@ def result_records(
         where=where,
         quantity=quantity,
         layer=layer,
+    )
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """What `initsweep results` prints: the records, every column (a header even with no rows),
+    and how complete the sweep is (a configuration is complete once all its chunks are in)."""
+
+    records: list[Record]
+    columns: list[str]
+    n_configs: int
+    n_complete: int
+    n_with_trials: int  # configurations with at least one chunk done
+    incomplete: tuple[str, ...]  # labels of the configurations whose chunks are not all in
+
+    @property
+    def complete(self) -> bool:
+        return self.n_complete == self.n_configs
+
+
+def result_set(
+    *, session: Session, sweep_id: int, theory: bool = False, **filters: Any
+) -> ResultSet:
+    """The sweep's records (with theory columns when `theory`) and its completeness."""
+    configs = sweep_results(session=session, sweep_id=sweep_id)
+    records = result_rows(sweep_id, configs, **filters)
+    if theory:
+        from scheduler.analysis.compare import with_theory
+        from scheduler.analysis.theory import predict
+
+        records = with_theory(records, predictor=predict)
+    columns = result_columns(sweep_id, configs)
+    for r in records:  # theory columns, in first-seen order
+        columns.extend(k for k in r if k not in columns)
+    return ResultSet(
+        records=records,
+        columns=columns,
+        n_configs=len(configs),
+        n_complete=sum(c.complete for c in configs),
+        n_with_trials=sum(bool(c.records) for c in configs),
+        incomplete=tuple(config_label(result_head(sweep_id, c)) for c in configs if not c.complete),
+    )
+
+
+@dataclass(frozen=True)
+class StatBatch:
+    """A batch of complete configurations, unbuilt, for a columnar writer: each configuration's
+    id and head columns (`result_head`) in position order, and their aggregated rows as plain
+    tuples (`worker.aggregate.layer_stat_rows`: configuration id, then
+    `worker.persist.STAT_FIELDS`), unordered."""
+
+    config_ids: list[int]
+    heads: list[dict[str, Any]]
+    rows: list[Any]
+
+
+class ResultStream:
+    """A sweep's records in batches of configurations (position order, the rows of
+    `result_set` in the same order), with `columns` and their `kinds` fixed before the first row.
+
+    Iterate once, inside the session that made it; each batch costs two or three statements
+    (configurations, aggregated rows, the merge of the done chunks of incomplete ones) and
+    holds the records of at most `batch_size` configurations. `n_complete` and `n_with_trials`
+    are counted while iterating (final once it is exhausted). `parts()` is the same stream for
+    a columnar writer.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        sweep_id: int,
+        refs: Sequence[ConfigRef],
+        *,
+        theory: bool,
+        batch_size: int,
+        filters: Mapping[str, Any],
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected at least 1. Received: {batch_size}")
+        self._session = session
+        self._refs = list(refs)
+        self._theory = theory
+        self._batch_size = batch_size
+        self._filters = dict(filters)
+        self.sweep_id = sweep_id
+        self.columns = columns_for_axes(r.axes for r in self._refs)
+        known: dict[str, str] = {}
+        if theory:
+            from scheduler.analysis.compare import THEORY_KEYS, THEORY_KINDS
+
+            self.columns.extend(k for k in THEORY_KEYS if k not in self.columns)
+            known = THEORY_KINDS
+        self.kinds = column_kinds(self.columns, (r.axes for r in self._refs), known)
+        self.n_configs = len(self._refs)
+        self.n_complete = 0
+        self.n_with_trials = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.n_complete == self.n_configs
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        for part in self._parts(columnar=False):
+            assert not isinstance(part, StatBatch)
+            yield part
+
+    def parts(self) -> Iterator[list[Record] | StatBatch]:
+        """The batches of `__iter__`, except that a batch of complete configurations read with
+        no filter and no theory comes as a `StatBatch` (the same rows, not built as records)."""
+        return self._parts(columnar=True)
+
+    def _parts(self, *, columnar: bool) -> Iterator[list[Record] | StatBatch]:
+        from scheduler.store import sweep_config_rows
+
+        session, sweep_id = self._session, self.sweep_id
+        filtered = any(v not in (None, {}) for v in self._filters.values())
+        columnar = columnar and not self._theory and not filtered
+        for start in range(0, len(self._refs), self._batch_size):
+            batch = self._refs[start : start + self._batch_size]
+            ids = [r.id for r in batch]
+            infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
+            rows = layer_stat_rows(session=session, configuration_ids=ids)
+            open_ids = [info.id for info in infos if info.status != "done"]
+            self.n_complete += len(infos) - len(open_ids)
+            if columnar and not open_ids:
+                self.n_with_trials += len({row[0] for row in rows})
+                yield StatBatch(
+                    config_ids=[info.id for info in infos],
+                    heads=[
+                        result_head(
+                            sweep_id, ConfigResults(info.config_hash, info.config, info.axes)
+                        )
+                        for info in infos
+                    ],
+                    rows=rows,
+                )
+                continue
+            by_id = records_by_configuration(rows)
+            if open_ids:
+                by_id.update(
+                    partial_records(session=session, sweep_id=sweep_id, configuration_ids=open_ids)
+                )
+            configs = _config_results(infos, by_id)
+            self.n_with_trials += sum(bool(c.records) for c in configs)
+            records = result_rows(sweep_id, configs, **self._filters)
+            if self._theory:
+                from scheduler.analysis.compare import with_theory
+                from scheduler.analysis.theory import predict
+
+                records = with_theory(records, predictor=predict)
+            yield records
+
+
+def result_stream(
+    *,
+    session: Session,
+    sweep_id: int,
+    theory: bool = False,
+    configs: Iterable[str] | None = None,
+    batch_size: int = EXPORT_BATCH,
+    **filters: Any,
+) -> ResultStream:
+    """The sweep's records as a `ResultStream` (UnknownSweepError if absent): with theory
+    columns when `theory`, only the configurations whose hash is in `configs` when given (a hash
+    that is not the sweep's is a UserError), filtered as `result_rows` filters."""
+    from scheduler.store import sweep_config_refs
+
+    refs = sweep_config_refs(session=session, sweep_id=sweep_id)
+    if configs is not None:
+        wanted = dict.fromkeys(configs)
+        known = {r.config_hash for r in refs}
+        missing = [h for h in wanted if h not in known]
+        if missing:
+            raise UserError(
+                f"configs: {missing[0]!r} is not a configuration of sweep {sweep_id} "
+                "(give full config_hash values, as the results print them)"
+            )
+        refs = [r for r in refs if r.config_hash in wanted]
+    return ResultStream(
+        session, sweep_id, refs, theory=theory, batch_size=batch_size, filters=filters
     )
 
 
@@ -157,31 +377,6 @@ def report_input(*, session: Session, sweep_id: int) -> ReportInput:
     )
 
 
-def sweep_failures(
-    *, session: Session, sweep_ids: Iterable[int], per_sweep: int = 20
-) -> dict[int, list[dict[str, Any]]]:
-    """Sweep id -> its latest failed chunks (at most `per_sweep`): configuration label, error."""
-    from scheduler.analysis.records import config_columns
-    from scheduler.store import chunk_failures
-
-    found = chunk_failures(session=session, sweep_ids=list(sweep_ids), per_sweep=per_sweep)
-    return {
-        sweep_id: [
-            {
-                "chunk_id": f.chunk_id,
-                "chunk_index": f.chunk_index,
-                "configuration": config_label(config_columns(f.config, f.axes)),
-                "attempts": f.attempts,
-                "worker": f.worker,
-                "error": f.error,
-                "finished_at": f.finished_at,
-            }
-            for f in failures
-        ]
-        for sweep_id, failures in found.items()
-    }
-
-
 @dataclass(frozen=True)
 class SweepProgress:
     """Chunk counts, throughput and ETA of one sweep."""
@@ -192,19 +387,28 @@ class SweepProgress:
     counts: dict[str, int]
     trials_done: int
     trials_total: int
-    rate: float | None  # trials/s since the first chunk of this sweep started
-    eta_s: float | None
-    workers: tuple[str, ...]  # workers that ran or finished a chunk in the last two minutes
+    rate: float | None  # trials/s over the time the sweep ran (first start to last finish)
+    eta_s: float | None  # only while running
+    workers: tuple[str, ...]  # workers holding a running chunk with a fresh heartbeat
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "partial", "failed", "cancelled")
+        """Nothing is going on (done, partial, failed, cancelled or interrupted)."""
+        return self.status not in ("pending", "running")
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def sweep_progress(
     *, session: Session, sweep_id: int | None = None, now: datetime | None = None
 ) -> list[SweepProgress]:
-    """Progress of `sweep_id` (UnknownSweepError when absent), or of every sweep, oldest first."""
+    """Progress of `sweep_id` (UnknownSweepError when absent), or of every sweep, oldest first.
+
+    The rate counts the time the sweep ran: up to now while it runs, up to its last finished
+    chunk once it has stopped (a finished sweep's rate does not decay as time passes).
+    """
     from models import utcnow
     from scheduler.store import get_sweep, list_sweeps
 
@@ -214,18 +418,20 @@ def sweep_progress(
         else [get_sweep(session=session, sweep_id=sweep_id)]
     )
     now = now or utcnow()
-    firsts, workers = chunk_activity(
+    activity = chunk_activity(
         session=session, sweep_ids=[i.id for i in infos], since=now - ACTIVE_WINDOW
     )
     out = []
     for info in infos:
-        first_start, done_trials = firsts.get(info.id, (None, 0))
+        act = activity.get(info.id)
+        running = info.status in ("pending", "running")
         rate = eta = None
-        if first_start is not None and done_trials:
-            start = first_start if first_start.tzinfo else first_start.replace(tzinfo=UTC)
-            elapsed = max((now - start).total_seconds(), 1e-3)
-            rate = done_trials / elapsed
-            eta = (info.trials_total - info.trials_done) / rate if rate > 0 else None
+        if act is not None and act.first_started is not None and act.trials_done:
+            end = now if running or act.last_finished is None else _utc(act.last_finished)
+            elapsed = max((end - _utc(act.first_started)).total_seconds(), 1e-3)
+            rate = act.trials_done / elapsed
+            if running and rate > 0:
+                eta = (info.trials_total - info.trials_done) / rate
         out.append(
             SweepProgress(
                 sweep_id=info.id,
@@ -235,8 +441,8 @@ def sweep_progress(
                 trials_done=info.trials_done,
                 trials_total=info.trials_total,
                 rate=rate,
-                eta_s=eta if info.status not in ("done", "partial", "cancelled") else None,
-                workers=tuple(sorted(workers.get(info.id, ()))),
+                eta_s=eta,
+                workers=tuple(sorted(act.live_workers)) if act is not None and running else (),
             )
         )
     return out
@@ -249,29 +455,66 @@ def results(
     where: Mapping[str, str] | None = None,
     quantity: str | None = None,
     layer: int | None = None,
+    columns: Sequence[str] | None = None,
+    configs: Iterable[str] | None = None,
+    theory: bool = False,
 ) -> pd.DataFrame:
-    """The sweep's results as a pandas DataFrame (one row per configuration, layer, quantity)."""
+    """The sweep's results as a pandas DataFrame (one row per configuration, layer, quantity).
+
+    `where`, `quantity` and `layer` filter rows as `initsweep results` does. `columns` keeps
+    only these columns, in this order (the others are never held: a few columns of a large
+    sweep fit where every column would not); `configs` keeps only the configurations with these
+    `config_hash` values (full hashes, as the results print them; one that is not the sweep's
+    is a UserError). `theory` adds the mean-field columns of `results --theory`. The sweep is
+    read in batches of `EXPORT_BATCH` configurations either way.
+    """
     import pandas as pd
 
     from models.db import make_engine, make_session_factory, resolve_url, session_scope
 
-    engine = make_engine(resolve_url(db))
+    if isinstance(columns, str):
+        raise TypeError("columns: expected a list of column names, not one string")
+    if isinstance(configs, str):
+        raise TypeError("configs: expected a list of config_hash values, not one string")
+    wanted = None if columns is None else list(dict.fromkeys(columns))
+    rows: list[dict[str, Any]] = []
+    engine = make_engine(resolve_url(db), read_only=True)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            rows = result_records(
-                session=session, sweep_id=sweep_id, where=where, quantity=quantity, layer=layer
+            stream = result_stream(
+                session=session,
+                sweep_id=sweep_id,
+                theory=theory,
+                configs=configs,
+                where=where,
+                quantity=quantity,
+                layer=layer,
             )
+            if wanted is not None:
+                unknown = [c for c in wanted if c not in stream.columns]
+                if unknown:
+                    raise UserError(
+                        f"columns: {unknown[0]!r} is not a column; expected some of "
+                        + ", ".join(stream.columns)
+                    )
+            for batch in stream:
+                if wanted is None:
+                    rows.extend(batch)
+                else:
+                    rows.extend({c: r.get(c) for c in wanted} for r in batch)
     finally:
         engine.dispose()
-    return pd.DataFrame.from_records(rows)
+    if wanted is None:
+        return pd.DataFrame.from_records(rows)
+    return pd.DataFrame.from_records(rows, columns=wanted)
 
 
 # --------------------------------------------------------------------------- output
 
 
-def render_csv(records: list[Record]) -> str:
-    """CSV with a header of the union of keys in first-seen order."""
-    keys: dict[str, None] = {}
+def render_csv(records: list[Record], columns: Sequence[str] = ()) -> str:
+    """CSV with a header of `columns`, then of the other keys in first-seen order."""
+    keys: dict[str, None] = dict.fromkeys(columns)
     for r in records:
         keys.update(dict.fromkeys(r))
     buf = io.StringIO()
@@ -285,11 +528,12 @@ def render_csv(records: list[Record]) -> str:
 def render_table(records: list[Record]) -> None:
     """Print records as a rich table."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("config", "layer", "quantity", "finite", "mean", "std", "mean_sq")
     for r in records:
         table.add_row(
-            config_label(r),
+            Text(config_label(r)),  # a label is the user's text: never markup
             str(r["layer"]),
             r["quantity"],
             f"{r['n_finite']}/{r['n_trials']}",
@@ -344,6 +588,7 @@ def _console() -> Any:
 def render_summary(records: list[Record]) -> None:
     """Print the per-configuration summary table of a run."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(
         "configuration",
@@ -357,7 +602,7 @@ def render_summary(records: list[Record]) -> None:
     for s in summarize(records):
         overflow = s["overflow_layer"]
         table.add_row(
-            s["label"],
+            Text(s["label"]),
             pm(*s.get("act", (None, None))),
             pm(*s.get("grad", (None, None))),
             s.get("finite", "—"),
@@ -369,17 +614,19 @@ def render_summary(records: list[Record]) -> None:
 
 def render_check(report: CheckReport, console: Console | None = None) -> None:
     """Print a theory check's deviations as a rich table, then its verdict (stdout by default)."""
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = console or Console()
+    console = console or _console()
     rows = report.rows()
     if rows and console.width < 140:  # too narrow for a table: one paragraph each
         for d, r in zip(report.deviations, rows, strict=True):
             console.print(
-                f"{r['config']} · layer {r['layer']} {r['quantity']} {r['statistic']}: "
-                f"{r['observed']} vs {r['predicted']} (z {r['z']}) — {r['explanation']}",
-                style=None if d.explained else "red",
+                Text(
+                    f"{r['config']} · layer {r['layer']} {r['quantity']} {r['statistic']}: "
+                    f"{r['observed']} vs {r['predicted']} (z {r['z']}) — {r['explanation']}",
+                    style="" if d.explained else "red",
+                ),
                 highlight=False,
             )
     elif rows:
@@ -395,7 +642,7 @@ def render_check(report: CheckReport, console: Console | None = None) -> None:
         for d, r in zip(report.deviations, rows, strict=True):
             style = "red" if not d.explained else None
             table.add_row(
-                d.label or d.config,
+                Text(printable(d.label or d.config)),
                 r["layer"],
                 r["quantity"],
                 r["statistic"],
@@ -406,4 +653,6 @@ def render_check(report: CheckReport, console: Console | None = None) -> None:
                 style=style,
             )
         console.print(table)
-    console.print(report.summary(), style="green" if report.ok else "bold red")
+    for note in report.notes():
+        console.print(note, highlight=False)
+    console.print(report.summary(), style="green" if report.passed else "bold red")

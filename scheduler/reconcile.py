@@ -220,8 +220,9 @@ def serve(
 
 def _transient(exc: BaseException) -> bool:
     from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis.exceptions import OutOfMemoryError
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    if isinstance(exc, KombuOperationalError | OperationalError):
-        return True
+    if isinstance(exc, KombuOperationalError | OperationalError | OutOfMemoryError):
+        return True  # OutOfMemoryError: Redis at maxmemory refuses the send until memory frees
     return isinstance(exc, DBAPIError) and exc.connection_invalidated

@@ -26,7 +26,6 @@ from models import (
     Base,
     Chunk,
     Configuration,
-    LayerStat,
     Sweep,
     SweepConfiguration,
     utcnow,
@@ -370,15 +369,33 @@ def reset_chunks(
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def sweep_config_rows(*, session: Session, sweep_id: int) -> list[ConfigInfo]:
-    """The sweep's configurations in position order."""
-    _require_sweep(session, sweep_id)
-    rows = session.execute(
+def sweep_config_rows(
+    *, session: Session, sweep_id: int, configuration_ids: Sequence[int] | None = None
+) -> list[ConfigInfo]:
+    """The sweep's configurations in position order; only `configuration_ids` when given.
+
+    With `configuration_ids` (a batch of `sweep_config_refs`, read in statements of at most
+    500 ids), a streamed read pages over a sweep of any size in bounded memory; the sweep is
+    then looked up only when no row comes back (a batch costs one statement).
+    """
+    if configuration_ids is None:
+        _require_sweep(session, sweep_id)
+    query = (
         select(Configuration, SweepConfiguration.position, SweepConfiguration.axes_json)
         .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
         .where(SweepConfiguration.sweep_id == sweep_id)
         .order_by(SweepConfiguration.position)
     )
+    if configuration_ids is None:
+        rows = list(session.execute(query))
+    else:
+        ids = list(configuration_ids)
+        rows = []
+        for i in range(0, len(ids), _IN_BATCH):
+            rows.extend(session.execute(query.where(Configuration.id.in_(ids[i : i + _IN_BATCH]))))
+        rows.sort(key=lambda row: int(row[1]))
+        if not rows:
+            _require_sweep(session, sweep_id)
     return [
         ConfigInfo(
             id=c.id,
@@ -391,6 +408,45 @@ def sweep_config_rows(*, session: Session, sweep_id: int) -> list[ConfigInfo]:
             trials=c.trials,
         )
         for c, position, axes_json in rows
+    ]
+
+
+@dataclass(frozen=True)
+class ConfigRef:
+    """A configuration's place in a sweep without its parameters: what a streamed read pages
+    over (and the axis values that fix an export's columns before the first row)."""
+
+    id: int
+    config_hash: str
+    position: int
+    axes: dict[str, Any]
+    status: str
+
+
+def sweep_config_refs(*, session: Session, sweep_id: int) -> list[ConfigRef]:
+    """The sweep's configurations in position order, light (one statement, no config JSON)."""
+    _require_sweep(session, sweep_id)
+    rows = session.execute(
+        select(
+            Configuration.id,
+            Configuration.config_hash,
+            SweepConfiguration.position,
+            SweepConfiguration.axes_json,
+            Configuration.status,
+        )
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+        .order_by(SweepConfiguration.position)
+    )
+    return [
+        ConfigRef(
+            id=int(id_),
+            config_hash=str(config_hash),
+            position=int(position),
+            axes=json.loads(axes_json),
+            status=str(status),
+        )
+        for id_, config_hash, position, axes_json, status in rows
     ]
 
 
@@ -416,91 +472,71 @@ def chunk_provenance(*, session: Session, sweep_id: int) -> Sequence[Any]:
     ).all()
 
 
+@dataclass(frozen=True)
+class ChunkActivity:
+    """When a sweep's chunks ran, how many trials are done, and who is running them now."""
+
+    first_started: datetime | None
+    last_finished: datetime | None
+    trials_done: int
+    live_workers: frozenset[str]  # workers holding a running chunk with a fresh heartbeat
+
+
 def chunk_activity(
     *, session: Session, sweep_ids: Sequence[int], since: datetime
-) -> tuple[dict[int, tuple[datetime | None, int]], dict[int, set[str]]]:
-    """Per sweep: (first chunk start, trials of done chunks), and workers active since `since`."""
-    firsts: dict[int, tuple[datetime | None, int]] = {}
+) -> dict[int, ChunkActivity]:
+    """Per sweep: its chunks' activity; a worker is live when its heartbeat is after `since`."""
+    spans: dict[int, tuple[datetime | None, datetime | None, int]] = {}
     workers: dict[int, set[str]] = {}
     link = SweepConfiguration.configuration_id == Chunk.configuration_id
     for i in range(0, len(sweep_ids), _IN_BATCH):
         batch = sweep_ids[i : i + _IN_BATCH]
-        for sweep_id, first, done in session.execute(
+        for sweep_id, first, last, done in session.execute(
             select(
                 SweepConfiguration.sweep_id,
                 func.min(Chunk.started_at),
+                func.max(Chunk.finished_at).filter(Chunk.status == "done"),
                 func.coalesce(func.sum(Chunk.n_trials).filter(Chunk.status == "done"), 0),
             )
             .join(Chunk, link)
             .where(SweepConfiguration.sweep_id.in_(batch))
             .group_by(SweepConfiguration.sweep_id)
         ):
-            firsts[sweep_id] = (first, int(done))
+            spans[sweep_id] = (first, last, int(done))
         for sweep_id, worker in session.execute(
             select(SweepConfiguration.sweep_id, Chunk.worker)
             .join(Chunk, link)
-            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.worker.is_not(None))
             .where(
-                (Chunk.heartbeat_at >= since)
-                | (Chunk.finished_at >= since)
-                | (Chunk.started_at >= since)
+                SweepConfiguration.sweep_id.in_(batch),
+                Chunk.status == "running",
+                Chunk.worker.is_not(None),
+                Chunk.heartbeat_at >= since,
             )
             .distinct()
         ):
             if worker:
                 workers.setdefault(sweep_id, set()).add(str(worker))
-    return firsts, workers
+    return {
+        sweep_id: ChunkActivity(first, last, done, frozenset(workers.get(sweep_id, ())))
+        for sweep_id, (first, last, done) in spans.items()
+    }
 
 
-# Raw layer_stats columns, in this order, for columnar reads (`layer_stat_rows`).
-LAYER_STAT_COLUMNS: tuple[str, ...] = (
-    "configuration_id",
-    "layer",
-    "quantity",
-    "n_trials",
-    "n_finite",
-    "n_first_nonfinite",
-    "n_collapsed",
-    "mean_mean",
-    "mean_m2",
-    "std_mean",
-    "std_m2",
-    "mean_sq_mean",
-    "mean_sq_m2",
-)
-
-
-def config_aggregations(*, session: Session, sweep_id: int) -> dict[int, datetime | None]:
-    """Configuration id -> when its layer statistics were last aggregated (None: not yet).
-
-    One statement; a change here is the only way a sweep's aggregated results change, so it
-    versions caches of them (the dashboard). UnknownSweepError when the sweep is absent.
-    """
+def config_versions(
+    *, session: Session, sweep_id: int
+) -> dict[int, tuple[bool, datetime | None, int]]:
+    """Configuration id -> (complete, when last aggregated, chunks done): the version of its
+    results, aggregated or partial (the dashboard's cache key). UnknownSweepError if absent."""
     _require_sweep(session, sweep_id)
+    done = func.count(Chunk.id).filter(Chunk.status == "done")
     rows = session.execute(
-        select(Configuration.id, Configuration.aggregated_at)
+        select(Configuration.id, Configuration.status, Configuration.aggregated_at, done)
         .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .outerjoin(Chunk, Chunk.configuration_id == Configuration.id)
         .where(SweepConfiguration.sweep_id == sweep_id)
+        .group_by(Configuration.id, Configuration.status, Configuration.aggregated_at)
     )
-    return {int(id_): at for id_, at in rows}
-
-
-def layer_stat_rows(*, session: Session, configuration_ids: Sequence[int]) -> list[tuple[Any, ...]]:
-    """The aggregated statistics of these configurations as plain tuples of LAYER_STAT_COLUMNS.
-
-    No ORM object or LayerRecord per row (a 10^4-configuration sweep has ~10^6 rows): for
-    columnar readers that compute means and standard errors from (n, mean, M2) in bulk.
-    """
-    table = _table(LayerStat)
-    columns = [table.c[name] for name in LAYER_STAT_COLUMNS]
-    ids = list(configuration_ids)
-    out: list[tuple[Any, ...]] = []
-    for i in range(0, len(ids), _IN_BATCH):
-        rows = session.execute(
-            select(*columns).where(table.c.configuration_id.in_(ids[i : i + _IN_BATCH]))
-        )
-        out.extend(tuple(r) for r in rows)
-    return out
+    return {int(i): (status == "done", at, int(n)) for i, status, at, n in rows}
 
 
 @dataclass(frozen=True)
@@ -518,6 +554,9 @@ class ChunkFailure:
     axes: dict[str, Any]
 
 
+_FAILURE_COLUMNS = ("id", "chunk_index", "attempts", "worker", "error", "finished_at")
+
+
 def chunk_failures(
     *, session: Session, sweep_ids: Sequence[int], per_sweep: int = 20
 ) -> dict[int, list[ChunkFailure]]:
@@ -525,26 +564,15 @@ def chunk_failures(
     out: dict[int, list[ChunkFailure]] = {}
     for i in range(0, len(sweep_ids), _IN_BATCH):
         batch = sweep_ids[i : i + _IN_BATCH]
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=SweepConfiguration.sweep_id,
-                order_by=(Chunk.finished_at.desc(), Chunk.id.desc()),
-            )
-            .label("rank")
-        )
+        order = (Chunk.finished_at.desc(), Chunk.id.desc())
+        rank = func.row_number().over(partition_by=SweepConfiguration.sweep_id, order_by=order)
         inner = (
             select(
                 SweepConfiguration.sweep_id,
-                Chunk.id,
-                Chunk.chunk_index,
-                Chunk.attempts,
-                Chunk.worker,
-                Chunk.error,
-                Chunk.finished_at,
+                *(getattr(Chunk, c) for c in _FAILURE_COLUMNS),
                 Configuration.config_json,
                 SweepConfiguration.axes_json,
-                rank,
+                rank.label("rank"),
             )
             .join(Chunk, Chunk.configuration_id == SweepConfiguration.configuration_id)
             .join(Configuration, Configuration.id == Chunk.configuration_id)
@@ -555,17 +583,16 @@ def chunk_failures(
             select(inner).where(inner.c.rank <= per_sweep).order_by(inner.c.sweep_id, inner.c.rank)
         )
         for r in rows:
-            out.setdefault(int(r.sweep_id), []).append(
-                ChunkFailure(
-                    sweep_id=int(r.sweep_id),
-                    chunk_id=int(r.id),
-                    chunk_index=int(r.chunk_index),
-                    attempts=int(r.attempts or 0),
-                    worker=r.worker,
-                    error=r.error,
-                    finished_at=r.finished_at,
-                    config=SimConfig.from_json(json.loads(r.config_json)),
-                    axes=json.loads(r.axes_json),
-                )
+            failure = ChunkFailure(
+                sweep_id=int(r.sweep_id),
+                chunk_id=int(r.id),
+                chunk_index=int(r.chunk_index),
+                attempts=int(r.attempts or 0),
+                worker=r.worker,
+                error=r.error,
+                finished_at=r.finished_at,
+                config=SimConfig.from_json(json.loads(r.config_json)),
+                axes=json.loads(r.axes_json),
             )
+            out.setdefault(failure.sweep_id, []).append(failure)
     return out

@@ -6,6 +6,7 @@ factory opened at the edge (the CLI, the Python API) and returns domain values.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from models.db import session_scope
-from scheduler.database import first_line, redact
-from scheduler.errors import BrokerUnavailableError, InterruptedRun
+from models.errors import TransientStoreError
+from scheduler.database import broker_problem, first_line, redact
+from scheduler.errors import BrokerUnavailableError, InterruptedRun, OptionError, UserError
 from scheduler.store import (
     chunk_ids,
     chunk_trials,
@@ -42,11 +44,25 @@ def plan_spec(path: str) -> SweepPlan:
     return plan_sweep(load_spec(path))
 
 
+RECORD_ATTEMPTS = 5  # concurrent submissions of the same configurations: the loser retries
+
+
 def record(factory: SessionFactory, plan: SweepPlan) -> int:
-    """Record `plan` as a running sweep (one transaction) and aggregate reused configurations."""
-    with session_scope(factory) as session:
-        sweep_id = create_sweep(session=session, plan=plan)
-        set_sweep_status(session=session, sweep_id=sweep_id, status="running")
+    """Record `plan` as a running sweep (one transaction) and aggregate reused configurations.
+
+    Two submissions racing to create the same configurations collide on their unique run_key;
+    the loser's transaction rolls back whole and is retried (it then links the winner's rows).
+    """
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            with session_scope(factory) as session:
+                sweep_id = create_sweep(session=session, plan=plan)
+                set_sweep_status(session=session, sweep_id=sweep_id, status="running")
+            break
+        except TransientStoreError:
+            if attempt == RECORD_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
     with session_scope(factory) as session:  # configurations finished by earlier sweeps
         aggregate_sweep(session=session, sweep_id=sweep_id)
     return sweep_id
@@ -82,6 +98,7 @@ def run_here(
     from worker.pool import run_chunks
 
     with session_scope(factory) as session:
+        set_sweep_status(session=session, sweep_id=sweep_id, status="running")  # wants its work
         aggregate_sweep(session=session, sweep_id=sweep_id)
         reset = reset_chunks(session=session, sweep_id=sweep_id, statuses=("failed",))
         reset_chunks(session=session, sweep_id=sweep_id, statuses=("running",))
@@ -135,6 +152,7 @@ def reconcile_pass(
     from scheduler.reconcile import celery_sender, reconcile_once
     from worker.celery_app import broker_url
 
+    checked_broker_url()
     try:
         return reconcile_once(factory, celery_sender(), policy, sweep_ids=sweep_ids)
     except OperationalError as exc:
@@ -143,8 +161,48 @@ def reconcile_pass(
         ) from exc
 
 
-def cancel(factory: SessionFactory, sweep_id: int) -> None:
-    """Mark the sweep cancelled: nothing more is scheduled for it."""
+def checked_broker_url() -> str:
+    """$INITSWEEP_BROKER_URL (or the default), OptionError when it is malformed."""
+    from worker.celery_app import broker_url
+
+    url = broker_url()
+    problem = broker_problem(url)
+    if problem is not None:
+        raise OptionError(
+            "$INITSWEEP_BROKER_URL: expected a broker URL such as redis://:password@host:6379/0. "
+            f"Received: {redact(url)} ({problem})"
+        )
+    return url
+
+
+def check_broker() -> None:
+    """BrokerUnavailableError unless the Celery broker accepts a connection (and its password)."""
+    from kombu.connection import Connection
+
+    url = checked_broker_url()
+    try:
+        with Connection(url, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]
+            connection.ensure_connection(max_retries=1, timeout=5)
+    except Exception as exc:  # the broker edge: whatever the transport raised, one line
+        raise BrokerUnavailableError(
+            f"cannot reach the broker {redact(url)}: {first_line(exc)}; nothing was recorded"
+        ) from exc
+
+
+def cancel(factory: SessionFactory, sweep_id: int) -> bool:
+    """Mark the sweep cancelled; False when it already was. A finished sweep is refused.
+
+    Chunks already queued in the broker are then skipped by the workers' claim (no sweep that
+    wants work links their configuration), and `resume` takes the sweep up again.
+    """
     with session_scope(factory) as session:
-        get_sweep(session=session, sweep_id=sweep_id)
+        status = get_sweep(session=session, sweep_id=sweep_id).status
+        if status == "cancelled":
+            return False
+        if status in ("done", "partial", "failed"):
+            raise UserError(
+                f"sweep {sweep_id}: expected a sweep with work left to cancel. "
+                f"Received: a {status} sweep"
+            )
         set_sweep_status(session=session, sweep_id=sweep_id, status="cancelled")
+    return True

@@ -7,12 +7,24 @@ is bit-identical however its chunks were scheduled, and re-running it rewrites i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
 from worker.contract import LayerRecord, merge_records
-from worker.persist import record_from_row, record_order, record_values
+from worker.persist import (
+    STAT_FIELDS,
+    record_from_row,
+    record_from_values,
+    record_order,
+    record_values,
+)
+
+_IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
+STAT_ROW: tuple[str, ...] = ("configuration_id", *STAT_FIELDS)  # a `layer_stat_rows` tuple
 
 
 def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
@@ -99,3 +111,70 @@ def sweep_layer_records(*, session: Session, sweep_id: int) -> dict[int, list[La
     for row in rows:
         out.setdefault(row.configuration_id, []).append(record_from_row(row))
     return {k: sorted(v, key=record_order) for k, v in out.items()}
+
+
+def layer_stat_rows(*, session: Session, configuration_ids: Sequence[int]) -> list[Any]:
+    """The aggregated rows of these configurations as plain tuples of the columns `STAT_ROW`
+    (configuration_id, then `worker.persist.STAT_FIELDS`), unordered: one statement per 500
+    ids, no ORM objects (a streamed export reads millions)."""
+    columns = [getattr(LayerStat, name) for name in STAT_FIELDS]
+    ids = list(configuration_ids)
+    rows: list[Any] = []
+    connection = session.connection()  # Core execution: plain rows, no ORM loading step
+    for i in range(0, len(ids), _IN_BATCH):
+        rows.extend(
+            connection.execute(
+                select(LayerStat.configuration_id, *columns).where(
+                    LayerStat.configuration_id.in_(ids[i : i + _IN_BATCH])
+                )
+            ).all()
+        )
+    return rows
+
+
+def records_by_configuration(rows: Sequence[Any]) -> dict[int, list[LayerRecord]]:
+    """configuration id -> its records in (layer, quantity) order, from `layer_stat_rows`."""
+    out: dict[int, list[LayerRecord]] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(record_from_values(row[1:]))
+    return {k: sorted(v, key=record_order) for k, v in out.items()}
+
+
+def partial_records(
+    *, session: Session, sweep_id: int, configuration_ids: Sequence[int] | None = None
+) -> dict[int, list[LayerRecord]]:
+    """configuration id -> the merge of its DONE chunks so far, for configurations not aggregated.
+
+    The same merge as `aggregate_config` (chunk-index order) over whichever chunks are done, so
+    a partial result equals the aggregate of those chunks and grows into the final one. One
+    statement for the whole sweep, or per 500 of `configuration_ids` when given (a batch of a
+    streamed read); aggregated configurations are left out (their rows are in layer_stats).
+    """
+    query = (
+        select(ChunkStat, Chunk.configuration_id, Chunk.chunk_index)
+        .join(Chunk, Chunk.id == ChunkStat.chunk_id)
+        .join(Configuration, Configuration.id == Chunk.configuration_id)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
+        .where(
+            SweepConfiguration.sweep_id == sweep_id,
+            Chunk.status == "done",
+            Configuration.status != "done",
+        )
+    )
+    if configuration_ids is None:
+        rows: list[Any] = list(session.execute(query))
+    else:
+        ids = list(configuration_ids)
+        rows = []
+        for i in range(0, len(ids), _IN_BATCH):
+            batch = ids[i : i + _IN_BATCH]
+            rows.extend(session.execute(query.where(Chunk.configuration_id.in_(batch))))
+    groups: dict[int, dict[int, list[LayerRecord]]] = {}
+    for stat, configuration_id, chunk_index in rows:
+        groups.setdefault(configuration_id, {}).setdefault(chunk_index, []).append(
+            record_from_row(stat)
+        )
+    return {
+        cid: merge_records([sorted(chunks[i], key=record_order) for i in sorted(chunks)])
+        for cid, chunks in groups.items()
+    }

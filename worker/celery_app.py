@@ -30,7 +30,12 @@ def broker_url() -> str:
 
 def make_app() -> Celery:
     """A configured Celery app (see module docstring)."""
-    celery = Celery("initsweep", broker=broker_url(), include=["worker.tasks"])
+    url = broker_url()
+    celery = Celery("initsweep", broker=url, include=["worker.tasks"])
+    if url.startswith(("redis://", "rediss://")):  # survive a full Redis (worker.broker)
+        from worker.broker import TRANSPORT
+
+        celery.conf.broker_transport = TRANSPORT
     celery.conf.update(
         task_serializer="json",
         accept_content=["json"],  # pickle from a broker would be remote code execution

@@ -1,15 +1,30 @@
-"""Peak-memory model of one trial, and the sub-batch size that keeps a chunk under a budget.
+"""Peak-memory model of a chunk, and the sub-batch size that keeps it under a budget.
 
 Numpy-free and TF-free so the scheduler can refuse an oversized configuration at validation.
-Dense sampler, per trial (bytes; s = itemsize of dtype, d = itemsize of the draw dtype, float32
-or float64):
+Closed forms throughout (layer 1 has fans (input_dim, width), every later layer (width, width):
+`SimConfig.fans`), so the model costs the same at depth 3 or 100,000.
+
+Per trial, the kernels and activations (bytes; s = itemsize of dtype, d = itemsize of the draw
+dtype, float32 or float64), `trial_bytes`:
     weights kept for the backward pass   sum_l fan_in_l * fan_out_l * s
     one layer's raw draw and its cast    max_l fan_in_l * fan_out_l * (d + s) * 2
     activations z, h, g per layer        3 * depth * batch * width * s
     float64 observables temporaries      4 * batch * max(width, input_dim) * 8
 The conditional sampler keeps no weights: its per-layer cost is O(batch * width + batch^2).
-The estimate is deliberately conservative (x1.25) and deterministic, so the sub-batch of a
-chunk, hence its bits, never depends on the machine.
+That estimate is deliberately conservative (x1.25 + 1 KiB) and deterministic, so the sub-batch
+of a chunk, hence its bits, never depends on the machine.
+
+Per layer, bookkeeping that the kernels hide at ordinary depths but that dominates a deep, narrow
+network (measured with TF 2.x on CPU at depth 10,000, width 8: 590 B a layer and trial and about
+24 KiB a layer and chunk, against the 440 B a layer and trial counted above), `chunk_bytes`:
+    observables of 3 quantities (4 float64 a layer and trial, held about 3 times over:
+    TensorArray, stacked, numpy)                     LAYER_TRIAL_BYTES   a layer and trial
+    TensorArray elements of the graph loop, the chunk's LayerRecords, their merge, database
+    rows and the aggregation reading them back       LAYER_CHUNK_BYTES   a layer and chunk
+A chunk of sub-batches of n trials peaks at the larger of n * trial_bytes and
+n * (raw trial + depth * LAYER_TRIAL_BYTES) + depth * LAYER_CHUNK_BYTES. The first is larger for
+every configuration whose kernels dominate (the examples, and every width above a few dozen at
+ordinary depths): for those the sub-batch is `budget // trial_bytes` as it always was.
 """
 
 from __future__ import annotations
@@ -20,6 +35,9 @@ from worker.errors import MemoryBudgetError
 ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 MAX_SUB_BATCH = 4096
 DEFAULT_BUDGET = 1 << 30
+LAYER_TRIAL_BYTES = 320  # 3 quantities x 4 float64 observables, held ~3 times (measured 238)
+LAYER_CHUNK_BYTES = 32 << 10  # TF TensorArray elements, records, rows (measured ~24 KiB)
+_HINT = "raise memory_budget or use sampler: conditional for Gaussian weights"
 
 
 def draw_itemsize(dtype: str) -> int:
@@ -27,8 +45,16 @@ def draw_itemsize(dtype: str) -> int:
     return 8 if dtype == "float64" else 4
 
 
-def trial_bytes(config: SimConfig) -> int:
-    """Conservative peak bytes of one trial of `config` (see module docstring)."""
+def kernel_sizes(config: SimConfig) -> tuple[int, int]:
+    """(sum, max) over layers of fan_in * fan_out, in closed form (layers 2.. share fans)."""
+    first = config.input_dim * config.width
+    deep = config.width * config.width
+    total = first + (config.depth - 1) * deep
+    return total, max(first, deep) if config.depth > 1 else first
+
+
+def _raw_trial_bytes(config: SimConfig) -> int:
+    """The module docstring's per-trial sum, before the x1.25 margin."""
     s = ITEMSIZE[config.dtype]
     d = draw_itemsize(config.dtype)
     widest = max(config.width, config.input_dim)
@@ -36,26 +62,62 @@ def trial_bytes(config: SimConfig) -> int:
     if config.sampler == "conditional":
         b = config.batch
         per_layer = (b * widest * 6 + b * b * 4) * max(s, d)
-        total = acts + 2 * per_layer + config.depth * b * widest * max(s, d)
-    else:
-        kernels = [config.fans(layer) for layer in range(1, config.depth + 1)]
-        weights = sum(fi * fo for fi, fo in kernels) * s
-        draw = max(fi * fo for fi, fo in kernels) * (d + s) * 2
-        total = weights + draw + acts
-    return int(total * 1.25) + 1024
+        return acts + 2 * per_layer + config.depth * b * widest * max(s, d)
+    total, largest = kernel_sizes(config)
+    return total * s + largest * (d + s) * 2 + acts
+
+
+def trial_bytes(config: SimConfig) -> int:
+    """Conservative peak bytes of one trial of `config` (see module docstring)."""
+    return int(_raw_trial_bytes(config) * 1.25) + 1024
+
+
+def chunk_bytes(config: SimConfig, sub_batch: int) -> int:
+    """Conservative peak bytes of a chunk of `config` run in sub-batches of `sub_batch` trials,
+    per-layer bookkeeping included (see module docstring)."""
+    deep_trial = _raw_trial_bytes(config) + config.depth * LAYER_TRIAL_BYTES
+    bookkeeping = config.depth * LAYER_CHUNK_BYTES
+    return max(sub_batch * trial_bytes(config), sub_batch * deep_trial + bookkeeping)
+
+
+def check_budget(config: SimConfig, budget_bytes: int) -> None:
+    """MemoryBudgetError unless a chunk of one-trial sub-batches of `config` fits the budget."""
+    need = chunk_bytes(config, 1)
+    if need <= budget_bytes:
+        return
+    bookkeeping = config.depth * LAYER_CHUNK_BYTES
+    if bookkeeping * 2 > need:
+        hint = (
+            f"at depth {config.depth} the per-layer bookkeeping alone needs "
+            f"{format_bytes(bookkeeping)} ({format_bytes(LAYER_CHUNK_BYTES)} a layer): raise "
+            "memory_budget or reduce depth"
+        )
+        raise _over_budget(config, need, budget_bytes, hint)
+    raise _over_budget(config, need, budget_bytes, _HINT)
+
+
+def _over_budget(config: SimConfig, need: int, budget: int, hint: str) -> MemoryBudgetError:
+    return MemoryBudgetError(
+        f"one trial needs about {format_bytes(need)}, over the memory budget of "
+        f"{format_bytes(budget)} (depth={config.depth}, width={config.width}, "
+        f"dtype={config.dtype}, sampler={config.sampler}); {hint}"
+    )
 
 
 def sub_batch_size(config: SimConfig, n_trials: int, budget_bytes: int = DEFAULT_BUDGET) -> int:
-    """Trials per sub-batch: as many as fit the budget, at most `n_trials` and MAX_SUB_BATCH."""
+    """Trials per sub-batch: as many as fit the budget, at most `n_trials` and MAX_SUB_BATCH.
+
+    Raises MemoryBudgetError when one trial (`trial_bytes`) is over the budget; a deep, narrow
+    configuration whose bookkeeping does not fit either gets 1 (`check_budget` refuses it)."""
     per_trial = trial_bytes(config)
     if per_trial > budget_bytes:
-        raise MemoryBudgetError(
-            f"one trial needs about {format_bytes(per_trial)}, over the memory budget of "
-            f"{format_bytes(budget_bytes)} (depth={config.depth}, width={config.width}, "
-            f"dtype={config.dtype}, sampler={config.sampler}); raise memory_budget or use "
-            "sampler: conditional for Gaussian weights"
-        )
-    return max(1, min(n_trials, MAX_SUB_BATCH, budget_bytes // per_trial))
+        raise _over_budget(config, per_trial, budget_bytes, _HINT)
+    size = max(1, min(n_trials, MAX_SUB_BATCH, budget_bytes // per_trial))
+    if size > 1 and chunk_bytes(config, size) > budget_bytes:
+        deep_trial = _raw_trial_bytes(config) + config.depth * LAYER_TRIAL_BYTES
+        room = budget_bytes - config.depth * LAYER_CHUNK_BYTES
+        size = max(1, min(size, room // deep_trial))
+    return size
 
 
 def format_bytes(n: int) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, select, update
@@ -40,7 +42,14 @@ def claim_chunk(
     None when the chunk is done or failed (a stale or duplicate message), or when it has been
     claimed `max_claims` times already, in which case it is marked failed: a chunk whose worker
     keeps dying (out of memory, a crash in native code) must not be redelivered forever.
+    None, too, when no sweep wants the chunk any more (every sweep linked to its configuration
+    is cancelled or finished: configurations are shared by sweeps): it stays pending, untouched,
+    so a message still in the broker after `cancel` runs nothing.
     """
+    if not _wanted(session, chunk_id):
+        if session.scalar(select(Chunk.id).where(Chunk.id == chunk_id)) is None:
+            raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
+        return None
     now = utcnow()
     result = session.execute(
         update(Chunk)
@@ -73,6 +82,25 @@ def claim_chunk(
             )
         return None
     return load_task(session=session, chunk_id=chunk_id)
+
+
+SWEEPS_WANTING_WORK = ("pending", "running")
+
+
+def _wanted(session: Session, chunk_id: int) -> bool:
+    """Some sweep that still wants work is linked to the chunk's configuration."""
+    return bool(
+        session.scalar(
+            select(Chunk.id)
+            .join(
+                SweepConfiguration,
+                SweepConfiguration.configuration_id == Chunk.configuration_id,
+            )
+            .join(Sweep, Sweep.id == SweepConfiguration.sweep_id)
+            .where(Chunk.id == chunk_id, Sweep.status.in_(SWEEPS_WANTING_WORK))
+            .limit(1)
+        )
+    )
 
 
 def heartbeat(*, session: Session, chunk_id: int) -> None:
@@ -198,8 +226,27 @@ def chunk_attempts(*, session: Session, chunk_id: int) -> int:
 # --- LayerRecord <-> chunk_stats / layer_stats columns: the one place that maps them ---
 
 
+# A moment beyond float64 (the trials' values are finite, but e.g. mean_sq ~ 1e300 squared in m2,
+# or a sum of means past 1.8e308) is data, not an error: it is stored capped at +-CAP, the largest
+# float64, which is the flag "exceeds float64" (no finite merge of finite trials' statistics
+# reaches CAP exactly), and read back as +-inf, which readers show as "no value" (None). NaN (an
+# inf - inf in such a merge) is stored as +CAP. docs/core.md, "Observables and records".
+CAP = sys.float_info.max
+
+
+def _capped(x: float) -> float:
+    if math.isnan(x):
+        return CAP
+    return x if math.isfinite(x) else math.copysign(CAP, x)
+
+
+def _uncapped(x: float) -> float:
+    return math.copysign(math.inf, x) if abs(x) == CAP else x
+
+
 def record_values(record: LayerRecord) -> dict[str, Any]:
-    """Column values of a record; refuses NaN/inf and moments whose n is not n_finite."""
+    """Column values of a record (moments beyond float64 capped, see CAP); refuses moments whose
+    n is not n_finite."""
     where = f"layer {record.layer} {record.quantity}"
     if record.quantity not in QUANTITIES:
         raise ValueError(
@@ -229,19 +276,52 @@ def record_values(record: LayerRecord) -> dict[str, Any]:
                 f"Received: {moments.n}"
             )
         mean, m2 = (float(moments.mean), float(moments.m2)) if moments.n else (0.0, 0.0)
-        if not (math.isfinite(mean) and math.isfinite(m2)):
-            raise ValueError(
-                f"{where}: expected finite {name} moments. Received: mean={mean}, m2={m2}"
-            )
-        values[f"{name}_mean"] = mean
-        values[f"{name}_m2"] = m2
+        values[f"{name}_mean"] = _capped(mean)
+        values[f"{name}_m2"] = _capped(m2)
     return values
+
+
+# The statistic columns of a chunk_stats or layer_stats row, in the order `record_from_values`
+# reads them (a bulk read selects these columns and gets plain tuples: no ORM objects).
+STAT_FIELDS: tuple[str, ...] = (
+    "layer",
+    "quantity",
+    "n_trials",
+    "n_finite",
+    "n_first_nonfinite",
+    "n_collapsed",
+    *(f"{name}_{part}" for name in OBSERVABLES for part in ("mean", "m2")),
+)
+
+
+def record_from_values(values: Sequence[Any]) -> LayerRecord:
+    """`record_from_row` of the values of `STAT_FIELDS`, in that order."""
+    layer, quantity, n_trials, n_finite, n_first_nonfinite, n_collapsed = values[:6]
+    moments = {
+        name: Moments(n_finite, values[6 + 2 * i], values[7 + 2 * i])
+        for i, name in enumerate(OBSERVABLES)
+    }
+    return LayerRecord(
+        layer=layer,
+        quantity=quantity,
+        n_trials=n_trials,
+        n_finite=n_finite,
+        n_first_nonfinite=n_first_nonfinite,
+        n_collapsed=n_collapsed,
+        mean=moments["mean"],
+        std=moments["std"],
+        mean_sq=moments["mean_sq"],
+    )
 
 
 def record_from_row(row: StatColumns) -> LayerRecord:
     """The LayerRecord of a chunk_stats or layer_stats row (moments' n is n_finite)."""
     moments = {
-        name: Moments(row.n_finite, getattr(row, f"{name}_mean"), getattr(row, f"{name}_m2"))
+        name: Moments(
+            row.n_finite,
+            _uncapped(getattr(row, f"{name}_mean")),
+            _uncapped(getattr(row, f"{name}_m2")),
+        )
         for name in OBSERVABLES
     }
     return LayerRecord(

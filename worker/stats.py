@@ -76,7 +76,7 @@ def moments_columns(values: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_]
     m = np.asarray(mask, dtype=bool)
     n = m.sum(axis=0)
     safe = np.where(m, x, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         mean = np.where(n > 0, safe.sum(axis=0) / np.maximum(n, 1), 0.0)
         dev = np.where(m, x - mean, 0.0)
         m2 = (dev * dev).sum(axis=0)

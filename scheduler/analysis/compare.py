@@ -59,6 +59,7 @@ __all__ = [
     "CHANCE",
     "FAMILY_ALPHA",
     "THEORY_KEYS",
+    "THEORY_KINDS",
     "UNEXPLAINED",
     "CheckReport",
     "Deviation",
@@ -93,6 +94,18 @@ THEORY_KEYS = (
     "theory_overflow_layer",
     "theory_underflow_layer",
 )
+# Each theory column's kind (`scheduler.analysis.records.KINDS`), for typed exports.
+THEORY_KINDS: dict[str, str] = {
+    "theory_mean": "float",
+    "theory_mean_sq": "float",
+    "theory_std": "float",
+    "z_mean": "float",
+    "z_mean_sq": "float",
+    "theory_exact": "bool",
+    "finite_width": "str",
+    "theory_overflow_layer": "float",
+    "theory_underflow_layer": "float",
+}
 
 
 def theories(
@@ -184,12 +197,21 @@ class Deviation:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Deviations beyond `threshold` standard errors; `ok` unless one is unexplained."""
+    """Deviations beyond `threshold` standard errors, and what the verdict rests on.
+
+    `ok`: no deviation is unexplained. `passed` (the verdict, and `initsweep check`'s exit code)
+    also needs something compared and every configuration complete (unless `allow_partial`).
+    """
 
     threshold: float
     n_compared: int  # (record, statistic) pairs with a prediction and a z-score
     n_censored: int  # records whose estimate is censored (skipped whatever their z)
     deviations: tuple[Deviation, ...] = field(default_factory=tuple)
+    n_configs: int = 0
+    no_prediction: tuple[str, ...] = ()  # configurations theory has no prediction for
+    incomplete: tuple[str, ...] = ()  # configurations whose chunks are not all in
+    strict: bool = False  # no excuses: only the family-wise chance bound may explain
+    allow_partial: bool = False
 
     @property
     def unexplained(self) -> tuple[Deviation, ...]:
@@ -199,14 +221,54 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.unexplained
 
+    @property
+    def passed(self) -> bool:
+        return self.ok and self.n_compared > 0 and (self.allow_partial or not self.incomplete)
+
+    @property
+    def excused(self) -> dict[str, int]:
+        """Explained deviations counted by kind of reason: censoring, finite-width, chance."""
+        counts: dict[str, int] = {}
+        for d in self.deviations:
+            if d.explained:
+                counts[_reason(d.explanation)] = counts.get(_reason(d.explanation), 0) + 1
+        return counts
+
+    def verdict(self) -> str:
+        """ok, FAILED, NOTHING COMPARED or INCOMPLETE."""
+        if not self.ok:
+            return "FAILED"
+        if self.n_compared == 0:
+            return "NOTHING COMPARED"
+        if self.incomplete and not self.allow_partial:
+            return "INCOMPLETE"
+        return "ok"
+
     def summary(self) -> str:
         """One line: the verdict and its counts."""
-        verdict = "ok" if self.ok else "FAILED"
-        return (
-            f"theory check {verdict}: {self.n_compared} statistics compared, "
+        line = (
+            f"theory check {self.verdict()}: {self.n_compared} statistics compared, "
             f"{len(self.deviations)} beyond |z| > {self.threshold:g} "
             f"({len(self.unexplained)} unexplained), {self.n_censored} censored records skipped"
         )
+        if self.excused:
+            line += "; excused: " + ", ".join(f"{n} {k}" for k, n in self.excused.items())
+        if self.no_prediction:
+            line += (
+                f"; {len(self.no_prediction)} of {self.n_configs} configurations have no prediction"
+            )
+        if self.incomplete:
+            line += f"; {len(self.incomplete)} of {self.n_configs} configurations incomplete"
+            line += " (--allow-partial)" if self.allow_partial else ""
+        if self.strict:
+            line += "; strict (no excuses)"
+        return line
+
+    def notes(self) -> list[str]:
+        """The configurations without a prediction and the incomplete ones, one line each."""
+        return [f"no prediction: {c}" for c in self.no_prediction] + [
+            f"incomplete: {c}" for c in self.incomplete
+        ]
 
     def rows(self) -> list[dict[str, str]]:
         """The deviations as display strings (for tables)."""
@@ -246,6 +308,17 @@ class CheckReport:
         lines += [line(r) for r in rows]
         lines.append(self.summary())
         return "\n".join(lines)
+
+
+def _reason(explanation: str) -> str:
+    """The kind of an explanation: censoring, finite-width, chance (or the text itself)."""
+    if explanation == CENSORED:
+        return "censoring"
+    if explanation.startswith("known finite-width"):
+        return "finite-width"
+    if explanation.startswith("within chance"):
+        return "chance"
+    return explanation
 
 
 def _activation_name(record: Mapping[str, Any]) -> str | None:
@@ -311,12 +384,17 @@ def check(
     threshold: float = 4.0,
     *,
     family_alpha: float = FAMILY_ALPHA,
+    strict: bool = False,
+    allow_partial: bool = False,
+    incomplete: Iterable[str] = (),
 ) -> CheckReport:
     """Judge records from `with_theory`: every |z| > threshold, explained or not (module doc).
 
     With thousands of statistics a few |z| > 4 are expected by chance alone (the z-scores use
     the sample SE of n trials, so they are Student-t): a deviation no other explanation covers
     is "within chance" when |z| is below `family_bound(n_compared, n_finite, family_alpha)`.
+    `strict` turns every excuse off but the chance bound; `incomplete` names configurations
+    whose chunks are not all in (besides records marked `complete=False`).
     """
     rows = list(records)
     candidates: list[tuple[Mapping[str, Any], str, float]] = []
@@ -333,7 +411,7 @@ def check(
                 candidates.append((record, statistic, float(z)))
     deviations: list[Deviation] = []
     for record, statistic, z in candidates:
-        explanation = _explain(record, statistic, z)
+        explanation = UNEXPLAINED if strict else _explain(record, statistic, z)
         if explanation == UNEXPLAINED:
             bound = family_bound(n_compared, int(record["n_finite"]), family_alpha)
             if abs(z) < bound:
@@ -353,9 +431,26 @@ def check(
                 label=str(record["label"]) if record.get("label") else None,
             )
         )
+    labels: dict[str, str] = {}
+    predicted: set[str] = set()
+    unfinished: set[str] = set()
+    for record in rows:
+        key = str(record["config_hash"])
+        labels.setdefault(key, config_label(record))
+        if record.get("theory_mean_sq") is not None or record.get("theory_mean") is not None:
+            predicted.add(key)
+        if record.get("complete") is False:
+            unfinished.add(key)
     return CheckReport(
         threshold=threshold,
         n_compared=n_compared,
         n_censored=n_censored,
         deviations=tuple(deviations),
+        n_configs=len(labels),
+        no_prediction=tuple(v for k, v in labels.items() if k not in predicted),
+        incomplete=tuple(
+            dict.fromkeys([*(v for k, v in labels.items() if k in unfinished), *incomplete])
+        ),
+        strict=strict,
+        allow_partial=allow_partial,
     )

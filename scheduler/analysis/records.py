@@ -6,27 +6,44 @@ standard error of that average. `pooled_std` is the std of all values of all fin
 pooled: sqrt(E_t[mean_sq] - E_t[mean]^2). Its columns are what `initsweep results` prints (JSON,
 CSV); the `SimConfig` it belongs to rides along as the attribute `Record.config`, outside the
 columns, so analysis reads schemes from the configuration, never from a rendered label.
+Each column has one kind for typed exports (Parquet): `COLUMN_KINDS` for the fixed columns,
+`axis_kind` for the axis values a sweep adds.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from scheduler.errors import UserError
-from worker.contract import LayerRecord, SimConfig
+from worker.contract import OBSERVABLES, LayerRecord, SimConfig
 from worker.stats import Moments
 
 __all__ = [
+    "COLUMN_KINDS",
+    "KINDS",
+    "PARAM_KEYS",
+    "RECORD_KEYS",
     "STAT_KEYS",
     "ConfigResults",
     "Record",
+    "axis_kind",
+    "column_kinds",
+    "columns_for_axes",
     "config_columns",
     "config_of",
     "config_params",
+    "kind_value",
+    "record_columns",
     "record_row",
+    "result_columns",
+    "result_head",
     "result_rows",
 ]
 
@@ -43,6 +60,46 @@ STAT_KEYS = (
     "mean_sq_se",
     "pooled_std",
 )
+PARAM_KEYS = (
+    "init",
+    "activation",
+    "depth",
+    "width",
+    "input_dim",
+    "batch",
+    "dtype",
+    "bias_std",
+    "sampler",
+)
+
+# The kind of every value of a column, what a typed export (Parquet) stores: "int" (int64),
+# "float" (float64), "bool" or "str", each nullable. A column's None is null, never NaN.
+KINDS = ("int", "float", "bool", "str")
+COLUMN_KINDS: dict[str, str] = {
+    "sweep_id": "int",
+    "config_hash": "str",
+    "init": "str",
+    "activation": "str",
+    "depth": "int",
+    "width": "int",
+    "input_dim": "int",
+    "batch": "int",
+    "dtype": "str",
+    "bias_std": "float",
+    "sampler": "str",
+    "complete": "bool",
+    "layer": "int",
+    "quantity": "str",
+    "n_trials": "int",
+    "n_finite": "int",
+    "n_first_nonfinite": "int",
+    "n_collapsed": "int",
+    **{k: "float" for k in STAT_KEYS if not k.startswith("n_")},
+}
+# The columns of `record_row`, in its order (after a record's `result_head`).
+RECORD_KEYS = ("layer", "quantity", *STAT_KEYS)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_EXACT_IN_FLOAT = 1 << 53
 
 
 class Record(dict[str, Any]):
@@ -68,6 +125,7 @@ class ConfigResults:
     config: SimConfig
     axes: Mapping[str, Any] = field(default_factory=dict)
     records: Sequence[LayerRecord] = ()
+    complete: bool = True  # False: records merge the chunks done so far (`n_trials` of them)
 
 
 def _json_float(x: float) -> float | None:
@@ -125,6 +183,36 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
     }
 
 
+Column = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]  # values, and where not None
+
+
+def record_columns(
+    n_finite: npt.NDArray[np.int64],
+    moments: Mapping[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+) -> dict[str, Column]:
+    """`record_row`'s float columns for many records at once: for each column its values and
+    where they are not None, bit for bit what `record_row` computes one record at a time.
+
+    `moments` maps each observable (`mean`, `std`, `mean_sq`) to its (mean, m2) over the
+    `n_finite` finite trials, one entry per record.
+    """
+    n = np.asarray(n_finite, dtype=np.int64)
+    nf = n.astype(np.float64)
+    out: dict[str, Column] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in OBSERVABLES:
+            mean, m2 = (np.asarray(a, dtype=np.float64) for a in moments[name])
+            out[name] = (mean, (n > 0) & np.isfinite(mean))
+            # Moments.sem: sqrt(variance / n), variance = m2 / (n - 1), for n > 1
+            sem = np.sqrt((m2 / (nf - 1.0)) / nf)
+            out[f"{name}_se"] = (sem, (n > 1) & np.isfinite(sem))
+        mean, msq = out["mean"][0], out["mean_sq"][0]
+        spread = msq - mean * mean  # record.mean.mean**2 is the correctly rounded square too
+        pooled = np.sqrt(np.where(spread < 0.0, 0.0, spread))  # max(spread, 0.0)
+    out["pooled_std"] = (pooled, (n > 0) & np.isfinite(pooled))
+    return out
+
+
 def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:
     for key, want in where.items():
         have = row[key]
@@ -137,6 +225,94 @@ def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:
         elif str(have) != want:
             return False
     return True
+
+
+def result_head(sweep_id: int, item: ConfigResults) -> dict[str, Any]:
+    """The configuration columns every record of `item` starts with, `complete` last."""
+    return {
+        "sweep_id": sweep_id,
+        "config_hash": item.config_hash,
+        **config_columns(item.config, item.axes),
+        "complete": item.complete,
+    }
+
+
+def result_columns(sweep_id: int, configs: Iterable[ConfigResults]) -> list[str]:
+    """Every column of the records of `configs`, in first-seen order (a header with no rows)."""
+    return columns_for_axes(item.axes for item in configs)
+
+
+def columns_for_axes(axes: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`result_columns` of configurations with these axis values, in order (no SimConfig needed:
+    the parameter columns are the same for every configuration)."""
+    columns: dict[str, None] = {}
+    for item in axes:
+        columns.update(dict.fromkeys(("sweep_id", "config_hash", *PARAM_KEYS)))
+        columns.update(dict.fromkeys(k for k in item if k not in PARAM_KEYS))
+        columns["complete"] = None
+    columns.update(dict.fromkeys(("layer", "quantity", *STAT_KEYS)))
+    return list(columns)
+
+
+def _value_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if _INT64[0] <= value <= _INT64[1] else "other"
+    if isinstance(value, float):
+        return "float" if math.isfinite(value) else "other"
+    return "str" if isinstance(value, str) else "other"
+
+
+def axis_kind(values: Iterable[Any]) -> str:
+    """The kind of an axis column holding `values` (None: absent, ignored).
+
+    One kind is that kind; ints and floats together are "float" while every int is exact in a
+    float64 (|i| <= 2**53); anything else (mixed kinds, lists, mappings) is "str", each value
+    written by `kind_value`. A column with no value at all is "str" (all null).
+    """
+    kinds: set[str] = set()
+    exact = True
+    for value in values:
+        if value is None:
+            continue
+        kind = _value_kind(value)
+        kinds.add(kind)
+        if kind == "int" and abs(value) > _EXACT_IN_FLOAT:
+            exact = False
+    if len(kinds) == 1 and "other" not in kinds:
+        return kinds.pop()
+    if kinds == {"int", "float"} and exact:
+        return "float"
+    return "str"
+
+
+def column_kinds(
+    columns: Sequence[str],
+    axes: Iterable[Mapping[str, Any]],
+    known: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The kind of each of `columns`: `COLUMN_KINDS`, then `known` (e.g. theory columns), then
+    `axis_kind` of the values of `axes` (each configuration's axis values)."""
+    fixed = {**COLUMN_KINDS, **(known or {})}
+    values: dict[str, list[Any]] = {c: [] for c in columns if c not in fixed}
+    for item in axes:
+        for key, value in item.items():
+            if key in values:
+                values[key].append(value)
+    return {c: fixed[c] if c in fixed else axis_kind(values[c]) for c in columns}
+
+
+def kind_value(value: Any, kind: str) -> Any:
+    """`value` as a column of `kind` stores it: a float for "float", the string itself or its
+    JSON for "str" (`true`, `1.5`, `[1, 2]`); None stays None."""
+    if value is None:
+        return None
+    if kind == "float":
+        return float(value)
+    if kind == "str" and not isinstance(value, str):
+        return json.dumps(value, sort_keys=True)
+    return value
 
 
 def result_rows(
@@ -155,11 +331,7 @@ def result_rows(
     rows: list[Record] = []
     where = dict(where or {})
     for item in configs:
-        head = {
-            "sweep_id": sweep_id,
-            "config_hash": item.config_hash,
-            **config_columns(item.config, item.axes),
-        }
+        head = result_head(sweep_id, item)
         for record in item.records:
             if quantity is not None and record.quantity != quantity:
                 continue

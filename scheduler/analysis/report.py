@@ -84,6 +84,8 @@ class ConfigView(Protocol):
     @property
     def position(self) -> int: ...
     @property
+    def status(self) -> str: ...
+    @property
     def trials(self) -> int: ...
 
 
@@ -258,7 +260,7 @@ def _theory_section(
     infos: Sequence[ConfigView], predicted: Mapping[str, ConfigTheory], report: CheckReport
 ) -> str:
     verdict = (
-        f'<p class="{"ok" if report.ok else "bad"}">{_e(report.summary())}</p>'
+        f'<p class="{"ok" if report.passed else "bad"}">{_e(report.summary())}</p>'
         '<p class="small muted">z = (observed - predicted) / SE for E[mean_sq] and E[mean]. '
         "Censored layers (some trials non-finite or collapsed) are skipped: the average over "
         "the finite trials is biased there. Deviations are explained as finite-width effects "
@@ -379,13 +381,22 @@ def render_report(data: ReportInput, *, now: datetime | None = None) -> str:
         configs,
         predictor=lambda c: predicted.get(c.config_hash) or predict(c),
     )
-    report = check(records)
+    unfinished = [c for c in infos if c.status != "done"]
+    report = check(
+        records, incomplete=[config_label(config_columns(c.config, c.axes)) for c in unfinished]
+    )
     title = f"initsweep · sweep {info.id} · {info.name}"
+    completeness = (
+        '<span class="ok">complete</span>'
+        if not unfinished
+        else f'<span class="bad">incomplete: {len(infos) - len(unfinished)} of {len(infos)} '
+        "configurations have all their chunks; the others show the trials done so far</span>"
+    )
     sections = [
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">{info.n_configs} configurations · {info.trials_done} of '
         f"{info.trials_total} trials done · status {_e(info.status)} · created "
-        f"{_e(_when(info.created_at))}</p>",
+        f"{_e(_when(info.created_at))} · {completeness}</p>",
         "<h2>Spec</h2>",
         f"<pre>{_e(info.spec_yaml)}</pre>",
         _provenance_section(info, prov),

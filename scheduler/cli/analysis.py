@@ -6,30 +6,47 @@ from pathlib import Path
 
 import click
 
-from scheduler.cli.options import DB_OPTION
+from scheduler.cli.options import DB_OPTION, OUTPUT_FILE, SWEEP_ID, write_output
 from scheduler.database import open_database
+from scheduler.errors import OptionError
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option("--threshold", type=float, default=4.0, show_default=True, help="|z| limit.")
-def check(sweep_id: int, db: str | None, threshold: float) -> None:
-    """Compare SWEEP_ID with mean-field theory; exit 1 on an unexplained |z| > threshold."""
+@click.option("--strict", is_flag=True, help="No excuses: only the family-wise chance bound.")
+@click.option(
+    "--allow-partial", is_flag=True, help="Judge an incomplete sweep on the trials done so far."
+)
+def check(
+    sweep_id: int, db: str | None, threshold: float, strict: bool, allow_partial: bool
+) -> None:
+    """Compare SWEEP_ID with mean-field theory.
+
+    Exit 1 on an unexplained |z| > threshold, when nothing could be compared, or when the sweep
+    is incomplete (unless --allow-partial).
+    """
     from models.db import session_scope
     from scheduler.analysis.compare import check as check_records
-    from scheduler.query import render_check, theory_records
+    from scheduler.query import render_check, result_set
 
-    with open_database(db) as factory, session_scope(factory) as session:
-        records = theory_records(session=session, sweep_id=sweep_id)
-    report = check_records(records, threshold)
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
+        found = result_set(session=session, sweep_id=sweep_id, theory=True)
+    report = check_records(
+        found.records,
+        threshold,
+        strict=strict,
+        allow_partial=allow_partial,
+        incomplete=found.incomplete,
+    )
     render_check(report)
-    if not report.ok:
+    if not report.passed:
         raise click.exceptions.Exit(1)
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option(
     "--kind",
@@ -37,39 +54,41 @@ def check(sweep_id: int, db: str | None, threshold: float) -> None:
     default="layers",
     show_default=True,
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
-def plot(sweep_id: int, db: str | None, kind: str, output: str) -> None:
+@click.option("-o", "--output", type=OUTPUT_FILE, required=True)
+def plot(sweep_id: int, db: str | None, kind: str, output: Path) -> None:
     """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
     from models.db import session_scope
     from scheduler.analysis.plots import plot as draw
     from scheduler.query import theory_records
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = theory_records(session=session, sweep_id=sweep_id)
-    click.echo(str(draw(kind, records, Path(output))))
+    try:
+        written = draw(kind, records, output)
+    except OSError as exc:  # the directory was checked; the write itself can still fail
+        raise OptionError(f"--output: cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+    click.echo(str(written))
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True
-)
-def report(sweep_id: int, db: str | None, output: str) -> None:
+@click.option("-o", "--output", type=OUTPUT_FILE, default="report.html", show_default=True)
+def report(sweep_id: int, db: str | None, output: Path) -> None:
     """Write a self-contained HTML report of SWEEP_ID (spec, provenance, plots, theory)."""
     from models.db import session_scope
     from scheduler.analysis.report import render_report
     from scheduler.query import report_input
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         data = report_input(session=session, sweep_id=sweep_id)
     html = render_report(data)
-    Path(output).write_text(html)
-    click.echo(output)
+    write_output(output, html)
+    click.echo(str(output))
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 def reproduction(sweep_id: int, db: str | None) -> None:
     """The seed notebook's printed numbers beside SWEEP_ID's, as a Markdown table."""
@@ -77,6 +96,6 @@ def reproduction(sweep_id: int, db: str | None) -> None:
     from scheduler.analysis.reproduction import reproduction_markdown
     from scheduler.query import theory_records
 
-    with open_database(db) as factory, session_scope(factory) as session:
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = theory_records(session=session, sweep_id=sweep_id)
     click.echo(reproduction_markdown(records), nl=False)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 
 from scheduler.cli.options import DB_OPTION
-from scheduler.database import first_line, redact
+from scheduler.database import database_url, first_line, redact
 from scheduler.errors import DatabaseUnavailableError
 
 
@@ -18,9 +18,7 @@ def db_group() -> None:
 
 def _migrate(db: str | None, action: Callable[[str, str], None], revision: str) -> None:
     """Run an alembic `action` (upgrade or downgrade) to `revision`, errors made readable."""
-    from models.db import resolve_url
-
-    url = resolve_url(db)
+    url = database_url(db)
     try:
         action(url, revision)
     except Exception as exc:
@@ -52,9 +50,9 @@ def db_downgrade(db: str | None, revision: str) -> None:
 @DB_OPTION
 def db_current(db: str | None) -> None:
     """Print the database's migration revision."""
-    from models.db import current_revision, make_engine, resolve_url
+    from models.db import current_revision, make_engine
 
-    url = resolve_url(db)
+    url = database_url(db)
     try:
         rev = current_revision(make_engine(url))
     except Exception as exc:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from scheduler.cli.options import DB_OPTION, QUIET_OPTION, policy, policy_options
+from scheduler.cli.options import DB_OPTION, QUIET_OPTION, SWEEP_ID, policy, policy_options
 from scheduler.database import open_database
 from scheduler.errors import UserError
 
@@ -28,14 +28,22 @@ def submit(
 
     `initsweep scheduler` keeps the sweep moving (bounded queue, retries, aggregation).
     """
-    from scheduler.sweeps import plan_spec, reconcile_pass, record
+    from scheduler.errors import BrokerUnavailableError
+    from scheduler.sweeps import check_broker, plan_spec, reconcile_pass, record
 
     plan = plan_spec(spec)
+    check_broker()  # before anything is recorded: a retry must not make a second sweep
     with open_database(db) as factory:
         sweep_id = record(factory, plan)
-        report = reconcile_pass(
-            factory, [sweep_id], policy(stale_after, requeue_after, max_in_flight)
-        )
+        try:
+            report = reconcile_pass(
+                factory, [sweep_id], policy(stale_after, requeue_after, max_in_flight)
+            )
+        except BrokerUnavailableError as exc:
+            raise BrokerUnavailableError(
+                f"sweep {sweep_id} recorded, but {exc}; `initsweep scheduler` (or "
+                f"`initsweep resume {sweep_id} --distributed`) sends it once the broker is back"
+            ) from exc
     if quiet:
         click.echo(sweep_id)
     else:
@@ -49,7 +57,7 @@ def submit(
 @click.command("scheduler")
 @DB_OPTION
 @click.option("--interval", type=float, default=2.0, show_default=True)
-@click.option("--sweep", "sweeps_", type=int, multiple=True, help="Only these sweeps.")
+@click.option("--sweep", "sweeps_", type=SWEEP_ID, multiple=True, help="Only these sweeps.")
 @click.option("--until-finished", is_flag=True, help="Exit once the given sweeps have ended.")
 @policy_options
 def scheduler_cmd(
@@ -65,11 +73,13 @@ def scheduler_cmd(
     import logging
 
     from scheduler.reconcile import celery_sender, serve
+    from scheduler.sweeps import checked_broker_url
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
     log = logging.getLogger("initsweep.scheduler")
     if until_finished and not sweeps_:
         raise UserError("--until-finished: name the sweeps with --sweep ID")
+    checked_broker_url()
 
     def on_pass(report: Any) -> None:
         if report.sent or report.stale or report.requeued or report.aggregated:
@@ -117,8 +127,10 @@ def worker(
     """Start a Celery worker (prefork) that runs chunks from the broker into the database."""
     import os
 
+    from scheduler.sweeps import checked_broker_url
     from worker.pool import default_workers
 
+    checked_broker_url()
     os.environ.setdefault("INITSWEEP_TF_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if gpu is not None:

@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_ID = (1 << 31) - 1  # ids are INTEGER columns: 32-bit on PostgreSQL
+SWEEP_ID = click.IntRange(min=1, max=MAX_ID)
+"""The click type of every SWEEP_ID argument and --sweep option: a positive id that the database
+can hold, so a huge or negative id is a usage error, not an overflow deep in a driver."""
+LAYER = click.IntRange(min=0, max=MAX_ID)
+MAX_MESSAGE = 2000  # characters of one error line
+
+
+class OutputFile(click.ParamType[Path]):
+    """A file to write: its directory must exist and be writable, checked before any work."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        path = Path(value)
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            self.fail(
+                f"{click.format_filename(path)!r} is a directory; expected a file", param, ctx
+            )
+        if not parent.is_dir():
+            self.fail(
+                f"the directory {click.format_filename(parent)!r} of "
+                f"{click.format_filename(path)!r} does not exist",
+                param,
+                ctx,
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            self.fail(
+                f"the directory {click.format_filename(parent)!r} is not writable", param, ctx
+            )
+        return path
+
+
+OUTPUT_FILE = OutputFile()
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write `text` to `path`; an OSError (disk full, permissions changed) is one OptionError."""
+    from scheduler.errors import OptionError
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OptionError(
+            f"--output: cannot write {click.format_filename(path)!r}: {exc.strerror or exc}"
+        ) from exc
+
 
 DB_OPTION = click.option(
     "--db",
@@ -67,5 +118,10 @@ def policy(stale_after: float, requeue_after: float, max_in_flight: int) -> Any:
 
 
 def echo_error(message: str) -> None:
-    """`initsweep: error: MESSAGE` on stderr."""
-    click.echo(f"initsweep: error: {message}", err=True)
+    """`initsweep: error: MESSAGE` on stderr: one line, printable characters only, bounded."""
+    from scheduler.formatting import printable
+
+    line = printable(message)
+    if len(line) > MAX_MESSAGE:
+        line = line[: MAX_MESSAGE - 3] + "..."
+    click.echo(f"initsweep: error: {line}", err=True)

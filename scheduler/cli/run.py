@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli.options import DB_OPTION, QUIET_OPTION, WORKERS_OPTION, policy
+from scheduler.cli.options import DB_OPTION, QUIET_OPTION, SWEEP_ID, WORKERS_OPTION, policy
 from scheduler.database import open_database
 from scheduler.errors import InterruptedRun
 
@@ -50,7 +50,7 @@ def run(spec: str, db: str | None, workers: int | None, quiet: bool) -> None:
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @WORKERS_OPTION
 @QUIET_OPTION
@@ -63,8 +63,10 @@ def resume(
     sweep_id: int, db: str | None, workers: int | None, quiet: bool, distributed: bool
 ) -> None:
     """Run the chunks of SWEEP_ID that are missing (interrupted, failed)."""
-    from scheduler.sweeps import reconcile_pass, require_sweep, reset_failed
+    from scheduler.sweeps import checked_broker_url, reconcile_pass, require_sweep, reset_failed
 
+    if distributed:
+        checked_broker_url()  # before anything is written
     with open_database(db) as factory:
         if not distributed:
             require_sweep(factory, sweep_id)
@@ -80,15 +82,15 @@ def resume(
 
 
 @click.command()
-@click.argument("sweep_id", type=int)
+@click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 def cancel(sweep_id: int, db: str | None) -> None:
     """Stop scheduling SWEEP_ID; chunks already running finish and are kept."""
     from scheduler.sweeps import cancel as cancel_sweep
 
     with open_database(db) as factory:
-        cancel_sweep(factory, sweep_id)
-    click.echo(f"sweep {sweep_id}: cancelled")
+        changed = cancel_sweep(factory, sweep_id)
+    click.echo(f"sweep {sweep_id}: cancelled" + ("" if changed else " already"))
 
 
 def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -> None:

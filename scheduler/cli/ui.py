@@ -41,12 +41,11 @@ def ui(db: str | None, host: str, port: int, poll: float) -> None:
 
     import uvicorn
 
-    from models.db import resolve_url
-    from scheduler.database import redact
+    from scheduler.database import database_url, redact
     from scheduler.errors import RuntimeFailure
     from scheduler.ui import create_app
 
-    url = resolve_url(db)
+    url = database_url(db)
     with open_database(db, read_only=True) as factory:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -61,6 +61,23 @@ TOP_KEYS: tuple[str, ...] = (
 )
 PRODUCT_SECTIONS: tuple[str, ...] = ("grid", "zip", "random")
 MAX_CONFIGS = 100_000
+# Largest values, each refused with its reason: a depth past MAX_DEPTH needs gigabytes of per-layer
+# bookkeeping (worker.memory.LAYER_CHUNK_BYTES) and hours of graph-loop steps per trial; widths
+# and batches past these have no kernel that fits any memory budget; trials, chunk sizes and
+# these axes are stored in 32-bit integer columns.
+MAX_DEPTH = 100_000
+MAX_WIDTH = 1 << 20
+MAX_BATCH = 1 << 16
+INT_AXIS_MAX: dict[str, tuple[int, str]] = {
+    "depth": (MAX_DEPTH, "layers"),
+    "width": (MAX_WIDTH, "units"),
+    "input_dim": (MAX_WIDTH, "inputs"),
+    "batch": (MAX_BATCH, "inputs per trial"),
+}
+MAX_TRIALS = 1_000_000_000  # per configuration
+MAX_SWEEP_TRIALS = 10**11  # configurations x trials
+MAX_CHUNKS = 1_000_000  # chunks of a sweep: each is a database row and a message
+MAX_MEMORY_BUDGET = 1 << 50  # 1 PiB
 MAX_SEED = (1 << 63) - 1
 LABEL_KEY = "label"
 # sigma_w is sugar for init and sigma_b for bias: each pair names one field of a configuration.

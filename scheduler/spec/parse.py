@@ -9,12 +9,9 @@ parses expands; the memory budget is checked by `scheduler.chunking.plan_sweep`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from scheduler.errors import SpecError
 from scheduler.spec.expand import ExpandedSweep, expand_sweep
@@ -25,6 +22,7 @@ from scheduler.spec.model import (
     LABEL_KEY,
     MAX_CONFIGS,
     MAX_SEED,
+    MAX_TRIALS,
     PARTNER_AXIS,
     REAL_AXES,
     REQUIRED_AXES,
@@ -36,14 +34,15 @@ from scheduler.spec.model import (
     RandomSpec,
     SweepSpec,
 )
+from scheduler.spec.reader import load_yaml, read_spec_text
 from scheduler.spec.values import (
     axis_value,
     byte_size,
     choice,
     did_you_mean,
+    key_text,
     non_empty_text,
     non_negative_int,
-    one_line,
     positive_int,
     received,
     show_key,
@@ -53,34 +52,16 @@ from worker.memory import DEFAULT_BUDGET
 
 
 def load_spec(path: str | Path) -> ExpandedSweep:
-    """Read, validate and expand the spec file at `path`."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, expected a YAML file") from None
-    except UnicodeDecodeError as e:
-        raise SpecError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read ({e.strerror or e})") from None
-    return parse_spec(text, source=str(path))
+    """Read, validate and expand the spec file at `path` (at most 10 MiB)."""
+    return parse_spec(read_spec_text(path), source=str(path))
 
 
 def parse_spec(text: str, source: str = "<spec>") -> ExpandedSweep:
-    """Validate and expand the YAML spec `text`; `source` names it in YAML-level errors."""
-    try:
-        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        reason = e.problem or "malformed"
-        if e.context:
-            reason = f"{reason} ({e.context})"
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
-        raise SpecError(f"{where}: invalid YAML: {one_line(reason)}") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{source}: invalid YAML: {one_line(str(e))}") from None
+    """Validate and expand the YAML spec `text`; `source` names it in YAML-level errors.
+
+    YAML is read by `scheduler.spec.reader`: YAML 1.2 core-schema numbers, no aliases, bounded
+    nesting and sizes, duplicate keys refused, every error located."""
+    data = load_yaml(text, source)
     if data is None:
         raise SpecError(
             f"{source}: the spec is empty; expected a mapping with trials and at least one of "
@@ -99,38 +80,6 @@ def spec_from_json(
 ) -> ExpandedSweep:
     """Validate and expand `data`, a parsed spec (e.g. `SweepSpec.to_json()` output)."""
     return _build(data, spec_yaml=spec_yaml, source=source)
-
-
-# --- YAML ------------------------------------------------------------------------------------
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads `1e-3` as a float (as YAML 1.2 does)."""
-
-
-def _construct_mapping(loader: _SpecLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-        except TypeError:
-            continue  # unhashable: construct_mapping reports it
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*)(?:\.[\d_]*)?[eE][-+]?\d+$"),
-    list("-+0123456789"),
-)
 
 
 # --- building --------------------------------------------------------------------------------
@@ -157,7 +106,9 @@ def _build(data: Mapping[str, Any], *, spec_yaml: str, source: str) -> ExpandedS
         raise SpecError(
             "trials: missing; expected a positive integer, the trials per configuration"
         )
-    trials = positive_int(present["trials"], "trials")
+    trials = positive_int(
+        present["trials"], "trials", maximum=MAX_TRIALS, unit="trials per configuration"
+    )
     chunk_trials = (
         positive_int(present["chunk_trials"], "chunk_trials") if "chunk_trials" in present else None
     )
@@ -280,7 +231,7 @@ def _axis_lists(data: Any, section: str) -> AxisLists:
         )
     out: list[tuple[str, tuple[AxisValue, ...]]] = []
     for axis, values in data.items():
-        where = f"{section}.{axis}"
+        where = f"{section}.{key_text(axis)}"
         _check_axis_name(axis, where)
         if not isinstance(values, list) or not values:
             hint = " (a single value belongs in fixed)" if section == "grid" else ""
@@ -311,7 +262,7 @@ def _random(data: Any) -> RandomSpec:
         )
     axes: list[RandomAxis] = []
     for axis, spec in axes_data.items():
-        where = f"random.axes.{axis}"
+        where = f"random.axes.{key_text(axis)}"
         _check_axis_name(axis, where)
         axes.append(_random_axis(axis, spec, where))
     return RandomSpec(count=count, axes=tuple(axes))
@@ -383,6 +334,11 @@ def _configs(data: Any) -> tuple[Assignment, ...]:
             "configs: expected a non-empty list of mappings, e.g. - {init: he_normal, "
             f"activation: relu, depth: 5, width: 32}}. Received: {received(data)}"
         )
+    if len(data) > MAX_CONFIGS:
+        raise SpecError(
+            f"configs: expected at most {MAX_CONFIGS:,} configurations. "
+            f"Received: {len(data):,} entries"
+        )
     out: list[Assignment] = []
     for i, entry in enumerate(data):
         where = f"configs[{i}]"
@@ -407,7 +363,7 @@ def _fixed(data: Any) -> Assignment:
 def _assignment(data: Mapping[Any, Any], where: str, *, allow_label: bool) -> Assignment:
     out: list[tuple[str, AxisValue]] = []
     for axis, value in data.items():
-        at = f"{where}.{axis}"
+        at = f"{where}.{key_text(axis)}"
         if allow_label and axis == LABEL_KEY:
             out.append((LABEL_KEY, non_empty_text(value, at)))
             continue
@@ -439,7 +395,7 @@ def _check_keys(data: Mapping[Any, Any], allowed: Sequence[str], where: str) -> 
     for key in data:
         if key not in allowed:
             raise SpecError(
-                f"{where}.{key}: unknown key {show_key(key)}; expected one of "
+                f"{where}.{key_text(key)}: unknown key {show_key(key)}; expected one of "
                 f"{', '.join(allowed)}{did_you_mean(key, allowed)}"
             )
 

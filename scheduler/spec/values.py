@@ -6,11 +6,18 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from scheduler.errors import SpecError
-from scheduler.spec.model import AXES, INT_AXES, REQUESTED_SAMPLERS, AxisValue
+from scheduler.spec.model import (
+    AXES,
+    INT_AXES,
+    INT_AXIS_MAX,
+    MAX_MEMORY_BUDGET,
+    REQUESTED_SAMPLERS,
+    AxisValue,
+)
 from worker.contract import (
     ACTIVATIONS,
     BIAS_SCHEMES,
@@ -49,7 +56,8 @@ def axis_value(axis: str, value: Any, where: str) -> AxisValue:
     if axis == "bias":
         return _scheme(value, "bias", BIAS_SCHEMES, where)
     if axis in INT_AXES:
-        return positive_int(value, where)
+        maximum, unit = INT_AXIS_MAX[axis]
+        return positive_int(value, where, maximum=maximum, unit=unit)
     if axis == "dtype":
         return choice(value, DTYPES, "dtype", where)
     if axis == "sampler":
@@ -88,13 +96,13 @@ def _scheme(
         )
     if name not in registry:
         raise SpecError(
-            f"{where}: unknown {kind} {name!r}; expected one of {', '.join(registry)}"
+            f"{where}: unknown {kind} {render(name)}; expected one of {', '.join(registry)}"
             f"{did_you_mean(name, registry)}"
         )
     allowed = registry[name]
     checked: dict[str, ParamValue] = {}
     for key, param in params.items():
-        at = f"{where}.{key}"
+        at = f"{where}.{key_text(key)}"
         if key not in allowed:
             if not allowed:
                 raise SpecError(
@@ -133,20 +141,28 @@ def number(value: Any, where: str, *, positive: bool = False, non_negative: bool
         what = "a finite number"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(f"{where}: expected {what}. Received: {received(value)}")
-    as_float = float(value)
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float range
+        as_float = math.inf
     if (
         not math.isfinite(as_float)
         or (positive and as_float <= 0)
         or (non_negative and as_float < 0)
     ):
-        raise SpecError(f"{where}: expected {what}. Received: {value!r}")
+        raise SpecError(f"{where}: expected {what}. Received: {render(value)}")
     return as_float
 
 
-def positive_int(value: Any, where: str) -> int:
-    """An int >= 1 (booleans are not integers here)."""
+def positive_int(value: Any, where: str, *, maximum: int | None = None, unit: str = "") -> int:
+    """An int >= 1, and <= `maximum` (counted in `unit`) when given; booleans are not integers."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpecError(f"{where}: expected a positive integer. Received: {received(value)}")
+    if maximum is not None and value > maximum:
+        counted = f" {unit}" if unit else ""
+        raise SpecError(
+            f"{where}: expected at most {maximum:,}{counted}. Received: {received(value)}"
+        )
     return value
 
 
@@ -174,7 +190,7 @@ def choice(value: Any, options: Sequence[str], what: str, where: str) -> str:
         )
     if value not in options:
         raise SpecError(
-            f"{where}: unknown {what} {value!r}; expected one of {', '.join(options)}"
+            f"{where}: unknown {what} {render(value)}; expected one of {', '.join(options)}"
             f"{did_you_mean(value, options)}"
         )
     return value
@@ -188,17 +204,25 @@ def parse_byte_size(text: str | int) -> int:
 def byte_size(value: Any, where: str) -> int:
     """A positive whole number of bytes, from an int or a text such as `'2GiB'`."""
     expected = "expected a positive number of bytes, e.g. 1073741824, '512MiB' or '2GiB'"
+    size: float | int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         if value > 0:
-            return value
-    elif isinstance(value, str):
+            size = value
+    elif isinstance(value, str) and len(value) <= 64:
         match = _SIZE_RE.match(value)
         if match and match.group(2).lower() in _SIZE_UNITS:
             unit = _SIZE_UNITS[match.group(2).lower()]
-            size = float(match.group(1)) * unit
-            if size >= 1 and (unit > 1 or size == int(size)):  # no fractional bytes
-                return int(size)
-    raise SpecError(f"{where}: {expected}. Received: {received(value)}")
+            scaled = float(match.group(1)) * unit
+            if scaled > MAX_MEMORY_BUDGET or (scaled >= 1 and (unit > 1 or scaled.is_integer())):
+                size = scaled  # no fractional bytes; too large is refused below
+    if size is None:
+        raise SpecError(f"{where}: {expected}. Received: {received(value)}")
+    if size > MAX_MEMORY_BUDGET:
+        raise SpecError(
+            f"{where}: expected at most {MAX_MEMORY_BUDGET:,} bytes (1 PiB). "
+            f"Received: {received(value)}"
+        )
+    return int(size)
 
 
 # --- wording ---------------------------------------------------------------------------------
@@ -218,18 +242,68 @@ def did_you_mean(word: Any, options: Iterable[str]) -> str:
 
 def show_key(key: Any) -> str:
     """A mapping key as written, with its type when it is not a string (`1 (int)`)."""
-    return repr(key) if isinstance(key, str) else f"{key!r} ({type(key).__name__})"
+    return render(key) if isinstance(key, str) else f"{render(key)} ({type(key).__name__})"
+
+
+def key_text(key: Any) -> str:
+    """A mapping key as a path segment (`grid.<key>`): short printable text as is, else
+    rendered (bounded, escaped)."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= 40:
+        return key
+    return render(key, limit=40)
 
 
 def received(value: Any) -> str:
     """What a message says was received: repr, YAML words for booleans and null, at most 80."""
     if isinstance(value, bool):
-        text = f"{str(value).lower()} (a boolean)"
-    elif value is None:
-        text = "nothing (null)"
+        return f"{str(value).lower()} (a boolean)"
+    if value is None:
+        return "nothing (null)"
+    return render(value)
+
+
+def render(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters (`...` at the end when cut), built piece by piece
+    so that a huge or deeply nested value costs only what is shown."""
+    out: list[str] = []
+    size = 0
+    for piece in _repr_pieces(value, depth=0):
+        out.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _repr_pieces(value: Any, depth: int) -> Iterator[str]:
+    """Pieces whose concatenation is `repr(value)` (containers lazily, up to a depth)."""
+    if isinstance(value, list | tuple | dict) and depth >= 16:
+        yield "..."
+        return
+    if isinstance(value, list | tuple):
+        opening, closing = ("[", "]") if isinstance(value, list) else ("(", ")")
+        yield opening
+        for i, item in enumerate(value):
+            if i:
+                yield ", "
+            yield from _repr_pieces(item, depth + 1)
+        yield "," + closing if isinstance(value, tuple) and len(value) == 1 else closing
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (k, v) in enumerate(value.items()):
+            if i:
+                yield ", "
+            yield from _repr_pieces(k, depth + 1)
+            yield ": "
+            yield from _repr_pieces(v, depth + 1)
+        yield "}"
+    elif isinstance(value, str) and len(value) > 256:
+        yield repr(value[:256])[:-1]  # cut anyway: the closing quote would not be shown
+    elif isinstance(value, int) and value.bit_length() > 512:
+        yield f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1:,} digits>"
     else:
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+        yield repr(value)
 
 
 def one_line(text: str) -> str:

@@ -40,10 +40,10 @@ from models.errors import StoreError
 from scheduler.analysis.theory import ConfigTheory, predict
 from scheduler.errors import InitsweepError, RuntimeFailure, UnknownSweepError, UserError
 from scheduler.formatting import clock, duration
-from scheduler.query import SweepProgress, sweep_failures, sweep_progress, sweep_provenance
+from scheduler.query import SweepProgress, sweep_progress, sweep_provenance
 from scheduler.store import SweepInfo, get_sweep, list_sweeps
 from scheduler.ui import pages, views
-from scheduler.ui.data import Dashboard
+from scheduler.ui.data import Dashboard, sweep_failures
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -124,8 +124,8 @@ def _ids(raw: str | None) -> list[int]:
 
 
 def _rate(p: SweepProgress) -> str:
-    """Trials/s while the sweep runs (its average since the first chunk started); — after."""
-    if p.rate is None or p.status not in ("running", "pending"):
+    """Trials/s over the time the sweep ran (`SweepProgress.rate`); — before any trial."""
+    if p.rate is None:
         return "—"
     return f"{p.rate:.2g}" if p.rate < 10 else f"{p.rate:,.0f}"
 

@@ -3,9 +3,10 @@
 Progress, provenance and failures are read afresh on every request (a few aggregate statements,
 `scheduler.query`). Results are not: a sweep's aggregated statistics change only when one of its
 configurations is (re-)aggregated, so each sweep's `SweepResults` keeps one block of raw rows
-per configuration, versioned by that configuration's `aggregated_at`, and re-reads only the
-blocks whose version moved (`scheduler.store.config_aggregations`, then `layer_stat_rows` for
-those). Theory is pure but slow (about 0.1 s per tanh configuration): predictions are cached
+per configuration, versioned by (complete, `aggregated_at`, chunks done), and re-reads only the
+blocks whose version moved (`scheduler.store.config_versions`, then
+`worker.aggregate.layer_stat_rows` for the complete ones and `partial_records`, the merge of
+the chunks done so far, for the others: the rows of `initsweep results`, `complete` false). Theory is pure but slow (about 0.1 s per tanh configuration): predictions are cached
 per config_hash for the life of the process, the first ones computed within a time budget of the
 request and the rest by one background thread, so a 10^4-configuration sweep shows its
 statistics at once and its theory columns as they arrive.
@@ -18,7 +19,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,12 +31,7 @@ from scheduler.analysis.compare import CheckReport, check
 from scheduler.analysis.records import config_columns
 from scheduler.analysis.theory import ConfigTheory, predict
 from scheduler.formatting import config_label
-from scheduler.store import (
-    LAYER_STAT_COLUMNS,
-    config_aggregations,
-    layer_stat_rows,
-    sweep_config_rows,
-)
+from scheduler.store import chunk_failures, config_versions, sweep_config_rows
 from scheduler.ui.table import (
     CONFIG_THEORY,
     MAX_CHECK_ROWS,
@@ -45,12 +41,13 @@ from scheduler.ui.table import (
     ResultTable,
     theory_block,
 )
-from worker.contract import QUANTITIES
+from worker.aggregate import STAT_ROW, layer_stat_rows, partial_records
+from worker.contract import OBSERVABLES, QUANTITIES, LayerRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["REFRESH_S", "Dashboard", "SweepResults", "Theories"]
+__all__ = ["REFRESH_S", "Dashboard", "SweepResults", "Theories", "sweep_failures"]
 
 REFRESH_S = 2.0  # a sweep's results are re-checked at most this often
 SYNC_THEORY_S = 3.0  # theory computed inside a request before the rest goes to the background
@@ -77,11 +74,11 @@ class Theories:
 
 
 def _blocks(rows: Sequence[tuple[Any, ...]]) -> dict[int, Floats]:
-    """Raw rows (LAYER_STAT_COLUMNS) -> configuration id -> float block in record order."""
+    """Raw rows (STAT_ROW) -> configuration id -> float block in record order."""
     if not rows:
         return {}
     code = {q: i for i, q in enumerate(QUANTITIES)}
-    qi = LAYER_STAT_COLUMNS.index("quantity")
+    qi = STAT_ROW.index("quantity")
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     data = np.array(
         [[*r[1:qi], code[r[qi]], *r[qi + 1 :]] for r in rows], dtype=np.float64
@@ -95,6 +92,13 @@ def _blocks(rows: Sequence[tuple[Any, ...]]) -> dict[int, Floats]:
     }
 
 
+def _stat_row(configuration_id: int, r: LayerRecord) -> tuple[Any, ...]:
+    """A record as a `layer_stat_rows` tuple (STAT_ROW), its moments unrounded."""
+    moments = (x for name in OBSERVABLES for x in (getattr(r, name).mean, getattr(r, name).m2))
+    counts = (r.n_trials, r.n_finite, r.n_first_nonfinite, r.n_collapsed)
+    return (configuration_id, r.layer, r.quantity, *counts, *moments)
+
+
 class SweepResults:
     """The cached results of one sweep (see the module docstring)."""
 
@@ -105,7 +109,8 @@ class SweepResults:
         self._lock = threading.Lock()
         self._entries: list[ConfigEntry] | None = None
         self._index: dict[int, int] = {}  # configuration id -> entry index
-        self._loaded: dict[int, datetime] = {}  # entry index -> aggregated_at of its block
+        self._loaded: dict[int, tuple[bool, datetime | None, int]] = {}  # index -> version
+        self._partial: set[int] = set()  # entry indices whose block merges the chunks so far
         self._raw: dict[int, Floats] = {}
         self._theory: dict[int, Floats] = {}
         self._heads: dict[int, dict[str, Any]] = {}
@@ -130,6 +135,7 @@ class SweepResults:
                     dict(self._raw),
                     dict(self._theory),
                     dict(self._heads),
+                    frozenset(self._partial),
                 )
                 self._dirty = False
                 self.version += 1
@@ -142,11 +148,12 @@ class SweepResults:
             return None
         with self._lock:
             if self._check is None or self._check[0] != version:
-                self._check = (version, check(table.records()))
+                incomplete = tuple(table.entries[i].label for i in sorted(table.partial))
+                self._check = (version, check(table.records(), incomplete=incomplete))
             return self._check[1]
 
     def _read(self, session: Session) -> None:
-        versions = config_aggregations(session=session, sweep_id=self.sweep_id)
+        versions = config_versions(session=session, sweep_id=self.sweep_id)
         if self._entries is None or len(versions) != len(self._entries):
             infos = sweep_config_rows(session=session, sweep_id=self.sweep_id)
             self._entries = [
@@ -163,23 +170,32 @@ class SweepResults:
             self._index = {e.id: i for i, e in enumerate(self._entries)}
             self._dirty = True
         changed = {
-            cid: at
-            for cid, at in versions.items()
-            if at is not None and self._loaded.get(self._index[cid]) != at
+            cid: v
+            for cid, v in versions.items()
+            if (v[0] or v[2]) and self._loaded.get(self._index[cid]) != v
         }
-        for cid, at in versions.items():  # statistics removed since (not aggregated any more)
+        for cid, (complete, _, done) in versions.items():  # no result any more (chunks reset)
             i = self._index[cid]
-            if at is None and i in self._loaded:
+            if not complete and not done and i in self._loaded:
                 for store in (self._loaded, self._raw, self._theory, self._heads):
                     store.pop(i, None)
+                self._partial.discard(i)
                 self._dirty = True
         if not changed:
             return
-        blocks = _blocks(layer_stat_rows(session=session, configuration_ids=list(changed)))
+        whole = [cid for cid, v in changed.items() if v[0]]
+        blocks = _blocks(layer_stat_rows(session=session, configuration_ids=whole))
+        if len(whole) < len(changed):
+            open_ids = [cid for cid, v in changed.items() if not v[0]]
+            merged = partial_records(
+                session=session, sweep_id=self.sweep_id, configuration_ids=open_ids
+            )
+            blocks.update(_blocks([_stat_row(c, r) for c, rs in merged.items() for r in rs]))
         pending = []
-        for cid, at in changed.items():
+        for cid, v in changed.items():
             i = self._index[cid]
-            self._loaded[i] = at
+            self._loaded[i] = v
+            (self._partial.discard if v[0] else self._partial.add)(i)
             self._theory.pop(i, None)
             self._heads.pop(i, None)
             block = blocks.get(cid)
@@ -274,3 +290,25 @@ class Dashboard:
                 sweep.compute_theory(i, raw)
             finally:
                 self._jobs.task_done()
+
+
+def sweep_failures(
+    *, session: Session, sweep_ids: Iterable[int], per_sweep: int = 20
+) -> dict[int, list[dict[str, Any]]]:
+    """Sweep id -> its latest failed chunks (at most `per_sweep`): configuration label, error."""
+    found = chunk_failures(session=session, sweep_ids=list(sweep_ids), per_sweep=per_sweep)
+    return {
+        sweep_id: [
+            {
+                "chunk_id": f.chunk_id,
+                "chunk_index": f.chunk_index,
+                "configuration": config_label(config_columns(f.config, f.axes)),
+                "attempts": f.attempts,
+                "worker": f.worker,
+                "error": f.error,
+                "finished_at": f.finished_at,
+            }
+            for f in failures
+        ]
+        for sweep_id, failures in found.items()
+    }

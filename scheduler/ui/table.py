@@ -27,11 +27,11 @@ import numpy as np
 import numpy.typing as npt
 
 from scheduler.analysis.compare import THEORY_KEYS, with_theory
-from scheduler.analysis.records import STAT_KEYS, Record
+from scheduler.analysis.records import STAT_KEYS, Record, record_columns
 from scheduler.analysis.theory import ConfigTheory
 from scheduler.errors import UserError
 from scheduler.formatting import MISSING, number, pm
-from worker.contract import QUANTITIES, SimConfig
+from worker.contract import OBSERVABLES, QUANTITIES, SimConfig
 
 __all__ = [
     "CONFIG_THEORY",
@@ -49,7 +49,7 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
-# Raw columns of a configuration's block (scheduler.store.LAYER_STAT_COLUMNS without the id;
+# Raw columns of a configuration's block (worker.aggregate.STAT_ROW without the id;
 # the quantity as its index in worker.contract.QUANTITIES).
 RAW_COLUMNS: tuple[str, ...] = (
     "layer",
@@ -240,19 +240,15 @@ def _nan_to_none(x: float) -> float | None:
 
 
 def stat_columns(raw: Floats) -> dict[str, Floats]:
-    """The statistic columns of raw rows (RAW_COLUMNS), NaN where a record has None."""
-    n = raw[:, _RAW["n_finite"]]
+    """The statistic columns of raw rows (RAW_COLUMNS), NaN where a record has None: the counts,
+    then `scheduler.analysis.records.record_columns` (record_row's floats, bit for bit)."""
     out: dict[str, Floats] = {k: raw[:, _RAW[k]] for k in COUNT_KEYS}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for name in ("mean", "std", "mean_sq"):
-            mean, m2 = raw[:, _RAW[f"{name}_mean"]], raw[:, _RAW[f"{name}_m2"]]
-            out[name] = np.where(n > 0, mean, np.nan)
-            out[f"{name}_se"] = np.where(n > 1, np.sqrt((m2 / (n - 1)) / n), np.nan)
-        spread = raw[:, _RAW["mean_sq_mean"]] - raw[:, _RAW["mean_mean"]] ** 2
-        out["pooled_std"] = np.where(n > 0, np.sqrt(np.maximum(spread, 0.0)), np.nan)
-    for key, values in out.items():
-        if key not in COUNT_KEYS:
-            values[~np.isfinite(values)] = np.nan
+    moments = {
+        name: (raw[:, _RAW[f"{name}_mean"]], raw[:, _RAW[f"{name}_m2"]]) for name in OBSERVABLES
+    }
+    n_finite = raw[:, _RAW["n_finite"]].astype(np.int64)
+    for key, (values, valid) in record_columns(n_finite, moments).items():
+        out[key] = np.where(valid, values, np.nan)
     return out
 
 
@@ -308,8 +304,9 @@ class Column:
 class ResultTable:
     """One snapshot of a sweep's results, as arrays (see the module docstring).
 
-    `raw[i]` and `theory[i]` are the blocks of `entries[i]` (absent: no aggregated results yet;
-    no theory yet); rows are in (position, layer, quantity) order.
+    `raw[i]` and `theory[i]` are the blocks of `entries[i]` (absent: no chunk done yet; no theory
+    yet; `partial`: the merge of the chunks done so far); rows are in (position, layer, quantity)
+    order.
     """
 
     sweep_id: int
@@ -317,6 +314,7 @@ class ResultTable:
     raw: Mapping[int, Floats]
     theory: Mapping[int, Floats] = field(default_factory=dict)
     theory_heads: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    partial: frozenset[int] = frozenset()  # entries whose chunks are not all in
 
     def __post_init__(self) -> None:
         blocks, theory, owners = [], [], []
@@ -351,7 +349,7 @@ class ResultTable:
         keys: dict[str, None] = {"config_hash": None, "configuration": None}
         for e in self.entries:
             keys.update(dict.fromkeys(e.columns))
-        self.config_keys = [*keys, *CONFIG_THEORY]
+        self.config_keys = [*keys, "complete", *CONFIG_THEORY]
         self.varying = [
             k
             for k in keys
@@ -380,6 +378,8 @@ class ResultTable:
             return entry.label
         if key in CONFIG_THEORY:
             return self.theory_heads.get(i, {}).get(key)
+        if key == "complete":
+            return i not in self.partial
         return entry.columns.get(key)
 
     def config_mask(self, terms: Sequence[Term]) -> Mask:
@@ -466,6 +466,7 @@ class ResultTable:
             "sweep_id": self.sweep_id,
             "config_hash": entry.config_hash,
             **entry.columns,
+            "complete": c not in self.partial,
             "layer": int(self.layer[i]),
             "quantity": QUANTITIES[int(self.quantity[i])],
         }

@@ -337,6 +337,8 @@ def check_summary(
     return {
         "available": True,
         "ok": report.ok,
+        "passed": report.passed,
+        "verdict": report.verdict(),
         "summary": report.summary(),
         "n_compared": report.n_compared,
         "n_deviations": len(report.deviations),

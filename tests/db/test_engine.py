@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -19,7 +20,7 @@ from scheduler.store import create_sweep
 from tests.db.builders import grid, sweep_plan
 from tests.db.conftest import Db
 from worker.contract import LayerRecord
-from worker.persist import load_task, record_from_row, record_values
+from worker.persist import CAP, load_task, record_from_row, record_values
 from worker.stats import Moments
 
 pytestmark = pytest.mark.db
@@ -200,7 +201,8 @@ def test_float_columns_refuse_non_finite_values(db: Db, value: float) -> None:
         )
 
 
-finite = st.floats(allow_nan=False, allow_infinity=False)
+# Finite floats below the cap (+-CAP is the stored flag "exceeds float64", read back as +-inf).
+finite = st.floats(min_value=-CAP, max_value=CAP, exclude_min=True, exclude_max=True)
 
 
 class _Row:
@@ -235,10 +237,37 @@ def test_record_conversion_round_trips(
 
 
 @pytest.mark.parametrize(
+    ("moments", "stored", "back"),
+    [
+        (Moments(3, float("inf"), float("nan")), (CAP, CAP), (math.inf, math.inf)),
+        (Moments(3, -float("inf"), 1.0), (-CAP, 1.0), (-math.inf, 1.0)),
+        (Moments(3, 1e300, float("inf")), (1e300, CAP), (1e300, math.inf)),
+    ],
+)
+def test_moments_beyond_float64_are_stored_capped(
+    moments: Moments, stored: tuple[float, float], back: tuple[float, float]
+) -> None:
+    """Overflow is data: a moment beyond float64 is stored as +-CAP and read back as +-inf."""
+    record = LayerRecord(
+        layer=1,
+        quantity="preactivation",
+        n_trials=4,
+        n_finite=3,
+        n_first_nonfinite=1,
+        n_collapsed=0,
+        mean=Moments(3, 0.5, 1.0),
+        std=Moments(3, 0.5, 1.0),
+        mean_sq=moments,
+    )
+    values = record_values(record)
+    assert (values["mean_sq_mean"], values["mean_sq_m2"]) == stored
+    got = record_from_row(_Row(values)).mean_sq  # type: ignore[arg-type]
+    assert (got.mean, got.m2) == back
+
+
+@pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"mean": Moments(3, float("nan"), 1.0)}, "expected finite mean moments"),
-        ({"std": Moments(3, 1.0, float("inf"))}, "expected finite std moments"),
         ({"mean_sq": Moments(2, 1.0, 1.0)}, r"expected mean_sq.n == n_finite == 3"),
         ({"quantity": "weights"}, "expected a quantity in"),
         ({"n_finite": 9}, r"expected counts in \[0, n_trials=4\]"),

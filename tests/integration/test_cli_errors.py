@@ -90,12 +90,35 @@ def test_missing_spec_file(tmp_path: Path) -> None:
 
 def test_unknown_sweep_id(tmp_path: Path) -> None:
     db = tmp_path / "empty.db"
+    assert run_cli("db", "upgrade", "--db", str(db)).returncode == 0
     for args in (["results", "42"], ["status", "42"], ["resume", "42"], ["cancel", "42"]):
         proc = run_cli(*args, "--db", str(db))
         assert proc.returncode == 2, (args, proc.stderr)
-        assert proc.stderr.strip() == "initsweep: error: sweep 42: no such sweep", proc.stderr
+        assert proc.stderr.strip() == (
+            f"initsweep: error: sweep 42: no such sweep in sqlite:///{db}; "
+            "choose another with --db or $INITSWEEP_DATABASE_URL"
+        ), proc.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM sweeps").fetchone()[0] == 0
+
+
+def test_read_commands_create_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    for args in (["status"], ["sweeps"], ["results", "1"], ["check", "1"], ["report", "1"]):
+        proc = run_cli(*args, "--db", str(missing))
+        assert proc.returncode == 1, (args, proc.stderr)
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"initsweep: error: cannot open database sqlite:///{missing}")
+        assert "no such database file" in line and "--db" in line
+        assert not missing.exists()
+    other = tmp_path / "other.db"  # an unrelated SQLite file keeps its tables, and only them
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    proc = run_cli("sweeps", "--db", str(other))
+    assert proc.returncode == 1 and "no initsweep schema" in proc.stderr
+    with sqlite3.connect(other) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["notes"]
 
 
 def test_unreachable_database_hides_password(tmp_path: Path) -> None:

@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.integration.cluster import Cluster, RedisServer, restart_postgres, wait_for
+from tests.integration.cluster import (
+    REDIS_PASSWORD,
+    Cluster,
+    RedisServer,
+    restart_postgres,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -179,8 +185,11 @@ def test_poison_chunk_fails_bounded_then_resume(
     show = cluster.cli("results", str(sweep_id), "--format", "json")
     partial = json.loads(show.stdout)
     full = json.loads(reference)
-    assert len(partial) == len(full) - ROWS_PER_CHUNK  # the poisoned configuration has no rows
-    assert all(r in full for r in partial)  # everything else exact
+    complete = [r for r in partial if r["complete"]]
+    assert len(complete) == len(full) - ROWS_PER_CHUNK  # the poisoned configuration is partial
+    assert all(r in full for r in complete)  # everything else exact
+    poisoned = [r for r in partial if not r["complete"]]
+    assert len(poisoned) == ROWS_PER_CHUNK and {r["n_trials"] for r in poisoned} == {140}
 
     import sqlalchemy as sa
 
@@ -231,3 +240,79 @@ def test_pickle_message_is_refused(cluster: Cluster, tmp_path: Path) -> None:
     time.sleep(1.0)
     assert not marker.exists(), "a pickle message was deserialized and executed"
     assert cluster.procs["w1"].poll() is None
+
+
+def test_submit_to_a_broker_that_refuses_the_password_records_nothing(
+    cluster: Cluster, spec: Path
+) -> None:
+    wrong = cluster.broker_url.replace(f":{REDIS_PASSWORD}@", ":wrong-password@")
+    assert wrong != cluster.broker_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "submit", str(spec)],
+        cwd=ROOT,
+        env={**cluster.env(), "INITSWEEP_BROKER_URL": wrong},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("initsweep: error: cannot reach the broker")
+    assert "nothing was recorded" in lines[0] and "wrong-password" not in lines[0]
+    sweeps = cluster.cli("sweeps")
+    assert sweeps.returncode == 0 and "distributed" not in sweeps.stdout
+
+
+def test_cancel_stops_queued_chunks(cluster: Cluster, spec: Path, reference: str) -> None:
+    import redis
+
+    sweep_id = cluster.submit(spec, max_in_flight=8)  # 8 messages wait in the queue, no worker
+    cancelled = cluster.cli("cancel", str(sweep_id))
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    queue = redis.Redis.from_url(cluster.broker_url)
+    assert queue.llen("cpu") == 8
+    cluster.start_worker("w1", concurrency=2)
+    wait_for(lambda: queue.llen("cpu") == 0, 120, "the worker to drain the queue")
+    time.sleep(2)  # the last message's claim
+    assert cluster.chunk_counts(sweep_id).get("done", 0) == 0  # none of them ran
+    assert cluster.sweep_status(sweep_id) == "cancelled"
+    again = cluster.cli("cancel", str(sweep_id))
+    assert again.returncode == 0 and "already" in again.stdout
+
+    cluster.start_scheduler()
+    resumed = cluster.cli("resume", str(sweep_id), "--distributed")
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_exact(cluster, sweep_id, reference)
+    refused = cluster.cli("cancel", str(sweep_id))
+    assert refused.returncode == 2 and "a done sweep" in refused.stderr
+
+
+def test_workers_survive_a_full_redis(
+    cluster: Cluster, redis_server: RedisServer, spec: Path, reference: str
+) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=REDIS_PASSWORD)
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler(requeue_after=5, max_in_flight=N_CHUNKS)
+    sweep_id = cluster.submit(spec, max_in_flight=N_CHUNKS)  # deliveries write to Redis
+    _wait_running(cluster, sweep_id)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(used + (1 << 20)))
+    blob = b"x" * (64 << 10)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        for i in range(1000):
+            client.set(f"junk:{i}", blob)
+    # well below what is used now: every write is refused whatever deliveries free meanwhile
+    client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) - (1 << 20)))
+    done_before = cluster.chunk_counts(sweep_id).get("done", 0)
+    time.sleep(15)  # workers and scheduler meet OOM errors meanwhile
+    for name in ("w1", "w2", "scheduler"):
+        assert cluster.procs[name].poll() is None, (name, cluster.logs())
+    assert cluster.chunk_counts(sweep_id).get("done", 0) < N_CHUNKS or done_before == N_CHUNKS
+    for key in client.scan_iter("junk:*"):
+        client.delete(key)
+    client.config_set("maxmemory", "0")
+    _assert_exact(cluster, sweep_id, reference)

@@ -533,7 +533,7 @@ def test_ui_refuses_a_missing_database_and_a_busy_port(tmp_path: Path, sweeps: S
 
     missing = tmp_path / "none.db"
     done = run_cli("ui", "--db", str(missing), timeout=60)
-    assert done.returncode == 1 and "no such file" in done.stderr, done.stderr
+    assert done.returncode == 1 and "no such database file" in done.stderr, done.stderr
     assert not missing.exists()  # nothing created
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.unit
         "worker.celery_app, worker.tasks",
         "scheduler.query, worker.pool, scheduler.spec, scheduler.chunking, scheduler.analysis.theory",
         "models.db, worker.persist, scheduler.store, worker.aggregate",
+        "scheduler.export, pyarrow.parquet",
     ],
 )
 def test_no_tensorflow_at_import(modules: str) -> None:

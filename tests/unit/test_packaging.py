@@ -17,7 +17,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PRODUCT = ("models", "worker", "scheduler")
 # distribution name -> the module it provides, where they differ
 MODULE_OF = {"pyyaml": "yaml", "tensorflow-cpu": "tensorflow", "psycopg": "psycopg"}
-LOADED_BY_URL = {"psycopg", "redis"}  # database and broker drivers: named in URLs, not imported
+LOADED_BY_URL = {"psycopg"}  # the PostgreSQL driver: named in URLs, not imported
 
 
 def _imported_third_party() -> set[str]:

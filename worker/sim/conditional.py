@@ -37,21 +37,33 @@ import tensorflow as tf
 from worker.contract import SimConfig
 from worker.schemes import law
 from worker.sim import rng
-from worker.sim.observables import SubBatch, by_trial, observables_array, trial_observables
+from worker.sim.observables import (
+    SubBatch,
+    by_trial,
+    observables_array,
+    pow2_scale,
+    trial_observables,
+)
 
 
-def _thin_qr(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Thin QR of a batch of (n, B) matrices: Q (T, n, k), R (T, k, B), k = min(n, B).
+def _thin_qr(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Thin QR of a batch of (n, B) matrices, scaled: Q (T, n, k), R_u (T, k, B), k = min(n, B),
+    and per trial up = 2^-k (T, 1, 1) with R = R_u up: a is first scaled by a power of two to
+    max|a| in [2, 4) (`observables.pow2_scale`, exact), so no norm or QR squares overflow or
+    underflow at half the dynamic range; apply `up` after the product with R_u.
 
     B = 1 has the closed form Q = a / |a|, R = |a| (Q = 0 when a = 0: then nothing about W is
     revealed and the backward pass correctly draws all of g W^T afresh).
     """
+    down, up = pow2_scale(tf.reduce_max(tf.abs(a), axis=[-2, -1], keepdims=True))
+    a = a * down
     if a.shape[-1] == 1:
         norm = tf.norm(a, axis=-2, keepdims=True)  # (T, 1, 1)
         safe = tf.where(norm > 0, norm, tf.ones_like(norm))
         q = tf.where(norm > 0, a / safe, tf.zeros_like(a))
-        return q, norm
-    return tf.linalg.qr(a, full_matrices=False)
+        return q, norm, up
+    q, r = tf.linalg.qr(a, full_matrices=False)
+    return q, r, up
 
 
 def forward_backward(
@@ -77,10 +89,10 @@ def forward_backward(
         """(z, h', phi'(z), Q, xi) of `layer` given h^{layer-1} (T, B, n_in) in dtype."""
         mu, sigma = layer_law(layer)
         hd = tf.cast(h, ddtype)
-        q, r = _thin_qr(tf.linalg.matrix_transpose(hd))  # (T, n_in, k), (T, k, B)
+        q, r, up = _thin_qr(tf.linalg.matrix_transpose(hd))  # (T, n_in, k), (T, k, B)
         k = min(batch, n_in)
         xi = sub.normal(k * width, rng.stream_tensor(layer, rng.Purpose.COND_FWD), [k, width])
-        z = tf.linalg.matmul(r, xi, adjoint_a=True) * tf.constant(sigma, ddtype)  # (T, B, n)
+        z = tf.linalg.matmul(r, xi, adjoint_a=True) * tf.constant(sigma, ddtype) * up
         if mu != 0.0:
             z = z + tf.constant(mu, ddtype) * tf.reduce_sum(hd, axis=-1, keepdims=True)
         if config.bias_std != 0.0:
@@ -96,11 +108,11 @@ def forward_backward(
         mu, sigma = layer_law(layer)
         gd = tf.cast(g, ddtype)
         known = tf.linalg.matmul(tf.linalg.matmul(gd, xi, adjoint_b=True), q, adjoint_b=True)
-        qg, rg = _thin_qr(tf.linalg.matrix_transpose(gd))  # (T, n_out, k'), (T, k', B)
+        qg, rg, up_g = _thin_qr(tf.linalg.matrix_transpose(gd))  # (T, n_out, k'), (T, k', B)
         del qg
         k2 = min(batch, width)
         fresh_xi = sub.normal(k2 * n_in, rng.stream_tensor(layer, rng.Purpose.COND_BWD), [k2, n_in])
-        fresh = tf.linalg.matmul(rg, fresh_xi, adjoint_a=True)  # (T, B, n_in)
+        fresh = tf.linalg.matmul(rg, fresh_xi, adjoint_a=True) * up_g  # (T, B, n_in)
         fresh = fresh - tf.linalg.matmul(tf.linalg.matmul(fresh, q), q, adjoint_b=True)
         out = (known + fresh) * tf.constant(sigma, ddtype)
         if mu != 0.0:

@@ -7,10 +7,13 @@ so float32 values can neither overflow nor lose precision in the sums):
     mean    = sum(v) / n
     std     = sqrt(sum((v - mean)^2) / n)       two-pass, ddof=0 like tf.math.reduce_std
     mean_sq = sum(v^2) / n                      the mean-field q^l for preactivations
-    finite  = mean, std, mean_sq all finite     equivalent to "every v finite and the three
-                                                observables finite": an inf or NaN value makes
-                                                sum(v^2) inf or NaN
+    finite  = every v finite                    (a statistic never overflows before the values;
+                                                see below; mean_sq may exceed float64, +inf)
     collapsed = finite and max |v| == 0         exact zero (underflow), tested on the raw values
+
+Exact up to float64's limits: where max|v| is outside [2^-400, 2^480] the values are scaled by
+a power of two near 1/max|v| before any square (`trial_observables`); elsewhere (every float32,
+float16 and bfloat16 value, every ordinary float64 one) the sums are the unscaled ones, bit for bit.
 
 Over the trials of a sub-batch (numpy, float64): `n_finite`, `n_collapsed`, `n_first_nonfinite`
 (trials whose first non-finite layer, in propagation order, is this one: increasing l for
@@ -105,19 +108,61 @@ def observables_array(depth: int) -> tf.TensorArray:
     return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, 4]))
 
 
+# Per-trial values whose max |v| lies in [SAFE_LO, SAFE_HI] (or is 0) are reduced as they are:
+# n * max|v|^2 neither overflows nor underflows in float64, so those bits are exactly the
+# unscaled sums'. Every float32/float16/bfloat16 value is in range (2^-149 .. 2^128), and so is
+# every ordinary float64 configuration. Outside it (float64 only) the values are first scaled by
+# a power of two 2^-e near 1/max|v| (exact), reduced, and scaled back.
+SAFE_LO = 2.0**-400
+SAFE_HI = 2.0**480
+
+
+def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(down, up) = (2^k, 2^-k) per element of `peak`: peak * down in [2, 4) where it can be,
+    k clipped to [minexp, -minexp] of peak's dtype so that each factor is one normal number (a
+    product of two factors would be folded by grappler's broadcast minimisation into one that
+    may be subnormal, hence flushed to 0). k = 0 where `ordinary`, or peak is 0 or not finite.
+    Multiplying by a power of two is exact: norms, QR and sums commute with it bit for bit."""
+    lo = float(np.finfo(peak.dtype.as_numpy_dtype).minexp)
+    ok = tf.math.is_finite(peak) & (peak > 0)
+    if ordinary is not None:
+        ok = ok & ~ordinary
+    safe = tf.where(ok, peak, tf.ones_like(peak))
+    e = tf.math.floor(tf.math.log(safe) / tf.constant(np.log(2.0), peak.dtype))
+    k = tf.where(ok, tf.clip_by_value(1.0 - e, lo, -lo), tf.zeros_like(peak))
+    two = tf.constant(2.0, peak.dtype)
+    return tf.pow(two, k), tf.pow(two, -k)
+
+
 def trial_observables(v: tf.Tensor) -> tf.Tensor:
     """Observables of T trials of one layer: v (T, ...) -> (T, 4) float64.
 
-    Columns: mean, std, mean_sq, max|v|. All reductions are over every axis but the first.
+    Columns: mean, std, mean_sq, peak. All reductions are over every axis but the first.
+    peak is max|v| when every value is finite and +inf otherwise, so a trial is non-finite
+    exactly when one of its values is (`QuantityTrials.finite`). mean and std are bounded by
+    max|v| and always representable; mean_sq = s^2 mean((v/s)^2) is exact up to float64's
+    range: +inf where it exceeds float64 (|v| > ~1.3e154) with every value finite, 0 where it
+    is below float64's normal range (TF on CPU flushes subnormals).
     """
     x = tf.reshape(v, [tf.shape(v)[0], -1])
     xd = tf.cast(x, tf.float64)
-    mean = tf.reduce_mean(xd, axis=1)
-    dev = xd - mean[:, tf.newaxis]
-    std = tf.sqrt(tf.reduce_mean(tf.square(dev), axis=1))
-    mean_sq = tf.reduce_mean(tf.square(xd), axis=1)
+    all_finite = tf.reduce_all(tf.math.is_finite(xd), axis=1)
+    absmax = tf.reduce_max(tf.abs(xd), axis=1)
+    ordinary = (absmax >= SAFE_LO) & (absmax <= SAFE_HI)
+    down, up = pow2_scale(absmax, ordinary)
+    # k = 0 (factors exactly 1) for ordinary trials: they reduce exactly the unscaled values.
+    u = xd * down[:, tf.newaxis]
+    mean_u = tf.reduce_mean(u, axis=1)
+    dev = u - mean_u[:, tf.newaxis]
+    std_u = tf.sqrt(tf.reduce_mean(tf.square(dev), axis=1))
+    msq_u = tf.reduce_mean(tf.square(u), axis=1)
+    mean = mean_u * up
+    std = std_u * up
+    # rms = sqrt(msq_u) up <= max|v| is representable, up^2 may not be
+    mean_sq = tf.where(ordinary, msq_u, tf.square(tf.sqrt(msq_u) * up))
     # max|v| in the compute dtype: exact, and cheaper than in float64.
     peak = tf.cast(tf.reduce_max(tf.abs(x), axis=1), tf.float64)
+    peak = tf.where(all_finite, peak, tf.constant(np.inf, tf.float64))
     return tf.stack([mean, std, mean_sq, peak], axis=1)
 
 
@@ -144,7 +189,8 @@ class QuantityTrials:
 
     @property
     def finite(self) -> npt.NDArray[np.bool_]:
-        return np.isfinite(self.mean) & np.isfinite(self.std) & np.isfinite(self.mean_sq)
+        """Every value of the trial finite (peak is +inf otherwise; see `trial_observables`)."""
+        return np.isfinite(self.peak)
 
     @property
     def collapsed(self) -> npt.NDArray[np.bool_]:

@@ -91,16 +91,19 @@ def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOut
     end = task.trial_start + task.n_trials
     rng.check_counter_range(end + pad, max_groups(config))
 
-    groups: list[list[LayerRecord]] = [_empty_records(config)] if task.n_trials == 0 else []
+    # Sub-batches merge as they come (a left fold, the same merges in the same order as merging
+    # them all at the end), so a chunk holds two sub-batches' records, not all of them.
+    merged = merge_records([_empty_records(config)]) if task.n_trials == 0 else []
     if task.n_trials:
         fn = compiled(config)
         key = rng.key_tensor(task.seed_key)
         for t0 in range(task.trial_start, end, size):
             n = min(size, end - t0)
             act, pre, grad = fn(key, tf.constant(t0, tf.uint64), tf.constant(n, tf.int32))
-            groups.append(sub_batch_records(act.numpy(), pre.numpy(), grad.numpy()))
+            batch = sub_batch_records(act.numpy(), pre.numpy(), grad.numpy())
+            merged = merge_records([merged, batch] if merged else [batch])
 
-    records = tuple(merge_records(groups))
+    records = tuple(merged)
     return ChunkOutcome(
         chunk_index=task.chunk_index,
         n_trials=task.n_trials,

@@ -120,6 +120,11 @@
   const QUANTITY_TITLES = { activation: "activations h<sup>l</sup>", gradient: "gradients ∂L/∂z<sup>l</sup>",
     preactivation: "preactivations z<sup>l</sup>" };
 
+  /* The colour of a theory check's verdict: passed, FAILED, or neither (incomplete, nothing compared). */
+  function verdictClass(check) {
+    return check.passed ? "ok" : check.verdict === "FAILED" ? "bad" : "unsure";
+  }
+
   /* Traces of one configuration's statistic against the layer: SE band, line, censored part, theory. */
   function layerTraces(s, q, c, xaxis, yaxis, showlegend, log) {
     const d = s.quantities[q];
@@ -434,7 +439,7 @@
           stat("running", fmtInt(c.running)), stat("pending", fmtInt(c.pending)), stat("failed", fmtInt(c.failed)),
           stat("trials", `${fmtInt(s.trials_done)} / ${fmtInt(s.trials_total)}`, { id: "trials-done", "data-done": s.trials_done }),
           stat("trials/s", s.rate_label), stat("ETA", s.eta_label),
-          stat("workers (last 2 min)", s.workers.join(", ") || "—", { class: "stat text" })));
+          stat("live workers", s.workers.join(", ") || "—", { class: "stat text" })));
       const card = $("#failures-card");
       card.hidden = !d.failures.length;
       if (d.failures.length) $("#failures").replaceChildren(failuresList(d.failures));
@@ -449,7 +454,7 @@
         $("#check").replaceChildren();
         return;
       }
-      line.className = c.ok ? "ok" : "bad";
+      line.className = verdictClass(c);
       line.textContent = c.summary + (c.n_censored_deviations ?
         ` (${fmtInt(c.n_censored_deviations)} of the deviations are censored layers, not listed)` : "");
       if (!c.deviations.length) { $("#check").replaceChildren(); return; }
@@ -599,10 +604,10 @@
           el("td", { class: "progress-cell" }, progressBar(s.counts, s.n_chunks),
             el("small", { text: `${fmtInt(s.counts.done)}/${fmtInt(s.n_chunks)} done` })),
           el("td", { class: "num", text: `${fmtInt(s.trials_done)}/${fmtInt(s.trials_total)}` }),
-          el("td", { class: !s.check.available ? "small muted" : s.check.ok ? "ok" : "bad",
+          el("td", { class: !s.check.available ? "small muted" : verdictClass(s.check),
             title: s.check.available ? s.check.summary : s.check.reason,
-            text: !s.check.available ? "pending" : s.check.ok ? `ok · ${fmtInt(s.check.n_deviations)} beyond |z| > 4, all explained` :
-              `FAILED · ${fmtInt(s.check.n_unexplained)} unexplained` }),
+            text: !s.check.available ? "pending" : s.check.passed ? `ok · ${fmtInt(s.check.n_deviations)} beyond |z| > 4, all explained` :
+              s.check.verdict === "FAILED" ? `FAILED · ${fmtInt(s.check.n_unexplained)} unexplained` : s.check.verdict.toLowerCase() }),
           el("td", { class: "small muted", text: s.created }))))));
       const quantities = ["activation", "gradient"].filter((q) => d.sweeps.some((s) => s.layers.quantities.includes(q)));
       const log = d.sweeps.length && d.sweeps[0].layers.log;

@@ -1,0 +1,292 @@
+"""Streamed reads and exports: the same rows as one read, in batches, typed; results(columns, configs)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import event
+
+from models.db import session_scope
+from scheduler.errors import UnknownSweepError, UserError
+from scheduler.export import write_jsonl, write_parquet
+from scheduler.query import StatBatch, result_set, result_stream, results
+from scheduler.store import chunk_ids, create_sweep
+from tests.db.builders import config_plan, outcome_for, sim_config, sweep_plan
+from tests.db.conftest import Db
+from tests.rows import assert_same_rows, typed
+from worker.aggregate import aggregate_sweep
+from worker.persist import load_task, save_outcome
+
+pytestmark = pytest.mark.db
+
+N_CONFIGS = 7
+
+
+def _axes(i: int) -> dict[str, Any]:
+    """Axis values of configuration i: one int/float column, one of mixed kinds, one sometimes
+    absent, one bool, one list."""
+    axes: dict[str, Any] = {
+        "depth": 2,
+        "sigma_w": 1 if i % 2 else 1.25 + i,  # ints and floats: float64
+        "tag": "a" if i % 3 else 7,  # str and int: string ("7")
+        "flag": i % 2 == 0,
+        "pair": [i, "x"],
+    }
+    if i != 3:
+        axes["label"] = f"c{i}"  # absent from configuration 3: null there
+    return axes
+
+
+@pytest.fixture
+def sweep(db: Db) -> int:
+    """A sweep of N_CONFIGS configurations: most aggregated, two with only some chunks done, one
+    with none; few trials per chunk, so some statistics are None (n_finite < 2)."""
+    plans = [
+        config_plan(
+            sim_config(activation="tanh" if i % 2 else "relu", depth=2, width=3 + i),
+            seed=11,
+            trials=6,
+            chunk_trials=2,
+            axes=_axes(i),
+        )
+        for i in range(N_CONFIGS)
+    ]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=11))
+        ids = chunk_ids(session=session, sweep_id=sweep_id)
+    skip = {ids[3 * 2 + 1], ids[3 * 4 + 0], ids[3 * 4 + 2], *ids[3 * 5 : 3 * 6]}
+    with session_scope(db.factory) as session:
+        for chunk_id in ids:
+            if chunk_id not in skip:
+                outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+                assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == N_CONFIGS - 3
+    return sweep_id
+
+
+def _streamed(db: Db, sweep_id: int, **kw: Any) -> tuple[list[dict[str, Any]], Any]:
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, **kw)
+        rows = [dict(r) for batch in stream for r in batch]
+    return rows, stream
+
+
+def _one_read(db: Db, sweep_id: int, **kw: Any) -> Any:
+    with session_scope(db.factory) as session:
+        return result_set(session=session, sweep_id=sweep_id, **kw)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"theory": True}, {"quantity": "gradient", "where": {"tag": "a"}}, {"layer": 0}],
+    ids=["all", "theory", "filtered", "layer"],
+)
+def test_batches_give_the_rows_of_one_read(db: Db, sweep: int, filters: dict[str, Any]) -> None:
+    found = _one_read(db, sweep, **filters)
+    want = [dict(r) for r in found.records]
+    assert want
+    for batch_size in (1, 3, 500):  # 7, 3 and 1 batches
+        rows, stream = _streamed(db, sweep, batch_size=batch_size, **filters)
+        assert stream.columns == found.columns
+        assert_same_rows(want, rows, {c: "json" for c in stream.columns})
+        assert [list(r) for r in rows] == [list(r) for r in want]  # same keys, same order
+        assert (stream.n_configs, stream.n_complete, stream.n_with_trials) == (
+            found.n_configs,
+            found.n_complete,
+            found.n_with_trials,
+        )
+    assert any(r["complete"] is False for r in want)
+    if "layer" not in filters:  # layer 0 is always finite
+        assert any(v is None for r in want for v in r.values())
+
+
+def test_each_batch_costs_a_few_statements(db: Db, sweep: int) -> None:
+    sent: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        sent.append(args[2])
+
+    event.listen(db.engine, "before_cursor_execute", on_execute)
+    try:
+        counts = {}
+        for batch_size in (1, 7):
+            sent.clear()
+            _streamed(db, sweep, batch_size=batch_size)
+            counts[batch_size] = len(sent)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_execute)
+    # the sweep and its references once, then at most 3 statements per batch
+    assert counts[7] <= 6, counts
+    assert counts[1] - counts[7] <= 3 * (N_CONFIGS - 1), counts
+
+
+def test_columns_have_one_kind(db: Db, sweep: int) -> None:
+    _, stream = _streamed(db, sweep, theory=True)
+    kinds = stream.kinds
+    assert kinds["sigma_w"] == "float" and kinds["tag"] == "str" and kinds["pair"] == "str"
+    assert kinds["flag"] == "bool" and kinds["label"] == "str"
+    assert kinds["n_trials"] == "int" and kinds["std_se"] == "float"
+    assert kinds["theory_exact"] == "bool" and kinds["finite_width"] == "str"
+
+
+@pytest.mark.parametrize("theory", [False, True])
+def test_parquet_and_jsonl_hold_the_json_values(
+    db: Db, sweep: int, tmp_path: Path, theory: bool
+) -> None:
+    found = _one_read(db, sweep, theory=theory)
+    as_json = json.loads(json.dumps(found.records, indent=1, allow_nan=False))
+
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep, theory=theory, batch_size=2)
+        kinds = stream.kinds
+        parts = [type(p) for p in stream.parts()]
+        # complete batches come unbuilt to the columnar writer, unless theory is asked for
+        assert (StatBatch in parts) is not theory and list in parts
+        stream = result_stream(session=session, sweep_id=sweep, theory=theory, batch_size=2)
+        n = write_parquet(stream, tmp_path / "out.parquet")
+    assert n == len(as_json)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.schema.names == found.columns
+    assert table.schema.field("tag").type == pa.string()
+    assert table.schema.field("sigma_w").type == pa.float64()
+    assert table.schema.field("n_collapsed").type == pa.int64()
+    want = typed(as_json, kinds)
+    assert_same_rows(want, table.to_pylist(), kinds, found.columns)
+    assert {r["tag"] for r in want} == {"a", "7"} and want[0]["pair"] == '[0, "x"]'
+    frame = pq.read_table(tmp_path / "out.parquet").to_pandas()
+    assert_same_rows(want, frame.to_dict("records"), kinds, found.columns)
+    assert frame["std_se"].isna().any()  # None is NaN in pandas, and only there
+    assert frame["std_se"].isna().sum() == sum(r["std_se"] is None for r in as_json)
+
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep, theory=theory, batch_size=3)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    lines = text.getvalue().splitlines()
+    assert [json.loads(line) for line in lines] == as_json
+    assert_same_rows(as_json, [json.loads(line) for line in lines], {c: "json" for c in kinds})
+
+
+def test_a_sweep_with_nothing_done_exports_its_schema(db: Db, tmp_path: Path) -> None:
+    plans = [config_plan(sim_config(width=4), axes={"sigma_w": 1.5})]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans))
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id)
+        assert write_parquet(stream, tmp_path / "empty.parquet") == 0
+        assert stream.n_with_trials == 0 and not stream.complete
+    table = pq.read_table(tmp_path / "empty.parquet")
+    assert table.num_rows == 0 and table.schema.names == _one_read(db, sweep_id).columns
+    assert table.schema.field("sigma_w").type == pa.float64()
+    with session_scope(db.factory) as session, pytest.raises(UnknownSweepError):
+        result_stream(session=session, sweep_id=sweep_id + 1)
+
+
+def test_a_failed_export_leaves_no_file(db: Db, sweep: int, tmp_path: Path) -> None:
+    class Boom(Exception):
+        pass
+
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep)
+
+    class Failing:  # a stream whose second batch fails
+        columns, kinds = stream.columns, stream.kinds
+
+        def __iter__(self) -> Iterator[list[Any]]:
+            yield []
+            raise Boom
+
+        def parts(self) -> Iterator[list[Any]]:
+            return iter(self)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.jsonl").write_text("old\n")
+    with pytest.raises(Boom):
+        write_jsonl(Failing(), out / "old.jsonl")  # type: ignore[arg-type]
+    with pytest.raises(Boom):
+        write_parquet(Failing(), out / "new.parquet")  # type: ignore[arg-type]
+    assert [p.name for p in out.iterdir()] == ["old.jsonl"]
+    assert (out / "old.jsonl").read_text() == "old\n"
+
+
+def test_results_reads_some_columns_of_some_configurations(db: Db, sweep: int) -> None:
+    full = results(sweep, db=db.url)
+    hashes = list(dict.fromkeys(full["config_hash"]))
+    assert len(hashes) == N_CONFIGS - 1  # one configuration has no chunk done: no rows
+    some = [hashes[4], hashes[1]]
+    columns = ["config_hash", "layer", "quantity", "std", "sigma_w"]
+    frame = results(sweep, db=db.url, columns=columns, configs=some)
+    assert list(frame.columns) == columns
+    assert list(dict.fromkeys(frame["config_hash"])) == [hashes[1], hashes[4]]  # sweep order
+    expected = full[full["config_hash"].isin(some)][columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+
+    filtered = results(sweep, db=db.url, columns=["layer"], configs=some, quantity="gradient")
+    assert set(filtered["layer"]) == {1, 2} and list(filtered.columns) == ["layer"]
+    theory = results(sweep, db=db.url, configs=some[:1], theory=True)
+    assert "z_mean_sq" in theory.columns and set(theory["config_hash"]) == {hashes[4]}
+    assert results(sweep, db=db.url, configs=[]).empty
+    assert list(results(sweep, db=db.url, columns=["layer"], configs=[]).columns) == ["layer"]
+
+    with pytest.raises(UserError, match="'nope' is not a column"):
+        results(sweep, db=db.url, columns=["layer", "nope"])
+    with pytest.raises(UserError, match="'abc' is not a configuration of sweep"):
+        results(sweep, db=db.url, configs=[hashes[0], "abc"])
+    with pytest.raises(TypeError):
+        results(sweep, db=db.url, columns="layer")
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 500])
+def test_columnar_batches_are_the_records_bit_for_bit(
+    db: Db, tmp_path: Path, batch_size: int
+) -> None:
+    """Every configuration complete: the Parquet comes from `StatBatch`es (numpy), never from
+    records, and still holds exactly the JSON values, None included."""
+    plans = [
+        config_plan(
+            sim_config(activation="relu", depth=3, width=2 + i),
+            seed=3,
+            trials=1 if i % 2 else 5,  # one trial: no SE, and no mean where it overflowed
+            chunk_trials=1 + i % 3,
+            axes={"sigma_w": 0.5 * i, "label": None if i == 2 else f"l{i}"},
+        )
+        for i in range(10)
+    ]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=3))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id), salt=5)
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 10
+    found = _one_read(db, sweep_id)
+    as_json = json.loads(json.dumps(found.records, allow_nan=False))
+    assert any(r["mean"] is None for r in as_json) and any(r["mean_se"] is None for r in as_json)
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        assert all(isinstance(p, StatBatch) for p in stream.parts())
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        assert write_parquet(stream, tmp_path / "all.parquet") == len(as_json)
+        assert stream.complete and stream.n_with_trials == 10
+    table = pq.read_table(tmp_path / "all.parquet")
+    assert table.schema.names == found.columns
+    assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
+
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    lines = [json.loads(line) for line in text.getvalue().splitlines()]
+    assert lines == as_json and [list(r) for r in lines] == [list(r) for r in as_json]
+    assert_same_rows(as_json, lines, dict.fromkeys(found.columns, "json"))
+    assert text.getvalue() == "".join(
+        json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in found.records
+    )

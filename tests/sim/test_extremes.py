@@ -1,0 +1,132 @@
+"""Per-trial observables exact up to the dtype's own limits (issue 10, items 3 and 4).
+
+float64 values far outside [2^-400, 2^480] are scaled by a power of two before any square, so no
+sum, square or variance overflows or underflows before the values do; a trial is non-finite
+exactly when one of its values is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from worker.contract import ChunkTask, Scheme, SimConfig
+from worker.persist import record_from_row, record_values
+from worker.sim.observables import trial_observables
+from worker.sim.runner import simulate_chunk
+
+
+def _obs(values: list[list[float]], dtype: tf.DType = tf.float64) -> np.ndarray:
+    return np.asarray(trial_observables(tf.constant(values, dtype)).numpy())
+
+
+def test_huge_float64_values_keep_mean_and_std_and_stay_finite() -> None:
+    v = np.array([[3e200, -4e200, 1e200, 2e200]])
+    mean, std, mean_sq, peak = _obs(v.tolist())[0]
+    ref = v[0] / 1e200
+    assert math.isclose(mean, 1e200 * ref.mean(), rel_tol=1e-15)
+    assert math.isclose(std, 1e200 * ref.std(), rel_tol=1e-15)
+    assert mean_sq == math.inf  # 7.5e400 exceeds float64: the statistic, not the trial
+    assert peak == 4e200
+
+
+def test_mean_sq_up_to_float64_max() -> None:
+    v = [[3e153, 4e153]]  # mean_sq 1.25e307: the unscaled sum of squares overflows
+    mean_sq = _obs(v)[0, 2]
+    assert math.isclose(mean_sq, 12.5e306, rel_tol=1e-15)
+
+
+def test_tiny_float64_values_have_nonzero_std_and_mean_sq() -> None:
+    v = np.array([[3e-160, -4e-160, 0.0, 1e-160]])
+    mean, std, mean_sq, peak = _obs(v.tolist())[0]
+    ref = v[0] * 1e160
+    assert math.isclose(mean, 1e-160 * ref.mean(), rel_tol=1e-15)
+    assert math.isclose(std, 1e-160 * ref.std(), rel_tol=1e-15)
+    # 6.5e-320 is below float64's normal range, which TF on CPU flushes to zero (FTZ/DAZ):
+    # 0 is the dtype's own limit for this statistic, as it is for the values themselves.
+    assert mean_sq == 0.0
+    assert peak == 4e-160
+    v = np.array([[3e-154, -4e-154, 0.0, 1e-154]])  # mean_sq 6.5e-308: normal, unlike 1e-154^2
+    assert math.isclose(
+        _obs(v.tolist())[0, 2], 1e-308 * float(np.mean((v[0] * 1e154) ** 2)), rel_tol=1e-14
+    )
+
+
+def test_non_finite_values_make_the_trial_non_finite() -> None:
+    obs = _obs([[1.0, math.inf], [1.0, math.nan], [1e308, 1e308]])
+    assert obs[0, 3] == math.inf and obs[1, 3] == math.inf
+    assert math.isfinite(obs[2, 3]) and math.isclose(obs[2, 0], 1e308)
+
+
+def test_ordinary_values_reduce_unscaled_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    for scale, dtype in (
+        (1.0, tf.float64),
+        (1e100, tf.float64),
+        (1e-100, tf.float64),
+        (1.0, tf.float32),
+        (1e38, tf.float32),
+        (1e-44, tf.float32),
+    ):
+        v = tf.constant(rng.standard_normal((3, 50)) * scale, dtype)
+        xd = tf.cast(v, tf.float64)
+        mean = tf.reduce_mean(xd, axis=1)
+        ref = np.stack(
+            [
+                mean.numpy(),
+                tf.sqrt(tf.reduce_mean(tf.square(xd - mean[:, None]), axis=1)).numpy(),
+                tf.reduce_mean(tf.square(xd), axis=1).numpy(),
+            ],
+            axis=1,
+        )
+        assert np.array_equal(trial_observables(v).numpy()[:, :3], ref), (scale, dtype)
+
+
+def _config(std: float, depth: int) -> SimConfig:
+    return SimConfig(
+        init=Scheme("normal", (("mean", 0.0), ("std", std))),
+        activation=Scheme("linear"),
+        depth=depth,
+        width=100,
+        input_dim=100,
+        dtype="float64",
+        sampler="dense",
+    )
+
+
+def test_float64_exploding_runs_to_true_overflow_and_stores() -> None:
+    """linear N(0, 1), width 100, float64: values overflow at ~309 layers (E log10|z| grows by
+    ~1 per layer); the run completes and every record maps to storable columns."""
+    cfg = _config(1.0, 320)
+    out = simulate_chunk(ChunkTask(cfg, seed_key=5, chunk_index=0, trial_start=0, n_trials=12))
+    pre = {r.layer: r for r in out.records if r.quantity == "preactivation"}
+    first = [layer for layer, r in sorted(pre.items()) for _ in range(r.n_first_nonfinite)]
+    assert len(first) == 12
+    median = float(np.median(first))
+    assert abs(median - 309) <= 2, median
+    for r in out.records:
+        back = record_from_row(type("Row", (), record_values(r))())
+        assert back.n_finite == r.n_finite
+
+
+def test_float64_vanishing_reports_nonzero_std_wherever_values_are_nonzero() -> None:
+    cfg = _config(0.05, 1100)
+    out = simulate_chunk(ChunkTask(cfg, seed_key=6, chunk_index=0, trial_start=0, n_trials=4))
+    for r in out.records:
+        if r.quantity != "preactivation" or r.n_finite == r.n_collapsed:
+            continue
+        # some trial has a nonzero value: its std is nonzero (std <= max|v| is representable)
+        assert r.std.mean > 0, r.layer
+
+
+def test_largest_float64_values_in_a_graph() -> None:
+    """max|v| >= 2^1023: the scale 2^-1023 would be subnormal; one normal factor, even after
+    grappler's rewrites in a compiled graph."""
+    fn = tf.function(trial_observables)
+    obs = fn(tf.constant([[1.5e308, -1e308], [1e-300, 3e-300]], tf.float64)).numpy()
+    assert math.isclose(obs[0, 0], 0.25e308, rel_tol=1e-15)
+    assert math.isclose(obs[0, 1], 1.25e308, rel_tol=1e-15)
+    assert obs[0, 2] == math.inf and obs[0, 3] == 1.5e308
+    assert math.isclose(obs[1, 1], 1e-300, rel_tol=1e-15) and obs[1, 2] == 0.0  # 5e-600
