@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scheduler.errors import UserError
+from scheduler.where import Where, row_matches, where_terms
 from worker.contract import OBSERVABLES, LayerRecord, SimConfig
 from worker.stats import Moments
 
@@ -213,20 +213,6 @@ def record_columns(
     return out
 
 
-def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:
-    for key, want in where.items():
-        have = row[key]
-        if isinstance(have, int | float) and not isinstance(have, bool):
-            try:
-                if float(want) != float(have):
-                    return False
-            except ValueError:
-                return False
-        elif str(have) != want:
-            return False
-    return True
-
-
 def result_head(sweep_id: int, item: ConfigResults) -> dict[str, Any]:
     """The configuration columns every record of `item` starts with, `complete` last."""
     return {
@@ -319,17 +305,19 @@ def result_rows(
     sweep_id: int,
     configs: Iterable[ConfigResults],
     *,
-    where: Mapping[str, str] | None = None,
+    where: Where = None,
     quantity: str | None = None,
     layer: int | None = None,
 ) -> list[Record]:
     """One Record per (configuration, layer, quantity), in the order given, filtered.
 
-    `where` keeps rows whose column equals the value (numbers compared as floats); an unknown
-    column is a UserError naming the columns there are.
+    `where` keeps the rows that satisfy every term (`scheduler.where`: `sigma_w=1.5`,
+    `activation=relu,tanh`, `layer>=5`, `init=normal`); a column a row lacks is a missing
+    value there. Checking the names against the sweep's columns is the caller's
+    (`scheduler.where.check_columns`): a batch of a sweep need not hold every axis.
     """
     rows: list[Record] = []
-    where = dict(where or {})
+    terms = where_terms(where)
     for item in configs:
         head = result_head(sweep_id, item)
         for record in item.records:
@@ -338,12 +326,6 @@ def result_rows(
             if layer is not None and record.layer != layer:
                 continue
             row = {**head, **record_row(record)}
-            unknown = [k for k in where if k not in row]
-            if unknown:
-                raise UserError(
-                    f"--where {unknown[0]}: unknown column; expected one of "
-                    + ", ".join(k for k in row if k not in STAT_KEYS)
-                )
-            if _matches(row, where):
+            if row_matches(terms, row, last=item.config.depth):
                 rows.append(Record(row, item.config))
     return rows

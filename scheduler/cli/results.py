@@ -66,19 +66,16 @@ def status(sweep_id: int | None, db: str | None, watch: bool) -> None:
             time.sleep(2.0)
 
 
-def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
-    where: dict[str, str] = {}
-    for i, item in enumerate(items):
-        if "=" not in item:
-            raise UserError(f"--where[{i}]: expected KEY=VALUE. Received: {item!r}")
-        key, value = item.split("=", 1)
-        where[key.strip()] = value.strip()
-    return where
-
-
-def _completeness_note(sweep_id: int, n_with_trials: int, n_complete: int, n_configs: int) -> None:
+def _completeness_note(
+    sweep_id: int, n_with_trials: int, n_complete: int, n_configs: int, n_rows: int, chosen: str
+) -> None:
+    """On stderr: no results yet, a filter (`chosen`) that matched nothing, or how partial the
+    results are."""
     if n_with_trials == 0:
         click.echo(f"sweep {sweep_id}: no results yet (no chunk is done)", err=True)
+        return
+    if n_rows == 0 and chosen:
+        click.echo(f"sweep {sweep_id}: no row matches {chosen}", err=True)
     elif n_complete != n_configs:
         click.echo(
             f"sweep {sweep_id}: partial results: {n_complete} of {n_configs} "
@@ -93,17 +90,32 @@ FORMATS = ["table", "csv", "json", "jsonl", "parquet"]
 @click.command()
 @click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
-@click.option("--where", "where", multiple=True, metavar="KEY=VALUE", help="Filter rows.")
-@click.option("--quantity", type=click.Choice(["preactivation", "activation", "gradient"]))
-@click.option("--layer", type=LAYER, default=None, help="Only this layer.")
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="COLUMN OP VALUE",
+    help="Keep rows where this holds; repeat to AND. OP: = != < <= > >= ~ (contains); "
+    "lists with commas (activation=relu,tanh); values as in the spec (init=normal, "
+    "sigma_w=1.5); layer=last.",
+)
+@click.option(
+    "--quantity",
+    type=click.Choice(["preactivation", "activation", "gradient"]),
+    help="Only this quantity (default: all three).",
+)
+@click.option("--layer", type=LAYER, default=None, help="Only this layer (default: every layer).")
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
     default="table",
+    show_default=True,
     help="jsonl and parquet stream in batches (bounded memory); parquet needs -o or a pipe.",
 )
-@click.option("-o", "--output", type=OUTPUT_FILE, default=None)
+@click.option(
+    "-o", "--output", type=OUTPUT_FILE, default=None, help="Write to FILE (default: stdout)."
+)
 @click.option("--theory", is_flag=True, help="Add mean-field predictions and z-scores.")
 def results(
     sweep_id: int,
@@ -116,18 +128,36 @@ def results(
     theory: bool,
 ) -> None:
     """Per-layer statistics of SWEEP_ID as a table, CSV, JSON, JSON lines or Parquet (partial
-    while it runs)."""
+    while it runs). Notes (partial results, a filter that matched nothing) go to stderr; stdout
+    holds only the data.
+
+    \b
+    Examples:
+      initsweep results 1 --format csv -o results.csv
+      initsweep results 3 --where sigma_w=1.5 --where 'layer>=10' --format json
+      initsweep results 2 --where activation=relu,tanh --where init=normal --quantity gradient
+      initsweep results 2 --where layer=last --theory --format csv
+    """
     from models.db import session_scope
     from scheduler.query import render_csv, render_table, result_set
+    from scheduler.where import describe, where_terms
 
-    filters = {"where": _parse_where(where), "quantity": quantity, "layer": layer}
+    terms = where_terms(list(where), "--where")
+    filters = {"where": terms, "quantity": quantity, "layer": layer}
+    chosen = " ".join(
+        [describe(terms)]
+        + ([f"--quantity {quantity}"] if quantity else [])
+        + ([f"--layer {layer}"] if layer is not None else [])
+    ).strip()
     if fmt in ("jsonl", "parquet"):
-        _stream(sweep_id, db, fmt, output, theory, filters)
+        _stream(sweep_id, db, fmt, output, theory, filters, chosen)
         return
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         found = result_set(session=session, sweep_id=sweep_id, theory=theory, **filters)
     records = found.records
-    _completeness_note(sweep_id, found.n_with_trials, found.n_complete, found.n_configs)
+    _completeness_note(
+        sweep_id, found.n_with_trials, found.n_complete, found.n_configs, len(records), chosen
+    )
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
@@ -150,6 +180,7 @@ def _stream(
     output: Path | None,
     theory: bool,
     filters: dict[str, Any],
+    chosen: str,
 ) -> None:
     """`results --format jsonl|parquet`: read and write one batch of configurations at a time."""
     from models.db import session_scope
@@ -161,10 +192,12 @@ def _stream(
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         stream = result_stream(session=session, sweep_id=sweep_id, theory=theory, **filters)
         if fmt == "parquet":
-            write_parquet(stream, output if output else sys.stdout.buffer)
+            n_rows = write_parquet(stream, output if output else sys.stdout.buffer)
         else:
-            write_jsonl(stream, output if output else sys.stdout)
-    _completeness_note(sweep_id, stream.n_with_trials, stream.n_complete, stream.n_configs)
+            n_rows = write_jsonl(stream, output if output else sys.stdout)
+    _completeness_note(
+        sweep_id, stream.n_with_trials, stream.n_complete, stream.n_configs, n_rows, chosen
+    )
 
 
 def print_summary(db: str | None, sweep_id: int) -> None:

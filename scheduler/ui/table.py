@@ -8,17 +8,13 @@ none below 2 finite trials; pooled_std = sqrt(E[mean_sq] - E[mean]^2)), and the 
 of `scheduler.analysis.compare.with_theory`, computed per configuration. Only the rows of the
 page being sent become records (the columns of `initsweep results --theory`).
 
-Filters (`parse_where`) are space-separated terms `column OP value`, OP one of `=`, `!=`, `<`,
-`<=`, `>`, `>=` and `~` (contains); `=`/`!=`/`~` take comma-separated lists; a scheme written
-by name matches its labels (`init=normal` matches `normal(mean=0, std=0.5)`); `layer=last` is
-each configuration's last layer; quotes group a value with spaces.
+Filters are those of `initsweep results --where` (`scheduler.where`), as one string of
+space-separated terms: `activation=relu,tanh layer>=5 init=normal sigma_w=1.5 layer=last`.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +25,8 @@ import numpy.typing as npt
 from scheduler.analysis.compare import THEORY_KEYS, with_theory
 from scheduler.analysis.records import STAT_KEYS, Record, record_columns
 from scheduler.analysis.theory import ConfigTheory
-from scheduler.errors import UserError
 from scheduler.formatting import MISSING, number, pm
+from scheduler.where import Term, is_number, matches, numeric_mask, parse_where, unknown_column
 from worker.contract import OBSERVABLES, QUANTITIES, SimConfig
 
 __all__ = [
@@ -40,8 +36,6 @@ __all__ = [
     "ROW_THEORY",
     "ConfigEntry",
     "ResultTable",
-    "Term",
-    "parse_where",
     "theory_block",
 ]
 
@@ -71,10 +65,8 @@ ROW_THEORY = ("theory_mean", "theory_mean_sq", "theory_std", "z_mean", "z_mean_s
 CONFIG_THEORY = ("finite_width", "theory_overflow_layer", "theory_underflow_layer")
 NUMERIC = (*STAT_KEYS, *ROW_THEORY, "abs_z")
 ROW_KEYS = ("layer", "quantity", *NUMERIC)
-OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
 MAX_LIMIT = 500
 MAX_CHECK_ROWS = 60_000  # the theory check runs on sweeps up to this size (`initsweep check` above)
-_TERM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(!=|<=|>=|=|<|>|~)(.*)$", re.S)
 
 
 @dataclass(frozen=True)
@@ -91,148 +83,6 @@ class ConfigEntry:
     @property
     def depth(self) -> int:
         return self.config.depth
-
-
-@dataclass(frozen=True)
-class Term:
-    """One filter term: `key op value[,value...]`."""
-
-    key: str
-    op: str
-    values: tuple[str, ...]
-
-
-def _split_list(text: str) -> tuple[str, ...]:
-    """Comma-separated values, commas inside parentheses kept (`normal(mean=0, std=1)`)."""
-    out, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            out.append(text[start:i].strip())
-            start = i + 1
-    out.append(text[start:].strip())
-    return tuple(v for v in out if v)
-
-
-def _tokens(text: str, original: str) -> list[str]:
-    """Split at spaces outside quotes and parentheses (`init=normal(mean=0, std=1)` is one)."""
-    out: list[str] = []
-    current: list[str] = []
-    quote, depth = "", 0
-    for ch in text:
-        if quote:
-            if ch == quote:
-                quote = ""
-            else:
-                current.append(ch)
-        elif ch in "\"'":
-            quote = ch
-        elif ch.isspace() and depth == 0:
-            if current:
-                out.append("".join(current))
-                current = []
-        else:
-            depth += ch in "([{"
-            depth -= ch in ")]}" and depth > 0
-            current.append(ch)
-    if quote:
-        raise UserError(f"filter {original!r}: no closing quotation")
-    if current:
-        out.append("".join(current))
-    return out
-
-
-def parse_where(text: str | None) -> list[Term]:
-    """The terms of a filter (see the module docstring); UserError on a malformed one."""
-    if not text or not text.strip():
-        return []
-    # `layer >= 5` reads as `layer>=5`: no space around an operator
-    compact = re.sub(r"\s*(!=|<=|>=|=|<|>|~)\s*", r"\1", text.strip())
-    tokens = _tokens(compact, text)
-    terms = []
-    for token in tokens:
-        if token.lower() in ("and", "&", "&&"):
-            continue
-        match = _TERM.match(token)
-        if match is None:
-            raise UserError(
-                f"filter term {token!r}: expected COLUMN OP VALUE with OP one of "
-                f"{' '.join(OPS)} (e.g. activation=relu,tanh layer>=5)"
-            )
-        key, op, raw = match.groups()
-        values = _split_list(raw) if op in ("=", "!=", "~") else (raw.strip(),)
-        if not values or not values[0]:
-            raise UserError(f"filter term {token!r}: expected a value after {op}")
-        terms.append(Term(key, op, values))
-    return terms
-
-
-def _as_float(term: Term, value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        raise UserError(
-            f"filter {term.key}{term.op}{value}: expected a number. Received: {value!r}"
-        ) from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _scalar_equal(have: Any, want: str) -> bool:
-    if have is None:
-        return want.lower() in ("none", "null", MISSING)
-    if isinstance(have, bool):
-        return want.lower() == str(have).lower()
-    if _is_number(have):
-        try:
-            return float(want) == float(have)
-        except ValueError:
-            return False
-    text = str(have)
-    # a scheme by its name: `normal` is `normal(mean=0, std=0.5)`, `leaky_relu` its variants
-    return text == want or text.startswith(want + "(")
-
-
-def _scalar_match(term: Term, have: Any) -> bool:
-    if term.op == "=":
-        return any(_scalar_equal(have, v) for v in term.values)
-    if term.op == "!=":
-        return not any(_scalar_equal(have, v) for v in term.values)
-    if term.op == "~":
-        text = "" if have is None else str(have).lower()
-        return any(v.lower() in text for v in term.values)
-    want = _as_float(term, term.values[0])
-    if not _is_number(have) or not math.isfinite(float(have)):
-        return False
-    x = float(have)
-    return {"<": x < want, "<=": x <= want, ">": x > want, ">=": x >= want}[term.op]
-
-
-def _numeric_match(term: Term, values: Floats, *, last: Floats | None = None) -> Mask:
-    """Rows of a numeric column matching `term` (NaN matches only `!=`)."""
-    if term.op in ("=", "!="):
-        hit = np.zeros(values.shape, dtype=bool)
-        for v in term.values:
-            if last is not None and v.lower() == "last":
-                hit |= values == last
-            else:
-                hit |= values == _as_float(term, v)
-        return hit if term.op == "=" else ~hit
-    if term.op == "~":
-        raise UserError(f"filter {term.key}~...: `~` (contains) is for text columns")
-    want = _as_float(term, term.values[0])
-    with np.errstate(invalid="ignore"):
-        return {
-            "<": values < want,
-            "<=": values <= want,
-            ">": values > want,
-            ">=": values >= want,
-        }[term.op]
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -389,7 +239,7 @@ class ResultTable:
             if term.key in ROW_KEYS:
                 continue
             mask &= np.array(
-                [_scalar_match(term, self.config_value(i, term.key)) for i in range(len(mask))],
+                [matches(term, self.config_value(i, term.key)) for i in range(len(mask))],
                 dtype=bool,
             )
         return mask
@@ -399,11 +249,12 @@ class ResultTable:
     def check_keys(self, terms: Sequence[Term], sort: Sequence[str] = ()) -> None:
         """UserError naming the columns there are when a term or sort key is unknown."""
         known = [*self.config_keys, *ROW_KEYS]
-        for key in [t.key for t in terms] + [s.lstrip("-") for s in sort]:
+        for key in [t.key for t in terms]:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise UserError(f"filter column {key!r}: unknown{hint} Columns: {', '.join(known)}")
+                raise unknown_column(key, known, "filter")
+        for key in [s.lstrip("-") for s in sort]:
+            if key not in known:
+                raise unknown_column(key, known, "sort")
 
     def mask(self, terms: Sequence[Term]) -> Mask:
         """Rows matching every term."""
@@ -411,12 +262,12 @@ class ResultTable:
         rows = self.config_mask(terms)[self.cfg]
         for term in terms:
             if term.key == "layer":
-                rows &= _numeric_match(term, self.layer, last=self.depth)
+                rows &= numeric_mask(term, self.layer, last=self.depth)
             elif term.key == "quantity":
-                codes = np.array([_scalar_match(term, q) for q in QUANTITIES], dtype=bool)
+                codes = np.array([matches(term, q) for q in QUANTITIES], dtype=bool)
                 rows &= codes[self.quantity] if len(self.quantity) else rows
             elif term.key in NUMERIC:
-                rows &= _numeric_match(term, self.values[term.key])
+                rows &= numeric_mask(term, self.values[term.key])
         return rows
 
     def order(self, rows: Mask, sort: Sequence[str]) -> Ints:
@@ -445,7 +296,7 @@ class ResultTable:
 
         def sort_key(i: int) -> tuple[int, float, str]:
             v = values[i]
-            if _is_number(v):
+            if is_number(v):
                 return (0, float(v), "")
             return (1, 0.0, str(v))
 
@@ -510,7 +361,7 @@ class ResultTable:
             t.key == "quantity" and t.op == "=" and len(t.values) == 1 for t in terms
         )
         head = [
-            Column(k, k, all(_is_number(e.columns.get(k)) for e in self.entries)) for k in shown
+            Column(k, k, all(is_number(e.columns.get(k)) for e in self.entries)) for k in shown
         ] or [Column("configuration", "configuration", False)]
         return [
             *head,

@@ -27,8 +27,8 @@ from scheduler.ui.table import (
     Ints,
     Mask,
     ResultTable,
-    parse_where,
 )
+from scheduler.where import parse_where
 from worker.contract import QUANTITIES
 
 __all__ = ["STATS", "check_summary", "compare", "explosion", "layers", "phase", "summary"]

@@ -14,7 +14,7 @@ from scheduler.analysis.records import ConfigResults, config_columns, result_row
 from scheduler.analysis.theory import predict
 from scheduler.errors import UserError
 from scheduler.formatting import config_label
-from scheduler.ui.table import ConfigEntry, ResultTable, parse_where, stat_columns, theory_block
+from scheduler.ui.table import ConfigEntry, ResultTable, stat_columns, theory_block
 from worker.contract import ACTIVATIONS, INIT_SCHEMES, QUANTITIES, LayerRecord, SimConfig
 from worker.contract import canonical_scheme as scheme
 from worker.stats import Moments
@@ -193,9 +193,3 @@ def test_pages_cover_the_rows_once(table: Any) -> None:
 def test_bad_filters_are_user_errors(table: Any, where: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         table[0].page(where=where, sort=[], offset=0, limit=10)
-
-
-def test_parse_where_keeps_scheme_labels_whole() -> None:
-    (term,) = parse_where("init=normal(mean=0, std=1),he_normal")
-    assert (term.key, term.op, term.values) == ("init", "=", ("normal(mean=0, std=1)", "he_normal"))
-    assert [t.op for t in parse_where("a != 1 and b<=2 c>3 d~x")] == ["!=", "<=", ">", "~"]
