@@ -72,6 +72,7 @@ __all__ = [
     "sweep_progress",
     "sweep_provenance",
     "sweep_results",
+    "table_console",
     "theory_records",
 ]
 
@@ -549,7 +550,7 @@ def render_table(records: list[Record]) -> None:
             pm(r["std"], r["std_se"]),
             pm(r["mean_sq"], r["mean_sq_se"]),
         )
-    _console().print(table)
+    table_console().print(table)
 
 
 def summarize(records: list[Record]) -> list[dict[str, Any]]:
@@ -584,17 +585,22 @@ def summarize(records: list[Record]) -> list[dict[str, Any]]:
     return list(by_config.values())
 
 
-def _console() -> Any:
-    """A rich console; wide when writing to a pipe or file (no terminal to fit)."""
+PIPE_WIDTH = 100_000  # a pipe or file has no width to fit: tables print whole
+
+
+def table_console(*, stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr): the terminal's width, or PIPE_WIDTH in a pipe or
+    file (a table is never cut there)."""
     import sys
 
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(stderr=stderr) if tty else Console(stderr=stderr, width=PIPE_WIDTH)
 
 
-def render_summary(records: list[Record]) -> None:
-    """Print the per-configuration summary table of a run."""
+def render_summary(records: list[Record], out: Console | None = None) -> None:
+    """Print the per-configuration summary table of a run (on stdout unless `out`)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -617,7 +623,7 @@ def render_summary(records: list[Record]) -> None:
             "—" if overflow is None else str(overflow),
             str(s.get("collapsed", 0)),
         )
-    _console().print(table)
+    (out or table_console()).print(table)
 
 
 def render_check(report: CheckReport, console: Console | None = None) -> None:
@@ -625,7 +631,7 @@ def render_check(report: CheckReport, console: Console | None = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = console or _console()
+    console = console or table_console()
     rows = report.rows()
     if rows and console.width < 140:  # too narrow for a table: one paragraph each
         for d, r in zip(report.deviations, rows, strict=True):

@@ -192,6 +192,11 @@ def get_sweep(*, session: Session, sweep_id: int) -> SweepInfo:
     return infos[0]
 
 
+def sweep_names(*, session: Session) -> dict[int, str]:
+    """Every sweep's name by id, oldest first (one statement, no progress counts)."""
+    return {int(i): n for i, n in session.execute(select(Sweep.id, Sweep.name).order_by(Sweep.id))}
+
+
 def list_sweeps(*, session: Session) -> list[SweepInfo]:
     """Every sweep, oldest first, with its progress."""
     return _sweep_infos(session, select(Sweep).order_by(Sweep.id))
@@ -583,16 +588,8 @@ def chunk_failures(
             select(inner).where(inner.c.rank <= per_sweep).order_by(inner.c.sweep_id, inner.c.rank)
         )
         for r in rows:
-            failure = ChunkFailure(
-                sweep_id=int(r.sweep_id),
-                chunk_id=int(r.id),
-                chunk_index=int(r.chunk_index),
-                attempts=int(r.attempts or 0),
-                worker=r.worker,
-                error=r.error,
-                finished_at=r.finished_at,
-                config=SimConfig.from_json(json.loads(r.config_json)),
-                axes=json.loads(r.axes_json),
-            )
+            ids = (int(r.sweep_id), int(r.id), int(r.chunk_index), int(r.attempts or 0))
+            config, axes = SimConfig.from_json(json.loads(r.config_json)), json.loads(r.axes_json)
+            failure = ChunkFailure(*ids, r.worker, r.error, r.finished_at, config, axes)
             out.setdefault(failure.sweep_id, []).append(failure)
     return out

@@ -10,25 +10,63 @@ from typing import Any
 
 import click
 
-from scheduler.cli.options import DB_OPTION, LAYER, OUTPUT_FILE, SWEEP_ID, write_output
+from scheduler.cli.options import (
+    DB_OPTION,
+    FORMAT_OPTION,
+    LAYER,
+    OUTPUT_FILE,
+    SWEEP_ID,
+    sweep_id_of,
+    write_output,
+)
 from scheduler.database import open_database
 from scheduler.errors import UserError
 
 
+def _iso(t: Any) -> str | None:
+    return None if t is None else t.isoformat()
+
+
 @click.command()
 @DB_OPTION
-def sweeps(db: str | None) -> None:
-    """List sweeps."""
-    from rich.console import Console
+@FORMAT_OPTION
+def sweeps(db: str | None, fmt: str) -> None:
+    """List sweeps: id, name, status, configurations, chunks done, trials, creation time.
+
+    \b
+    Examples:
+      initsweep sweeps
+      initsweep sweeps --format json | jq '.[] | select(.status == "running") | .id'
+    """
     from rich.table import Table
     from rich.text import Text
 
     from models.db import session_scope
     from scheduler.formatting import printable
+    from scheduler.query import table_console
     from scheduler.store import list_sweeps
 
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         rows = list_sweeps(session=session)
+    if fmt == "json":
+        _echo_json(
+            [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "status": s.status,
+                    "seed": s.seed,
+                    "configs": s.n_configs,
+                    "chunks": s.chunk_counts,
+                    "trials_done": s.trials_done,
+                    "trials_total": s.trials_total,
+                    "created_at": _iso(s.created_at),
+                    "finished_at": _iso(s.finished_at),
+                }
+                for s in rows
+            ]
+        )
+        return
     table = Table("id", "name", "status", "configs", "chunks done", "trials", "created")
     for s in rows:
         done = s.chunk_counts.get("done", 0)
@@ -41,26 +79,45 @@ def sweeps(db: str | None) -> None:
             f"{s.trials_done}/{s.trials_total}",
             s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    Console(width=None if sys.stdout.isatty() else 200).print(table)  # pipes: never cut
+    table_console().print(table)  # a pipe: full width, never cut
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=1, allow_nan=False))
 
 
 @click.command()
 @click.argument("sweep_id", type=SWEEP_ID, required=False)
 @DB_OPTION
 @click.option("--watch", is_flag=True, help="Refresh every 2 s until the sweep ends.")
-def status(sweep_id: int | None, db: str | None, watch: bool) -> None:
-    """Progress of SWEEP_ID (or of every sweep) from the database."""
-    from rich.console import Console
+@FORMAT_OPTION
+def status(sweep_id: int | str | None, db: str | None, watch: bool, fmt: str) -> None:
+    """Progress of SWEEP_ID (an id or a name; default: every sweep) from the database.
 
-    from scheduler.progress import status_table
+    With --format json, a list of one object per sweep (with --watch: one such list per line,
+    every 2 s).
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    \b
+    Examples:
+      initsweep status
+      initsweep status phase-diagram --watch
+      initsweep status 3 --format json
+    """
+    from scheduler.progress import status_records, status_table
+    from scheduler.query import table_console
+
+    if sweep_id is not None:
+        sweep_id = sweep_id_of(db, sweep_id)
+    out = table_console()
     with open_database(db, read_only=True) as factory:
         while True:
-            table, finished = status_table(factory, sweep_id)
-            if watch:
-                console.clear()
-            console.print(table)
+            records, finished = status_records(factory, sweep_id)
+            if fmt == "json":
+                click.echo(json.dumps(records, indent=None if watch else 1, allow_nan=False))
+            else:
+                if watch and sys.stdout.isatty():
+                    out.clear()
+                out.print(status_table(records))
             if not watch or finished:
                 return
             time.sleep(2.0)
@@ -118,7 +175,7 @@ FORMATS = ["table", "csv", "json", "jsonl", "parquet"]
 )
 @click.option("--theory", is_flag=True, help="Add mean-field predictions and z-scores.")
 def results(
-    sweep_id: int,
+    sweep_id: int | str,
     db: str | None,
     where: tuple[str, ...],
     quantity: str | None,
@@ -127,14 +184,14 @@ def results(
     output: Path | None,
     theory: bool,
 ) -> None:
-    """Per-layer statistics of SWEEP_ID as a table, CSV, JSON, JSON lines or Parquet (partial
-    while it runs). Notes (partial results, a filter that matched nothing) go to stderr; stdout
-    holds only the data.
+    """Per-layer statistics of SWEEP_ID (an id or a name) as a table, CSV, JSON, JSON lines or
+    Parquet (partial while it runs). Notes (partial results, a filter that matched nothing) go
+    to stderr; stdout holds only the data.
 
     \b
     Examples:
       initsweep results 1 --format csv -o results.csv
-      initsweep results 3 --where sigma_w=1.5 --where 'layer>=10' --format json
+      initsweep results phase-diagram --where sigma_w=1.5 --where 'layer>=10' --format json
       initsweep results 2 --where activation=relu,tanh --where init=normal --quantity gradient
       initsweep results 2 --where layer=last --theory --format csv
     """
@@ -143,6 +200,7 @@ def results(
     from scheduler.where import describe, where_terms
 
     terms = where_terms(list(where), "--where")
+    sweep_id = sweep_id_of(db, sweep_id)
     filters = {"where": terms, "quantity": quantity, "layer": layer}
     chosen = " ".join(
         [describe(terms)]
@@ -200,11 +258,11 @@ def _stream(
     )
 
 
-def print_summary(db: str | None, sweep_id: int) -> None:
-    """The readable summary table of a sweep's results."""
+def print_summary(db: str | None, sweep_id: int, *, stderr: bool = False) -> None:
+    """The readable summary table of a sweep's results (on stdout, or stderr)."""
     from models.db import session_scope
-    from scheduler.query import render_summary, result_records
+    from scheduler.query import render_summary, result_records, table_console
 
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = result_records(session=session, sweep_id=sweep_id)
-    render_summary(records)
+    render_summary(records, table_console(stderr=stderr))
