@@ -157,22 +157,15 @@ def sweep(ref: int | str, *, db: str | None = None) -> Sweep:
     """The sweep `ref` (its id, or its name when only one sweep has it) in `db`."""
     from models.db import session_scope
     from scheduler.database import open_database
-    from scheduler.errors import UnknownSweepError, UserError
-    from scheduler.store import list_sweeps
+    from scheduler.store import get_sweep
+    from scheduler.sweeps import resolve_sweep
 
+    if isinstance(ref, str) and ref.isdigit():
+        ref = int(ref)
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
-        infos = list_sweeps(session=session)
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        wanted = int(ref)
-        if any(s.id == wanted for s in infos):
-            return Sweep(wanted, db)
-        raise UnknownSweepError(f"sweep {wanted}: no such sweep in this database")
-    named = [s.id for s in infos if s.name == ref]
-    if len(named) == 1:
-        return Sweep(named[0], db)
-    if not named:
-        raise UnknownSweepError(f"sweep {ref!r}: no sweep has this name")
-    raise UserError(f"sweep {ref!r}: {len(named)} sweeps have this name (ids {named}); use an id")
+        sweep_id = resolve_sweep(session=session, ref=ref)
+        get_sweep(session=session, sweep_id=sweep_id)  # UnknownSweepError for an unknown id
+    return Sweep(sweep_id, db)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from scheduler.analysis.records import (
 from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
 from scheduler.store import chunk_activity, chunk_provenance
+from scheduler.where import Term, Where, check_columns, where_terms
 from worker.aggregate import (
     layer_stat_rows,
     partial_records,
@@ -71,6 +72,7 @@ __all__ = [
     "sweep_progress",
     "sweep_provenance",
     "sweep_results",
+    "table_console",
     "theory_records",
 ]
 
@@ -118,18 +120,21 @@ def result_records(
     *,
     session: Session,
     sweep_id: int,
-    where: Mapping[str, str] | None = None,
+    where: Where = None,
     quantity: str | None = None,
     layer: int | None = None,
 ) -> list[Record]:
     """One record per (configuration, layer, quantity) of the sweep's aggregated results."""
-    return result_rows(
-        sweep_id,
-        sweep_results(session=session, sweep_id=sweep_id),
-        where=where,
-        quantity=quantity,
-        layer=layer,
-    )
+    configs = sweep_results(session=session, sweep_id=sweep_id)
+    terms = _checked_terms(where, result_columns(sweep_id, configs))
+    return result_rows(sweep_id, configs, where=terms, quantity=quantity, layer=layer)
+
+
+def _checked_terms(where: Where, columns: Sequence[str]) -> list[Term]:
+    """The terms of `where`, each on one of `columns` (UserError with a did-you-mean)."""
+    terms = where_terms(where)
+    check_columns(terms, columns)
+    return terms
 
 
 @dataclass(frozen=True)
@@ -154,13 +159,14 @@ def result_set(
 ) -> ResultSet:
     """The sweep's records (with theory columns when `theory`) and its completeness."""
     configs = sweep_results(session=session, sweep_id=sweep_id)
+    columns = result_columns(sweep_id, configs)
+    filters = {**filters, "where": _checked_terms(filters.get("where"), columns)}
     records = result_rows(sweep_id, configs, **filters)
     if theory:
         from scheduler.analysis.compare import with_theory
         from scheduler.analysis.theory import predict
 
         records = with_theory(records, predictor=predict)
-    columns = result_columns(sweep_id, configs)
     for r in records:  # theory columns, in first-seen order
         columns.extend(k for k in r if k not in columns)
     return ResultSet(
@@ -222,6 +228,8 @@ class ResultStream:
             self.columns.extend(k for k in THEORY_KEYS if k not in self.columns)
             known = THEORY_KINDS
         self.kinds = column_kinds(self.columns, (r.axes for r in self._refs), known)
+        axis_columns = [c for c in self.columns if c not in known]
+        self._filters["where"] = _checked_terms(self._filters.get("where"), axis_columns)
         self.n_configs = len(self._refs)
         self.n_complete = 0
         self.n_with_trials = 0
@@ -244,7 +252,7 @@ class ResultStream:
         from scheduler.store import sweep_config_rows
 
         session, sweep_id = self._session, self.sweep_id
-        filtered = any(v not in (None, {}) for v in self._filters.values())
+        filtered = any(v not in (None, {}, []) for v in self._filters.values())
         columnar = columnar and not self._theory and not filtered
         for start in range(0, len(self._refs), self._batch_size):
             batch = self._refs[start : start + self._batch_size]
@@ -454,7 +462,7 @@ def results(
     sweep_id: int,
     *,
     db: str | None = None,
-    where: Mapping[str, str] | None = None,
+    where: Where = None,
     quantity: str | None = None,
     layer: int | None = None,
     columns: Sequence[str] | None = None,
@@ -463,7 +471,8 @@ def results(
 ) -> pd.DataFrame:
     """The sweep's results as a pandas DataFrame (one row per configuration, layer, quantity).
 
-    `where`, `quantity` and `layer` filter rows as `initsweep results` does. `columns` keeps
+    `where`, `quantity` and `layer` filter rows as `initsweep results` does (`where`: the terms
+    of `scheduler.where`, as one string, a list, or a mapping {column: value}). `columns` keeps
     only these columns, in this order (the others are never held: a few columns of a large
     sweep fit where every column would not); `configs` keeps only the configurations with these
     `config_hash` values (full hashes, as the results print them; one that is not the sweep's
@@ -543,7 +552,7 @@ def render_table(records: list[Record]) -> None:
             pm(r["std"], r["std_se"]),
             pm(r["mean_sq"], r["mean_sq_se"]),
         )
-    _console().print(table)
+    table_console().print(table)
 
 
 def summarize(records: list[Record]) -> list[dict[str, Any]]:
@@ -578,17 +587,22 @@ def summarize(records: list[Record]) -> list[dict[str, Any]]:
     return list(by_config.values())
 
 
-def _console() -> Any:
-    """A rich console; wide when writing to a pipe or file (no terminal to fit)."""
+PIPE_WIDTH = 100_000  # a pipe or file has no width to fit: tables print whole
+
+
+def table_console(*, stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr): the terminal's width, or PIPE_WIDTH in a pipe or
+    file (a table is never cut there)."""
     import sys
 
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(stderr=stderr) if tty else Console(stderr=stderr, width=PIPE_WIDTH)
 
 
-def render_summary(records: list[Record]) -> None:
-    """Print the per-configuration summary table of a run."""
+def render_summary(records: list[Record], out: Console | None = None) -> None:
+    """Print the per-configuration summary table of a run (on stdout unless `out`)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -611,7 +625,7 @@ def render_summary(records: list[Record]) -> None:
             "—" if overflow is None else str(overflow),
             str(s.get("collapsed", 0)),
         )
-    _console().print(table)
+    (out or table_console()).print(table)
 
 
 def render_check(report: CheckReport, console: Console | None = None) -> None:
@@ -619,7 +633,7 @@ def render_check(report: CheckReport, console: Console | None = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = console or _console()
+    console = console or table_console()
     rows = report.rows()
     if rows and console.width < 140:  # too narrow for a table: one paragraph each
         for d, r in zip(report.deviations, rows, strict=True):

@@ -192,6 +192,11 @@ def get_sweep(*, session: Session, sweep_id: int) -> SweepInfo:
     return infos[0]
 
 
+def sweep_names(*, session: Session) -> dict[int, str]:
+    """Every sweep's name by id, oldest first (one statement, no progress counts)."""
+    return {int(i): n for i, n in session.execute(select(Sweep.id, Sweep.name).order_by(Sweep.id))}
+
+
 def list_sweeps(*, session: Session) -> list[SweepInfo]:
     """Every sweep, oldest first, with its progress."""
     return _sweep_infos(session, select(Sweep).order_by(Sweep.id))
@@ -520,3 +525,71 @@ def chunk_activity(
         sweep_id: ChunkActivity(first, last, done, frozenset(workers.get(sweep_id, ())))
         for sweep_id, (first, last, done) in spans.items()
     }
+
+
+def config_versions(
+    *, session: Session, sweep_id: int
+) -> dict[int, tuple[bool, datetime | None, int]]:
+    """Configuration id -> (complete, when last aggregated, chunks done): the version of its
+    results, aggregated or partial (the dashboard's cache key). UnknownSweepError if absent."""
+    _require_sweep(session, sweep_id)
+    done = func.count(Chunk.id).filter(Chunk.status == "done")
+    rows = session.execute(
+        select(Configuration.id, Configuration.status, Configuration.aggregated_at, done)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .outerjoin(Chunk, Chunk.configuration_id == Configuration.id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+        .group_by(Configuration.id, Configuration.status, Configuration.aggregated_at)
+    )
+    return {int(i): (status == "done", at, int(n)) for i, status, at, n in rows}
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """A failed chunk of a sweep: where it ran, how often, and its error."""
+
+    sweep_id: int
+    chunk_id: int
+    chunk_index: int
+    attempts: int
+    worker: str | None
+    error: str | None
+    finished_at: datetime | None
+    config: SimConfig
+    axes: dict[str, Any]
+
+
+_FAILURE_COLUMNS = ("id", "chunk_index", "attempts", "worker", "error", "finished_at")
+
+
+def chunk_failures(
+    *, session: Session, sweep_ids: Sequence[int], per_sweep: int = 20
+) -> dict[int, list[ChunkFailure]]:
+    """Sweep id -> up to `per_sweep` of its failed chunks, latest first (one statement a batch)."""
+    out: dict[int, list[ChunkFailure]] = {}
+    for i in range(0, len(sweep_ids), _IN_BATCH):
+        batch = sweep_ids[i : i + _IN_BATCH]
+        order = (Chunk.finished_at.desc(), Chunk.id.desc())
+        rank = func.row_number().over(partition_by=SweepConfiguration.sweep_id, order_by=order)
+        inner = (
+            select(
+                SweepConfiguration.sweep_id,
+                *(getattr(Chunk, c) for c in _FAILURE_COLUMNS),
+                Configuration.config_json,
+                SweepConfiguration.axes_json,
+                rank.label("rank"),
+            )
+            .join(Chunk, Chunk.configuration_id == SweepConfiguration.configuration_id)
+            .join(Configuration, Configuration.id == Chunk.configuration_id)
+            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.status == "failed")
+            .subquery()
+        )
+        rows = session.execute(
+            select(inner).where(inner.c.rank <= per_sweep).order_by(inner.c.sweep_id, inner.c.rank)
+        )
+        for r in rows:
+            ids = (int(r.sweep_id), int(r.id), int(r.chunk_index), int(r.attempts or 0))
+            config, axes = SimConfig.from_json(json.loads(r.config_json)), json.loads(r.axes_json)
+            failure = ChunkFailure(*ids, r.worker, r.error, r.finished_at, config, axes)
+            out.setdefault(failure.sweep_id, []).append(failure)
+    return out

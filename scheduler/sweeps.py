@@ -31,6 +31,7 @@ from scheduler.store import (
     refresh_sweep_status,
     reset_chunks,
     set_sweep_status,
+    sweep_names,
 )
 from worker.aggregate import aggregate_sweep
 
@@ -57,6 +58,32 @@ def require_compute(what: str) -> None:
     problem = compute_problem()
     if problem is not None:
         raise RuntimeFailure(f"{what}: {problem}")
+
+
+def resolve_sweep(*, session: Session, ref: int | str) -> int:
+    """The id of the sweep `ref`: an id as it is, or the one sweep with that name.
+
+    A name no sweep has is an UnknownSweepError (with a did-you-mean); a name several sweeps
+    share is a UserError listing their ids.
+    """
+    if isinstance(ref, int):
+        return ref
+    from scheduler.errors import UnknownSweepError
+    from scheduler.formatting import printable
+    from scheduler.spec.values import did_you_mean
+
+    names = sweep_names(session=session)
+    ids = [i for i, name in names.items() if name == ref]
+    shown = repr(printable(ref))
+    if not ids:
+        hint = did_you_mean(ref, dict.fromkeys(names.values())).removeprefix("; ")
+        raise UnknownSweepError(f"sweep {shown}: no sweep has this name" + (hint and f" ({hint})"))
+    if len(ids) > 1:
+        raise UserError(
+            f"sweep {shown}: {len(ids)} sweeps have this name (ids {', '.join(map(str, ids))}); "
+            "give one of the ids"
+        )
+    return ids[0]
 
 
 RECORD_ATTEMPTS = 5  # concurrent submissions of the same configurations: the loser retries

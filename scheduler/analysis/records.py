@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scheduler.errors import UserError
+from scheduler.where import Where, row_matches, where_terms
 from worker.contract import OBSERVABLES, QUANTILES, LayerRecord, SimConfig, TrialDistribution
 from worker.stats import Moments, Moments4
 
@@ -181,7 +181,8 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
     msq, msq_se = _stat(record.mean_sq)
     pooled = None
     if record.n_finite:
-        pooled = _json_float(math.sqrt(max(record.mean_sq.mean - record.mean.mean**2, 0.0)))
+        m = record.mean.mean  # m * m, not m**2: inf past 1.3e154 where a float power raises
+        pooled = _json_float(math.sqrt(max(record.mean_sq.mean - m * m, 0.0)))
     return {
         "layer": record.layer,
         "quantity": record.quantity,
@@ -280,24 +281,10 @@ def record_columns(
             sem = np.sqrt((m2 / (nf - 1.0)) / nf)
             out[f"{name}_se"] = (sem, (n > 1) & np.isfinite(sem))
         mean, msq = out["mean"][0], out["mean_sq"][0]
-        spread = msq - mean * mean  # record.mean.mean**2 is the correctly rounded square too
+        spread = msq - mean * mean  # record_row's m * m, the same correctly rounded square
         pooled = np.sqrt(np.where(spread < 0.0, 0.0, spread))  # max(spread, 0.0)
     out["pooled_std"] = (pooled, (n > 0) & np.isfinite(pooled))
     return out
-
-
-def _matches(row: Mapping[str, Any], where: Mapping[str, str]) -> bool:
-    for key, want in where.items():
-        have = row[key]
-        if isinstance(have, int | float) and not isinstance(have, bool):
-            try:
-                if float(want) != float(have):
-                    return False
-            except ValueError:
-                return False
-        elif str(have) != want:
-            return False
-    return True
 
 
 def result_head(sweep_id: int, item: ConfigResults) -> dict[str, Any]:
@@ -392,17 +379,19 @@ def result_rows(
     sweep_id: int,
     configs: Iterable[ConfigResults],
     *,
-    where: Mapping[str, str] | None = None,
+    where: Where = None,
     quantity: str | None = None,
     layer: int | None = None,
 ) -> list[Record]:
     """One Record per (configuration, layer, quantity), in the order given, filtered.
 
-    `where` keeps rows whose column equals the value (numbers compared as floats); an unknown
-    column is a UserError naming the columns there are.
+    `where` keeps the rows that satisfy every term (`scheduler.where`: `sigma_w=1.5`,
+    `activation=relu,tanh`, `layer>=5`, `init=normal`); a column a row lacks is a missing
+    value there. Checking the names against the sweep's columns is the caller's
+    (`scheduler.where.check_columns`): a batch of a sweep need not hold every axis.
     """
     rows: list[Record] = []
-    where = dict(where or {})
+    terms = where_terms(where)
     for item in configs:
         head = result_head(sweep_id, item)
         for record in item.records:
@@ -411,12 +400,6 @@ def result_rows(
             if layer is not None and record.layer != layer:
                 continue
             row = {**head, **record_row(record)}
-            unknown = [k for k in where if k not in row]
-            if unknown:
-                raise UserError(
-                    f"--where {unknown[0]}: unknown column; expected one of "
-                    + ", ".join(k for k in row if k not in STAT_KEYS)
-                )
-            if _matches(row, where):
+            if row_matches(terms, row, last=item.config.depth):
                 rows.append(Record(row, item.config))
     return rows

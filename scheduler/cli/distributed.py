@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from scheduler.cli.options import DB_OPTION, QUIET_OPTION, SWEEP_ID, policy, policy_options
+from scheduler.cli.options import (
+    DB_OPTION,
+    QUIET_OPTION,
+    SWEEP_ID,
+    policy,
+    policy_options,
+    sweep_id_of,
+)
 from scheduler.database import open_database
 from scheduler.errors import UserError
 
@@ -57,13 +64,19 @@ def submit(
 @click.command("scheduler")
 @DB_OPTION
 @click.option("--interval", type=float, default=2.0, show_default=True)
-@click.option("--sweep", "sweeps_", type=SWEEP_ID, multiple=True, help="Only these sweeps.")
+@click.option(
+    "--sweep",
+    "sweeps_",
+    type=SWEEP_ID,
+    multiple=True,
+    help="Only these sweeps (ids or names; repeat).",
+)
 @click.option("--until-finished", is_flag=True, help="Exit once the given sweeps have ended.")
 @policy_options
 def scheduler_cmd(
     db: str | None,
     interval: float,
-    sweeps_: tuple[int, ...],
+    sweeps_: tuple[int | str, ...],
     until_finished: bool,
     stale_after: float,
     requeue_after: float,
@@ -79,6 +92,7 @@ def scheduler_cmd(
     log = logging.getLogger("initsweep.scheduler")
     if until_finished and not sweeps_:
         raise UserError("--until-finished: name the sweeps with --sweep ID")
+    sweep_ids = [sweep_id_of(db, s) for s in sweeps_]
     checked_broker_url()
 
     def on_pass(report: Any) -> None:
@@ -97,7 +111,7 @@ def scheduler_cmd(
             celery_sender(),
             policy(stale_after, requeue_after, max_in_flight),
             interval_s=interval,
-            sweep_ids=list(sweeps_) or None,
+            sweep_ids=sweep_ids or None,
             until_finished=until_finished,
             on_pass=on_pass,
         )

@@ -8,10 +8,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "validate": (
         "initsweep validate examples/phase_diagram.yaml",
         "initsweep validate sweep.yaml --workers 8      # wall estimate for 8 processes",
+        "initsweep validate sweep.yaml --format json",
     ),
     "run": (
         "initsweep run examples/quick.yaml",
-        "initsweep run sweep.yaml --db results.db -w 2 > ids.txt 2> progress.log",
+        "initsweep run sweep.yaml --db runs.db -w 4",
+        "initsweep run sweep.yaml > sweep.id 2> run.log   # a batch job: progress lines in run.log",
     ),
     "resume": ("initsweep resume 3", "initsweep resume 3 --distributed"),
     "cancel": ("initsweep cancel 3",),
@@ -40,6 +42,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "scheduler": ("initsweep scheduler", "initsweep scheduler --sweep 3 --until-finished"),
     "worker": ("initsweep worker --concurrency 8", "initsweep worker --gpu 0"),
+    "ui": (
+        "initsweep ui                         # ./initsweep.db at http://127.0.0.1:8765/",
+        "initsweep ui --db runs.db --port 9000",
+        "initsweep ui --db postgresql://user@db-host/initsweep",
+    ),
     "db": ("initsweep db upgrade --db results.db", "initsweep db current"),
 }
 

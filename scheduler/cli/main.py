@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from scheduler.cli import analysis, db, distributed, results, run
+from scheduler.cli import analysis, db, distributed, results, run, ui
 from scheduler.cli.examples import attach_examples
 from scheduler.cli.options import echo_error
 from scheduler.database import first_line
@@ -35,6 +35,7 @@ for command in (
     distributed.worker,
     run.cancel,
     db.db_group,
+    ui.ui,
 ):
     cli.add_command(command)
 attach_examples(cli)

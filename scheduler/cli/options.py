@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,9 +13,57 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_ID = (1 << 31) - 1  # ids are INTEGER columns: 32-bit on PostgreSQL
-SWEEP_ID = click.IntRange(min=1, max=MAX_ID)
-"""The click type of every SWEEP_ID argument and --sweep option: a positive id that the database
-can hold, so a huge or negative id is a usage error, not an overflow deep in a driver."""
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.I)
+
+
+class SweepRef(click.ParamType[int | str]):
+    """A sweep by id (a positive integer the database can hold, so a huge or negative id is a
+    usage error, not an overflow deep in a driver) or by name (`sweep_id_of` resolves it). What
+    reads as a number but not as an id (`1e3`, `-1`, `1.5`) is a usage error, never a name."""
+
+    name = "sweep"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | str:
+        text = str(value).strip()
+        if text.lstrip("+-").isdigit():
+            return int(click.IntRange(min=1, max=MAX_ID).convert(int(text), param, ctx))
+        if not text or _NUMBER.fullmatch(text):
+            self.fail(
+                f"expected a sweep id (a positive integer) or a sweep's name. Received: {text!r}",
+                param,
+                ctx,
+            )
+        return text
+
+
+SWEEP_ID = SweepRef()
+"""The click type of every SWEEP_ID argument and --sweep option: an id or a sweep's name."""
+
+
+def sweep_id_of(db: str | None, ref: int | str) -> int:
+    """The id of the sweep `ref` (an id as it is; a name looked up read-only in `db`)."""
+    if isinstance(ref, int):
+        return ref
+    from models.db import session_scope
+    from scheduler.database import open_database
+    from scheduler.sweeps import resolve_sweep
+
+    with open_database(db, read_only=True) as factory, session_scope(factory) as session:
+        return resolve_sweep(session=session, ref=ref)
+
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for programs (the same fields).",
+)
 LAYER = click.IntRange(min=0, max=MAX_ID)
 MAX_MESSAGE = 2000  # characters of one error line
 

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler.cli.options import DB_OPTION, QUIET_OPTION, SWEEP_ID, WORKERS_OPTION, policy
+from scheduler.cli.options import (
+    DB_OPTION,
+    FORMAT_OPTION,
+    QUIET_OPTION,
+    SWEEP_ID,
+    WORKERS_OPTION,
+    policy,
+    sweep_id_of,
+)
 from scheduler.database import open_database
 from scheduler.errors import InterruptedRun
 
@@ -18,21 +26,51 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
+@FORMAT_OPTION
 @WORKERS_OPTION
-def validate(spec: str, workers: int | None) -> None:
+def validate(spec: str, fmt: str, workers: int | None) -> None:
     """Check SPEC and print what it expands to, without touching a database.
 
-    The wall estimate is for `initsweep run SPEC` with --workers processes on this machine."""
+    The wall estimate is for `initsweep run SPEC` with --workers processes on this machine. An
+    invalid spec is one located line on stderr and exit 2 (with either format)."""
+    import dataclasses
+    import json
+
     from scheduler.estimate import estimate, wall_estimate
     from scheduler.sweeps import plan_spec
     from worker.pool import default_workers
 
     plan = plan_spec(spec)
-    click.echo(f"{spec}: valid sweep {plan.name!r}")
-    for line in estimate(plan).lines():
-        click.echo(f"  {line}")
+    work = estimate(plan)
     wall = wall_estimate(plan, workers=workers or default_workers())
+    if fmt == "json":
+        record = {
+            "spec": spec,
+            "valid": True,
+            "name": plan.name,
+            **dataclasses.asdict(work),
+            "wall": dataclasses.asdict(wall),
+        }
+        click.echo(json.dumps(record, indent=1, allow_nan=False))
+        return
+    click.echo(f"{spec}: valid sweep {plan.name!r}")
+    for line in work.lines():
+        click.echo(f"  {line}")
     click.echo(f"  {wall.line()}")
+
+
+PROGRESS_ENV = "INITSWEEP_PROGRESS_EVERY"
+PROGRESS_OPTION = click.option(
+    "--progress-every",
+    "progress_every",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    envvar=PROGRESS_ENV,
+    metavar="SECONDS",
+    help=f"When stderr is not a terminal (a log, a pipe): a progress line every SECONDS instead "
+    f"of a bar (also ${PROGRESS_ENV}).",
+)
 
 
 @click.command()
@@ -40,8 +78,13 @@ def validate(spec: str, workers: int | None) -> None:
 @DB_OPTION
 @WORKERS_OPTION
 @QUIET_OPTION
-def run(spec: str, db: str | None, workers: int | None, quiet: bool) -> None:
-    """Record SPEC as a sweep and run it here, in local worker processes."""
+@PROGRESS_OPTION
+def run(spec: str, db: str | None, workers: int | None, quiet: bool, progress_every: float) -> None:
+    """Record SPEC as a sweep and run it here, in local worker processes.
+
+    stdout gets the sweep id only; the plan, the progress (a bar on a terminal, else a line
+    every --progress-every seconds) and the summary go to stderr, so a batch job's log holds
+    them while its output stays data. -q keeps stderr for errors."""
     from scheduler.sweeps import plan_spec, record, require_compute
 
     plan = plan_spec(spec)
@@ -51,9 +94,10 @@ def run(spec: str, db: str | None, workers: int | None, quiet: bool) -> None:
     if not quiet:
         click.echo(
             f"sweep {sweep_id}: {plan.name!r} · {len(plan.configs)} configurations · "
-            f"{plan.n_chunks} chunks · {plan.n_trials} trials"
+            f"{plan.n_chunks} chunks · {plan.n_trials} trials",
+            err=True,
         )
-    run_local(sweep_id, db, workers, quiet)
+    run_local(sweep_id, db, workers, quiet, progress_every)
 
 
 @click.command()
@@ -61,17 +105,24 @@ def run(spec: str, db: str | None, workers: int | None, quiet: bool) -> None:
 @DB_OPTION
 @WORKERS_OPTION
 @QUIET_OPTION
+@PROGRESS_OPTION
 @click.option(
     "--distributed",
     is_flag=True,
     help="Re-enqueue the missing chunks for Celery workers instead of running them here.",
 )
 def resume(
-    sweep_id: int, db: str | None, workers: int | None, quiet: bool, distributed: bool
+    sweep_id: int | str,
+    db: str | None,
+    workers: int | None,
+    quiet: bool,
+    progress_every: float,
+    distributed: bool,
 ) -> None:
     """Run the chunks of SWEEP_ID that are missing (interrupted, failed)."""
     from scheduler.sweeps import checked_broker_url, reconcile_pass, require_sweep, reset_failed
 
+    sweep_id = sweep_id_of(db, sweep_id)
     if distributed:
         checked_broker_url()  # before anything is written
     with open_database(db) as factory:
@@ -81,7 +132,7 @@ def resume(
             n = reset_failed(factory, sweep_id)
             report = reconcile_pass(factory, [sweep_id], policy(60.0, 900.0, 64))
     if not distributed:
-        run_local(sweep_id, db, workers, quiet)
+        run_local(sweep_id, db, workers, quiet, progress_every)
         return
     click.echo(
         sweep_id if quiet else f"sweep {sweep_id}: {n} failed chunks reset, {report.sent} enqueued"
@@ -91,17 +142,21 @@ def resume(
 @click.command()
 @click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
-def cancel(sweep_id: int, db: str | None) -> None:
+def cancel(sweep_id: int | str, db: str | None) -> None:
     """Stop scheduling SWEEP_ID; chunks already running finish and are kept."""
     from scheduler.sweeps import cancel as cancel_sweep
 
+    sweep_id = sweep_id_of(db, sweep_id)
     with open_database(db) as factory:
         changed = cancel_sweep(factory, sweep_id)
     click.echo(f"sweep {sweep_id}: cancelled" + ("" if changed else " already"))
 
 
-def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -> None:
-    """Run the sweep's missing chunks here with a progress bar, then print its summary."""
+def run_local(
+    sweep_id: int, db: str | None, workers: int | None, quiet: bool, progress_every: float = 30.0
+) -> None:
+    """Run the sweep's missing chunks here, then print its id on stdout; unless `quiet`, with
+    progress (`_with_progress`) and the summary on stderr."""
     from models.db import resolve_url
     from scheduler.sweeps import run_here
     from worker.pool import default_workers
@@ -112,7 +167,7 @@ def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -
             if quiet:
                 outcome = run_here(factory, resolve_url(db), sweep_id, workers=n)
             else:
-                outcome = _with_progress(factory, resolve_url(db), sweep_id, n)
+                outcome = _with_progress(factory, resolve_url(db), sweep_id, n, progress_every)
     except InterruptedRun as exc:
         where = f" --db {shlex.quote(db)}" if db else ""
         raise InterruptedRun(f"{exc}; resume with: initsweep resume {sweep_id}{where}") from None
@@ -122,19 +177,18 @@ def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -
             err=True,
         )
     report = outcome.report
-    if quiet:
-        click.echo(sweep_id)
-    else:
+    if not quiet:
         from scheduler.cli.results import print_summary
 
-        print_summary(db, sweep_id)
+        print_summary(db, sweep_id, stderr=True)
         line = f"sweep {sweep_id}: {outcome.status}"
         if report.trials:
             line += (
                 f" · {report.saved} chunks, {report.trials} trials in {report.wall_seconds:.1f} s "
                 f"({report.trials / max(report.wall_seconds, 1e-9):.0f} trials/s)"
             )
-        click.echo(line)
+        click.echo(line, err=True)
+    click.echo(sweep_id)
     for cid, error in report.failed.items():
         click.echo(f"  chunk {cid} failed: {error}", err=True)
     if outcome.failed_left:
@@ -143,7 +197,11 @@ def run_local(sweep_id: int, db: str | None, workers: int | None, quiet: bool) -
         raise click.exceptions.Exit(1)
 
 
-def _with_progress(factory: Any, url: str, sweep_id: int, workers: int) -> LocalRun:
+def _with_progress(factory: Any, url: str, sweep_id: int, workers: int, every_s: float) -> LocalRun:
+    """`run_here` with progress on stderr: a bar on a terminal, else `RunProgress` lines."""
+    import sys
+
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -153,8 +211,17 @@ def _with_progress(factory: Any, url: str, sweep_id: int, workers: int) -> Local
         TimeRemainingColumn,
     )
 
+    from scheduler.progress import RunProgress
     from scheduler.sweeps import run_here
 
+    if not sys.stderr.isatty():
+        lines = RunProgress(sweep_id, every_s, lambda line: click.echo(line, err=True))
+        try:
+            return run_here(
+                factory, url, sweep_id, workers=workers, on_start=lines.start, on_done=lines.done
+            )
+        finally:
+            lines.stop()
     columns = (
         TextColumn("[bold]chunks"),
         BarColumn(),
@@ -164,7 +231,7 @@ def _with_progress(factory: Any, url: str, sweep_id: int, workers: int) -> Local
         TextColumn("· elapsed"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as progress:
         state: dict[str, Any] = {"done": 0, "start": time.perf_counter()}
 
         def on_start(chunks: int, trials: int) -> None:

@@ -117,7 +117,7 @@ def test_same_spec_again_reuses_configurations(spec: Path, tmp_path: Path) -> No
     assert first.returncode == 0, first.stderr
     second = run_cli("run", str(spec), "--db", str(db))
     assert second.returncode == 0, second.stderr
-    assert "sweep 2: done" in second.stdout
+    assert "sweep 2: done" in second.stderr and second.stdout == "2\n"  # stdout: data only
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM configurations").fetchone()[0] == 4
         assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 24

@@ -79,3 +79,17 @@ def test_record_keys_are_record_row_in_order() -> None:
     m = Moments(2, 1.0, 0.5)
     record = LayerRecord(1, "activation", 3, 2, 1, 0, m, m, m)
     assert tuple(record_row(record)) == RECORD_KEYS
+
+
+def test_record_row_of_a_mean_beyond_the_square_root_of_float64() -> None:
+    """A mean of 1e200 (a float64 network past overflow of its squares): no exception, the
+    pooled std is no value (its square is beyond float64) and the mean itself is kept."""
+    from worker.contract import LayerRecord
+    from worker.stats import Moments
+
+    big = Moments.of([1e200, 2e200])
+    record = LayerRecord(layer=3, quantity="activation", n_trials=2, n_finite=2,
+                         n_first_nonfinite=0, n_collapsed=0, mean=big, std=big,
+                         mean_sq=Moments(2, float("inf"), 0.0))  # fmt: skip
+    row = record_row(record)
+    assert row["mean"] == 1.5e200 and row["pooled_std"] is None
