@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from scheduler.cli.options import DB_OPTION, OUTPUT_FILE, SWEEP_ID, write_output
+from scheduler.cli.options import DB_OPTION, LAYER, OUTPUT_FILE, SWEEP_ID, write_output
 from scheduler.database import open_database
-from scheduler.errors import OptionError
+from scheduler.errors import UserError
 
 
 @click.command()
@@ -45,28 +45,127 @@ def check(
         raise click.exceptions.Exit(1)
 
 
-@click.command()
+PLOT_KINDS = ("layers", "summary", "explosion", "phase")  # scheduler.analysis.plots.KINDS
+PLOT_STATS = ("std", "mean_sq", "mean")  # scheduler.analysis.figures.STATS
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # scheduler.analysis.figures.FIGURE_FORMATS
+
+
+def _figure_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """The figure's format follows its extension: refuse any other before reading anything."""
+    if value is not None and value.suffix.lower() not in FIGURE_SUFFIXES:
+        raise click.BadParameter(
+            f"{click.format_filename(value)!r}: expected a name ending in "
+            f"{', '.join(FIGURE_SUFFIXES)} (the format follows the extension). "
+            f"Received: {value.suffix or 'no extension'!r}",
+            ctx,
+            param,
+        )
+    return value
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  initsweep plot 1 -o layers.pdf                        # std per layer, every configuration
+  initsweep plot 1 -o layers.svg --stat mean_sq --quantity gradient --where activation=relu
+  initsweep plot 1 -o width.pdf --kind summary --x width   # E[mean_sq] at the last layer
+  initsweep plot 1 -o depth.png --kind summary --x depth --quantity gradient --stat std
+  initsweep plot 1 -o phase.pdf --kind phase            # a (sigma_w, sigma_b) sweep
+"""
+)
 @click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option(
     "--kind",
-    type=click.Choice(["layers", "explosion", "phase"]),
+    type=click.Choice(PLOT_KINDS),
     default="layers",
     show_default=True,
+    help="layers: a statistic against the layer; summary: a statistic at one layer against "
+    "an axis; explosion: overflow/collapse by layer; phase: (sigma_w, sigma_b) map.",
 )
-@click.option("-o", "--output", type=OUTPUT_FILE, required=True)
-def plot(sweep_id: int, db: str | None, kind: str, output: Path) -> None:
-    """Plot SWEEP_ID: per-layer std with theory, explosion heatmap or phase diagram."""
+@click.option(
+    "-o",
+    "--output",
+    type=OUTPUT_FILE,
+    required=True,
+    callback=_figure_file,
+    help="The figure file: .png (200 dpi), .pdf or .svg, by its extension.",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only the configurations matching, as `results --where` (repeat: all must match).",
+)
+@click.option(
+    "--stat",
+    type=click.Choice(PLOT_STATS),
+    default=None,
+    help="layers, summary: the statistic over units, averaged over trials [default: std for "
+    "layers; mean_sq for summary, the one theory predicts exactly for linear and relu].",
+)
+@click.option(
+    "--quantity",
+    type=click.Choice(["preactivation", "activation", "gradient"]),
+    multiple=True,
+    help="layers, summary: one column of panels each (repeatable) [default: activation and "
+    "gradient for layers, activation for summary].",
+)
+@click.option(
+    "--layer",
+    type=LAYER,
+    default=None,
+    help="summary: the layer [default: the last the signal reaches: D, or 1 for gradients].",
+)
+@click.option(
+    "--x",
+    "x",
+    metavar="AXIS",
+    default=None,
+    help="summary: the numeric axis on x (width, depth, sigma_w, ...) [default: the one with "
+    "the most values].",
+)
+@click.option(
+    "--color",
+    metavar="AXIS",
+    default=None,
+    help="layers, summary: the axis drawn by colour [default: the numeric axis with the most "
+    "values; a colourbar when numeric].",
+)
+@click.option(
+    "--style",
+    metavar="AXIS",
+    default=None,
+    help="layers, summary: the axis drawn by line style [default: the one with the fewest "
+    "values, at most 4]. Other varying axes split the panels into rows.",
+)
+def plot(
+    sweep_id: int,
+    db: str | None,
+    kind: str,
+    output: Path,
+    where: tuple[str, ...],
+    stat: str | None,
+    quantity: tuple[str, ...],
+    layer: int | None,
+    x: str | None,
+    color: str | None,
+    style: str | None,
+) -> None:
+    """Plot SWEEP_ID as a figure for a paper (PNG, PDF or SVG by the file's extension)."""
     from models.db import session_scope
     from scheduler.analysis.plots import plot as draw
+    from scheduler.cli.results import parse_where
     from scheduler.query import theory_records
 
+    filters = parse_where(where)
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
-        records = theory_records(session=session, sweep_id=sweep_id)
-    try:
-        written = draw(kind, records, output)
-    except OSError as exc:  # the directory was checked; the write itself can still fail
-        raise OptionError(f"--output: cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+        records = theory_records(session=session, sweep_id=sweep_id, where=filters)
+    if where and not records:
+        raise UserError(f"--where {' '.join(where)}: no record of sweep {sweep_id} matches")
+    options = {"stat": stat, "quantity": quantity, "layer": layer, "x": x}
+    written = draw(kind, records, output, **options, color=color, style=style)
     click.echo(str(written))
 
 
