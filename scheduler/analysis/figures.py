@@ -2,12 +2,14 @@
 varying axes and how each is drawn (colour, line style, row of panels), the house style, the
 notation of statistics, and saving by the file's extension (PNG, PDF, SVG).
 
-Encodings (`encode`): the numeric axis with the most values is coloured with a perceptually
-uniform map (viridis, by rank, with a colourbar labelled by the values; a continuous colourbar
-once there are more than `DISCRETE_COLORS` values), else the categorical axis with the most
-values takes a qualitative palette; the axis with the fewest values (at most `len(STYLES)`)
-takes line styles; every other varying axis (activation first) splits the panels into rows.
-So two axes never share one encoding, and every configuration is drawn.
+Encodings (`encode`): among the varying axes, a colour axis and a line-style axis (at most
+`len(STYLES)` values) are chosen to leave the fewest rows of panels; ties go to a numeric colour
+axis, then to the colour axis with the most values and the style axis with the fewest. A numeric
+colour axis is drawn with a perceptually uniform map (viridis, evenly by rank, with a colourbar
+labelled by the values; a continuous colourbar beyond `DISCRETE_COLORS` values), a categorical
+one with a qualitative palette in the legend. Every other varying axis (activation always, its
+scales differ by orders of magnitude) splits the panels into rows. So two axes never share one
+encoding, and every configuration is drawn.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "encode",
     "figure_format",
     "figure_legend",
+    "fit_log_limits",
     "fmt_value",
     "house_style",
     "is_numeric",
@@ -231,6 +234,22 @@ def caption(configs: Sequence[ConfigCurves]) -> str:
         else:
             lines.append(part)
     return "\n".join(lines)
+
+
+def fit_log_limits(ax: Any) -> None:
+    """y limits of a log axis from its curves (gid mc:, censored:, theory:), not from its ±2 SE
+    bands or bars, whose lower end may reach 0 (off any log axis) where SE > value/2."""
+    ys = [
+        float(y)
+        for line in ax.get_lines()
+        if (line.get_gid() or "").split(":")[0] in ("mc", "censored", "theory")
+        for y in line.get_ydata()
+        if math.isfinite(float(y)) and float(y) > 0.0
+    ]
+    if ys:
+        lo, hi = min(ys), max(ys)
+        pad = max(1.6, (hi / lo) ** 0.06)
+        ax.set_ylim(lo / pad, hi * pad)
 
 
 def open_frame(ax: Any) -> None:
@@ -440,9 +459,19 @@ def _v(c: ConfigCurves, key: str) -> str:
 
 
 def _entry(key: str, value: Any) -> str:
+    """A legend entry: the value (init, activation, label) or `key = value`, wrapped after a
+    parenthesis or comma at 36 characters, 3 lines at most."""
+    import re
+
     text = fmt_value(value)
     text = text if key in ("init", "activation", "label") else f"{key} = {text}"
-    return text if len(text) <= 48 else text[:47] + "…"
+    lines = [""]
+    for token in re.findall(r"[^(,]+[(,]?\s*|[(,]\s*", text):
+        if lines[-1] and len(lines[-1]) + len(token.rstrip()) > 36:
+            lines.append("")
+        lines[-1] += token
+    lines = [line.rstrip() if len(line.rstrip()) <= 48 else line[:47] + "…" for line in lines]
+    return "\n".join(lines[:3]) + (" …" if len(lines) > 3 else "")
 
 
 def encode(
@@ -467,18 +496,9 @@ def encode(
         raise UserError(f"--color and --style: expected two different axes. Received: {color}")
     free = [k for k in axes if k not in (color, style) and k != "label"]
     values = {k: _values(configs, k) for k in axes}
-    if color is None:
-        candidates = [k for k in free if k != "activation"]
-        numeric = [k for k in candidates if all(is_numeric(v) for v in values[k])]
-        pool = numeric or candidates
-        if pool:
-            color = max(pool, key=lambda k: len(values[k]))  # first of the most values
-            free.remove(color)
-    if style is None:
-        candidates = [k for k in free if k != "activation" and len(values[k]) <= len(STYLES)]
-        if candidates:
-            style = min(candidates, key=lambda k: len(values[k]))
-            free.remove(style)
+    if color is None or style is None:
+        color, style = _best_pair(configs, free, values, color, style)
+        free = [k for k in free if k not in (color, style)]
     if style is not None and len(values[style]) > len(STYLES):
         raise UserError(
             f"--style {style}: {len(values[style])} values; line styles tell at most "
@@ -497,6 +517,52 @@ def encode(
             color, style, (*rows, "label"), encoding.color_values, encoding.style_values
         )
     return encoding
+
+
+def _best_pair(
+    configs: Sequence[ConfigCurves],
+    free: list[str],
+    values: Mapping[str, list[Any]],
+    color: str | None,
+    style: str | None,
+) -> tuple[str | None, str | None]:
+    """The colour and style axes (those not chosen) that leave the fewest rows of panels; then
+    a colour and a style over none, a numeric colour, the colour with the most values, the
+    style with the fewest. Activation stays a row: its scales differ by orders of magnitude."""
+
+    def numeric(key: str | None) -> bool:
+        return key is not None and all(is_numeric(v) for v in values[key])
+
+    colors = [color] if color else [*(k for k in free if k != "activation"), None]
+    best: tuple[tuple[Any, ...], str | None, str | None] | None = None
+    for col in colors:
+        styles = (
+            [style]
+            if style
+            else [
+                *(
+                    k
+                    for k in free
+                    if k not in (col, "activation") and len(values[k]) <= len(STYLES)
+                ),
+                None,
+            ]
+        )
+        for sty in styles:
+            rest = [k for k in free if k not in (col, sty)]
+            n_rows = len({tuple(repr(c.params.get(k)) for k in rest) for c in configs})
+            score = (
+                n_rows,
+                col is None,
+                sty is None,
+                not numeric(col),
+                -len(values[col]) if col else 0,
+                len(values[sty]) if sty else 0,
+            )
+            if best is None or score < best[0]:
+                best = (score, col, sty)
+    assert best is not None
+    return best[1], best[2]
 
 
 def _collide(configs: Sequence[ConfigCurves], e: Encoding) -> bool:

@@ -24,6 +24,7 @@ from scheduler.analysis.figures import (
     caption,
     encode,
     figure_legend,
+    fit_log_limits,
     house_style,
     log_scale_wanted,
     new_figure,
@@ -138,7 +139,7 @@ def _draw(ax: Axes, c: ConfigCurves, quantity: str, stat: str, e: Encoding, log:
         theory = [(x, positive(t)) for x, t in theory]
     if any(math.isfinite(t) for _, t in theory):
         tx, ty = [x for x, _ in theory], [t for _, t in theory]
-        ax.plot(tx, ty, color="k", ls=style, lw=0.8, alpha=0.9, zorder=3, gid="theory:" + gid)
+        ax.plot(tx, ty, color="k", ls=style, lw=0.7, alpha=0.8, zorder=3, gid="theory:" + gid)
         if marker:
             ax.plot(tx, ty, color="k", ls="none", marker="x", ms=5, mew=0.9, zorder=3)
     return True
@@ -179,7 +180,7 @@ def _style_handles(stat: str, any_censored: bool) -> list[Any]:
     handles: list[Any] = [
         Line2D([], [], color="0.4", lw=_LW, label="Monte Carlo (mean over trials)"),
         Patch(color="0.4", alpha=0.2, lw=0, label="±2 SE"),
-        Line2D([], [], color="k", lw=0.8, label=theory_label(stat)),
+        Line2D([], [], color="k", lw=0.7, alpha=0.8, label=theory_label(stat)),
     ]
     if any_censored:
         handles.append(
@@ -240,6 +241,7 @@ def _figure(
             any_censored |= any(censored(r) for c in row for r in _usable(c, q, stat))
             if log:
                 ax.set_yscale("log")
+                fit_log_limits(ax)
             if stat == "std":
                 _dtype_limit(ax, {str(c.params.get("dtype", "float32")) for c in row})
             if not any(drawn):

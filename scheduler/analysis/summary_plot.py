@@ -24,6 +24,7 @@ from scheduler.analysis.figures import (
     caption,
     encode,
     figure_legend,
+    fit_log_limits,
     fmt_value,
     house_style,
     is_numeric,
@@ -195,7 +196,7 @@ def _draw(
     tx = [px for px, t in theory if math.isfinite(t) and (not log or t > 0)]
     ty = [t for _, t in theory if math.isfinite(t) and (not log or t > 0)]
     if tx:
-        ax.plot(tx, ty, color="k", ls=style, lw=0.8, marker="_", ms=6, zorder=4, gid=f"theory:{q}")
+        ax.plot(tx, ty, color="k", ls=style, lw=0.8, zorder=4, gid=f"theory:{q}")
     return xs
 
 
@@ -215,7 +216,7 @@ def _x_scale(ax: Axes, xs: list[float]) -> None:
         formatter = ScalarFormatter()
         formatter.set_scientific(False)
         ax.xaxis.set_major_formatter(formatter)
-        if len(distinct) > 7:
+        if sum(len(fmt_value(v)) + 1 for v in distinct) > 40:  # more than fits flat
             ax.tick_params(axis="x", labelrotation=45)
 
 
@@ -249,6 +250,7 @@ def _figure(
                 xs += _draw(ax, group, x_key, q, stat, layer, e, log)
             if log:
                 ax.set_yscale("log")
+                fit_log_limits(ax)
             _x_scale(ax, xs)
             ax.grid(True, which="major", alpha=0.25, lw=0.6)
             open_frame(ax)
@@ -264,7 +266,7 @@ def _figure(
     handles: list[Any] = e.legend_handles(linewidth=1.4)
     handles += [
         Line2D([], [], color="0.4", lw=1.4, marker="o", ms=4, label="Monte Carlo ±2 SE"),
-        Line2D([], [], color="k", lw=0.8, marker="_", ms=6, label=theory_label(stat)),
+        Line2D([], [], color="k", lw=0.8, label=theory_label(stat)),
     ]
     if any_censored:
         handles.append(

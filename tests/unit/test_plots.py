@@ -487,3 +487,19 @@ def test_summary_x_errors() -> None:
     flat = _records(_grid(init=["he_normal", "glorot_normal"]))
     with pytest.raises(UserError, match="expected a numeric axis that varies"):
         plots.summary_figure(flat)
+
+
+def test_the_encoding_leaves_the_fewest_rows() -> None:
+    # 7 inits x 2 depths x 2 activations: depth is numeric but has 2 values; colouring it would
+    # leave 7 inits to split rows (14); init takes the colours, depth the styles: 2 rows
+    inits = ["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal"]
+    inits += ["lecun_uniform", "orthogonal"]
+    items = _grid(init=inits, activation=["relu", "tanh"], depth=[3, 6])
+    fig = plots.layers_figure(_records(items), quantity="gradient")
+    assert len([a for a in fig.axes if a.get_lines()]) == 2
+    lines = {line.get_gid().split(":")[2]: line for _, line in _lines(fig, "mc:")}
+    assert len(lines) == 28
+    colors = {a["init"]: to_rgb(lines[c.config_hash].get_color()) for c, a in items}
+    assert len(set(colors.values())) == 7
+    styles = {a["depth"]: lines[c.config_hash].get_linestyle() for c, a in items}
+    assert len(set(styles.values())) == 2
