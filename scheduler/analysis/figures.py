@@ -35,6 +35,7 @@ __all__ = [
     "FIGURE_FORMATS",
     "STATS",
     "STYLES",
+    "THEORY_STYLE",
     "ConfigCurves",
     "Encoding",
     "Record",
@@ -71,6 +72,9 @@ FIGURE_FORMATS: dict[str, str] = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 PNG_DPI = 200  # PNG files; vector formats have no resolution
 STATS = ("std", "mean_sq", "mean")
 STYLES: tuple[str, ...] = ("-", "--", ":", "-.")
+# Theory: thin black short dashes on top of every curve, whatever its style: where Monte Carlo
+# and theory agree the curve's colour still shows between the dashes.
+THEORY_STYLE: dict[str, Any] = {"color": "k", "ls": (0, (2.0, 1.5)), "lw": 0.8, "alpha": 0.85}
 DISCRETE_COLORS = 16  # up to this many values: one colour per value, a discrete colourbar
 _CMAP_RANGE = (0.0, 0.82)  # viridis without its palest yellows (invisible on white)
 _RC: dict[str, Any] = {

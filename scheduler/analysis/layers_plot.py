@@ -4,7 +4,7 @@ One column of panels per quantity (activations h^l and gradients g^l = dL/dz^l b
 row per value of the axes `figures.encode` facets; in a panel one line per configuration, its
 colour and line style set by the colour and style axes. Each line is the trial average of the
 statistic over units (`std`, `mean_sq` or `mean`), with a band of ±2 standard errors of that
-average and, thin black on top in the same line style, the mean-field prediction
+average and, in thin black short dashes on top, the mean-field prediction
 (`theory_<stat>`; for `std` it is sqrt(E[std^2]) >= E[std], equal at large width). Layers where
 some trials were non-finite or collapsed to 0 are drawn faded: the average of the other trials
 is a censored estimate there. Depths are never merged: gradient profiles depend on the depth.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from scheduler.analysis.figures import (
     STATS,
+    THEORY_STYLE,
     ConfigCurves,
     Encoding,
     Record,
@@ -139,7 +140,7 @@ def _draw(ax: Axes, c: ConfigCurves, quantity: str, stat: str, e: Encoding, log:
         theory = [(x, positive(t)) for x, t in theory]
     if any(math.isfinite(t) for _, t in theory):
         tx, ty = [x for x, _ in theory], [t for _, t in theory]
-        ax.plot(tx, ty, color="k", ls=style, lw=0.7, alpha=0.8, zorder=3, gid="theory:" + gid)
+        ax.plot(tx, ty, **THEORY_STYLE, zorder=3, gid="theory:" + gid)
         if marker:
             ax.plot(tx, ty, color="k", ls="none", marker="x", ms=5, mew=0.9, zorder=3)
     return True
@@ -180,7 +181,7 @@ def _style_handles(stat: str, any_censored: bool) -> list[Any]:
     handles: list[Any] = [
         Line2D([], [], color="0.4", lw=_LW, label="Monte Carlo (mean over trials)"),
         Patch(color="0.4", alpha=0.2, lw=0, label="±2 SE"),
-        Line2D([], [], color="k", lw=0.7, alpha=0.8, label=theory_label(stat)),
+        Line2D([], [], **THEORY_STYLE, label=theory_label(stat)),
     ]
     if any_censored:
         handles.append(

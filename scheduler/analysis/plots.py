@@ -5,7 +5,7 @@ without the theory overlays) and returns a matplotlib `Figure`; `save_figure` wr
 PDF or SVG by the file's extension:
 
 - `layers`:    a statistic (`std`, `mean_sq`, `mean`) of each quantity against the layer, every
-               configuration, ±2 SE bands, theory thin black (`scheduler.analysis.layers_plot`).
+               configuration, ±2 SE bands, theory black dashed (`scheduler.analysis.layers_plot`).
 - `summary`:   a statistic at one layer (the last by default) against a numeric axis (width,
                depth, sigma_w, ...), ±2 SE bars and theory (`scheduler.analysis.summary_plot`).
 - `explosion`: configurations x layers: fraction of trials whose forward pass was non-finite at or
@@ -95,7 +95,7 @@ def layers_figure(
 ) -> Figure:
     """Per-layer `stat` (std, mean_sq or mean over units, averaged over trials) of `quantity`
     (default: activations and gradients, one column each) for every configuration, ±2 SE bands,
-    mean-field theory thin black; `color` / `style` name the axes drawn by colour / line style."""
+    mean-field theory black dashed; `color` / `style` name the axes drawn by colour / line style."""
     return layers_of(_configs(records), stat=stat, quantity=quantity, color=color, style=style)
 
 
@@ -116,7 +116,7 @@ def summary_figure(
 ) -> Figure:
     """`stat` of `quantity` (default activation) at `layer` (default the last: D, or 1 for
     gradients) against the numeric axis `x` (default the one with the most values), ±2 SE bars,
-    mean-field theory thin black."""
+    mean-field theory black dashed."""
     return summary_of(
         _configs(records), x=x, stat=stat, quantity=quantity, layer=layer, color=color, style=style
     )

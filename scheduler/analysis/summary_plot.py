@@ -4,7 +4,7 @@ For each configuration the trial average of `stat` (`mean_sq` by default: the st
 mean-field recursion predicts exactly for linear and relu networks) of `quantity` at `layer`:
 by default the last layer the signal reaches, D for pre-activations and activations and 1 for
 gradients (backpropagation ends there). Points carry ±2 SE bars; the mean-field prediction at
-the same x is the thin black line. Configurations that differ in other axes are separate series
+the same x is the thin black dashed line. Configurations that differ in other axes are separate series
 (colour, line style, rows of panels, as `figures.encode` decides). A point whose trials were
 partly non-finite or collapsed is hollow: its average is censored.
 """
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from scheduler.analysis.figures import (
+    THEORY_STYLE,
     ConfigCurves,
     Encoding,
     Record,
@@ -196,7 +197,7 @@ def _draw(
     tx = [px for px, t in theory if math.isfinite(t) and (not log or t > 0)]
     ty = [t for _, t in theory if math.isfinite(t) and (not log or t > 0)]
     if tx:
-        ax.plot(tx, ty, color="k", ls=style, lw=0.8, zorder=4, gid=f"theory:{q}")
+        ax.plot(tx, ty, **THEORY_STYLE, zorder=4, gid=f"theory:{q}")
     return xs
 
 
@@ -266,7 +267,7 @@ def _figure(
     handles: list[Any] = e.legend_handles(linewidth=1.4)
     handles += [
         Line2D([], [], color="0.4", lw=1.4, marker="o", ms=4, label="Monte Carlo ±2 SE"),
-        Line2D([], [], color="k", lw=0.8, label=theory_label(stat)),
+        Line2D([], [], **THEORY_STYLE, label=theory_label(stat)),
     ]
     if any_censored:
         handles.append(
