@@ -77,6 +77,8 @@ def _parse_where(items: tuple[str, ...]) -> dict[str, str]:
 
 
 parse_where = _parse_where  # `plot --where` reads its filters the same way
+
+
 def _completeness_note(sweep_id: int, n_with_trials: int, n_complete: int, n_configs: int) -> None:
     if n_with_trials == 0:
         click.echo(f"sweep {sweep_id}: no results yet (no chunk is done)", err=True)
