@@ -1,8 +1,9 @@
 """Engine, sessions and migrations from a URL; driver errors become `models.errors` here, once.
 
-SQLite (the embedded default) runs in WAL mode with a 30 s busy timeout and foreign keys on, and
-every transaction starts with BEGIN IMMEDIATE: concurrent writers then queue on the busy timeout
-instead of failing when a reader upgrades to a writer.
+SQLite (the embedded default) runs in WAL mode with a busy timeout (30 s, or
+$INITSWEEP_SQLITE_BUSY_TIMEOUT seconds) and foreign keys on, and every transaction starts with
+BEGIN IMMEDIATE: concurrent writers then queue on the busy timeout instead of failing when a
+reader upgrades to a writer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if TYPE_CHECKING:  # alembic is imported on first use: processes that never migr
     from alembic.config import Config
 
 ENV_URL = "INITSWEEP_DATABASE_URL"
+ENV_BUSY_TIMEOUT = "INITSWEEP_SQLITE_BUSY_TIMEOUT"
+DEFAULT_BUSY_TIMEOUT_S = 30.0
 DEFAULT_URL = "sqlite:///./initsweep.db"
 MIGRATIONS_PACKAGE = "models.migrations"  # the repository's alembic/ folder, as installed
 # pg_advisory_xact_lock key that serialises concurrent `ensure_schema` calls ("initswp").
@@ -39,6 +42,18 @@ def resolve_url(db: str | None) -> str:
     scheme, rest = value.split("://", 1)
     if scheme in ("postgres", "postgresql"):  # psycopg 3 is the driver we ship, not psycopg2
         return f"postgresql+psycopg://{rest}"
+    return value
+
+
+def busy_timeout_s() -> float:
+    """SQLite's busy timeout: $INITSWEEP_SQLITE_BUSY_TIMEOUT seconds (positive), else 30."""
+    raw = os.environ.get(ENV_BUSY_TIMEOUT, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_BUSY_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1e6:
+        raise StoreError(f"{ENV_BUSY_TIMEOUT}: expected seconds > 0. Received: {raw[:40]!r}")
     return value
 
 
@@ -59,13 +74,14 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
         if not path or path == ":memory:" or not Path(path).is_file():
             raise StoreError(f"no such database file: {path or '(none)'}")
         uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
+        timeout = busy_timeout_s()
         engine = create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=30)
+            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout)
         )
         event.listen(engine, "connect", _sqlite_on_connect_read_only)
         event.listen(engine, "begin", _sqlite_on_begin_read)
         return engine
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s()})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
@@ -77,7 +93,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s() * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
@@ -85,7 +101,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
-    dbapi_connection.execute("PRAGMA busy_timeout=30000")
+    dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_s() * 1000)}")
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

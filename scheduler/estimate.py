@@ -199,25 +199,25 @@ class WallModel:
 
 
 DEFAULT_WALL_MODEL = WallModel(
-    machine="2-core x86-64 VM, TensorFlow 2.x CPU, one TF thread per process (2026-12)",
+    machine="2-core x86-64 VM, TensorFlow 2.21 CPU, one TF thread per process (2026-12)",
     cli_start_s=1.5,
-    worker_start_s=6.0,
-    trace_s={"dense": 0.75, "conditional": 1.4},
-    orthogonal_trace_s=0.3,
-    call_s={"dense": 0.002, "conditional": 0.002},
-    layer_s={"dense": 0.0005, "conditional": 0.0005},
+    worker_start_s=8.0,
+    trace_s={"dense": 1.1, "conditional": 1.3},
+    orthogonal_trace_s=0.0,
+    call_s={"dense": 0.003, "conditional": 0.003},
+    layer_s={"dense": 0.0004, "conditional": 0.0006},
     draw_s={
         "normal": 2.0e-8,
         "truncated": 3.0e-8,
-        "uniform": 7.0e-9,
+        "uniform": 1.2e-8,
         "orthogonal": 2.0e-8,
-        "conditional": 2.0e-8,
+        "conditional": 4.1e-8,
     },
-    flop_s=7.0e-11,
-    dtype_factor={"float32": 1.0, "float64": 2.0, "float16": 4.0, "bfloat16": 4.0},
+    flop_s=1.4e-10,
+    dtype_factor={"float32": 1.0, "float64": 2.5, "float16": 1.0, "bfloat16": 1.0},
     chunk_overhead_s=0.04,
     finish_s=1.0,
-    finish_per_config_s=0.02,
+    finish_per_config_s=0.03,
 )
 
 
@@ -234,11 +234,12 @@ class WallEstimate:
 
     def line(self) -> str:
         """The `validate` line."""
+        plural = "es" if self.workers != 1 else ""
         return (
             f"wall (estimate)  about {duration(self.seconds)} here with {self.workers} worker "
-            f"process{'es' if self.workers != 1 else ''}: start-up {duration(self.start_s)}, "
-            f"{self.traces:,} graph traces {duration(self.trace_s)}, trials "
-            f"{duration(self.compute_s)} of core time"
+            f"process{plural}: start-up {duration(self.start_s)}, then core time for "
+            f"{self.traces:,} graph traces {duration(self.trace_s)} and trials "
+            f"{duration(self.compute_s)}, shared by the processes"
         )
 
 

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from models.db import session_scope
 from models.errors import TransientStoreError
 from scheduler.database import broker_problem, first_line, redact
-from scheduler.errors import BrokerUnavailableError, InterruptedRun, OptionError, UserError
+from scheduler.errors import (
+    BrokerUnavailableError,
+    InterruptedRun,
+    OptionError,
+    RuntimeFailure,
+    UserError,
+)
 from scheduler.store import (
     chunk_ids,
     chunk_trials,
@@ -42,6 +48,15 @@ def plan_spec(path: str) -> SweepPlan:
     from scheduler.spec import load_spec
 
     return plan_sweep(load_spec(path))
+
+
+def require_compute(what: str) -> None:
+    """RuntimeFailure naming `what` when this environment cannot run chunks (no TensorFlow)."""
+    from worker.requirements import compute_problem
+
+    problem = compute_problem()
+    if problem is not None:
+        raise RuntimeFailure(f"{what}: {problem}")
 
 
 RECORD_ATTEMPTS = 5  # concurrent submissions of the same configurations: the loser retries
@@ -97,6 +112,7 @@ def run_here(
     """
     from worker.pool import run_chunks
 
+    require_compute(f"sweep {sweep_id}")
     with session_scope(factory) as session:
         set_sweep_status(session=session, sweep_id=sweep_id, status="running")  # wants its work
         aggregate_sweep(session=session, sweep_id=sweep_id)

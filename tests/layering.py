@@ -166,7 +166,13 @@ ORM_CLASSES = frozenset(
 )
 
 RULES: tuple[Rule, ...] = (
-    Rule("models is the bottom layer", ("models",), ("worker", "scheduler")),
+    Rule("models is the bottom layer", ("models",), ("worker", "scheduler", "initsweep")),
+    Rule("initsweep is the top: the public face", ("worker", "scheduler"), ("initsweep",)),
+    Rule(
+        "the Python API starts without TensorFlow and sends by task name",
+        ("initsweep",),
+        ("tensorflow", "keras", "worker.sim", "worker.tasks", "worker.execute", "worker.persist"),
+    ),
     Rule(
         "numpy-only worker modules",
         NUMPY_ONLY,
@@ -192,7 +198,12 @@ RULES: tuple[Rule, ...] = (
         ("scheduler.analysis",),
         ("sqlalchemy", "models", "click", "rich", "scheduler.store", "scheduler.query"),
     ),
-    Rule("ORM modules only in storage", ("worker", "scheduler"), ORM_MODULES, unless=STORAGE),
+    Rule(
+        "ORM modules only in storage",
+        ("worker", "scheduler", "initsweep"),
+        ORM_MODULES,
+        unless=STORAGE,
+    ),
 )
 
 

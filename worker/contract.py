@@ -24,6 +24,7 @@ observables in float64: `mean`, `std` (ddof=0, like `tf.math.reduce_std`) and `m
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -192,9 +193,9 @@ class SimConfig:
     def canonical_json(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
-        """Content address: sha256 of the canonical JSON (hex, 64 chars)."""
+        """Content address: sha256 of the canonical JSON (hex, 64 chars; computed once)."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 

@@ -29,6 +29,8 @@ ordinary depths): for those the sub-batch is `budget // trial_bytes` as it alway
 
 from __future__ import annotations
 
+import functools
+
 from worker.contract import SimConfig
 from worker.errors import MemoryBudgetError
 
@@ -53,6 +55,7 @@ def kernel_sizes(config: SimConfig) -> tuple[int, int]:
     return total, max(first, deep) if config.depth > 1 else first
 
 
+@functools.lru_cache(maxsize=4096)  # a sweep asks for the same configuration's size many times
 def _raw_trial_bytes(config: SimConfig) -> int:
     """The module docstring's per-trial sum, before the x1.25 margin."""
     s = ITEMSIZE[config.dtype]

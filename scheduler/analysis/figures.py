@@ -112,9 +112,10 @@ def figure_format(path: str | Path) -> str:
     suffix = Path(path).suffix
     fmt = FIGURE_FORMATS.get(suffix.lower())
     if fmt is None:
+        what = f"unknown extension {suffix!r}" if suffix else "no extension"
         raise UserError(
-            f"figure file {str(path)!r}: expected a name ending in "
-            f"{', '.join(FIGURE_FORMATS)}. Received: {suffix or 'no extension'!r}"
+            f"figure file {str(path)!r}: {what}; expected a name ending in "
+            f"{', '.join(FIGURE_FORMATS)} (the format follows the extension)"
         )
     return fmt
 

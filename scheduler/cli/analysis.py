@@ -53,26 +53,17 @@ FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # scheduler.analysis.figures.FIGURE_
 def _figure_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """The figure's format follows its extension: refuse any other before reading anything."""
     if value is not None and value.suffix.lower() not in FIGURE_SUFFIXES:
+        what = f"unknown extension {value.suffix!r}" if value.suffix else "no extension"
         raise click.BadParameter(
-            f"{click.format_filename(value)!r}: expected a name ending in "
-            f"{', '.join(FIGURE_SUFFIXES)} (the format follows the extension). "
-            f"Received: {value.suffix or 'no extension'!r}",
+            f"{click.format_filename(value)!r}: {what}; expected a name ending in "
+            f"{', '.join(FIGURE_SUFFIXES)} (the format follows the extension)",
             ctx,
             param,
         )
     return value
 
 
-@click.command(
-    epilog="""\b
-Examples:
-  initsweep plot 1 -o layers.pdf                        # std per layer, every configuration
-  initsweep plot 1 -o layers.svg --stat mean_sq --quantity gradient --where activation=relu
-  initsweep plot 1 -o width.pdf --kind summary --x width   # E[mean_sq] at the last layer
-  initsweep plot 1 -o depth.png --kind summary --x depth --quantity gradient --stat std
-  initsweep plot 1 -o phase.pdf --kind phase            # a (sigma_w, sigma_b) sweep
-"""
-)
+@click.command()
 @click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option(

@@ -127,9 +127,10 @@ def worker(
     """Start a Celery worker (prefork) that runs chunks from the broker into the database."""
     import os
 
-    from scheduler.sweeps import checked_broker_url
+    from scheduler.sweeps import checked_broker_url, require_compute
     from worker.pool import default_workers
 
+    require_compute("worker")
     checked_broker_url()
     os.environ.setdefault("INITSWEEP_TF_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

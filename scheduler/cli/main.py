@@ -7,6 +7,7 @@ import sys
 import click
 
 from scheduler.cli import analysis, db, distributed, results, run
+from scheduler.cli.examples import attach_examples
 from scheduler.cli.options import echo_error
 from scheduler.database import first_line
 from scheduler.errors import InitsweepError
@@ -36,6 +37,7 @@ for command in (
     db.db_group,
 ):
     cli.add_command(command)
+attach_examples(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

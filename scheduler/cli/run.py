@@ -42,9 +42,10 @@ def validate(spec: str, workers: int | None) -> None:
 @QUIET_OPTION
 def run(spec: str, db: str | None, workers: int | None, quiet: bool) -> None:
     """Record SPEC as a sweep and run it here, in local worker processes."""
-    from scheduler.sweeps import plan_spec, record
+    from scheduler.sweeps import plan_spec, record, require_compute
 
     plan = plan_spec(spec)
+    require_compute("run")  # before anything is recorded
     with open_database(db) as factory:
         sweep_id = record(factory, plan)
     if not quiet:

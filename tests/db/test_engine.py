@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -287,3 +288,19 @@ def test_record_values_refuses_bad_records(bad: dict[str, object], message: str)
     }
     with pytest.raises(ValueError, match=message):
         record_values(LayerRecord(**{**base, **bad}))  # type: ignore[arg-type]
+
+
+def test_busy_timeout_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from models.db import busy_timeout_s
+    from models.errors import StoreError
+
+    assert busy_timeout_s() == 30.0
+    monkeypatch.setenv("INITSWEEP_SQLITE_BUSY_TIMEOUT", "2.5")
+    engine = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2500
+    engine.dispose()
+    for bad in ("0", "-1", "soon", "1e9"):
+        monkeypatch.setenv("INITSWEEP_SQLITE_BUSY_TIMEOUT", bad)
+        with pytest.raises(StoreError, match="INITSWEEP_SQLITE_BUSY_TIMEOUT"):
+            busy_timeout_s()

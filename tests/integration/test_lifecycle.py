@@ -254,13 +254,16 @@ def test_resume_of_a_chunk_failed_by_the_claim_limit(spec: Path, tmp_path: Path)
     assert _results(db) == expected
 
 
-def test_a_held_sqlite_lock_is_waited_out(spec: Path, reference: str, tmp_path: Path) -> None:
+def test_a_held_sqlite_lock_is_waited_out(
+    spec: Path, reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "locked.db"
+    monkeypatch.setenv("INITSWEEP_SQLITE_BUSY_TIMEOUT", "3")  # the run and its pool processes
     proc = _start(spec, db, "-w", "2", "-q")
     _wait_for(lambda: _done(db) >= 1)
     conn = sqlite3.connect(db, timeout=60, isolation_level=None)
-    conn.execute("BEGIN EXCLUSIVE")  # held past the 30 s busy timeout of every worker
-    time.sleep(35)
+    conn.execute("BEGIN EXCLUSIVE")  # held past the busy timeout of every worker
+    time.sleep(8)
     conn.execute("ROLLBACK")
     conn.close()
     _, err = proc.communicate(timeout=300)

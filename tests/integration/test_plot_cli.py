@@ -98,8 +98,11 @@ def test_summary_png_and_svg(sweep: tuple[str, str], tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("-o", "{tmp}/fig.jpg"), "'-o' / '--output': '{tmp}/fig.jpg': expected a name ending in "),
-        (("-o", "{tmp}/fig"), "Received: 'no extension'"),
+        (
+            ("-o", "{tmp}/fig.jpg"),
+            "'-o' / '--output': '{tmp}/fig.jpg': unknown extension '.jpg'; expected",
+        ),
+        (("-o", "{tmp}/fig"), "'{tmp}/fig': no extension; expected a name ending in .png"),
         (("-o", "{tmp}/f.png", "--where", "activation=selu"), "--where activation=selu: no record"),
         (("-o", "{tmp}/f.png", "--kind", "explosion", "--stat", "std"), "--stat: not an option"),
         (("-o", "{tmp}/f.png", "--kind", "summary", "--x", "depht"), "did you mean 'depth'"),

@@ -135,3 +135,12 @@ def test_wheel_install_runs_a_sweep_end_to_end(installed: Path, tmp_path: Path) 
     assert results.returncode == 0, results.stderr
     rows = results.stdout.strip().splitlines()
     assert len(rows) == 1 + 2 * (1 + 3 * 3)  # header + 2 configurations x (input + 3 layers x 3)
+    api = subprocess.run(  # the Python API, from the installed package
+        [str(installed / "python"), "-c",
+         "import initsweep; s = initsweep.sweep(1, db='sweep.db'); "
+         "print(initsweep.__file__); print(len(s.results()))"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert api.returncode == 0, api.stderr
+    api_file, n_rows = api.stdout.split()
+    assert str(installed.parent) in api_file and int(n_rows) == len(rows) - 1

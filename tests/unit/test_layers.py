@@ -12,7 +12,7 @@ from tests.layering import RULES, orm_violations, violations
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("models", "worker", "scheduler")
+PACKAGES = ("initsweep", "models", "worker", "scheduler")
 
 
 def test_project_follows_the_import_rules() -> None:
@@ -37,6 +37,7 @@ CLEAN = {
     "worker/sim/dense.py": "import tensorflow as tf\nfrom worker.contract import json\n",
     "scheduler/store.py": "from models.chunk import sqlalchemy\n",
     "scheduler/cli.py": "def main():\n    from scheduler.store import sqlalchemy\n",
+    "initsweep/api.py": "def run():\n    from scheduler.store import sqlalchemy\n",
 }
 
 
@@ -64,6 +65,9 @@ def test_checker_passes_a_clean_tree(tmp_path: Path) -> None:
         ("scheduler/cli.py", "from scheduler.store import _table\n", "private name"),
         ("worker/memory.py", "from .contract import _x\n", "private name"),
         ("scheduler/spec/parse.py", "from scheduler.spec import expand\n", ""),
+        ("scheduler/query.py", "import initsweep\n", "initsweep is the top"),
+        ("initsweep/api.py", "from worker.sim import dense\n", "the Python API starts without"),
+        ("initsweep/api.py", "import tensorflow\n", "the Python API starts without"),
     ],
 )
 def test_checker_catches_a_violation(tmp_path: Path, name: str, text: str, expected: str) -> None:

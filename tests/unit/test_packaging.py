@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-PRODUCT = ("models", "worker", "scheduler")
+PRODUCT = ("initsweep", "models", "worker", "scheduler")
 # distribution name -> the module it provides, where they differ
 MODULE_OF = {"pyyaml": "yaml", "tensorflow-cpu": "tensorflow", "psycopg": "psycopg"}
 LOADED_BY_URL = {"psycopg"}  # the PostgreSQL driver: named in URLs, not imported
@@ -33,8 +33,10 @@ def _imported_third_party() -> set[str]:
 
 
 def _declared() -> set[str]:
+    """The base dependencies and the `cpu` extra (TensorFlow) as module names."""
     names = set()
-    for requirement in PYPROJECT["project"]["dependencies"]:
+    base = PYPROJECT["project"]["dependencies"]
+    for requirement in [*base, *PYPROJECT["project"]["optional-dependencies"]["cpu"]]:
         name = re.match(r"[A-Za-z0-9_.-]+", requirement)
         assert name is not None
         dist = name.group(0).lower()
@@ -44,6 +46,15 @@ def _declared() -> set[str]:
 
 def test_dependencies_are_what_is_imported() -> None:
     assert _declared() - LOADED_BY_URL == _imported_third_party()
+
+
+def test_tensorflow_comes_with_an_extra() -> None:
+    """The control side installs without TensorFlow; `cpu` and `gpu` bring it; dev has cpu."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert not any("tensorflow" in r for r in PYPROJECT["project"]["dependencies"])
+    assert all(r.startswith("tensorflow") for r in extras["cpu"])
+    assert extras["gpu"] == ["tensorflow[and-cuda]>=2.16; platform_system == 'Linux'"]
+    assert "initsweep[cpu]" in extras["dev"]
 
 
 def test_every_package_is_shipped() -> None:
