@@ -50,7 +50,7 @@ from worker.contract import (  # noqa: E402
     SimConfig,
     canonical_scheme,
 )
-from worker.persist import load_task, record_values  # noqa: E402
+from worker.persist import load_task, quantile_values, record_values  # noqa: E402
 
 TEMPLATES = 16  # distinct synthetic record sets, cycled over the configurations
 INSERT_BATCH = 20_000  # layer_stats rows per INSERT
@@ -62,7 +62,7 @@ def build(url: str, n_configs: int, depth: int, width: int, trials: int) -> int:
     The sweep, its configurations and chunks are recorded by `scheduler.store.create_sweep`;
     each configuration's aggregated rows are one of `TEMPLATES` synthetic record sets
     (`tests.db.builders.layer_records`, stored through `worker.persist.record_values`, the one
-    LayerRecord -> row mapping), written in bulk, and every chunk and configuration is marked
+    LayerRecord -> row mapping, with the quantiles aggregation stores), written in bulk, and every chunk and configuration is marked
     done, as a finished sweep leaves them (running 10^4 chunks through `save_outcome` and
     `aggregate_sweep` would take minutes here, and is not what is measured).
     """
@@ -95,7 +95,10 @@ def build(url: str, n_configs: int, depth: int, width: int, trials: int) -> int:
     with session_scope(factory) as session:
         task = load_task(session=session, chunk_id=chunk_ids(session=session, sweep_id=sweep_id)[0])
         config_ids = [info.id for info in sweep_config_refs(session=session, sweep_id=sweep_id)]
-    templates = [[record_values(r) for r in layer_records(task, salt)] for salt in range(TEMPLATES)]
+    templates = [
+        [{**record_values(r), **quantile_values(r)} for r in layer_records(task, salt)]
+        for salt in range(TEMPLATES)
+    ]
     rows = (
         {"configuration_id": cid, **values}
         for i, cid in enumerate(config_ids)

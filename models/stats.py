@@ -2,12 +2,15 @@
 
 Each row is one (layer, quantity): trial counts and, for each observable o of
 `worker.contract.OBSERVABLES`, the mean and M2 of o over the `n_finite` finite trials. Values are
-IEEE doubles stored exactly; an empty sample stores 0.0, never NaN or inf.
+IEEE doubles stored exactly; an empty sample stores 0.0, never NaN or inf. The per-trial
+distribution (migration 0003): n, mean and central sums m2..m4 of log(mean_sq), and each
+observable's fixed log-spaced histogram as bytes (`worker.histogram`: LEB128 gaps and counts of
+the occupied bins, ~2 bytes per bin); all NULL in rows saved before it was recorded.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -31,6 +34,14 @@ class StatColumns:
     std_m2: Mapped[float]
     mean_sq_mean: Mapped[float]
     mean_sq_m2: Mapped[float]
+    log_mean_sq_n: Mapped[int | None]
+    log_mean_sq_mean: Mapped[float | None]
+    log_mean_sq_m2: Mapped[float | None]
+    log_mean_sq_m3: Mapped[float | None]
+    log_mean_sq_m4: Mapped[float | None]
+    mean_hist: Mapped[bytes | None] = mapped_column(LargeBinary)
+    std_hist: Mapped[bytes | None] = mapped_column(LargeBinary)
+    mean_sq_hist: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ChunkStat(StatColumns, Base):
@@ -44,10 +55,22 @@ class ChunkStat(StatColumns, Base):
 
 
 class LayerStat(StatColumns, Base):
-    """Statistics of one (layer, quantity) over all trials of a configuration (merged chunks)."""
+    """Statistics of one (layer, quantity) over all trials of a configuration (merged chunks),
+    with the quantiles its histograms give (computed once, when it is aggregated, so a
+    columnar read never decodes a histogram; NULL where there is none or it is beyond float64)."""
 
     __tablename__ = "layer_stats"
     __table_args__ = (UniqueConstraint("configuration_id", "layer", "quantity"),)
+
+    mean_q05: Mapped[float | None]
+    mean_median: Mapped[float | None]
+    mean_q95: Mapped[float | None]
+    std_q05: Mapped[float | None]
+    std_median: Mapped[float | None]
+    std_q95: Mapped[float | None]
+    mean_sq_q05: Mapped[float | None]
+    mean_sq_median: Mapped[float | None]
+    mean_sq_q95: Mapped[float | None]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     configuration_id: Mapped[int] = mapped_column(

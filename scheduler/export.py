@@ -28,8 +28,10 @@ import numpy.typing as npt
 
 from scheduler.analysis.records import (
     COLUMN_KINDS,
+    QUANTILE_KEYS,
     RECORD_KEYS,
     Record,
+    distribution_columns,
     kind_value,
     record_columns,
 )
@@ -87,6 +89,7 @@ _QUANTITY_ORDER = {q: i for i, q in enumerate(QUANTITIES)}
 _COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
 _AT = {name: i for i, name in enumerate(STAT_ROW)}  # where each column is in a row tuple
 _QUANTITY_NAMES = np.array(QUANTITIES, dtype=object)
+_LOG_PARTS = ("n", "mean", "m2", "m3", "m4")
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,21 @@ def _columns(batch: StatBatch) -> _Columns:
         layer=layer[order],
         quantity=_QUANTITY_NAMES[quantity[order]],
         counts=counts,
-        stats=record_columns(counts["n_finite"], moments),
+        stats={
+            **record_columns(counts["n_finite"], moments),
+            **_distributions(columns, order),
+        },
     )
+
+
+def _distributions(columns: list[Any], order: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """`distribution_columns` of the rows (record order) from their stored values."""
+
+    def column(name: str) -> npt.NDArray[np.float64]:
+        return np.array(columns[_AT[name]], dtype=np.float64)[order]  # None -> NaN
+
+    log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
+    return distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS})
 
 
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:

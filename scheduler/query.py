@@ -250,8 +250,10 @@ class ResultStream:
             batch = self._refs[start : start + self._batch_size]
             ids = [r.id for r in batch]
             infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
-            rows = layer_stat_rows(session=session, configuration_ids=ids)
             open_ids = [info.id for info in infos if info.status != "done"]
+            rows = layer_stat_rows(
+                session=session, configuration_ids=ids, histograms=not (columnar and not open_ids)
+            )
             self.n_complete += len(infos) - len(open_ids)
             if columnar and not open_ids:
                 self.n_with_trials += len({row[0] for row in rows})

@@ -149,6 +149,7 @@ NUMPY_ONLY = (
     "worker.contract",
     "worker.schemes",
     "worker.stats",
+    "worker.histogram",
     "worker.seeding",
     "worker.memory",
     "worker.errors",

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import delete, exists, insert, null, select
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
 from worker.contract import LayerRecord, merge_records
 from worker.persist import (
+    QUANTILE_FIELDS,
     STAT_FIELDS,
+    quantile_values,
     record_from_row,
     record_from_values,
     record_order,
@@ -24,7 +26,9 @@ from worker.persist import (
 )
 
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
-STAT_ROW: tuple[str, ...] = ("configuration_id", *STAT_FIELDS)  # a `layer_stat_rows` tuple
+# a `layer_stat_rows` tuple
+STAT_ROW: tuple[str, ...] = ("configuration_id", *STAT_FIELDS, *QUANTILE_FIELDS)
+_HISTOGRAMS = frozenset(f for f in STAT_FIELDS if f.endswith("_hist"))
 
 
 def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
@@ -62,7 +66,10 @@ def aggregate_config(*, session: Session, configuration_id: int) -> bool:
     merged = merge_records([sorted(g, key=record_order) for g in groups.values()])
 
     session.execute(delete(LayerStat).where(LayerStat.configuration_id == configuration_id))
-    rows = [{"configuration_id": configuration_id, **record_values(r)} for r in merged]
+    rows = [
+        {"configuration_id": configuration_id, **record_values(r), **quantile_values(r)}
+        for r in merged
+    ]
     if rows:
         session.execute(insert(LayerStat), rows)
     configuration.status = "done"
@@ -113,11 +120,17 @@ def sweep_layer_records(*, session: Session, sweep_id: int) -> dict[int, list[La
     return {k: sorted(v, key=record_order) for k, v in out.items()}
 
 
-def layer_stat_rows(*, session: Session, configuration_ids: Sequence[int]) -> list[Any]:
+def layer_stat_rows(
+    *, session: Session, configuration_ids: Sequence[int], histograms: bool = True
+) -> list[Any]:
     """The aggregated rows of these configurations as plain tuples of the columns `STAT_ROW`
-    (configuration_id, then `worker.persist.STAT_FIELDS`), unordered: one statement per 500
-    ids, no ORM objects (a streamed export reads millions)."""
-    columns = [getattr(LayerStat, name) for name in STAT_FIELDS]
+    (configuration_id, `worker.persist.STAT_FIELDS`, then `QUANTILE_FIELDS`), unordered: one
+    statement per 500 ids, no ORM objects (a streamed export reads millions). Without
+    `histograms` their bytes are not read (None in their places; the quantiles are there)."""
+    columns = [
+        getattr(LayerStat, name) if histograms or name not in _HISTOGRAMS else null().label(name)
+        for name in (*STAT_FIELDS, *QUANTILE_FIELDS)
+    ]
     ids = list(configuration_ids)
     rows: list[Any] = []
     connection = session.connection()  # Core execution: plain rows, no ORM loading step

@@ -31,7 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.stats import Moments
+from worker.histogram import Histogram
+from worker.stats import Moments, Moments4
 
 TASK_NAME = "initsweep.run_chunk"
 CONTRACT_VERSION = 1
@@ -39,6 +40,8 @@ QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be rou
 
 QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
 OBSERVABLES: tuple[str, ...] = ("mean", "std", "mean_sq")
+# The quantiles over trials of each observable that results show (read from its histogram).
+QUANTILES: tuple[tuple[str, float], ...] = (("q05", 0.05), ("median", 0.5), ("q95", 0.95))
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
 SAMPLERS: tuple[str, ...] = ("dense", "conditional")
 
@@ -233,12 +236,47 @@ class ChunkTask:
 
 
 @dataclass(frozen=True)
+class TrialDistribution:
+    """The per-trial distribution of one (layer, quantity) over its finite trials.
+
+    `log_mean_sq`: `Moments4` of log(mean_sq) over the finite trials whose mean_sq is not 0
+    (its n is n_finite less the trials whose values are all 0, or whose root mean square is
+    below float64's range); log |v|^2 = log(batch * units) + log(mean_sq) for the squared norm,
+    the same moments shifted. `mean`, `std`, `mean_sq`: fixed log-spaced `Histogram`s of each
+    observable over all finite trials (`worker.histogram`; counts sum to n_finite).
+    """
+
+    log_mean_sq: Moments4
+    mean: Histogram
+    std: Histogram
+    mean_sq: Histogram
+
+    def merge(self, other: TrialDistribution) -> TrialDistribution:
+        """Pool two disjoint sets of trials: Pébay's moments, histograms added exactly."""
+        return TrialDistribution(
+            self.log_mean_sq.merge(other.log_mean_sq),
+            self.mean.merge(other.mean),
+            self.std.merge(other.std),
+            self.mean_sq.merge(other.mean_sq),
+        )
+
+    def histogram(self, name: str) -> Histogram:
+        """The histogram of observable `name` (one of OBSERVABLES)."""
+        if name not in OBSERVABLES:
+            raise KeyError(f"no histogram of {name!r}; expected one of {', '.join(OBSERVABLES)}")
+        hist: Histogram = getattr(self, name)
+        return hist
+
+
+@dataclass(frozen=True)
 class LayerRecord:
     """Sufficient statistics of one (layer, quantity) over some trials.
 
     `n_finite` trials had every value (and every observable) finite at this layer; the three
     `Moments` are over exactly those trials. `n_first_nonfinite` trials first became non-finite
-    here; `n_collapsed` trials were finite with every value exactly zero.
+    here; `n_collapsed` trials were finite with every value exactly zero. `dist` is their
+    per-trial distribution, None where it was not recorded (chunks saved before it existed);
+    a merge with None is None, so a distribution is always over all `n_finite` trials.
     """
 
     layer: int
@@ -250,6 +288,7 @@ class LayerRecord:
     mean: Moments
     std: Moments
     mean_sq: Moments
+    dist: TrialDistribution | None = None
 
     def merge(self, other: LayerRecord) -> LayerRecord:
         """Pool two disjoint sets of trials (Chan et al.; associative)."""
@@ -265,6 +304,7 @@ class LayerRecord:
             mean=self.mean.merge(other.mean),
             std=self.std.merge(other.std),
             mean_sq=self.mean_sq.merge(other.mean_sq),
+            dist=None if self.dist is None or other.dist is None else self.dist.merge(other.dist),
         )
 
     @property

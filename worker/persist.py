@@ -23,15 +23,18 @@ from sqlalchemy.orm import Session
 from models import Chunk, ChunkStat, Configuration, StatColumns, Sweep, SweepConfiguration, utcnow
 from worker.contract import (
     OBSERVABLES,
+    QUANTILES,
     QUANTITIES,
     ChunkOutcome,
     ChunkTask,
     LayerRecord,
     SimConfig,
+    TrialDistribution,
 )
 from worker.errors import ChunkNotFoundError
+from worker.histogram import Histogram
 from worker.memory import DEFAULT_BUDGET
-from worker.stats import Moments
+from worker.stats import Moments, Moments4
 
 
 def claim_chunk(
@@ -278,7 +281,71 @@ def record_values(record: LayerRecord) -> dict[str, Any]:
         mean, m2 = (float(moments.mean), float(moments.m2)) if moments.n else (0.0, 0.0)
         values[f"{name}_mean"] = _capped(mean)
         values[f"{name}_m2"] = _capped(m2)
+    values.update(distribution_values(record))
     return values
+
+
+# The per-trial distribution's columns (nullable: NULL where it was not recorded, in rows
+# saved before migration 0003): log(mean_sq)'s Moments4, then each observable's histogram bytes.
+LOG_FIELDS: tuple[str, ...] = tuple(f"log_mean_sq_{p}" for p in ("n", "mean", "m2", "m3", "m4"))
+DIST_FIELDS: tuple[str, ...] = (*LOG_FIELDS, *(f"{name}_hist" for name in OBSERVABLES))
+
+
+def distribution_values(record: LayerRecord) -> dict[str, Any]:
+    """The `DIST_FIELDS` columns of a record (all None without a distribution); refuses a
+    distribution that is not over the record's n_finite trials."""
+    dist = record.dist
+    if dist is None:
+        return dict.fromkeys(DIST_FIELDS)
+    where = f"layer {record.layer} {record.quantity}"
+    log = dist.log_mean_sq
+    if not 0 <= log.n <= record.n_finite:
+        raise ValueError(
+            f"{where}: expected log_mean_sq.n in [0, n_finite={record.n_finite}]. Received: {log.n}"
+        )
+    values: dict[str, Any] = {"log_mean_sq_n": int(log.n)}
+    for part in ("mean", "m2", "m3", "m4"):
+        x = float(getattr(log, part)) if log.n else 0.0
+        if not math.isfinite(x):
+            raise ValueError(f"{where}: expected a finite log_mean_sq.{part}. Received: {x}")
+        values[f"log_mean_sq_{part}"] = x
+    for name in OBSERVABLES:
+        hist = dist.histogram(name)
+        if hist.n != record.n_finite:
+            raise ValueError(
+                f"{where}: expected the {name} histogram to count n_finite={record.n_finite} "
+                f"trials. Received: {hist.n}"
+            )
+        values[f"{name}_hist"] = hist.encode()
+    return values
+
+
+# layer_stats only: the quantiles of each histogram (`QUANTILES`), computed when aggregated.
+QUANTILE_FIELDS: tuple[str, ...] = tuple(
+    f"{name}_{suffix}" for name in OBSERVABLES for suffix, _ in QUANTILES
+)
+
+
+def quantile_values(record: LayerRecord) -> dict[str, float | None]:
+    """The `QUANTILE_FIELDS` of an aggregated record: `Histogram.quantiles` of each observable
+    (None without a distribution, for an empty one, or beyond float64)."""
+    values: dict[str, float | None] = dict.fromkeys(QUANTILE_FIELDS)
+    if record.dist is None:
+        return values
+    for name in OBSERVABLES:
+        found = record.dist.histogram(name).quantiles([p for _, p in QUANTILES])
+        for (suffix, _), x in zip(QUANTILES, found, strict=True):
+            values[f"{name}_{suffix}"] = x if math.isfinite(x) else None
+    return values
+
+
+def distribution_from_values(values: Sequence[Any]) -> TrialDistribution | None:
+    """The TrialDistribution of the `DIST_FIELDS` values, in that order (None: not recorded)."""
+    if values[0] is None:
+        return None
+    n, mean, m2, m3, m4 = values[:5]
+    hists = [Histogram.decode(bytes(blob)) for blob in values[5:8]]
+    return TrialDistribution(Moments4(int(n), mean, m2, m3, m4), *hists)
 
 
 # The statistic columns of a chunk_stats or layer_stats row, in the order `record_from_values`
@@ -291,7 +358,9 @@ STAT_FIELDS: tuple[str, ...] = (
     "n_first_nonfinite",
     "n_collapsed",
     *(f"{name}_{part}" for name in OBSERVABLES for part in ("mean", "m2")),
+    *DIST_FIELDS,
 )
+_N_BASE = 6 + 2 * len(OBSERVABLES)  # STAT_FIELDS before DIST_FIELDS
 
 
 def record_from_values(values: Sequence[Any]) -> LayerRecord:
@@ -311,6 +380,7 @@ def record_from_values(values: Sequence[Any]) -> LayerRecord:
         mean=moments["mean"],
         std=moments["std"],
         mean_sq=moments["mean_sq"],
+        dist=distribution_from_values(values[_N_BASE:]),
     )
 
 
@@ -334,6 +404,7 @@ def record_from_row(row: StatColumns) -> LayerRecord:
         mean=moments["mean"],
         std=moments["std"],
         mean_sq=moments["mean_sq"],
+        dist=distribution_from_values([getattr(row, name) for name in DIST_FIELDS]),
     )
 
 

@@ -6,6 +6,9 @@
     theory_mean, theory_mean_sq, theory_std      E[mean], E[mean_sq], sqrt(E[std^2]); None: none
     z_mean_sq = (mean_sq - theory_mean_sq) / mean_sq_se
     z_mean    = (mean - theory_mean) / mean_se   (where a mean is predicted)
+    theory_log_mean_sq, theory_log_mean_sq_var   exact E and Var of log mean_sq over trials
+                                                 (`theory.exact_log_mean_sq`; None elsewhere)
+    z_log_mean_sq, z_log_mean_sq_var             their z-scores (log_mean_sq_se, _var_se)
 
 and the facts `check` needs to judge a deviation: `theory_exact` (E[mean_sq] of this quantity is
 exact at any width), `finite_width` (the sentence of `theory.finite_width_note`, or None),
@@ -48,6 +51,7 @@ from scheduler.analysis.theory import (
     DTYPE_LIMITS,
     ConfigTheory,
     LayerTheory,
+    exact_log_mean_sq,
     finite_width_note,
     predict,
 )
@@ -93,6 +97,10 @@ THEORY_KEYS = (
     "finite_width",
     "theory_overflow_layer",
     "theory_underflow_layer",
+    "theory_log_mean_sq",
+    "theory_log_mean_sq_var",
+    "z_log_mean_sq",
+    "z_log_mean_sq_var",
 )
 # Each theory column's kind (`scheduler.analysis.records.KINDS`), for typed exports.
 THEORY_KINDS: dict[str, str] = {
@@ -105,6 +113,10 @@ THEORY_KINDS: dict[str, str] = {
     "finite_width": "str",
     "theory_overflow_layer": "float",
     "theory_underflow_layer": "float",
+    "theory_log_mean_sq": "float",
+    "theory_log_mean_sq_var": "float",
+    "z_log_mean_sq": "float",
+    "z_log_mean_sq_var": "float",
 }
 
 
@@ -130,6 +142,15 @@ def _mean_sq_exact(config: SimConfig, theory: ConfigTheory, quantity: str) -> bo
     return name == "linear" or quantity in ("preactivation", "activation")
 
 
+# per configuration: its theory, layers by key, finite-width note, exact log mean_sq laws
+_Cached = tuple[
+    ConfigTheory,
+    dict[tuple[int, str], LayerTheory],
+    str | None,
+    dict[tuple[int, str], tuple[float, float]],
+]
+
+
 def with_theory(
     records: Iterable[Mapping[str, Any]],
     configs: Mapping[str, SimConfig] | None = None,
@@ -142,7 +163,7 @@ def with_theory(
     it carries (`Record.config`); the copies carry it too. `predictor` (default `predict`) is
     called once per configuration, so a test can inject a wrong prediction.
     """
-    cache: dict[str, tuple[ConfigTheory, dict[tuple[int, str], LayerTheory], str | None]] = {}
+    cache: dict[str, _Cached] = {}
     out: list[Record] = []
     for record in records:
         key = str(record["config_hash"])
@@ -156,8 +177,9 @@ def with_theory(
         if key not in cache:
             theory = predictor(config)
             by_key = {(t.layer, t.quantity): t for t in theory.layers}
-            cache[key] = (theory, by_key, finite_width_note(config))
-        theory, by_key, note = cache[key]
+            exact = exact_log_mean_sq(config) or {}
+            cache[key] = (theory, by_key, finite_width_note(config), exact)
+        theory, by_key, note, exact = cache[key]
         row["finite_width"] = note
         row["theory_overflow_layer"] = theory.overflow_layer
         row["theory_underflow_layer"] = theory.underflow_layer
@@ -170,6 +192,14 @@ def with_theory(
             row["theory_std"] = pred.std
             row["z_mean"] = _z(record.get("mean"), pred.mean, record.get("mean_se"))
             row["z_mean_sq"] = _z(record.get("mean_sq"), pred.mean_sq, record.get("mean_sq_se"))
+        log_pred = exact.get((int(record["layer"]), quantity))
+        if log_pred is not None:
+            mean, var = log_pred
+            row["theory_log_mean_sq"], row["theory_log_mean_sq_var"] = mean, var
+            row["z_log_mean_sq"] = _z(record.get("log_mean_sq"), mean, record.get("log_mean_sq_se"))
+            row["z_log_mean_sq_var"] = _z(
+                record.get("log_mean_sq_var"), var, record.get("log_mean_sq_var_se")
+            )
         out.append(row)
     return out
 

@@ -12,6 +12,8 @@ PDF or SVG by the file's extension:
                before each layer, and fraction collapsed to exactly 0, with the predicted layers.
 - `phase`:     a (sigma_w, sigma_b) grid: log10 of the last layer's E[mean_sq(h)] and of the
                gradient ratio E|g^1|^2 / E|g^D|^2, with the critical line chi_1 = 1 of the theory.
+- `quantiles`: per-layer median and 5-95% band of the per-trial mean_sq against its mean
+               (`scheduler.analysis.bands`).
 
 The varying axes are drawn as `scheduler.analysis.figures.encode` decides (colour with a
 colourbar for a numeric axis, line styles for a second, rows of panels for the rest); `color` and
@@ -29,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scheduler.analysis.bands import quantiles_figure
 from scheduler.analysis.figures import ConfigCurves as _Config
 from scheduler.analysis.figures import Record, figure_format, house_style, save_figure
 from scheduler.analysis.figures import configs_of as _configs
@@ -409,6 +412,7 @@ _FIGURES: dict[str, Callable[..., Figure]] = {
     "summary": summary_of,
     "explosion": _explosion_figure,
     "phase": _phase_figure,
+    "quantiles": lambda configs: quantiles_figure(r for c in configs for r in c.by_key.values()),
 }
 KINDS: tuple[str, ...] = tuple(_FIGURES)
 

@@ -3,7 +3,9 @@
 A record holds the configuration's parameters and axis values, the trial counts, and for each
 per-trial unit statistic (`mean`, `std`, `mean_sq`) its average over the finite trials with the
 standard error of that average. `pooled_std` is the std of all values of all finite trials
-pooled: sqrt(E_t[mean_sq] - E_t[mean]^2). Its columns are what `initsweep results` prints (JSON,
+pooled: sqrt(E_t[mean_sq] - E_t[mean]^2). The per-trial distribution (`distribution_row`):
+the mean of log(mean_sq) over trials and its variance, each with its standard error, and the
+5%, 50% and 95% quantiles of each statistic over the finite trials, read from its histogram. Its columns are what `initsweep results` prints (JSON,
 CSV); the `SimConfig` it belongs to rides along as the attribute `Record.config`, outside the
 columns, so analysis reads schemes from the configuration, never from a rendered label.
 Each column has one kind for typed exports (Parquet): `COLUMN_KINDS` for the fixed columns,
@@ -22,13 +24,15 @@ import numpy as np
 import numpy.typing as npt
 
 from scheduler.errors import UserError
-from worker.contract import OBSERVABLES, LayerRecord, SimConfig
-from worker.stats import Moments
+from worker.contract import OBSERVABLES, QUANTILES, LayerRecord, SimConfig, TrialDistribution
+from worker.stats import Moments, Moments4
 
 __all__ = [
     "COLUMN_KINDS",
+    "DIST_KEYS",
     "KINDS",
     "PARAM_KEYS",
+    "QUANTILE_KEYS",
     "RECORD_KEYS",
     "STAT_KEYS",
     "ConfigResults",
@@ -39,6 +43,9 @@ __all__ = [
     "config_columns",
     "config_of",
     "config_params",
+    "distribution_columns",
+    "distribution_row",
+    "distribution_row_of",
     "kind_value",
     "record_columns",
     "record_row",
@@ -47,6 +54,14 @@ __all__ = [
     "result_rows",
 ]
 
+QUANTILE_KEYS = tuple(f"{name}_{suffix}" for name in OBSERVABLES for suffix, _ in QUANTILES)
+DIST_KEYS = (
+    "log_mean_sq",
+    "log_mean_sq_se",
+    "log_mean_sq_var",
+    "log_mean_sq_var_se",
+    *QUANTILE_KEYS,
+)
 STAT_KEYS = (
     "n_trials",
     "n_finite",
@@ -59,6 +74,7 @@ STAT_KEYS = (
     "mean_sq",
     "mean_sq_se",
     "pooled_std",
+    *DIST_KEYS,
 )
 PARAM_KEYS = (
     "init",
@@ -180,6 +196,63 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
         "mean_sq": msq,
         "mean_sq_se": msq_se,
         "pooled_std": pooled,
+        **distribution_row(record.dist),
+    }
+
+
+def distribution_row(dist: TrialDistribution | None) -> dict[str, float | None]:
+    """The `DIST_KEYS` columns of a per-trial distribution (all None when not recorded).
+
+    log_mean_sq is the mean over trials of log(mean_sq) (natural log; trials whose mean_sq is
+    0 left out), log_mean_sq_var its sample variance (ddof=1), each with its standard error
+    (`Moments4.sem`, `variance_se`); `{statistic}_{q05,median,q95}` are `Histogram.quantile`.
+    """
+    if dist is None:
+        return dict.fromkeys(DIST_KEYS)
+    row = distribution_row_of(dist.log_mean_sq)
+    ps = [p for _, p in QUANTILES]
+    for name in OBSERVABLES:
+        values = dist.histogram(name).quantiles(ps)
+        for (suffix, _), value in zip(QUANTILES, values, strict=True):
+            row[f"{name}_{suffix}"] = _json_float(value)
+    return row
+
+
+def distribution_columns(
+    log: Sequence[npt.NDArray[np.float64]], quantiles: Mapping[str, npt.NDArray[np.float64]]
+) -> dict[str, Column]:
+    """`distribution_row`'s columns for many records at once, bit for bit: from each record's
+    log(mean_sq) (n, mean, m2, m3, m4) and the quantile columns stored with aggregated records
+    (`worker.persist.QUANTILE_FIELDS`), float arrays with NaN where the value is None (a
+    stored value is never NaN): n NaN for a record without a distribution."""
+    nf, mean, m2, _, m4 = (np.asarray(c, dtype=np.float64) for c in log)
+    has = ~np.isnan(nf)
+    out: dict[str, Column] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Moments4.variance, sem and variance_se, operation for operation
+        s2 = m2 / (nf - 1.0)
+        sem = np.sqrt(s2 / nf)
+        spread = m4 / (nf * nf) - s2 * s2 * (nf - 3.0) / (nf * (nf - 1.0))
+        var_se = np.sqrt(np.where(spread < 0.0, 0.0, spread))
+        out["log_mean_sq"] = (mean, has & (nf > 0) & np.isfinite(mean))
+        out["log_mean_sq_se"] = (sem, has & (nf > 1) & np.isfinite(sem))
+        out["log_mean_sq_var"] = (s2, has & (nf > 1) & np.isfinite(s2))
+        out["log_mean_sq_var_se"] = (var_se, has & (nf > 3) & np.isfinite(var_se))
+    for key in QUANTILE_KEYS:
+        values = np.asarray(quantiles[key], dtype=np.float64)
+        out[key] = (values, ~np.isnan(values))
+    return out
+
+
+def distribution_row_of(log: Moments4 | None) -> dict[str, float | None]:
+    """The log(mean_sq) columns of `distribution_row` (all None without a distribution)."""
+    if log is None:
+        return dict.fromkeys(DIST_KEYS[:4])
+    return {
+        "log_mean_sq": _json_float(log.mean) if log.n else None,
+        "log_mean_sq_se": _json_float(log.sem),
+        "log_mean_sq_var": _json_float(log.variance),
+        "log_mean_sq_var_se": _json_float(log.variance_se),
     }
 
 

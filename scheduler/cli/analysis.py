@@ -45,7 +45,8 @@ def check(
         raise click.exceptions.Exit(1)
 
 
-PLOT_KINDS = ("layers", "summary", "explosion", "phase")  # scheduler.analysis.plots.KINDS
+# scheduler.analysis.plots.KINDS (the CLI does not import matplotlib to list them)
+PLOT_KINDS = ("layers", "summary", "explosion", "phase", "quantiles")
 PLOT_STATS = ("std", "mean_sq", "mean")  # scheduler.analysis.figures.STATS
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # scheduler.analysis.figures.FIGURE_FORMATS
 
@@ -72,7 +73,8 @@ def _figure_file(ctx: click.Context, param: click.Parameter, value: Path | None)
     default="layers",
     show_default=True,
     help="layers: a statistic against the layer; summary: a statistic at one layer against "
-    "an axis; explosion: overflow/collapse by layer; phase: (sigma_w, sigma_b) map.",
+    "an axis; explosion: overflow/collapse by layer; phase: (sigma_w, sigma_b) map; quantiles: "
+    "per-trial median and 5-95% band of mean_sq against its mean.",
 )
 @click.option(
     "-o",

@@ -16,10 +16,12 @@ from worker.contract import (
     LayerRecord,
     Provenance,
     SimConfig,
+    TrialDistribution,
     canonical_scheme,
 )
+from worker.histogram import Histogram, keys
 from worker.seeding import config_seed_key
-from worker.stats import Moments
+from worker.stats import Moments, Moments4
 
 
 def sim_config(
@@ -89,7 +91,9 @@ def layer_records(task: ChunkTask, salt: int = 0) -> tuple[LayerRecord, ...]:
     """Plausible records of a chunk: per-trial observables, some trials overflowing at depth.
 
     Trial t first becomes non-finite at a random layer (or never); it is finite at layers
-    before that. Moments are two-pass over the finite trials, as the core computes them.
+    before that. Moments are two-pass over the finite trials, as the core computes them; the
+    distribution's histograms count the finite trials' mean, |std| and mean_sq = std^2 (some 0)
+    and its log moments those whose mean_sq is not 0.
     """
     rng = np.random.default_rng([task.seed_key, task.chunk_index, salt])
     n, depth = task.n_trials, task.config.depth
@@ -102,6 +106,14 @@ def layer_records(task: ChunkTask, salt: int = 0) -> tuple[LayerRecord, ...]:
         for q in quantities:
             values = rng.normal(loc=layer, scale=1.0 + layer, size=(n, 3)) * np.pi
             moments = [Moments.of(values[finite, j]) for j in range(3)]
+            ms = np.where(collapsed, 0.0, values[:, 1] ** 2)[finite]
+            dtype = task.config.dtype
+            dist = TrialDistribution(
+                Moments4.of(np.log(ms[ms > 0.0])),
+                Histogram.of_keys(keys(values[finite, 0], dtype)),
+                Histogram.of_keys(keys(np.abs(values[finite, 1]), dtype)),
+                Histogram.of_keys(keys(ms, dtype)),
+            )
             records.append(
                 LayerRecord(
                     layer=layer,
@@ -113,6 +125,7 @@ def layer_records(task: ChunkTask, salt: int = 0) -> tuple[LayerRecord, ...]:
                     mean=moments[0],
                     std=moments[1],
                     mean_sq=moments[2],
+                    dist=dist,
                 )
             )
     return tuple(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,16 @@ from models.db import (
     ensure_schema,
     head_revision,
     make_engine,
+    make_session_factory,
+    session_scope,
     upgrade,
 )
 from models.errors import SchemaError
+from scheduler.store import chunk_ids, create_sweep
+from tests.db.builders import grid, outcome_for, sweep_plan
 from worker import contract
+from worker.aggregate import aggregate_config, chunk_records, config_records
+from worker.persist import chunk_configuration_id, load_task, save_outcome
 
 pytestmark = pytest.mark.db
 
@@ -124,3 +131,64 @@ def test_alembic_cli_from_another_directory(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert _tables(url) == TABLES
     assert _diffs(url) == []
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {c["name"] for c in sa.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+DIST_COLUMNS = {
+    "log_mean_sq_n",
+    "log_mean_sq_mean",
+    "log_mean_sq_m2",
+    "log_mean_sq_m3",
+    "log_mean_sq_m4",
+    "mean_hist",
+    "std_hist",
+    "mean_sq_hist",
+}
+
+
+def test_0003_keeps_saved_statistics_and_marks_them_without_distribution(empty_url: str) -> None:
+    """Rows saved before 0003 come back with no distribution; a configuration merging one of
+    them has none either (never a distribution of part of its trials); down to 0002 and up
+    again keeps every other statistic."""
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    factory = make_session_factory(engine)
+    try:
+        with session_scope(factory) as session:
+            sweep = create_sweep(
+                session=session, plan=sweep_plan(grid([4], trials=20, chunk_trials=10))
+            )
+            first, second = chunk_ids(session=session, sweep_id=sweep)
+            outcome = outcome_for(load_task(session=session, chunk_id=first))
+            assert save_outcome(session=session, chunk_id=first, outcome=outcome, worker="w")
+        with session_scope(factory) as session:
+            saved = chunk_records(session=session, chunk_id=first)
+        assert saved == list(outcome.records) and all(r.dist is not None for r in saved)
+
+        downgrade(empty_url, "0002")
+        for table in ("chunk_stats", "layer_stats"):
+            assert not DIST_COLUMNS & _columns(empty_url, table)
+        upgrade(empty_url)
+        assert _columns(empty_url, "chunk_stats") >= DIST_COLUMNS
+        with session_scope(factory) as session:
+            old = chunk_records(session=session, chunk_id=first)
+        assert old == [replace(r, dist=None) for r in saved]
+
+        with session_scope(factory) as session:
+            task = load_task(session=session, chunk_id=second)
+            save_outcome(session=session, chunk_id=second, outcome=outcome_for(task), worker="w")
+            config_id = chunk_configuration_id(session=session, chunk_id=second)
+            assert aggregate_config(session=session, configuration_id=config_id)
+        with session_scope(factory) as session:
+            merged = config_records(session=session, configuration_id=config_id)
+        assert merged and all(r.dist is None for r in merged)
+        assert [r.n_trials for r in merged] == [20] * len(merged)
+    finally:
+        engine.dispose()

@@ -44,7 +44,7 @@ fixed:
   width: 8
   sampler: dense
 """
-KINDS = ("layers", "explosion", "phase")
+KINDS = ("layers", "explosion", "phase", "quantiles")
 _PROBE = """<script>
 window.addEventListener("load", function () {
   var out = [];

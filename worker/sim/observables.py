@@ -18,7 +18,10 @@ float16 and bfloat16 value, every ordinary float64 one) the sums are the unscale
 Over the trials of a sub-batch (numpy, float64): `n_finite`, `n_collapsed`, `n_first_nonfinite`
 (trials whose first non-finite layer, in propagation order, is this one: increasing l for
 preactivation/activation, decreasing l for gradient, which flows from layer depth down to 1)
-and `worker.stats.Moments` of each observable over the finite trials.
+and `worker.stats.Moments` of each observable over the finite trials; and their per-trial
+distribution (`trial_distributions`): `Moments4` of log(mean_sq) (`log_mean_sq`, exact beyond
+float64's range through the root mean square) and a `worker.histogram.Histogram` of each
+observable, whose bins do not depend on the sub-batch (integer counts, merged exactly).
 
 `SubBatch` is what the dense and the conditional sampler both start from for T trials: dtypes,
 the activation, N(0, 1) draws on any stream, and the input x and readout r (on the same streams
@@ -34,10 +37,11 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from worker.contract import LayerRecord, SimConfig
+from worker import histogram
+from worker.contract import LayerRecord, SimConfig, TrialDistribution
 from worker.sim import rng
 from worker.sim.activations import Activation, activation
-from worker.stats import moments_columns
+from worker.stats import moments4_columns, moments_columns
 
 
 @dataclass(frozen=True)
@@ -214,8 +218,56 @@ def first_nonfinite_counts(
     return counts[::-1] if reverse else counts
 
 
-def quantity_records(quantity: str, trials: QuantityTrials, *, reverse: bool) -> list[LayerRecord]:
-    """LayerRecords of one quantity for every layer of `trials` (one sub-batch)."""
+def log_mean_sq(trials: QuantityTrials) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per trial and layer: log(mean_sq) and the histogram bin k of mean_sq, arrays (T, L).
+
+    Where 0 < mean_sq < inf: log(mean_sq) and `histogram.bin_index(mean_sq)`. Where mean_sq is
+    beyond float64 (+inf, or 0 below its normal range) but the trial is finite and not all 0,
+    from the root mean square rms = hypot(mean, std) (mean_sq = mean^2 + std^2 with ddof 0;
+    both are bounded by max|v| and representable): 2 log(rms) and the bin of rms^2,
+    `bin_index(rms, 2 R)`. -inf (and bin 0) where rms is 0 too; entries of non-finite trials
+    are meaningless (masked by the callers). Elementwise, so a trial's values do not depend
+    on the sub-batch it is in.
+    """
+    ms = trials.mean_sq
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ordinary = (ms > 0.0) & np.isfinite(ms)
+        rms = np.hypot(trials.mean, trials.std)
+        rooted = ~ordinary & (rms > 0.0) & np.isfinite(rms)
+        log = np.full(ms.shape, -np.inf)
+        log[ordinary] = np.log(ms[ordinary])
+        log[rooted] = 2.0 * np.log(rms[rooted])
+    k = np.zeros(ms.shape, dtype=np.int64)
+    k[ordinary] = histogram.bin_index(ms[ordinary])
+    k[rooted] = histogram.bin_index(rms[rooted], 2 * histogram.BINS_PER_OCTAVE)
+    return log, k
+
+
+def trial_distributions(trials: QuantityTrials, dtype: str) -> list[TrialDistribution]:
+    """The `TrialDistribution` of each layer of `trials` over its finite trials (one sub-batch):
+    moments of log(mean_sq) where it is > -inf, histograms of mean, std and mean_sq."""
+    finite = trials.finite
+    log, k = log_mean_sq(trials)
+    logs = moments4_columns(log, finite & np.isfinite(log))
+    ms_keys = histogram.keys_from_index(k, np.where(np.isfinite(log), 1.0, 0.0), dtype)
+    hists = {
+        name: histogram.histogram_columns(
+            histogram.keys(np.where(finite, values, 0.0), dtype), finite
+        )
+        for name, values in (("mean", trials.mean), ("std", trials.std))
+    }
+    hists["mean_sq"] = histogram.histogram_columns(ms_keys, finite)
+    return [
+        TrialDistribution(logs[j], hists["mean"][j], hists["std"][j], hists["mean_sq"][j])
+        for j in range(finite.shape[1])
+    ]
+
+
+def quantity_records(
+    quantity: str, trials: QuantityTrials, *, reverse: bool, dtype: str
+) -> list[LayerRecord]:
+    """LayerRecords of one quantity for every layer of `trials` (one sub-batch) of a
+    configuration computed in `dtype` (the span of its histograms: `worker.histogram`)."""
     finite = trials.finite
     n_trials = finite.shape[0]
     first = first_nonfinite_counts(finite, reverse=reverse)
@@ -224,6 +276,7 @@ def quantity_records(quantity: str, trials: QuantityTrials, *, reverse: bool) ->
     moms = {
         name: moments_columns(getattr(trials, name), finite) for name in ("mean", "std", "mean_sq")
     }
+    dists = trial_distributions(trials, dtype)
     return [
         LayerRecord(
             layer=trials.first_layer + j,
@@ -235,6 +288,7 @@ def quantity_records(quantity: str, trials: QuantityTrials, *, reverse: bool) ->
             mean=moms["mean"][j],
             std=moms["std"][j],
             mean_sq=moms["mean_sq"][j],
+            dist=dists[j],
         )
         for j in range(finite.shape[1])
     ]

@@ -53,17 +53,25 @@ def validate(config: SimConfig) -> None:
             raise ValueError(f"{name}: expected a positive integer. Received: {value}")
 
 
-def sub_batch_records(act: np.ndarray, pre: np.ndarray, grad: np.ndarray) -> list[LayerRecord]:
+def sub_batch_records(
+    act: np.ndarray, pre: np.ndarray, grad: np.ndarray, *, dtype: str
+) -> list[LayerRecord]:
     """Records of one sub-batch from the (T, L, 4) observables of the compiled graph."""
-    records = quantity_records("activation", QuantityTrials.from_array(0, act), reverse=False)
-    records += quantity_records("preactivation", QuantityTrials.from_array(1, pre), reverse=False)
-    records += quantity_records("gradient", QuantityTrials.from_array(1, grad), reverse=True)
-    return records
+    trials = (
+        ("activation", QuantityTrials.from_array(0, act), False),
+        ("preactivation", QuantityTrials.from_array(1, pre), False),
+        ("gradient", QuantityTrials.from_array(1, grad), True),
+    )
+    return [
+        record
+        for quantity, values, reverse in trials
+        for record in quantity_records(quantity, values, reverse=reverse, dtype=dtype)
+    ]
 
 
 def _empty_records(config: SimConfig) -> list[LayerRecord]:
     empty = np.zeros((0, config.depth, 4))
-    return sub_batch_records(np.zeros((0, config.depth + 1, 4)), empty, empty)
+    return sub_batch_records(np.zeros((0, config.depth + 1, 4)), empty, empty, dtype=config.dtype)
 
 
 def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOutcome:
@@ -100,7 +108,7 @@ def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOut
         for t0 in range(task.trial_start, end, size):
             n = min(size, end - t0)
             act, pre, grad = fn(key, tf.constant(t0, tf.uint64), tf.constant(n, tf.int32))
-            batch = sub_batch_records(act.numpy(), pre.numpy(), grad.numpy())
+            batch = sub_batch_records(act.numpy(), pre.numpy(), grad.numpy(), dtype=config.dtype)
             merged = merge_records([merged, batch] if merged else [batch])
 
     records = tuple(merged)

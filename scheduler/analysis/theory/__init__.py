@@ -5,14 +5,19 @@ scales; it rests on four layers below it, each importing only those above it in 
 
 - `weights`:      mean and variance of one kernel entry (theory's own derivation of the init law)
 - `gaussian`:     phi, phi', phi''; Gaussian expectations by closed forms and quadrature
-- `finite_width`: the log-normal walk of the row norm; spread of mean_sq; the finite-width note
+- `finite_width`: the log-normal walk of the row norm; spread of mean_sq; the finite-width note;
+                  the exact law of log mean_sq (linear, relu; Gaussian weights, no bias)
 - `precision`:    dtype limits; expected overflow and underflow layers
 - `meanfield`:    q- and c-maps, fixed points, chi_1, depth scales, phase, `predict`
 """
 
 from __future__ import annotations
 
-from scheduler.analysis.theory.finite_width import finite_width_note, mean_sq_dispersion
+from scheduler.analysis.theory.finite_width import (
+    exact_log_mean_sq,
+    finite_width_note,
+    mean_sq_dispersion,
+)
 from scheduler.analysis.theory.gaussian import (
     ActivationMoments,
     activation_moments,
@@ -39,6 +44,7 @@ __all__ = [
     "activation_moments",
     "bivariate_expectation",
     "critical_sigma_w",
+    "exact_log_mean_sq",
     "finite_width_note",
     "mean_sq_dispersion",
     "overflow_layer",

@@ -8,6 +8,30 @@ with variance kappa / n, kappa = E[phi^4] / E[phi^2]^2 - 1 (2 for linear, 5 for 
 exactly E log(chi^2_n / n) = digamma(n/2) + log(2/n) and Var = trigamma(n/2)). `norm_walk` is
 that walk (the overflow and underflow layers of `precision` use it); `mean_sq_dispersion` and
 `finite_width_note` say how far a configuration is from the mean-field limit.
+
+`exact_log_mean_sq` is the exact law where it exists: i.i.d. centred Gaussian weights (entry
+variance v_l), no bias, batch 1, linear or relu. Given h^{l-1}, the z^l_j are i.i.d.
+N(0, v_l |h^{l-1}|^2), so with x ~ N(0, I_{n_0}) and n_l the width of layer l
+
+    |h^0|^2 = |x|^2 ~ chi^2_{n_0}
+    |z^l|^2 = v_l |h^{l-1}|^2 C_l,   C_l ~ chi^2_{n_l}
+    |h^l|^2 = v_l |h^{l-1}|^2 D_l,   D_l = C_l (linear);  D_l ~ chi^2_{K_l}, K_l ~ Bin(n_l, 1/2) (relu)
+
+(relu keeps the K_l positive coordinates, whose squares are chi^2_1 given their sign), each
+factor independent of the layers below it, so log mean_sq = log |.|^2 - log n_l is a sum of
+independent terms (Hanin & Nica 2019, "Products of many large random matrices and gradients in
+deep neural networks", sec. 2; Hanin 2018, "Which neural net architectures give rise to
+exploding and vanishing gradients?"). With E log chi^2_k = psi(k/2) + log 2 and
+Var log chi^2_k = psi'(k/2) (digamma, trigamma), the relu factor's moments are the mixtures
+over k ~ Bin(n, 1/2) conditioned on k >= 1 (a trial with K_l = 0 is all zeros from layer l on:
+its log is -inf and it is left out of the measured moments, exactly that conditioning):
+
+    E log D   = sum_k p_k (psi(k/2) + log 2) / (1 - 2^-n)
+    Var log D = sum_k p_k (psi'(k/2) + (psi(k/2) + log 2)^2) / (1 - 2^-n) - (E log D)^2
+
+For linear networks the gradient is exact too: g^D = r ~ N(0, I_{n_D}) independent of the
+weights, g^{l-1} = g^l W^{l T}, so |g^l|^2 = |r|^2 prod_{i=l+1}^{D} v_i chi^2_{n_{i-1}} (the
+relu gradient's mask is not independent of W^{l+1}: no exact law is claimed there).
 """
 
 from __future__ import annotations
@@ -21,8 +45,83 @@ from scipy import special
 from scheduler.analysis.theory.gaussian import FloatArray, activation_fns, moments_at_log_q
 from scheduler.analysis.theory.weights import is_centred, weight_moments
 from worker.contract import SimConfig
+from worker.schemes import is_iid_gaussian
 
-__all__ = ["finite_width_note", "mean_sq_dispersion", "norm_walk"]
+__all__ = [
+    "exact_log_mean_sq",
+    "finite_width_note",
+    "log_chi2_moments",
+    "mean_sq_dispersion",
+    "norm_walk",
+]
+
+LogMoments = tuple[float, float]  # (E[log X], Var[log X])
+
+
+def log_chi2_moments(k: int) -> LogMoments:
+    """(E, Var) of log chi^2_k: (psi(k/2) + log 2, psi'(k/2))."""
+    half = k / 2.0
+    return float(special.digamma(half)) + math.log(2.0), float(special.polygamma(1, half))
+
+
+@lru_cache(maxsize=64)
+def log_relu_chi2_moments(n: int) -> LogMoments:
+    """(E, Var) of log chi^2_K, K ~ Bin(n, 1/2) conditioned on K >= 1 (module docstring)."""
+    from scipy import stats
+
+    k = np.arange(1, n + 1)
+    sd = math.sqrt(n) / 2.0
+    keep = np.abs(k - n / 2.0) <= 40.0 * sd + 2.0  # pmf < 1e-300 outside
+    k = k[keep]
+    p = stats.binom.pmf(k, n, 0.5)
+    p = p / p.sum()  # conditioned on K >= 1 (and the negligible far tails)
+    mean_k = special.digamma(k / 2.0) + math.log(2.0)
+    mean = float(np.dot(p, mean_k))
+    var = float(np.dot(p, special.polygamma(1, k / 2.0) + (mean_k - mean) ** 2))
+    return mean, var
+
+
+def _exact_applies(config: SimConfig) -> bool:
+    return (
+        config.activation.name in ("linear", "relu")
+        and config.bias_std == 0.0
+        and config.batch == 1
+        and is_iid_gaussian(config.init)
+        and is_centred(config)
+    )
+
+
+@lru_cache(maxsize=256)
+def exact_log_mean_sq(config: SimConfig) -> dict[tuple[int, str], LogMoments] | None:
+    """(E, Var) of log mean_sq per (layer, quantity), exact at any width and depth.
+
+    For i.i.d. centred Gaussian weights, no bias, batch 1, linear or relu (module docstring):
+    activation at layers 0..depth and preactivation at 1..depth; gradient at 1..depth for
+    linear. None where the law is not a product of independent chi-square factors.
+    """
+    if not _exact_applies(config):
+        return None
+    relu = config.activation.name == "relu"
+    n0, n, depth = config.input_dim, config.width, config.depth
+    out: dict[tuple[int, str], LogMoments] = {}
+    mu, var = log_chi2_moments(n0)  # log |h^0|^2
+    out[(0, "activation")] = (mu - math.log(n0), var)
+    c_mu, c_var = log_chi2_moments(n)
+    d_mu, d_var = log_relu_chi2_moments(n) if relu else (c_mu, c_var)
+    for layer in range(1, depth + 1):
+        log_v = math.log(weight_moments(config.init, *config.fans(layer))[1])
+        out[(layer, "preactivation")] = (mu + log_v + c_mu - math.log(n), var + c_var)
+        mu, var = mu + log_v + d_mu, var + d_var
+        out[(layer, "activation")] = (mu - math.log(n), var)
+    if not relu:
+        g_mu, g_var = c_mu, c_var  # log |g^depth|^2 = log |r|^2, r ~ N(0, I_n)
+        out[(depth, "gradient")] = (g_mu - math.log(n), g_var)
+        for layer in range(depth - 1, 0, -1):
+            log_v = math.log(weight_moments(config.init, *config.fans(layer + 1))[1])
+            k_mu, k_var = log_chi2_moments(config.fans(layer + 1)[0])
+            g_mu, g_var = g_mu + log_v + k_mu, g_var + k_var
+            out[(layer, "gradient")] = (g_mu - math.log(n), g_var)
+    return out
 
 
 @lru_cache(maxsize=256)
