@@ -220,17 +220,18 @@ class Sweep:
             theory=theory,
         )
 
-    def figure(self, kind: str = "layers") -> Figure:
-        """The figure `kind` (`scheduler.analysis.plots.KINDS`) as a matplotlib Figure."""
+    def figure(self, kind: str = "layers", **options: Any) -> Figure:
+        """The figure `kind` (`scheduler.analysis.plots.KINDS`) as a matplotlib Figure;
+        `options` as `initsweep plot` takes them (stat, quantity, layer, x, color, style)."""
         from scheduler.analysis.plots import figure
 
-        return figure(kind, self._theory_records())
+        return figure(kind, self._theory_records(), **options)
 
-    def plot(self, kind: str, path: str | Path) -> Path:
+    def plot(self, kind: str, path: str | Path, **options: Any) -> Path:
         """Write the figure `kind` to `path` (PNG, PDF or SVG by its extension)."""
         from scheduler.analysis.plots import plot
 
-        return plot(kind, self._theory_records(), path)
+        return plot(kind, self._theory_records(), path, **options)
 
     def check(self, *, threshold: float = 4.0, strict: bool = False) -> CheckReport:
         """Compare with mean-field theory as `initsweep check` does (`.passed`, `.verdict`)."""

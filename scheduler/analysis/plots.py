@@ -1,100 +1,72 @@
-"""Figures of a sweep's records (matplotlib, Agg, object API; imported on first use).
+"""Figures of a sweep's records (matplotlib, object API, no pyplot; imported on first use).
 
 Each kind takes the records of `scheduler.query.theory_records` (plain `result_records` plot
-without the theory overlays) and writes one PNG:
+without the theory overlays) and returns a matplotlib `Figure`; `save_figure` writes one as PNG,
+PDF or SVG by the file's extension:
 
-- `layers`:    per-layer std over units (mean over trials, log scale) of activations and
-               gradients, ±2 SE bands, the theory sqrt(E[std^2]) dashed; one row per activation.
+- `layers`:    a statistic (`std`, `mean_sq`, `mean`) of each quantity against the layer, every
+               configuration, ±2 SE bands, theory black dashed (`scheduler.analysis.layers_plot`).
+- `summary`:   a statistic at one layer (the last by default) against a numeric axis (width,
+               depth, sigma_w, ...), ±2 SE bars and theory (`scheduler.analysis.summary_plot`).
 - `explosion`: configurations x layers: fraction of trials whose forward pass was non-finite at or
                before each layer, and fraction collapsed to exactly 0, with the predicted layers.
 - `phase`:     a (sigma_w, sigma_b) grid: log10 of the last layer's E[mean_sq(h)] and of the
                gradient ratio E|g^1|^2 / E|g^D|^2, with the critical line chi_1 = 1 of the theory.
 - `quantiles`: per-layer median and 5-95% band of the per-trial mean_sq against its mean
                (`scheduler.analysis.bands`).
+
+The varying axes are drawn as `scheduler.analysis.figures.encode` decides (colour with a
+colourbar for a numeric axis, line styles for a second, rows of panels for the rest); `color` and
+`style` choose them. A kind is one entry of `_FIGURES`: a function of the configurations
+(`figures.ConfigCurves`) and of the keyword options it takes.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scheduler.analysis.bands import quantiles_figure
-from scheduler.analysis.compare import THEORY_KEYS
-from scheduler.analysis.records import STAT_KEYS, config_of
-from scheduler.analysis.theory import DTYPE_LIMITS, critical_sigma_w
+from scheduler.analysis.figures import ConfigCurves as _Config
+from scheduler.analysis.figures import Record, figure_format, house_style, save_figure
+from scheduler.analysis.figures import configs_of as _configs
+from scheduler.analysis.figures import fmt_value as _fmt
+from scheduler.analysis.figures import new_figure as _new_figure
+from scheduler.analysis.figures import positive as _positive
+from scheduler.analysis.figures import varying as _varying
+from scheduler.analysis.layers_plot import layers_of
+from scheduler.analysis.summary_plot import summary_of
+from scheduler.analysis.theory import critical_sigma_w
 from scheduler.errors import UserError
-from scheduler.formatting import number
 from worker.contract import Scheme
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["KINDS", "plot", "plot_explosion", "plot_layers", "plot_phase", "plot_png"]
+__all__ = [
+    "KINDS",
+    "explosion_figure",
+    "figure",
+    "figure_format",
+    "layers_figure",
+    "options_of",
+    "phase_figure",
+    "plot",
+    "plot_explosion",
+    "plot_layers",
+    "plot_phase",
+    "plot_png",
+    "save_figure",
+    "summary_figure",
+]
 
-Record = Mapping[str, Any]
-
-# Columns of a record that are not its configuration's parameters or axis values.
-_STAT_KEYS = frozenset(
-    {"sweep_id", "config_hash", "layer", "quantity", "input_dim", "sampler"}
-    | {*STAT_KEYS, *THEORY_KEYS}
-)
-_MAX_LINES = 10  # lines per panel before a row facet (or a colormap) takes over
-_DPI = 110
-
-
-class _Config:
-    """The records of one configuration, by (layer, quantity)."""
-
-    def __init__(self, head: Record) -> None:
-        self.hash = str(head["config_hash"])
-        self.config = config_of(head)
-        self.params = {k: v for k, v in head.items() if k not in _STAT_KEYS}
-        # sigma_w / sigma_b axes are sugar for init / bias: label by the axis the user wrote
-        if "sigma_w" in self.params:
-            self.params.pop("init", None)
-        if "sigma_b" in self.params:
-            self.params.pop("bias_std", None)
-        self.depth = int(head["depth"])
-        self.by_key: dict[tuple[int, str], Record] = {}
-        self.overflow: float | None = head.get("theory_overflow_layer")
-        self.underflow: float | None = head.get("theory_underflow_layer")
-
-    def get(self, layer: int, quantity: str) -> Record | None:
-        return self.by_key.get((layer, quantity))
-
-    def series(self, quantity: str) -> list[Record]:
-        return sorted(
-            (r for (_, q), r in self.by_key.items() if q == quantity), key=lambda r: r["layer"]
-        )
-
-
-def _configs(records: Iterable[Record]) -> list[_Config]:
-    out: dict[str, _Config] = {}
-    for r in records:
-        c = out.get(str(r["config_hash"]))
-        if c is None:
-            c = out[str(r["config_hash"])] = _Config(r)
-        c.by_key[(int(r["layer"]), str(r["quantity"]))] = r
-    if not out:
-        raise UserError("plot: the sweep has no results yet (no chunk has finished)")
-    return list(out.values())
-
-
-def _varying(configs: Sequence[_Config]) -> list[str]:
-    """Parameter keys whose value differs between configurations (first-seen order)."""
-    keys: dict[str, None] = {}
-    for c in configs:
-        keys.update(dict.fromkeys(c.params))
-    return [k for k in keys if len({repr(c.params.get(k)) for c in configs}) > 1]
-
-
-def _fmt(value: Any) -> str:
-    return number(value, 6)
+_REPORT_DPI = 110  # PNGs embedded in the HTML report
 
 
 def _shorten(text: str, n: int = 56) -> str:
@@ -102,7 +74,7 @@ def _shorten(text: str, n: int = 56) -> str:
 
 
 def _legend(c: _Config, keys: Sequence[str]) -> str:
-    """What tells `c` apart from the other lines: the values of the varying `keys`."""
+    """What tells `c` apart from the other rows: the values of the varying `keys`."""
     if "label" in keys and c.params.get("label"):
         return _shorten(str(c.params["label"]))
     parts = [
@@ -113,192 +85,58 @@ def _legend(c: _Config, keys: Sequence[str]) -> str:
     return _shorten(" · ".join(parts) or c.hash[:8])
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-
-
-def _positive(x: Any) -> float:
-    return float(x) if x is not None and float(x) > 0.0 and math.isfinite(float(x)) else math.nan
-
-
 # --------------------------------------------------------------------------------- layers
 
 
-def _theory_std(r: Record) -> float:
-    std = r.get("theory_std")
-    if std is None and r.get("theory_mean_sq") is not None:
-        std = math.sqrt(max(0.0, float(r["theory_mean_sq"])))
-    return _positive(std)
+def layers_figure(
+    records: Iterable[Record],
+    *,
+    stat: str = "std",
+    quantity: str | Sequence[str] | None = None,
+    color: str | None = None,
+    style: str | None = None,
+) -> Figure:
+    """Per-layer `stat` (std, mean_sq or mean over units, averaged over trials) of `quantity`
+    (default: activations and gradients, one column each) for every configuration, ±2 SE bands,
+    mean-field theory black dashed; `color` / `style` name the axes drawn by colour / line style."""
+    return layers_of(_configs(records), stat=stat, quantity=quantity, color=color, style=style)
 
 
-def _draw_layers(ax: Axes, c: _Config, quantity: str, color: Any, label: str) -> bool:
-    """One configuration's curve, band and theory on `ax`; False when there is nothing to draw."""
-    series = [r for r in c.series(quantity) if int(r["n_finite"]) >= 1 and r["std"] is not None]
-    if not series:
-        return False
-    xs = [int(r["layer"]) for r in series]
-    ys = [_positive(r["std"]) for r in series]
-    se = [float(r["std_se"] or 0.0) for r in series]
-    censored = [
-        int(r["n_finite"]) < int(r["n_trials"]) or int(r["n_collapsed"]) > 0 for r in series
-    ]
-    clean_y = [y if not cens else math.nan for y, cens in zip(ys, censored, strict=True)]
-    marker = "o" if len(xs) <= 5 else None  # a 1-layer network is two points
-    ax.plot(xs, clean_y, color=color, lw=1.6, label=label, marker=marker, ms=4)
-    if any(censored):
-        # censored layers (some trials non-finite or collapsed): the average of the rest, faint
-        first = next(i for i, cens in enumerate(censored) if cens)
-        start = max(0, first - 1)
-        ax.plot(xs[start:], ys[start:], color=color, lw=1.0, ls=":", marker=marker, ms=3)
-    lo = [max(y - 2 * s, y * 1e-3) for y, s in zip(ys, se, strict=True)]
-    hi = [y + 2 * s for y, s in zip(ys, se, strict=True)]
-    ax.fill_between(xs, lo, hi, color=color, alpha=0.22, lw=0)
-    theory = [(int(r["layer"]), _theory_std(r)) for r in c.series(quantity)]
-    if any(math.isfinite(t) for _, t in theory):
-        tx, ty = [x for x, _ in theory], [t for _, t in theory]
-        # black, on top: where Monte Carlo and theory agree the dashes still show
-        ax.plot(tx, ty, color="k", lw=0.9, ls=(0, (3, 2)), alpha=0.8, zorder=3)
-        if marker:
-            ax.plot(tx, ty, color=color, ls="none", marker="x", ms=6, zorder=3)
-    return True
+def plot_layers(records: Iterable[Record], path: str | Path, **options: Any) -> Path:
+    """`layers_figure` written to `path` (PNG, PDF or SVG by its extension)."""
+    return save_figure(layers_figure(records, **options), path)
 
 
-def _dtype_limit(ax: Axes, dtypes: set[str]) -> None:
-    """A dotted line at the largest finite value of the configurations' dtype, when in view."""
-    top = ax.get_ylim()[1]
-    for dtype in sorted(dtypes):
-        big = DTYPE_LIMITS.get(dtype, (math.inf,))[0]
-        if big < top:
-            ax.axhline(big, color="0.45", lw=0.9, ls="-.", zorder=0)
-            ax.annotate(
-                f"{dtype} max",
-                (0.01, big),
-                xycoords=("axes fraction", "data"),
-                fontsize=7,
-                color="0.35",
-                va="bottom",
-            )
-
-
-def _facets(configs: list[_Config], varying: list[str]) -> tuple[str | None, list[list[_Config]]]:
-    """Configurations split into rows: by activation when it varies, else (when there are many
-    lines) by the varying key with the fewest values."""
-    row_key: str | None = None
-    if "activation" in varying:
-        row_key = "activation"
-    elif len(configs) > _MAX_LINES:
-        candidates = [k for k in varying if k not in ("label", "depth")]
-        if candidates:
-            row_key = min(candidates, key=lambda k: len({_fmt(c.params[k]) for c in configs}))
-    if row_key is None:
-        return None, [configs]
-    rows: dict[str, list[_Config]] = {}
-    for c in configs:
-        rows.setdefault(_fmt(c.params.get(row_key)), []).append(c)
-    return row_key, list(rows.values())
-
-
-def _deepest(configs: list[_Config], varying: list[str]) -> tuple[list[_Config], bool]:
-    """Keep the deepest of configurations that differ only in depth (forward statistics at layer
-    l do not depend on the depth below it; the deepest shows the longest profile)."""
-    if "depth" not in varying:
-        return configs, False
-    others = [k for k in varying if k not in ("depth", "label")]
-    best: dict[tuple[str, ...], _Config] = {}
-    for c in configs:
-        key = tuple(_fmt(c.params.get(k)) for k in others)
-        if key not in best or c.depth > best[key].depth:
-            best[key] = c
-    kept = [c for c in configs if c in best.values()]
-    return kept, len(kept) < len(configs)
-
-
-def plot_layers(records: Iterable[Record], path: str | Path) -> Path:
-    """Per-layer std of activations and gradients (log y), ±2 SE, theory dashed; PNG at `path`."""
-    return save_figure(_layers_figure(_configs(records)), path)
-
-
-def _layers_figure(all_configs: list[_Config]) -> Figure:
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
-
-    varying = _varying(all_configs)
-    configs, reduced = _deepest(all_configs, varying)
-    present = [q for q in ("activation", "gradient") if any(c.series(q) for c in configs)]
-    quantities = present or ["activation"]
-    row_key, rows = _facets(configs, varying)
-    line_keys = [k for k in varying if k != row_key and not (reduced and k == "depth")]
-    nrows, ncols = len(rows), len(quantities)
-    fig = _new_figure(5.6 * ncols + 3.4, 3.3 * nrows + 0.6)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    titles = {
-        "activation": r"activations $h^l$: std over units",
-        "gradient": r"gradients $\partial L/\partial z^l$: std over units",
-    }
-    for i, row in enumerate(rows):
-        colors = _colors(len(row))
-        handles: list[Any] = []
-        for j, quantity in enumerate(quantities):
-            ax = axes[i][j]
-            for c, color in zip(row, colors, strict=True):
-                drawn = _draw_layers(ax, c, quantity, color, _legend(c, line_keys))
-                if drawn and j == 0:
-                    handles.append(Line2D([], [], color=color, lw=1.6, label=_legend(c, line_keys)))
-            ax.set_yscale("log")
-            _dtype_limit(ax, {str(c.params.get("dtype", "float32")) for c in row})
-            ax.grid(True, which="major", alpha=0.3)
-            ax.set_ylabel("std (mean over trials)")
-            title = titles[quantity]
-            if row_key is not None:
-                title = f"{row_key} = {_fmt(row[0].params.get(row_key))} — {title}"
-            ax.set_title(title, fontsize=10)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            lo, hi = ax.get_xlim()
-            if hi - lo < 3.0:  # a 1-layer network: half a layer either side of its points
-                ax.set_xlim(math.floor(lo + 0.5) - 0.5, math.ceil(hi - 0.5) + 0.5)
-            if i == nrows - 1:
-                ax.set_xlabel("layer l")
-        style = [
-            Line2D([], [], color="0.3", lw=1.6, label="Monte Carlo"),
-            Patch(color="0.3", alpha=0.22, label="±2 SE"),
-            Line2D([], [], color="k", lw=0.9, ls=(0, (3, 2)), label="mean-field theory"),
-            Line2D([], [], color="0.3", lw=1.0, ls=":", label="censored (non-finite/collapsed)"),
-        ]
-        ncol = 1 if len(handles) <= 14 else 2
-        axes[i][-1].legend(
-            handles=handles + style,
-            loc="upper left",
-            bbox_to_anchor=(1.02, 1.0),
-            fontsize=7.5,
-            ncol=ncol,
-            frameon=False,
-        )
-    suptitle = "Signal propagation at initialization: per-layer std, Monte Carlo vs theory"
-    if reduced:
-        suptitle += "\n(deepest configuration of each group shown)"
-    fig.suptitle(suptitle, fontsize=12)
-    return fig
-
-
-def _colors(n: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    if n <= 10:
-        cmap = colormaps["tab10"]
-        return [cmap(i) for i in range(n)]
-    cmap = colormaps["viridis"]
-    return [cmap(i / max(1, n - 1) * 0.92) for i in range(n)]
+def summary_figure(
+    records: Iterable[Record],
+    *,
+    x: str | None = None,
+    stat: str = "mean_sq",
+    quantity: str | Sequence[str] | None = None,
+    layer: int | None = None,
+    color: str | None = None,
+    style: str | None = None,
+) -> Figure:
+    """`stat` of `quantity` (default activation) at `layer` (default the last: D, or 1 for
+    gradients) against the numeric axis `x` (default the one with the most values), ±2 SE bars,
+    mean-field theory black dashed."""
+    return summary_of(
+        _configs(records), x=x, stat=stat, quantity=quantity, layer=layer, color=color, style=style
+    )
 
 
 # ------------------------------------------------------------------------------ explosion
 
 
+def explosion_figure(records: Iterable[Record]) -> Figure:
+    """Heatmaps configurations x layers of overflow (at or before) and collapse to 0."""
+    with house_style():
+        return _explosion_figure(_configs(records))
+
+
 def plot_explosion(records: Iterable[Record], path: str | Path) -> Path:
-    """Heatmaps configurations x layers of overflow (at or before) and collapse; PNG at `path`."""
-    return save_figure(_explosion_figure(_configs(records)), path)
+    """`explosion_figure` written to `path` (PNG, PDF or SVG by its extension)."""
+    return save_figure(explosion_figure(records), path)
 
 
 _EXPLOSION_ROWS = 30
@@ -431,9 +269,15 @@ def _edges(values: Sequence[float]) -> list[float]:
     return [values[0] - (mids[0] - values[0]), *mids, values[-1] + (values[-1] - mids[-1])]
 
 
+def phase_figure(records: Iterable[Record]) -> Figure:
+    """Order-to-chaos map over a (sigma_w, sigma_b) grid with the chi_1 = 1 line."""
+    with house_style():
+        return _phase_figure(_configs(records))
+
+
 def plot_phase(records: Iterable[Record], path: str | Path) -> Path:
-    """Order-to-chaos map over a (sigma_w, sigma_b) grid with the chi_1 = 1 line; PNG at `path`."""
-    return save_figure(_phase_figure(_configs(records)), path)
+    """`phase_figure` written to `path` (PNG, PDF or SVG by its extension)."""
+    return save_figure(phase_figure(records), path)
 
 
 def _phase_figure(configs: list[_Config]) -> Figure:
@@ -562,8 +406,10 @@ def _phase_labels(
 
 # ---------------------------------------------------------------------------------- entry
 
-_FIGURES: dict[str, Callable[[list[_Config]], Figure]] = {
-    "layers": _layers_figure,
+# kind -> a function of the configurations and of the keyword options that kind takes
+_FIGURES: dict[str, Callable[..., Figure]] = {
+    "layers": layers_of,
+    "summary": summary_of,
     "explosion": _explosion_figure,
     "phase": _phase_figure,
     "quantiles": lambda configs: quantiles_figure(r for c in configs for r in c.by_key.values()),
@@ -571,40 +417,44 @@ _FIGURES: dict[str, Callable[[list[_Config]], Figure]] = {
 KINDS: tuple[str, ...] = tuple(_FIGURES)
 
 
-def figure(kind: str, records: Iterable[Record]) -> Figure:
-    """The figure `kind` (one of `KINDS`) of `records` (rows with theory columns)."""
+def options_of(kind: str) -> tuple[str, ...]:
+    """The keyword options the figure `kind` takes (`stat`, `quantity`, `x`, ...)."""
+    return tuple(
+        name
+        for name, p in inspect.signature(_FIGURES[kind]).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
+def figure(kind: str, records: Iterable[Record], **options: Any) -> Figure:
+    """The figure `kind` of `records`; `options` are that kind's (UserError for another's).
+
+    A None option is its default, so a caller can pass every option it has.
+    """
     if kind not in _FIGURES:
         raise UserError(f"plot --kind: expected one of {', '.join(KINDS)}. Received: {kind!r}")
-    return _FIGURES[kind](_configs(records))
+    given = {k: v for k, v in options.items() if v is not None and v != ()}
+    takes = options_of(kind)
+    for name in given:
+        if name not in takes:
+            raise UserError(
+                f"--{name}: not an option of --kind {kind} (it takes "
+                f"{', '.join('--' + t for t in takes) or 'no option'})"
+            )
+    configs = _configs(records)
+    with house_style():
+        return _FIGURES[kind](configs, **given)
 
 
-FORMATS: dict[str, str] = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+def plot(kind: str, records: Iterable[Record], path: str | Path, **options: Any) -> Path:
+    """Write the figure `kind` of `records` to `path`: PNG, PDF or SVG by its extension (checked
+    before anything is drawn)."""
+    figure_format(path)
+    return save_figure(figure(kind, records, **options), path)
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write `fig` to `path` in the format its extension names (`FORMATS`)."""
-    out = Path(path)
-    fmt = FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise UserError(
-            f"plot output {str(out)!r}: unknown extension {out.suffix!r}; expected one of "
-            + ", ".join(FORMATS)
-        )
-    try:
-        fig.savefig(out, format=fmt, dpi=_DPI)
-    except OSError as exc:
-        raise UserError(f"plot output {str(out)!r}: cannot write. Received: {exc}") from exc
-    return out
-
-
-def plot(kind: str, records: Iterable[Record], path: str | Path) -> Path:
-    """Write the figure `kind` (one of `KINDS`) of `records` at `path` (PNG, PDF or SVG by the
-    extension)."""
-    return save_figure(figure(kind, records), path)
-
-
-def plot_png(kind: str, records: Iterable[Record]) -> bytes:
+def plot_png(kind: str, records: Iterable[Record], **options: Any) -> bytes:
     """The figure `kind` of `records` as PNG bytes (for embedding)."""
     buf = io.BytesIO()
-    figure(kind, records).savefig(buf, format="png", dpi=_DPI)
+    figure(kind, records, **options).savefig(buf, format="png", dpi=_REPORT_DPI)
     return buf.getvalue()

@@ -11,13 +11,14 @@ import click
 from scheduler.cli.options import (
     DB_OPTION,
     FORMAT_OPTION,
+    LAYER,
     OUTPUT_FILE,
     SWEEP_ID,
     sweep_id_of,
     write_output,
 )
 from scheduler.database import open_database
-from scheduler.errors import OptionError
+from scheduler.errors import UserError
 
 
 @click.command()
@@ -87,30 +88,119 @@ def check_record(report: Any) -> dict[str, Any]:
     }
 
 
+# scheduler.analysis.plots.KINDS (the CLI does not import matplotlib to list them)
+PLOT_KINDS = ("layers", "summary", "explosion", "phase", "quantiles")
+PLOT_STATS = ("std", "mean_sq", "mean")  # scheduler.analysis.figures.STATS
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # scheduler.analysis.figures.FIGURE_FORMATS
+
+
+def _figure_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """The figure's format follows its extension: refuse any other before reading anything."""
+    if value is not None and value.suffix.lower() not in FIGURE_SUFFIXES:
+        what = f"unknown extension {value.suffix!r}" if value.suffix else "no extension"
+        raise click.BadParameter(
+            f"{click.format_filename(value)!r}: {what}; expected a name ending in "
+            f"{', '.join(FIGURE_SUFFIXES)} (the format follows the extension)",
+            ctx,
+            param,
+        )
+    return value
+
+
 @click.command()
 @click.argument("sweep_id", type=SWEEP_ID)
 @DB_OPTION
 @click.option(
     "--kind",
-    type=click.Choice(["layers", "explosion", "phase", "quantiles"]),
+    type=click.Choice(PLOT_KINDS),
     default="layers",
     show_default=True,
+    help="layers: a statistic against the layer; summary: a statistic at one layer against "
+    "an axis; explosion: overflow/collapse by layer; phase: (sigma_w, sigma_b) map; quantiles: "
+    "per-trial median and 5-95% band of mean_sq against its mean.",
 )
-@click.option("-o", "--output", type=OUTPUT_FILE, required=True)
-def plot(sweep_id: int | str, db: str | None, kind: str, output: Path) -> None:
-    """Plot SWEEP_ID: per-layer std with theory, explosion heatmap, phase diagram or the
-    per-trial quantile bands of mean_sq against its mean."""
+@click.option(
+    "-o",
+    "--output",
+    type=OUTPUT_FILE,
+    required=True,
+    callback=_figure_file,
+    help="The figure file: .png (200 dpi), .pdf or .svg, by its extension.",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only the configurations matching, as `results --where` (repeat: all must match).",
+)
+@click.option(
+    "--stat",
+    type=click.Choice(PLOT_STATS),
+    default=None,
+    help="layers, summary: the statistic over units, averaged over trials [default: std for "
+    "layers; mean_sq for summary, the one theory predicts exactly for linear and relu].",
+)
+@click.option(
+    "--quantity",
+    type=click.Choice(["preactivation", "activation", "gradient"]),
+    multiple=True,
+    help="layers, summary: one column of panels each (repeatable) [default: activation and "
+    "gradient for layers, activation for summary].",
+)
+@click.option(
+    "--layer",
+    type=LAYER,
+    default=None,
+    help="summary: the layer [default: the last the signal reaches: D, or 1 for gradients].",
+)
+@click.option(
+    "--x",
+    "x",
+    metavar="AXIS",
+    default=None,
+    help="summary: the numeric axis on x (width, depth, sigma_w, ...) [default: the one with "
+    "the most values].",
+)
+@click.option(
+    "--color",
+    metavar="AXIS",
+    default=None,
+    help="layers, summary: the axis drawn by colour [default: the numeric axis with the most "
+    "values; a colourbar when numeric].",
+)
+@click.option(
+    "--style",
+    metavar="AXIS",
+    default=None,
+    help="layers, summary: the axis drawn by line style [default: the one with the fewest "
+    "values, at most 4]. Other varying axes split the panels into rows.",
+)
+def plot(
+    sweep_id: int | str,
+    db: str | None,
+    kind: str,
+    output: Path,
+    where: tuple[str, ...],
+    stat: str | None,
+    quantity: tuple[str, ...],
+    layer: int | None,
+    x: str | None,
+    color: str | None,
+    style: str | None,
+) -> None:
+    """Plot SWEEP_ID as a figure for a paper (PNG, PDF or SVG by the file's extension)."""
     from models.db import session_scope
     from scheduler.analysis.plots import plot as draw
     from scheduler.query import theory_records
 
     sweep_id = sweep_id_of(db, sweep_id)
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
-        records = theory_records(session=session, sweep_id=sweep_id)
-    try:
-        written = draw(kind, records, output)
-    except OSError as exc:  # the directory was checked; the write itself can still fail
-        raise OptionError(f"--output: cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+        records = theory_records(session=session, sweep_id=sweep_id, where=list(where))
+    if where and not records:
+        raise UserError(f"--where {' '.join(where)}: no record of sweep {sweep_id} matches")
+    options = {"stat": stat, "quantity": quantity, "layer": layer, "x": x}
+    written = draw(kind, records, output, **options, color=color, style=style)
     click.echo(str(written))
 
 

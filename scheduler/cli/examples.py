@@ -31,7 +31,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "initsweep check 3 --allow-partial",
     ),
     "plot": (
-        "initsweep plot 3 --kind layers -o layers.pdf",
+        "initsweep plot 3 -o layers.pdf                 # std per layer, every configuration",
+        "initsweep plot 3 -o grad.svg --stat mean_sq --quantity gradient --where activation=relu",
+        "initsweep plot 3 -o width.pdf --kind summary --x width  # E[mean_sq] at the last layer",
+        "initsweep plot 3 -o depth.png --kind summary --x depth --quantity gradient --stat std",
+        "initsweep plot 3 -o layers.png --color width --style init",
         "initsweep plot 3 --kind phase -o phase.svg",
     ),
     "report": ("initsweep report 3 -o report.html",),
