@@ -162,6 +162,9 @@ def _draw_layers(ax: Axes, c: _Config, quantity: str, color: Any, label: str) ->
     return True
 
 
+_Y_FLOOR, _Y_CEILING = 1e-300, 1e300
+
+
 def _dtype_limit(ax: Axes, dtypes: set[str]) -> None:
     """A dotted line at the largest finite value of the configurations' dtype, when in view."""
     top = ax.get_ylim()[1]
@@ -220,7 +223,7 @@ def plot_layers(records: Iterable[Record], path: str | Path) -> Path:
 def _layers_figure(all_configs: list[_Config]) -> Figure:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
     varying = _varying(all_configs)
     configs, reduced = _deepest(all_configs, varying)
@@ -245,6 +248,18 @@ def _layers_figure(all_configs: list[_Config]) -> Figure:
                 if drawn and j == 0:
                     handles.append(Line2D([], [], color=color, lw=1.6, label=_legend(c, line_keys)))
             ax.set_yscale("log")
+            # values may span float64 (std 1e-150 .. 1e300): matplotlib's log margins and ticks
+            # overflow past ~1e300, so the view stops there (the data are not changed)
+            bottom, top = ax.get_ylim()
+            bottom, top = max(bottom, _Y_FLOOR), min(top, _Y_CEILING)
+            ax.set_ylim(bottom, top)
+            low, high = math.ceil(math.log10(bottom)), math.floor(math.log10(top))
+            if high - low > 30:  # LogLocator's stride would step past float64: fixed decades
+                step = math.ceil((high - low) / 8)
+                ax.yaxis.set_major_locator(
+                    FixedLocator([10.0**k for k in range(low, high + 1, step)])
+                )
+                ax.yaxis.set_minor_locator(NullLocator())
             _dtype_limit(ax, {str(c.params.get("dtype", "float32")) for c in row})
             ax.grid(True, which="major", alpha=0.3)
             ax.set_ylabel("std (mean over trials)")
@@ -529,27 +544,24 @@ def _phase_figure(configs: list[_Config]) -> Figure:
 def _critical_line(
     activation: Scheme | None, sbs: Sequence[float]
 ) -> tuple[list[float], list[float]] | None:
-    """The chi_1 = 1 line of `activation` over the sigma_b range (None: unknown activation)."""
+    """The chi_1 = 1 line of `activation` over the sigma_b range: only true crossings
+    (`critical_sigma_w`), a gap (NaN, which matplotlib does not join) where there is none;
+    None when there is no crossing at all or the activation is unknown."""
     if activation is None:
         return None
     lo, hi = _edges(sbs)[0], _edges(sbs)[-1]
     ys = [max(0.0, lo) + (hi - max(0.0, lo)) * k / 60 for k in range(61)]
-    xs: list[float] = []
-    kept: list[float] = []
-    for sb in ys:
-        try:
-            xs.append(critical_sigma_w(sb, activation))
-            kept.append(sb)
-        except ValueError:
-            continue
-    return (xs, kept) if xs else None
+    xs = [critical_sigma_w(sb, activation) for sb in ys]
+    if all(x is None for x in xs):
+        return None
+    return [math.nan if x is None else x for x in xs], ys
 
 
 def _phase_labels(
     ax: Axes, critical: tuple[list[float], list[float]], sws: Sequence[float], sbs: Sequence[float]
 ) -> None:
-    mid = len(critical[0]) // 2
-    x, y = critical[0][mid], critical[1][mid]
+    drawn = [(x, y) for x, y in zip(*critical, strict=True) if math.isfinite(x)]
+    x, y = drawn[len(drawn) // 2]
     box = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75}
     if x - sws[0] > 0.15 * (sws[-1] - sws[0]):
         ax.text((sws[0] + x) / 2, y, "ordered", ha="center", va="center", fontsize=9, bbox=box)
