@@ -28,6 +28,10 @@ one explanation, and every excuse is bounded by its size:
   is within threshold SEs of the finite-width interval theory states for that statistic (zero
   width where the value is exact at any width: every E[mean_sq] of linear/relu/leaky_relu with
   centred i.i.d. weights, gradients included, Hanin 2018; means fixed by symmetry).
+- "heavy-tailed trials (...)": an average of N log-normal trials (Var[log mean_sq] from the
+  theory's dispersion) typically misses the tail beyond its 1 - 1/N quantile: the interval's
+  lower end times `_truncation(1/N, s)` (what makes exact relu E[mean_sq] look low at
+  depth/width 2).
 - "overflow/collapse censoring (p of trials; within its bound)": the record's own censoring
   widens that interval by exactly what it can do: overflow removes the largest share p of the
   trials (mean_sq and std: [lo rho, hi / (1 - p)], rho the log-normal truncation of
