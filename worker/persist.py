@@ -367,7 +367,7 @@ def record_from_values(values: Sequence[Any]) -> LayerRecord:
     """`record_from_row` of the values of `STAT_FIELDS`, in that order."""
     layer, quantity, n_trials, n_finite, n_first_nonfinite, n_collapsed = values[:6]
     moments = {
-        name: Moments(n_finite, values[6 + 2 * i], values[7 + 2 * i])
+        name: Moments(n_finite, _uncapped(values[6 + 2 * i]), _uncapped(values[7 + 2 * i]))
         for i, name in enumerate(OBSERVABLES)
     }
     return LayerRecord(

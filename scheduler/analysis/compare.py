@@ -4,58 +4,82 @@
 `scheduler.analysis.theory.predict` for its (layer, quantity):
 
     theory_mean, theory_mean_sq, theory_std      E[mean], E[mean_sq], sqrt(E[std^2]); None: none
+    theory_<stat>_lo, theory_<stat>_hi            the interval E[stat] may lie in at this width
+                                                  (`theory.corrections`: the prediction +- 3x
+                                                  its O(depth/width) correction; for std the
+                                                  Hoelder bound below sqrt(E[std^2]))
+    theory_dispersion                             relative variance of the per-trial mean_sq
     z_mean_sq = (mean_sq - theory_mean_sq) / mean_sq_se
     z_mean    = (mean - theory_mean) / mean_se   (where a mean is predicted)
     theory_log_mean_sq, theory_log_mean_sq_var   exact E and Var of log mean_sq over trials
                                                  (`theory.exact_log_mean_sq`; None elsewhere)
     z_log_mean_sq, z_log_mean_sq_var             their z-scores (log_mean_sq_se, _var_se)
+    z_std     = distance of std from [theory_std_lo, theory_std_hi] in std_se (0 inside)
+    theory_p_overflow_lo/hi, theory_p_collapse_lo/hi
+              P(L <= layer - 2), P(L <= layer + 2) of the first non-finite forward layer and of
+              the collapse layer (`theory.precision`), forward quantities only
 
-and the facts `check` needs to judge a deviation: `theory_exact` (E[mean_sq] of this quantity is
-exact at any width), `finite_width` (the sentence of `theory.finite_width_note`, or None),
-`theory_overflow_layer` and `theory_underflow_layer`; the activation it reads from the
-configuration the record carries (`records.Record.config`), never from a label.
-There is no z for `std`: theory gives sqrt(E[std^2]) >= E[std] (Jensen), not E[std].
+and `theory_exact` (E[mean_sq] of this quantity is exact at any width: linear, relu,
+leaky_relu with centred i.i.d. weights), `finite_width` (the sentence of
+`theory.finite_width_note`, or None), `theory_overflow_layer`, `theory_underflow_layer`. The
+activation is read from the configuration the record carries (`records.Record.config`).
 
-`check` lists the (configuration, layer, quantity, statistic) with |z| > threshold, each with one
-explanation:
+`check` lists every (configuration, layer, quantity, statistic) with |z| > threshold, each with
+one explanation, and every excuse is bounded by its size:
 
-- "overflow/collapse censoring": some trials were non-finite or collapsed to exactly 0 at that
-  layer (or fewer than 2 finite trials): the average over the finite trials is a biased estimate
-  of the expectation theory predicts. Never counts against `ok`. (A relu layer that is exactly 0
-  because every unit is negative, far above the dtype's underflow scale, is a sample, not
-  censoring.)
-- "known finite-width effect (depth/width=..., Hanin & Rolnick 2018)": `finite_width_note`
-  applies (depth/width > 0.1) and the deviation is of the kind it explains: any statistic of an
-  activation whose mean-field map is only the infinite-width limit (tanh, selu, ...), the mean of
-  a relu/leaky_relu activation when it lies below the prediction (E[sqrt(q)] < sqrt(E[q]) once q
-  fluctuates), and gradients of non-linear networks (gradient independence assumption).
-  Never for means fixed by symmetry: preactivations, gradients, and activations of linear,
-  tanh and sigmoid (phi(u) - phi(0) odd, z symmetric).
-  Never for E[mean_sq] where it is exact at any width: preactivations and activations of
-  linear, relu and leaky_relu networks with centred i.i.d. weights, and every quantity of linear
-  ones (the expectation over weights is multiplicative, Hanin & Rolnick 2018 sec. 4).
-- "within chance for N comparisons (...)": no other explanation applies but |z| is below the
+- "known finite-width effect (within 3x its O(depth/width) correction, ...)": the observed value
+  is within threshold SEs of the finite-width interval theory states for that statistic (zero
+  width where the value is exact at any width: every E[mean_sq] of linear/relu/leaky_relu with
+  centred i.i.d. weights, gradients included, Hanin 2018; means fixed by symmetry).
+- "heavy-tailed trials (...)": an average of N log-normal trials (Var[log mean_sq] from the
+  theory's dispersion) typically misses the tail beyond its 1 - 1/N quantile: the interval's
+  lower end times `_truncation(1/N, s)` (what makes exact relu E[mean_sq] look low at
+  depth/width 2).
+- "overflow/collapse censoring (p of trials; within its bound)": the record's own censoring
+  widens that interval by exactly what it can do: overflow removes the largest share p of the
+  trials (mean_sq and std: [lo rho, hi / (1 - p)], rho the log-normal truncation of
+  `_truncation`; a symmetric mean is unbiased), collapse sets finite trials to 0 (down to 0).
+  Records with fewer than 2 finite trials have no estimate and are skipped (counted).
+- The recorded overflow and collapse laws of each configuration are compared with theory's
+  within LAYER_TOLERANCE = 2 layers ("overflow layer", "collapse layer"); they have no excuse.
+- "within chance for N comparisons (...)": the |z| left after the excuses is below the
   family-wise bound of `family_bound` (a few |z| > 4 are expected among thousands of t-scores).
 - "unexplained": everything else. `CheckReport.ok` is False when there is one.
+
+`with_theory(predictor=...)` injects another theory (tests feed a wrong one and expect FAILED).
+The report and its wording are `scheduler.analysis.verdict`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from scheduler.analysis.records import Record, config_of
 from scheduler.analysis.theory import (
     DTYPE_LIMITS,
+    FINITE_WIDTH_MULTIPLE,
     ConfigTheory,
     LayerTheory,
     exact_log_mean_sq,
     finite_width_note,
     predict,
 )
-from scheduler.formatting import config_label, pm
+from scheduler.analysis.verdict import (
+    CENSORED,
+    CHANCE,
+    FAMILY_ALPHA,
+    FINITE_WIDTH,
+    HEAVY_TAIL,
+    UNEXPLAINED,
+    CheckReport,
+    Deviation,
+    family_bound,
+)
+from scheduler.formatting import config_label
 from worker.contract import SimConfig
 
 __all__ = [
@@ -76,12 +100,6 @@ __all__ = [
 
 Predictor = Callable[[SimConfig], ConfigTheory]
 
-CENSORED = "overflow/collapse censoring"
-UNEXPLAINED = "unexplained"
-CHANCE = "within chance for {n} comparisons (|z| < {bound:.2g}, family-wise α = {alpha:g})"
-FAMILY_ALPHA = 0.01
-FINITE_WIDTH = "known finite-width effect (depth/width={ratio:.3g}, Hanin & Rolnick 2018)"
-
 # Activations whose E[mean_sq] recursion is exact at any width (positively homogeneous).
 _HOMOGENEOUS = ("linear", "relu", "leaky_relu")
 # Activations whose E[mean] is fixed by symmetry (phi(-u) = 2 phi(0) - phi(u)) at any width.
@@ -93,6 +111,14 @@ THEORY_KEYS = (
     "theory_std",
     "z_mean",
     "z_mean_sq",
+    "z_std",
+    "theory_mean_lo",
+    "theory_mean_hi",
+    "theory_mean_sq_lo",
+    "theory_mean_sq_hi",
+    "theory_std_lo",
+    "theory_std_hi",
+    "theory_dispersion",
     "theory_exact",
     "finite_width",
     "theory_overflow_layer",
@@ -101,23 +127,20 @@ THEORY_KEYS = (
     "theory_log_mean_sq_var",
     "z_log_mean_sq",
     "z_log_mean_sq_var",
+    "theory_p_overflow_lo",
+    "theory_p_overflow_hi",
+    "theory_p_collapse_lo",
+    "theory_p_collapse_hi",
 )
 # Each theory column's kind (`scheduler.analysis.records.KINDS`), for typed exports.
 THEORY_KINDS: dict[str, str] = {
-    "theory_mean": "float",
-    "theory_mean_sq": "float",
-    "theory_std": "float",
-    "z_mean": "float",
-    "z_mean_sq": "float",
+    **{k: "float" for k in THEORY_KEYS},
     "theory_exact": "bool",
     "finite_width": "str",
-    "theory_overflow_layer": "float",
-    "theory_underflow_layer": "float",
-    "theory_log_mean_sq": "float",
-    "theory_log_mean_sq_var": "float",
-    "z_log_mean_sq": "float",
-    "z_log_mean_sq_var": "float",
 }
+# A recorded overflow or collapse law agrees with theory's when it lies within this many layers
+# of it (the band [P(L <= l - tol), P(L <= l + tol)]), up to binomial sampling error.
+LAYER_TOLERANCE = 2
 
 
 def theories(
@@ -134,12 +157,28 @@ def _z(observed: Any, predicted: float | None, se: Any) -> float | None:
     return z if math.isfinite(z) else None
 
 
+def _z_interval(observed: Any, bounds: tuple[float, float] | None, se: Any) -> float | None:
+    """Signed distance of `observed` from the interval `bounds`, in standard errors (0 inside)."""
+    if observed is None or bounds is None or se is None or not se > 0.0:
+        return None
+    lo, hi = bounds
+    x = float(observed)
+    z = (x - hi) / float(se) if x > hi else (x - lo) / float(se) if x < lo else 0.0
+    return z if math.isfinite(z) else None
+
+
+def _band(law: tuple[float, ...] | None, layer: int) -> tuple[float, float] | None:
+    """(P(L <= layer - tol), P(L <= layer + tol)) of a first-layer law; None without one."""
+    if law is None:
+        return None
+    lo = law[max(0, layer - LAYER_TOLERANCE)]
+    hi = law[min(len(law) - 1, layer + LAYER_TOLERANCE)]
+    return lo, hi
+
+
 def _mean_sq_exact(config: SimConfig, theory: ConfigTheory, quantity: str) -> bool:
     """E[mean_sq] of `quantity` is exact at any width (see the module docstring)."""
-    name = config.activation.name
-    if not theory.exact or name not in _HOMOGENEOUS:
-        return False
-    return name == "linear" or quantity in ("preactivation", "activation")
+    return theory.exact and config.activation.name in _HOMOGENEOUS
 
 
 # per configuration: its theory, layers by key, finite-width note, exact log mean_sq laws
@@ -178,20 +217,37 @@ def with_theory(
             theory = predictor(config)
             by_key = {(t.layer, t.quantity): t for t in theory.layers}
             exact = exact_log_mean_sq(config) or {}
-            cache[key] = (theory, by_key, finite_width_note(config), exact)
+            cache[key] = (theory, by_key, _width_note(config), exact)
         theory, by_key, note, exact = cache[key]
         row["finite_width"] = note
         row["theory_overflow_layer"] = theory.overflow_layer
         row["theory_underflow_layer"] = theory.underflow_layer
-        quantity = str(record["quantity"])
+        quantity, layer = str(record["quantity"]), int(record["layer"])
         row["theory_exact"] = _mean_sq_exact(config, theory, quantity)
-        pred = by_key.get((int(record["layer"]), quantity))
+        if quantity != "gradient":
+            for name, law in (
+                ("overflow", theory.overflow_cdf),
+                ("collapse", theory.underflow_cdf),
+            ):
+                band = _band(law, layer)
+                if band is not None:
+                    row[f"theory_p_{name}_lo"], row[f"theory_p_{name}_hi"] = band
+        pred = by_key.get((layer, quantity))
         if pred is not None:
             row["theory_mean"] = pred.mean
             row["theory_mean_sq"] = pred.mean_sq
             row["theory_std"] = pred.std
+            row["theory_dispersion"] = pred.dispersion
+            for stat, bounds in (
+                ("mean", pred.mean_bounds),
+                ("mean_sq", pred.mean_sq_bounds),
+                ("std", pred.std_bounds),
+            ):
+                if bounds is not None:
+                    row[f"theory_{stat}_lo"], row[f"theory_{stat}_hi"] = bounds
             row["z_mean"] = _z(record.get("mean"), pred.mean, record.get("mean_se"))
             row["z_mean_sq"] = _z(record.get("mean_sq"), pred.mean_sq, record.get("mean_sq_se"))
+            row["z_std"] = _z_interval(record.get("std"), pred.std_bounds, record.get("std_se"))
         log_pred = exact.get((int(record["layer"]), quantity))
         if log_pred is not None:
             mean, var = log_pred
@@ -204,151 +260,12 @@ def with_theory(
     return out
 
 
-@dataclass(frozen=True)
-class Deviation:
-    """One statistic of one (configuration, layer, quantity) further than threshold SEs away."""
-
-    config_hash: str
-    config: str
-    layer: int
-    quantity: str
-    statistic: str  # mean_sq or mean
-    observed: float
-    se: float
-    predicted: float
-    z: float
-    explanation: str
-    label: str | None = None  # the sweep's `label` axis, when it names the configuration
-
-    @property
-    def explained(self) -> bool:
-        return self.explanation != UNEXPLAINED
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """Deviations beyond `threshold` standard errors, and what the verdict rests on.
-
-    `ok`: no deviation is unexplained. `passed` (the verdict, and `initsweep check`'s exit code)
-    also needs something compared and every configuration complete (unless `allow_partial`).
-    """
-
-    threshold: float
-    n_compared: int  # (record, statistic) pairs with a prediction and a z-score
-    n_censored: int  # records whose estimate is censored (skipped whatever their z)
-    deviations: tuple[Deviation, ...] = field(default_factory=tuple)
-    n_configs: int = 0
-    no_prediction: tuple[str, ...] = ()  # configurations theory has no prediction for
-    incomplete: tuple[str, ...] = ()  # configurations whose chunks are not all in
-    strict: bool = False  # no excuses: only the family-wise chance bound may explain
-    allow_partial: bool = False
-
-    @property
-    def unexplained(self) -> tuple[Deviation, ...]:
-        return tuple(d for d in self.deviations if not d.explained)
-
-    @property
-    def ok(self) -> bool:
-        return not self.unexplained
-
-    @property
-    def passed(self) -> bool:
-        return self.ok and self.n_compared > 0 and (self.allow_partial or not self.incomplete)
-
-    @property
-    def excused(self) -> dict[str, int]:
-        """Explained deviations counted by kind of reason: censoring, finite-width, chance."""
-        counts: dict[str, int] = {}
-        for d in self.deviations:
-            if d.explained:
-                counts[_reason(d.explanation)] = counts.get(_reason(d.explanation), 0) + 1
-        return counts
-
-    def verdict(self) -> str:
-        """ok, FAILED, NOTHING COMPARED or INCOMPLETE."""
-        if not self.ok:
-            return "FAILED"
-        if self.n_compared == 0:
-            return "NOTHING COMPARED"
-        if self.incomplete and not self.allow_partial:
-            return "INCOMPLETE"
-        return "ok"
-
-    def summary(self) -> str:
-        """One line: the verdict and its counts."""
-        line = (
-            f"theory check {self.verdict()}: {self.n_compared} statistics compared, "
-            f"{len(self.deviations)} beyond |z| > {self.threshold:g} "
-            f"({len(self.unexplained)} unexplained), {self.n_censored} censored records skipped"
-        )
-        if self.excused:
-            line += "; excused: " + ", ".join(f"{n} {k}" for k, n in self.excused.items())
-        if self.no_prediction:
-            line += (
-                f"; {len(self.no_prediction)} of {self.n_configs} configurations have no prediction"
-            )
-        if self.incomplete:
-            line += f"; {len(self.incomplete)} of {self.n_configs} configurations incomplete"
-            line += " (--allow-partial)" if self.allow_partial else ""
-        if self.strict:
-            line += "; strict (no excuses)"
-        return line
-
-    def notes(self) -> list[str]:
-        """The configurations without a prediction and the incomplete ones, one line each."""
-        return [f"no prediction: {c}" for c in self.no_prediction] + [
-            f"incomplete: {c}" for c in self.incomplete
-        ]
-
-    def rows(self) -> list[dict[str, str]]:
-        """The deviations as display strings (for tables)."""
-        return [
-            {
-                "config": d.config,
-                "layer": str(d.layer),
-                "quantity": d.quantity,
-                "statistic": d.statistic,
-                "observed": pm(d.observed, d.se),
-                "predicted": f"{d.predicted:.4g}",
-                "z": f"{d.z:+.1f}",
-                "explanation": d.explanation,
-            }
-            for d in self.deviations
-        ]
-
-    def text(self) -> str:
-        """The deviations as aligned text lines, then the summary line."""
-        rows = self.rows()
-        if not rows:
-            return self.summary()
-        keys = list(rows[0])
-        widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in keys}
-        widths["config"] = min(widths["config"], 60)
-
-        def line(values: Mapping[str, str]) -> str:
-            cells = []
-            for k in keys:
-                text = values[k]
-                if len(text) > widths[k]:
-                    text = text[: widths[k] - 1] + "…"
-                cells.append(text.ljust(widths[k]) if k != "explanation" else text)
-            return "  ".join(cells).rstrip()
-
-        lines = [line({k: k for k in keys})]
-        lines += [line(r) for r in rows]
-        lines.append(self.summary())
-        return "\n".join(lines)
-
-
-def _reason(explanation: str) -> str:
-    """The kind of an explanation: censoring, finite-width, chance (or the text itself)."""
-    if explanation == CENSORED:
-        return "censoring"
-    if explanation.startswith("known finite-width"):
-        return "finite-width"
-    if explanation.startswith("within chance"):
-        return "chance"
-    return explanation
+def _width_note(config: SimConfig) -> str | None:
+    """`finite_width_note`, or None where it cannot be computed (theory has no prediction)."""
+    try:
+        return finite_width_note(config)
+    except (ArithmeticError, ValueError):
+        return None
 
 
 def _activation_name(record: Mapping[str, Any]) -> str | None:
@@ -357,56 +274,140 @@ def _activation_name(record: Mapping[str, Any]) -> str | None:
     return None if config is None else config.activation.name
 
 
-def _censored(record: Mapping[str, Any]) -> bool:
-    """The average over finite trials is not an estimate of the expectation theory predicts."""
-    n_trials = int(record.get("n_trials") or 0)
-    n_finite = int(record.get("n_finite") or 0)
-    if n_finite < 2 or n_finite < n_trials:
-        return True
-    if not int(record.get("n_collapsed") or 0):
-        return False
-    # Trials collapsed to exactly 0. relu zeroes a whole layer for real when every unit is
-    # negative (a common mode of non-centred weights, or a narrow layer): those zeros are
-    # samples, not censoring, when the signal is far above the dtype's underflow scale.
-    activation = _activation_name(record)
+def _genuine_zeros(record: Mapping[str, Any]) -> bool:
+    """relu zeroes a whole layer for real when every unit is negative (a common mode of
+    non-centred weights, or a narrow layer): those zeros are samples, not censoring, when the
+    signal is far above the dtype's underflow scale."""
     predicted = record.get("theory_mean_sq")
     tiny = DTYPE_LIMITS.get(str(record.get("dtype", "float32")), DTYPE_LIMITS["float32"])[1]
-    genuine = activation == "relu" and predicted is not None and predicted > (1e6 * tiny) ** 2
-    return not genuine
+    return (
+        _activation_name(record) == "relu"
+        and predicted is not None
+        and predicted > (1e6 * tiny) ** 2
+    )
 
 
-def _explain(record: Mapping[str, Any], statistic: str, z: float) -> str:
-    if _censored(record):
-        return CENSORED
-    note = record.get("finite_width")
-    if note is None:
-        return UNEXPLAINED
-    ratio = int(record["depth"]) / int(record["width"])
-    explained = FINITE_WIDTH.format(ratio=ratio)
-    activation = _activation_name(record)
-    quantity = str(record["quantity"])
-    if statistic == "mean_sq":
-        return UNEXPLAINED if record.get("theory_exact") else explained
-    # statistic == "mean": predicted E[mean] is 0 by symmetry for preactivations and gradients
-    # (centred weights, r ~ N(0, I)) at any width; activation means are mean-field values.
-    # So are activation means of odd activations (and sigmoid = 1/2 + odd): z is symmetric.
-    if quantity != "activation" or activation in _SYMMETRIC_MEAN:
-        return UNEXPLAINED
-    if activation in ("relu", "leaky_relu"):
-        return explained if z < 0.0 else UNEXPLAINED
-    return explained
+def _censored(record: Mapping[str, Any]) -> bool:
+    """Fewer than 2 finite trials: no estimate and no standard error (skipped)."""
+    return int(record.get("n_finite") or 0) < 2
 
 
-def family_bound(n_compared: int, n_trials: int, alpha: float = FAMILY_ALPHA) -> float:
-    """|z| that one of `n_compared` true-null z-scores exceeds with probability `alpha`.
+def _censoring(record: Mapping[str, Any]) -> tuple[float, float]:
+    """(p_over, p_collapse): the share of trials non-finite at this layer, and of finite trials
+    collapsed to exactly 0 (0 for genuine relu zeros)."""
+    n_trials = int(record.get("n_trials") or 0)
+    n_finite = int(record.get("n_finite") or 0)
+    p_over = 1.0 - n_finite / n_trials if n_trials else 0.0
+    collapsed = int(record.get("n_collapsed") or 0)
+    p_collapse = collapsed / n_finite if n_finite and not _genuine_zeros(record) else 0.0
+    return p_over, p_collapse
 
-    Šidák-style bound on Student's t with n_trials - 1 degrees of freedom (z uses the sample
-    SE): the two-sided quantile 1 - alpha / (2 n_compared).
+
+def _truncation(p: float, s: float) -> float:
+    """E[X | X below its (1 - p) quantile] / E[X] for log-normal X with Var[log X] = s^2:
+    Phi(Phi^{-1}(1 - p) - s) / (1 - p) (what removing the largest p of the trials leaves)."""
+    from scipy import special
+
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    return float(special.ndtr(special.ndtri(1.0 - p) - s)) / (1.0 - p)
+
+
+def _censored_bounds(
+    record: Mapping[str, Any], statistic: str, bounds: tuple[float, float]
+) -> tuple[float, float]:
+    """`bounds` of E[statistic] widened by exactly what the record's censoring can do.
+
+    Overflow removes the largest share p of the trials: for X >= 0 (mean_sq, std) the finite
+    average lies in [lo rho, hi / (1 - p)], rho = `_truncation(p, s)` with s^2 = log(1 + d) of
+    the per-trial dispersion d (std: square roots); a symmetric mean is unbiased. Collapse sets
+    a share of the finite trials to 0: the interval extends down to 0.
     """
-    from scipy import stats
+    p_over, p_collapse = _censoring(record)
+    lo, hi = bounds
+    dispersion = record.get("theory_dispersion")
+    s = math.sqrt(math.log1p(dispersion)) if dispersion is not None else math.inf
+    root = statistic == "std"
+    if statistic == "mean" and _symmetric_mean(record):
+        return lo, hi
+    if p_over > 0.0:
+        rho = (
+            _truncation(p_over, s / 2.0 if statistic == "mean" else s) if math.isfinite(s) else 0.0
+        )
+        up = 1.0 / (1.0 - p_over) if p_over < 1.0 else math.inf
+        if root:
+            rho, up = math.sqrt(rho), math.sqrt(up)
+        ends = (lo * rho, lo * up, hi * rho, hi * up)
+        lo, hi = min(ends), max(ends)
+    if p_collapse > 0.0:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    return lo, hi
 
-    df = max(1, n_trials - 1)
-    return float(stats.t.isf(alpha / (2.0 * max(1, n_compared)), df))
+
+def _symmetric_mean(record: Mapping[str, Any]) -> bool:
+    """E[mean] is fixed by symmetry: preactivations, gradients, linear/tanh/sigmoid activations."""
+    return str(record["quantity"]) != "activation" or _activation_name(record) in _SYMMETRIC_MEAN
+
+
+def _distance(x: float, lo: float, hi: float, se: float) -> float:
+    return (x - hi) / se if x > hi else (lo - x) / se if x < lo else 0.0
+
+
+def _sampled(
+    record: Mapping[str, Any], statistic: str, bounds: tuple[float, float]
+) -> tuple[float, float]:
+    """`bounds` with the heavy tail a sample of N trials typically misses: a log-normal X with
+    Var[log X] = s^2 = log(1 + d) (d the theory's per-trial dispersion, Hanin & Nica 2019)
+    averaged over N trials rarely sees values beyond its 1 - 1/N quantile, so the average is
+    typically E[X] `_truncation(1/N, s)` (s/2 for std and means, which grow like sqrt(q))."""
+    dispersion = record.get("theory_dispersion")
+    n = int(record.get("n_finite") or 0)
+    if dispersion is None or n < 2 or (statistic == "mean" and _symmetric_mean(record)):
+        return bounds
+    s = math.sqrt(math.log1p(dispersion)) / (1.0 if statistic == "mean_sq" else 2.0)
+    rho = _truncation(1.0 / n, s)
+    lo, hi = bounds
+    return min(lo, lo * rho), max(hi, hi * rho)
+
+
+def _explain(record: Mapping[str, Any], statistic: str, threshold: float) -> tuple[str, float]:
+    """(explanation, the |z| left after it) of a statistic whose |z| exceeds the threshold.
+
+    The finite-width interval of the theory (`theory_<statistic>_lo/hi`), then that interval
+    widened by the record's censoring (`_censored_bounds`): the first within `threshold` SEs
+    explains the deviation; else UNEXPLAINED with the distance from the widest interval.
+    """
+    x, se = float(record[statistic]), float(record[f"{statistic}_se"])
+    point = record.get(f"theory_{statistic}")
+    lo, hi = record.get(f"theory_{statistic}_lo"), record.get(f"theory_{statistic}_hi")
+    if point is None:
+        return UNEXPLAINED, math.inf
+    # an interval that does not hold the prediction (an inconsistent injected theory) is none
+    p = float(point)
+    ok = lo is not None and hi is not None and lo <= p <= hi
+    bounds: tuple[float, float] = (float(lo), float(hi)) if ok else (p, p)  # type: ignore[arg-type]
+    point = p
+    width_z = _distance(x, bounds[0], bounds[1], se)
+    if width_z <= threshold and bounds != (point, point):
+        ratio = int(record["depth"]) / int(record["width"])
+        return FINITE_WIDTH.format(ratio=ratio, k=FINITE_WIDTH_MULTIPLE), width_z
+    sampled = _sampled(record, statistic, bounds)
+    width_z = _distance(x, sampled[0], sampled[1], se)
+    if width_z <= threshold and sampled != bounds:
+        spread = math.log1p(float(record["theory_dispersion"]))
+        return HEAVY_TAIL.format(n=int(record["n_finite"]), s2=spread), width_z
+    bounds = sampled
+    p_over, p_collapse = _censoring(record)
+    if p_over > 0.0 or p_collapse > 0.0:
+        wide = _censored_bounds(record, statistic, (bounds[0], bounds[1]))
+        censored_z = _distance(x, wide[0], wide[1], se)
+        if censored_z <= threshold:
+            share = f"{max(p_over, p_collapse):.3g}"
+            return CENSORED.format(share=share), censored_z
+        return UNEXPLAINED, censored_z
+    return UNEXPLAINED, width_z
 
 
 def check(
@@ -420,32 +421,42 @@ def check(
 ) -> CheckReport:
     """Judge records from `with_theory`: every |z| > threshold, explained or not (module doc).
 
+    Statistics: mean_sq and mean against their predictions, std against its interval, and per
+    configuration the recorded overflow and collapse laws against theory's (`_layer_laws`).
     With thousands of statistics a few |z| > 4 are expected by chance alone (the z-scores use
     the sample SE of n trials, so they are Student-t): a deviation no other explanation covers
-    is "within chance" when |z| is below `family_bound(n_compared, n_finite, family_alpha)`.
-    `strict` turns every excuse off but the chance bound; `incomplete` names configurations
-    whose chunks are not all in (besides records marked `complete=False`).
+    is "within chance" when the |z| left after the excuses is below `family_bound(n_compared,
+    n_finite, family_alpha)`. `strict` turns every excuse off but the chance bound;
+    `incomplete` names configurations whose chunks are not all in (besides records marked
+    `complete=False`).
     """
     rows = list(records)
     candidates: list[tuple[Mapping[str, Any], str, float]] = []
     n_compared = n_censored = 0
     for record in rows:
-        censored = _censored(record)
-        n_censored += censored
-        for statistic in ("mean_sq", "mean"):
+        if _censored(record):
+            n_censored += any(record.get(f"z_{s}") is not None for s in _STATISTICS)
+            continue
+        for statistic in _STATISTICS:
             z = record.get(f"z_{statistic}")
             if z is None:
                 continue
-            n_compared += not censored
+            n_compared += 1
             if abs(z) > threshold:
                 candidates.append((record, statistic, float(z)))
+    laws = _layer_laws(rows, threshold)
+    n_compared += laws.n_compared
     deviations: list[Deviation] = []
     for record, statistic, z in candidates:
-        explanation = UNEXPLAINED if strict else _explain(record, statistic, z)
+        if strict:
+            explanation, left = UNEXPLAINED, abs(z)
+        else:
+            explanation, left = _explain(record, statistic, threshold)
         if explanation == UNEXPLAINED:
             bound = family_bound(n_compared, int(record["n_finite"]), family_alpha)
-            if abs(z) < bound:
+            if left < bound:
                 explanation = CHANCE.format(n=n_compared, bound=bound, alpha=family_alpha)
+        predicted = record.get(f"theory_{statistic}")
         deviations.append(
             Deviation(
                 config_hash=str(record["config_hash"]),
@@ -455,20 +466,29 @@ def check(
                 statistic=statistic,
                 observed=float(record[statistic]),
                 se=float(record[f"{statistic}_se"]),
-                predicted=float(record[f"theory_{statistic}"]),
+                predicted=float(predicted) if predicted is not None else math.nan,
                 z=z,
                 explanation=explanation,
                 label=str(record["label"]) if record.get("label") else None,
             )
         )
+    for deviation, n_trials in laws.deviations:
+        if abs(deviation.z) < family_bound(n_compared, n_trials, family_alpha):
+            explanation = CHANCE.format(
+                n=n_compared,
+                bound=family_bound(n_compared, n_trials, family_alpha),
+                alpha=family_alpha,
+            )
+            deviation = dataclasses.replace(deviation, explanation=explanation)
+        deviations.append(deviation)
     labels: dict[str, str] = {}
-    predicted: set[str] = set()
+    predicted_configs: set[str] = set()
     unfinished: set[str] = set()
     for record in rows:
         key = str(record["config_hash"])
         labels.setdefault(key, config_label(record))
         if record.get("theory_mean_sq") is not None or record.get("theory_mean") is not None:
-            predicted.add(key)
+            predicted_configs.add(key)
         if record.get("complete") is False:
             unfinished.add(key)
     return CheckReport(
@@ -477,10 +497,76 @@ def check(
         n_censored=n_censored,
         deviations=tuple(deviations),
         n_configs=len(labels),
-        no_prediction=tuple(v for k, v in labels.items() if k not in predicted),
+        no_prediction=tuple(v for k, v in labels.items() if k not in predicted_configs),
         incomplete=tuple(
             dict.fromkeys([*(v for k, v in labels.items() if k in unfinished), *incomplete])
         ),
         strict=strict,
         allow_partial=allow_partial,
     )
+
+
+_STATISTICS = ("mean_sq", "mean", "std")
+
+
+@dataclass(frozen=True)
+class _Laws:
+    n_compared: int
+    deviations: tuple[tuple[Deviation, int], ...]  # (deviation, n_trials)
+
+
+def _layer_laws(rows: list[Mapping[str, Any]], threshold: float) -> _Laws:
+    """The recorded overflow and collapse laws of every configuration against theory's.
+
+    From the preactivation records of a configuration, in layer order: F_over(l) = (trials whose
+    first non-finite layer is <= l) / n_trials and F_collapse(l) = n_collapsed(l) / n_trials
+    (collapse is absorbing). Each must lie in theory's band [P(L <= l - 2), P(L <= l + 2)]
+    (`theory_p_*_lo/hi`, LAYER_TOLERANCE = 2 layers) within `threshold` binomial standard
+    errors sqrt(max(P (1 - P), 1 / n) / n) of the nearer end; the worst layer of each law that
+    does not is one deviation ("overflow layer" or "collapse layer").
+    """
+    by_config: dict[str, list[Mapping[str, Any]]] = {}
+    for record in rows:
+        if record.get("quantity") == "preactivation":
+            by_config.setdefault(str(record["config_hash"]), []).append(record)
+    n_compared = 0
+    out: list[tuple[Deviation, int]] = []
+    for records in by_config.values():
+        records.sort(key=lambda r: int(r["layer"]))
+        for name, statistic in (("overflow", "overflow layer"), ("collapse", "collapse layer")):
+            worst: tuple[float, Mapping[str, Any], float, float, float] | None = None
+            first = 0
+            for record in records:
+                n = int(record.get("n_trials") or 0)
+                first += int(record.get("n_first_nonfinite") or 0)
+                lo, hi = record.get(f"theory_p_{name}_lo"), record.get(f"theory_p_{name}_hi")
+                if lo is None or hi is None or n == 0:
+                    continue
+                measured = (first if name == "overflow" else int(record["n_collapsed"] or 0)) / n
+                n_compared += 1
+                end = hi if measured > hi else lo
+                se = math.sqrt(max(end * (1.0 - end), 1.0 / n) / n)
+                z = _distance(measured, lo, hi, se) * (1.0 if measured > hi else -1.0)
+                if abs(z) > threshold and (worst is None or abs(z) > abs(worst[0])):
+                    worst = (z, record, measured, se, end)
+            if worst is not None:
+                z, record, measured, se, end = worst
+                out.append(
+                    (
+                        Deviation(
+                            config_hash=str(record["config_hash"]),
+                            config=config_label(record),
+                            layer=int(record["layer"]),
+                            quantity="preactivation",
+                            statistic=statistic,
+                            observed=measured,
+                            se=se,
+                            predicted=end,
+                            z=z,
+                            explanation=UNEXPLAINED,
+                            label=str(record["label"]) if record.get("label") else None,
+                        ),
+                        int(record["n_trials"]),
+                    )
+                )
+    return _Laws(n_compared, tuple(out))

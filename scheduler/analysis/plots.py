@@ -376,27 +376,24 @@ def _phase_figure(configs: list[_Config]) -> Figure:
 def _critical_line(
     activation: Scheme | None, sbs: Sequence[float]
 ) -> tuple[list[float], list[float]] | None:
-    """The chi_1 = 1 line of `activation` over the sigma_b range (None: unknown activation)."""
+    """The chi_1 = 1 line of `activation` over the sigma_b range: only true crossings
+    (`critical_sigma_w`), a gap (NaN, which matplotlib does not join) where there is none;
+    None when there is no crossing at all or the activation is unknown."""
     if activation is None:
         return None
     lo, hi = _edges(sbs)[0], _edges(sbs)[-1]
     ys = [max(0.0, lo) + (hi - max(0.0, lo)) * k / 60 for k in range(61)]
-    xs: list[float] = []
-    kept: list[float] = []
-    for sb in ys:
-        try:
-            xs.append(critical_sigma_w(sb, activation))
-            kept.append(sb)
-        except ValueError:
-            continue
-    return (xs, kept) if xs else None
+    xs = [critical_sigma_w(sb, activation) for sb in ys]
+    if all(x is None for x in xs):
+        return None
+    return [math.nan if x is None else x for x in xs], ys
 
 
 def _phase_labels(
     ax: Axes, critical: tuple[list[float], list[float]], sws: Sequence[float], sbs: Sequence[float]
 ) -> None:
-    mid = len(critical[0]) // 2
-    x, y = critical[0][mid], critical[1][mid]
+    drawn = [(x, y) for x, y in zip(*critical, strict=True) if math.isfinite(x)]
+    x, y = drawn[len(drawn) // 2]
     box = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75}
     if x - sws[0] > 0.15 * (sws[-1] - sws[0]):
         ax.text((sws[0] + x) / 2, y, "ordered", ha="center", va="center", fontsize=9, bbox=box)

@@ -181,8 +181,10 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
     msq, msq_se = _stat(record.mean_sq)
     pooled = None
     if record.n_finite:
-        m = record.mean.mean  # m * m, not m**2: inf past 1.3e154 where a float power raises
-        pooled = _json_float(math.sqrt(max(record.mean_sq.mean - m * m, 0.0)))
+        # mean * mean, not mean**2: a float64 mean beyond 1.34e154 squares to inf (the numpy
+        # mirror `record_columns` does the same), where ** would raise OverflowError
+        spread = record.mean_sq.mean - record.mean.mean * record.mean.mean
+        pooled = _json_float(math.sqrt(max(spread, 0.0)))
     return {
         "layer": record.layer,
         "quantity": record.quantity,
@@ -273,7 +275,7 @@ def record_columns(
     n = np.asarray(n_finite, dtype=np.int64)
     nf = n.astype(np.float64)
     out: dict[str, Column] = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for name in OBSERVABLES:
             mean, m2 = (np.asarray(a, dtype=np.float64) for a in moments[name])
             out[name] = (mean, (n > 0) & np.isfinite(mean))

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from scheduler.errors import SpecError
-from scheduler.spec.model import PARTNER_AXIS, AxisValue, RandomSpec, SweepSpec
+from scheduler.spec.model import (
+    MAX_WEIGHT_SECOND_MOMENT,
+    PARTNER_AXIS,
+    AxisValue,
+    RandomSpec,
+    SweepSpec,
+)
 from worker.contract import (
     ACTIVATIONS,
     BIAS_SCHEMES,
@@ -37,7 +43,7 @@ from worker.contract import (
     SimConfig,
     canonical_scheme,
 )
-from worker.schemes import describe_law, is_iid_gaussian
+from worker.schemes import describe_law, is_iid_gaussian, law
 
 Located = tuple[str, AxisValue, str]
 """(axis, value, where the value was written in the spec)."""
@@ -219,17 +225,44 @@ def _config(located: list[Located], origin: str) -> SimConfig:
     except SpecError as e:
         raise SpecError(f"{where.get('sampler', origin)}: {e}") from None
     width = int(_num(values["width"]))
+    input_dim = int(_num(values.get("input_dim", width)))
+    depth = int(_num(values["depth"]))
+    kernels = [(input_dim, width)] + ([(width, width)] if depth > 1 else [])
+    _check_weight_scale(init, kernels, where.get("sigma_w", where.get("init", origin)))
     return SimConfig(
         init=init,
         activation=_canonical(ACTIVATIONS, values["activation"]),
-        depth=int(_num(values["depth"])),
+        depth=depth,
         width=width,
-        input_dim=int(_num(values.get("input_dim", width))),
+        input_dim=input_dim,
         batch=int(_num(values.get("batch", 1))),
         dtype=str(values.get("dtype", "float32")),
         bias=bias,
         sampler=sampler,
     )
+
+
+def _check_weight_scale(init: Scheme, kernels: list[tuple[int, int]], where: str) -> None:
+    """Refuse weights whose entries' second moment E[W^2] exceeds MAX_WEIGHT_SECOND_MOMENT (times
+    a fan it would overflow float64). W = shift + scale B (`worker.schemes.law`): E[W^2] is
+    shift^2 + scale^2 E[B^2] + 2 shift scale E[B], computed from values scaled to 1 (no square
+    of a spec number overflows here)."""
+    limit = math.sqrt(MAX_WEIGHT_SECOND_MOMENT)
+    for fan_in, fan_out in kernels:
+        entry = law(init, fan_in, fan_out)
+        top = max(abs(entry.shift), abs(entry.scale))
+        if top == 0.0:
+            continue
+        a, b = entry.shift / top, entry.scale / top
+        # E[B], E[B^2]: uniform U[0, 1); normal and orthogonal entries <= N(0, 1) moments
+        e1, e2 = (0.5, 1.0 / 3.0) if entry.kind == "uniform" else (0.0, 1.0)
+        rms = top * math.sqrt(a * a + 2.0 * a * b * e1 + b * b * e2)
+        if not rms <= limit:
+            raise SpecError(
+                f"{where}: expected weights of root mean square at most {limit:g} (their "
+                f"variance times a fan must stay finite in float64). Received: {init.label} "
+                f"gives {rms:.3g} for a {fan_in}x{fan_out} kernel"
+            )
 
 
 def _canonical(registry: dict[str, dict[str, Any]], value: AxisValue) -> Scheme:

@@ -68,6 +68,14 @@ MAX_CONFIGS = 100_000
 MAX_DEPTH = 100_000
 MAX_WIDTH = 1 << 20
 MAX_BATCH = 1 << 16
+# Every real number of a spec is 0 or of magnitude in [MIN_MAGNITUDE, MAX_MAGNITUDE]: its square
+# (a variance: sigma_w^2, std^2, alpha^2) and that square times any fan or batch (< 2^21) stay
+# finite and normal in float64, so no derived parameter of a valid spec is inf or flushed to 0.
+MAX_MAGNITUDE = 1e150
+MIN_MAGNITUDE = 1e-150
+# Largest variance of one weight entry (shift^2 + scale^2 of its law, per kernel): times a fan
+# (< 2^21) it stays below float64's largest value.
+MAX_WEIGHT_SECOND_MOMENT = 1e300
 INT_AXIS_MAX: dict[str, tuple[int, str]] = {
     "depth": (MAX_DEPTH, "layers"),
     "width": (MAX_WIDTH, "units"),

@@ -14,7 +14,9 @@ from scheduler.spec.model import (
     AXES,
     INT_AXES,
     INT_AXIS_MAX,
+    MAX_MAGNITUDE,
     MAX_MEMORY_BUDGET,
+    MIN_MAGNITUDE,
     REQUESTED_SAMPLERS,
     AxisValue,
 )
@@ -132,7 +134,8 @@ def _scheme(
 
 
 def number(value: Any, where: str, *, positive: bool = False, non_negative: bool = False) -> float:
-    """A finite number (positive or non-negative when asked) as a float."""
+    """A finite number (positive or non-negative when asked) as a float, 0 or of magnitude in
+    [MIN_MAGNITUDE, MAX_MAGNITUDE] (its square, times any fan, is finite and normal in float64)."""
     if positive:
         what = "a positive number"
     elif non_negative:
@@ -151,6 +154,16 @@ def number(value: Any, where: str, *, positive: bool = False, non_negative: bool
         or (non_negative and as_float < 0)
     ):
         raise SpecError(f"{where}: expected {what}. Received: {render(value)}")
+    if abs(as_float) > MAX_MAGNITUDE:
+        raise SpecError(
+            f"{where}: expected {what} of magnitude at most {MAX_MAGNITUDE:g} (its square, "
+            f"times a fan, must stay finite in float64). Received: {render(value)}"
+        )
+    if 0.0 < abs(as_float) < MIN_MAGNITUDE:
+        raise SpecError(
+            f"{where}: expected 0 or {what} of magnitude at least {MIN_MAGNITUDE:g} (its square "
+            f"must not underflow float64). Received: {render(value)}"
+        )
     return as_float
 
 

@@ -303,14 +303,38 @@ def _quad_fixed_point(sigma_w: float, sigma_b: float) -> tuple[float, float]:
 
 def test_tanh_critical_line_matches_independent_quadrature_and_grows_with_bias() -> None:
     sigma_w = critical_sigma_w(0.05, TANH)
+    assert sigma_w is not None
     assert 1.0 < sigma_w < 1.2  # Schoenholz et al. 2017, Fig. 1: the line leaves (1, 0) upwards
     q_ref, chi_ref = _quad_fixed_point(sigma_w, 0.05)
     assert chi_ref == pytest.approx(1.0, abs=1e-8)
     assert predict_map(sigma_w, 0.05, TANH)[0] == pytest.approx(q_ref, rel=1e-8)
     # sigma_b^2 = 0.05, the value of Schoenholz et al.'s figures: sigma_w^2 ~ 1.76.
-    assert critical_sigma_w(math.sqrt(0.05), TANH) ** 2 == pytest.approx(1.76, abs=0.01)
+    schoenholz = critical_sigma_w(math.sqrt(0.05), TANH)
+    assert schoenholz is not None and schoenholz**2 == pytest.approx(1.76, abs=0.01)
     line = [critical_sigma_w(b, TANH) for b in (0.0, 0.01, 0.05, 0.1, 0.3, 0.6, 1.0)]
-    assert all(a < b for a, b in itertools.pairwise(line))
+    assert all(a is not None and b is not None and a < b for a, b in itertools.pairwise(line))
+
+
+@pytest.mark.parametrize("name", ["gelu", "swish"])
+def test_a_jump_of_the_fixed_point_is_not_a_critical_crossing(name: str) -> None:
+    """gelu/swish at sigma_b = 0.05: the fixed point reached from q = 1 jumps (chi_1 from ~0.6 to
+    ~1.17, q from ~0.006 to diverging) between sigma_w = 1.5 and 1.7; chi_1 never equals 1."""
+    act = Scheme(name)
+    chi = [predict_map(sw, 0.05, act)[1] for sw in np.linspace(1.0, 2.0, 41)]
+    assert all(c is not None and abs(c - 1.0) > 0.1 for c in chi)
+    assert chi[0] is not None and chi[-1] is not None and chi[0] < 1.0 < chi[-1]
+    assert critical_sigma_w(0.05, act) is None
+    crossing = critical_sigma_w(1.0, act)  # at sigma_b = 1 chi_1 does cross 1 continuously
+    assert crossing is not None
+    for sigma_w in (crossing * (1 - 1e-6), crossing * (1 + 1e-6)):
+        chi_1 = predict_map(sigma_w, 1.0, act)[1]
+        assert chi_1 is not None and chi_1 == pytest.approx(1.0, abs=1e-5)
+    # every value returned anywhere is a true crossing
+    for sigma_b in (0.0, 0.02, 0.1, 0.3, 0.6, 1.0, 2.0):
+        sw = critical_sigma_w(sigma_b, act)
+        if sw is not None:
+            chi_1 = predict_map(sw, sigma_b, act)[1]
+            assert chi_1 is not None and chi_1 == pytest.approx(1.0, abs=1e-6)
 
 
 def test_depth_scales_finite_off_criticality_and_diverging_at_it() -> None:
@@ -320,6 +344,7 @@ def test_depth_scales_finite_off_criticality_and_diverging_at_it() -> None:
         assert xi_q is not None and 0 < xi_q < 50
         assert xi_c is not None and 0 < xi_c < 50
     crit = critical_sigma_w(0.3, TANH)
+    assert crit is not None
     assert predict_map(crit * 0.99, 0.3, TANH)[4] == "ordered"
     assert predict_map(crit * 1.01, 0.3, TANH)[4] == "chaotic"
     assert predict_map(crit * (1 + 1e-5), 0.3, TANH)[4] == "critical"
@@ -394,9 +419,10 @@ def test_predict_layout_and_flags() -> None:
     assert [(x.layer, x.quantity) for x in th.layers] == [(0, "activation")] + [
         (layer, quantity) for layer in range(1, 5) for quantity in QUANTITIES
     ]
-    assert th.get(0, "activation") == meanfield.LayerTheory(
-        0, "activation", 0.0, 1.0, math.sqrt(1 - 1 / 48)
-    )
+    x = th.get(0, "activation")
+    assert (x.mean, x.mean_sq, x.std) == (0.0, 1.0, math.sqrt(1 - 1 / 48))
+    assert x.mean_bounds == (0.0, 0.0) and x.mean_sq_bounds == (1.0, 1.0)  # exact
+    assert x.dispersion == pytest.approx(2 / 48)
     assert th.get(1, "preactivation").mean_sq == pytest.approx(16 * 2 / 48)
     assert th.exact and th.phase in ("ordered", "critical", "chaotic")
     ortho = predict(config(scheme("orthogonal"), TANH, 3, 32))

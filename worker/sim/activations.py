@@ -57,10 +57,12 @@ def _alpha(act: Scheme, default_key: str = "alpha") -> float:
 
 
 def _elu_phi(alpha: float, scale: float) -> Fn:
+    # selu as tf.nn.selu computes it: scale * alpha is one constant, rounded to the dtype once
+    # (rounding alpha and scale separately and multiplying twice doubles bfloat16's bias)
     def phi(z: tf.Tensor) -> tf.Tensor:
-        neg = _c(alpha, z) * tf.math.expm1(tf.minimum(z, _c(0.0, z)))
-        out = tf.where(z > _c(0.0, z), z, neg)
-        return out if scale == 1.0 else _c(scale, z) * out
+        neg = _c(alpha * scale, z) * tf.math.expm1(tf.minimum(z, _c(0.0, z)))
+        pos = z if scale == 1.0 else _c(scale, z) * z
+        return tf.where(z > _c(0.0, z), pos, neg)
 
     return phi
 

@@ -7,12 +7,15 @@ scales; it rests on four layers below it, each importing only those above it in 
 - `gaussian`:     phi, phi', phi''; Gaussian expectations by closed forms and quadrature
 - `finite_width`: the log-normal walk of the row norm; spread of mean_sq; the finite-width note;
                   the exact law of log mean_sq (linear, relu; Gaussian weights, no bias)
-- `precision`:    dtype limits; expected overflow and underflow layers
+- `precision`:    dtype limits and subnormal behaviour per device; overflow and collapse laws
+- `corrections`:  the interval each statistic may lie in at finite width (stated multiple of the
+                  O(depth/width) correction; std's Hoelder bound)
 - `meanfield`:    q- and c-maps, fixed points, chi_1, depth scales, phase, `predict`
 """
 
 from __future__ import annotations
 
+from scheduler.analysis.theory.corrections import FINITE_WIDTH_MULTIPLE, Bounds, layer_bounds
 from scheduler.analysis.theory.finite_width import (
     exact_log_mean_sq,
     finite_width_note,
@@ -31,25 +34,42 @@ from scheduler.analysis.theory.meanfield import (
     predict,
     predict_map,
 )
-from scheduler.analysis.theory.precision import DTYPE_LIMITS, overflow_layer, underflow_layer
+from scheduler.analysis.theory.precision import (
+    DTYPE_LIMITS,
+    Underflow,
+    horizon,
+    overflow_cdf,
+    overflow_layer,
+    underflow_cdf,
+    underflow_layer,
+    underflow_model,
+)
 from scheduler.analysis.theory.weights import TRUNCATED_VARIANCE_FACTOR, weight_moments
 
 __all__ = [
     "DTYPE_LIMITS",
+    "FINITE_WIDTH_MULTIPLE",
     "PHASE_TOL",
     "TRUNCATED_VARIANCE_FACTOR",
     "ActivationMoments",
+    "Bounds",
     "ConfigTheory",
     "LayerTheory",
+    "Underflow",
     "activation_moments",
     "bivariate_expectation",
     "critical_sigma_w",
     "exact_log_mean_sq",
     "finite_width_note",
+    "horizon",
+    "layer_bounds",
     "mean_sq_dispersion",
+    "overflow_cdf",
     "overflow_layer",
     "predict",
     "predict_map",
+    "underflow_cdf",
     "underflow_layer",
+    "underflow_model",
     "weight_moments",
 ]

@@ -144,9 +144,9 @@ def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
     radial = 0.0 if config.init.name == "orthogonal" else 2.0  # kappa of the norm of z
     mu = np.zeros(horizon + 1)
     var = np.zeros(horizon + 1)
-    x = math.log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
+    x = _log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
     lam = float(np.logaddexp(x, log_sb2))
-    r = math.exp(x - lam)
+    r = _share(x, lam)
     mu[1], var[1] = lam, r * r * float(special.polygamma(1, n0 / 2.0))
     for layer in range(2, horizon + 1):
         m = moments_at_log_q(config.activation, lam)
@@ -156,14 +156,24 @@ def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
         else:
             kappa = max(0.0, m.kurtosis - 3.0 + radial)
             drift, noise = -kappa / (2.0 * n), kappa / n
-        x = math.log(n * v) + m.log_mean_sq + drift
+        x = _log(n * v) + m.log_mean_sq + drift
         lam = float(np.logaddexp(x, log_sb2))
-        r = math.exp(x - lam)
+        r = _share(x, lam)
         mu[layer] = lam
         var[layer] = (r * m.log_slope) ** 2 * var[layer - 1] + r * r * noise
     mu.setflags(write=False)
     var.setflags(write=False)
     return mu, var
+
+
+def _log(x: float) -> float:
+    """log x, -inf at 0 (zero weights: the walk sits at q = sigma_b^2 or at log q = -inf)."""
+    return math.log(x) if x > 0.0 else -math.inf
+
+
+def _share(x: float, lam: float) -> float:
+    """exp(x - lam): the weights' share of q = exp(x) + sigma_b^2 = exp(lam); 0 when both vanish."""
+    return math.exp(x - lam) if x > -math.inf else 0.0
 
 
 def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
@@ -184,7 +194,8 @@ def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
     act = activation_fns(config.activation)
     ortho = config.init.name == "orthogonal"
     if act.homogeneous is not None and config.bias_std == 0.0 and (not ortho or n0 <= n):
-        a_pos, a_neg = act.homogeneous
+        top = max(abs(act.homogeneous[0]), abs(act.homogeneous[1]))  # >= 1 (a+ = 1)
+        a_pos, a_neg = act.homogeneous[0] / top, act.homogeneous[1] / top  # a^4 stays finite
         if ortho:
             # z^l / |z^l| is uniform on the sphere: with K ~ Bin(n, 1/2) positive coordinates,
             # their share of |z|^2 is Beta(K/2, (n-K)/2), of variance

@@ -297,13 +297,22 @@ class ActivationMoments:
     log_slope: float
 
 
+def _piecewise_kurtosis(a_pos: float, a_neg: float) -> float:
+    """E[phi^4] / E[phi^2]^2 = 6 (a+^4 + a-^4) / (a+^2 + a-^2)^2 for phi = a+ u (u > 0), a- u
+    (u < 0), from the slopes scaled to 1 (a^4 overflows float64 beyond 1e77); inf if both 0."""
+    top = max(abs(a_pos), abs(a_neg))
+    if top == 0.0:
+        return math.inf
+    b_pos, b_neg = a_pos / top, a_neg / top
+    return 6.0 * (b_pos**4 + b_neg**4) / (b_pos**2 + b_neg**2) ** 2
+
+
 def _homogeneous_moments(
     a_pos: float, a_neg: float, log_q: float, q: float | None = None
 ) -> ActivationMoments:
     # phi = a+ relu(u) - a- relu(-u): E phi = (a+ - a-) sqrt(q / 2 pi), E phi^2 = (a+^2 + a-^2) q/2,
     # E phi'^2 = (a+^2 + a-^2)/2, E phi^4 = 3 (a+^4 + a-^4) q^2 / 2.
     m2n = (a_pos**2 + a_neg**2) / 2.0
-    m4n = 3.0 * (a_pos**4 + a_neg**4) / 2.0
     if q is None:
         q = math.exp(log_q) if log_q < 709.0 else math.inf
     return ActivationMoments(
@@ -311,7 +320,7 @@ def _homogeneous_moments(
         mean_sq=m2n * q,
         deriv_sq=m2n,
         curvature=0.0,
-        kurtosis=m4n / m2n**2 if m2n > 0 else math.inf,
+        kurtosis=_piecewise_kurtosis(a_pos, a_neg),
         log_mean_sq=math.log(m2n) + log_q if m2n > 0 else -math.inf,
         log_slope=1.0,
     )
@@ -341,6 +350,10 @@ def moments_at_log_q(activation: Scheme, log_q: float) -> ActivationMoments:
     z, w = _gauss_rule(s)
     u = s * z
     fn = act.f(u) / norm
+    peak = float(np.max(np.abs(fn)))
+    if peak > 1.0:  # a large parameter (elu alpha up to 1e150): fn^4 must not overflow
+        fn = fn / peak
+        norm *= peak
     d1 = act.d1(u)
     m1n = float(np.dot(w, fn))
     m2n = float(np.dot(w, fn * fn))
@@ -377,8 +390,7 @@ def activation_moments(activation: Scheme, q: float) -> ActivationMoments:
     curv = float(np.mean(act.d2(eps) * act.f(eps)))
     if act.slopes_zero is not None:
         a_pos, a_neg = act.slopes_zero
-        m2n = (a_pos**2 + a_neg**2) / 2.0
-        kurt, log_m2, slope = 3.0 * (a_pos**4 + a_neg**4) / 2.0 / m2n**2, -math.inf, 1.0
+        kurt, log_m2, slope = _piecewise_kurtosis(a_pos, a_neg), -math.inf, 1.0
     else:
         kurt, log_m2, slope = 1.0, 2.0 * math.log(abs(f0)), 0.0
     return ActivationMoments(

@@ -88,11 +88,13 @@ Finite-width corrections, dtype limits and the Gaussian integrals live in the si
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from scipy import optimize
 
+from scheduler.analysis.theory.corrections import layer_bounds
 from scheduler.analysis.theory.finite_width import finite_width_note
 from scheduler.analysis.theory.gaussian import (
     ActivationMoments,
@@ -100,7 +102,12 @@ from scheduler.analysis.theory.gaussian import (
     activation_moments,
     bivariate_expectation,
 )
-from scheduler.analysis.theory.precision import overflow_layer, underflow_layer
+from scheduler.analysis.theory.precision import (
+    overflow_cdf,
+    overflow_layer,
+    underflow_cdf,
+    underflow_layer,
+)
 from scheduler.analysis.theory.weights import is_centred, weight_moments
 from worker.contract import Scheme, SimConfig
 
@@ -189,7 +196,7 @@ def _depth_scale(slope: float) -> float | None:
 
 
 def _phase(chi_1: float | None, tol: float) -> str:
-    if chi_1 is None or not math.isfinite(chi_1):
+    if chi_1 is None or math.isnan(chi_1):
         return "unknown"
     if abs(chi_1 - 1.0) < tol:
         return "critical"
@@ -243,13 +250,17 @@ def predict_map(
     return q_star, chi_1, xi_q, xi_c, _phase(chi_1, tol)
 
 
-def critical_sigma_w(sigma_b: float, activation: Scheme) -> float:
-    """sigma_w on the critical line chi_1 = 1 at this sigma_b (brentq on chi_1 - 1).
+def critical_sigma_w(sigma_b: float, activation: Scheme) -> float | None:
+    """sigma_w on the critical line chi_1 = 1 at this sigma_b, or None where there is none.
 
     Closed form sqrt(2 / (a_+^2 + a_-^2)) for linear (1), relu (sqrt 2) and leaky_relu. Elsewhere
-    q* is the fixed point reached from q = 1 and chi_1 is assumed to cross 1 once as sigma_w
-    grows (it increases monotonically for tanh; for gelu/swish at sigma_b = 0 the crossing is
-    a jump of the reached fixed point from 0 to a finite or diverging q).
+    q* is the fixed point reached from q = 1: the first sign change of chi_1 - 1 as sigma_w grows
+    from 1 (bracketed by halving and growing sigma_w), located by brentq. chi_1 increases
+    continuously with sigma_w for tanh, but for gelu and swish the reached fixed point can jump
+    (two stable fixed points; at sigma_b > 0 chi_1 jumps from ~0.62 to ~1.16): a sign change
+    where |chi_1 - 1| stays above 1e-6 at the located sigma_w is such a jump, not a crossing,
+    and gives None (chi_1 - 1 keeps one sign on each side of the jump within the bracket, so
+    the bracket holds no crossing). None also when no bracket exists in [1e-6, 1e4].
     """
     act = activation_fns(activation)
     if act.homogeneous is not None:
@@ -264,20 +275,19 @@ def critical_sigma_w(sigma_b: float, activation: Scheme) -> float:
     while h(lo) > 0.0:
         lo, hi = lo / 2.0, lo
         if lo < 1e-6:
-            raise ValueError(
-                f"critical_sigma_w: expected chi_1 < 1 at some sigma_w >= 1e-6. "
-                f"Received: chi_1 > 1 throughout for {activation.label}, sigma_b={sigma_b}"
-            )
+            return None
     while h(hi) < 0.0:
         lo, hi = hi, hi * 1.5
         if hi > 1e4:
-            raise ValueError(
-                f"critical_sigma_w: expected chi_1 > 1 at some sigma_w <= 1e4. "
-                f"Received: chi_1 < 1 throughout for {activation.label}, sigma_b={sigma_b}"
-            )
+            return None
     if h(lo) == 0.0:
         return lo
-    return float(optimize.brentq(h, lo, hi, xtol=1e-13, rtol=1e-15))
+    root = float(optimize.brentq(h, lo, hi, xtol=1e-13, rtol=1e-15))
+    return root if abs(h(root)) <= _CROSSING_TOL else None
+
+
+# |chi_1 - 1| at a located sign change above this is a jump of the fixed point, not a crossing.
+_CROSSING_TOL = 1e-6
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,13 +296,23 @@ def critical_sigma_w(sigma_b: float, activation: Scheme) -> float:
 
 @dataclass(frozen=True)
 class LayerTheory:
-    """Predicted E[mean], E[mean_sq] and sqrt(E[std^2]) of one (layer, quantity); None: none."""
+    """Predicted E[mean], E[mean_sq] and sqrt(E[std^2]) of one (layer, quantity); None: none.
+
+    `*_bounds`: the interval each expectation may lie in at this width (`corrections`: the
+    mean-field value +- a stated multiple of its O(depth/width) correction; for std, E[std]
+    between its Hoelder bound and sqrt(E[std^2])); `dispersion`: the relative variance over
+    trials of the per-trial mean_sq. None: not known (no finite-width allowance, no bound).
+    """
 
     layer: int
     quantity: str
     mean: float | None
     mean_sq: float | None
     std: float | None
+    mean_bounds: tuple[float, float] | None = None
+    mean_sq_bounds: tuple[float, float] | None = None
+    std_bounds: tuple[float, float] | None = None
+    dispersion: float | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +330,9 @@ class ConfigTheory:
     underflow_layer: float | None
     exact: bool
     note: str
+    # P(first non-finite forward layer <= l), P(collapsed to 0 by l), l = 0..precision.horizon
+    overflow_cdf: tuple[float, ...] | None = None
+    underflow_cdf: tuple[float, ...] | None = None
 
     def get(self, layer: int, quantity: str) -> LayerTheory:
         """The prediction of (layer, quantity)."""
@@ -327,14 +350,46 @@ def _sqrt0(x: float | None) -> float | None:
     return None if x is None else math.sqrt(max(0.0, x))
 
 
-def predict(config: SimConfig) -> ConfigTheory:
+def predict(config: SimConfig, *, device: str | None = None) -> ConfigTheory:
     """Mean-field predictions of every (layer, quantity) of `config`, its phase and limits.
 
     Layer 0 is the input (mean 0, mean_sq 1, std sqrt(1 - 1/(batch input_dim))). Layers
     1..depth carry preactivation, activation and gradient in that order. Values that overflow
     float64 and quantities the theory does not cover (deeper layers of non-centred weights)
-    are None. `exact` is False for orthogonal (not i.i.d.) and non-centred kernels.
+    are None; so is every number that is not finite (q*, chi_1, the layer values), except the
+    depth scales xi_q, xi_c, which are inf on a critical line. `exact` is False for orthogonal
+    (not i.i.d.) and non-centred kernels. Total on every configuration a spec accepts: where a
+    prediction cannot be computed (an arithmetic failure) every layer is None and `note` says
+    why, so callers count the configuration as "no prediction" instead of failing. `device`
+    (a chunk's provenance device; None: CPU) sets the dtype's subnormal behaviour
+    (`precision.underflow_model`).
     """
+    try:
+        return _predict(config, device)
+    except (ArithmeticError, ValueError) as exc:
+        layers = [LayerTheory(0, "activation", None, None, None)]
+        for layer in range(1, config.depth + 1):
+            layers += [LayerTheory(layer, q, None, None, None) for q in _QUANTITIES]
+        return ConfigTheory(
+            config=config,
+            layers=tuple(layers),
+            q_star=None,
+            chi_1=None,
+            xi_q=None,
+            xi_c=None,
+            phase="unknown",
+            overflow_layer=None,
+            underflow_layer=None,
+            exact=False,
+            note=f"no prediction: the theory could not be computed ({type(exc).__name__}: {exc}).",
+        )
+
+
+_QUANTITIES = ("preactivation", "activation", "gradient")
+
+
+def _predict(config: SimConfig, device: str | None) -> ConfigTheory:
+    """`predict` without the guard."""
     n0, n, depth, batch = config.input_dim, config.width, config.depth, config.batch
     act = config.activation
     sb2 = config.bias_std**2
@@ -387,9 +442,9 @@ def predict(config: SimConfig) -> ConfigTheory:
             if layer == 1 and mu1 != 0.0 and ql > 0.0:
                 c = min(1.0, n0 * mu1 * mu1 / ql)
                 cross = bivariate_expectation(act, ql, c)
-                act_std2 = m.mean_sq - cross / batch - (1.0 - 1.0 / batch) * m.mean**2
+                act_std2 = m.mean_sq - cross / batch - (1.0 - 1.0 / batch) * m.mean * m.mean
             else:
-                act_std2 = m.mean_sq - m.mean**2
+                act_std2 = m.mean_sq - m.mean * m.mean
             layers.append(
                 LayerTheory(
                     layer, "activation", _finite(m.mean), mean_sq, _sqrt0(_finite(act_std2))
@@ -430,8 +485,9 @@ def predict(config: SimConfig) -> ConfigTheory:
         )
     if any(q[layer] is None for layer in range(1, depth + 1)) and centred:
         notes.append("mean-field values exceed float64 at depth: those layers are None.")
+    over_law, under_law = overflow_cdf(config), underflow_cdf(config, device=device)
     over = overflow_layer(config)
-    under = underflow_layer(config)
+    under = underflow_layer(config, device=device)
     if over is not None:
         notes.append(f"{config.dtype} overflow expected at layer ~{over:.1f} (forward pass).")
     if under is not None:
@@ -441,14 +497,45 @@ def predict(config: SimConfig) -> ConfigTheory:
         notes.append(width_note)
     return ConfigTheory(
         config=config,
-        layers=tuple(layers),
-        q_star=q_star,
-        chi_1=chi_1,
+        layers=_with_bounds(config, q, layers),
+        q_star=_finite(q_star),
+        chi_1=_finite(chi_1),
         xi_q=xi_q,
         xi_c=xi_c,
         phase=phase,
-        overflow_layer=over,
-        underflow_layer=under,
+        overflow_layer=_finite(over),
+        underflow_layer=_finite(under),
         exact=centred and config.init.name != "orthogonal",
         note=" ".join(notes),
+        overflow_cdf=None if over_law is None else tuple(float(p) for p in over_law),
+        underflow_cdf=None if under_law is None else tuple(float(p) for p in under_law),
     )
+
+
+def _with_bounds(
+    config: SimConfig, q: list[float | None], layers: list[LayerTheory]
+) -> tuple[LayerTheory, ...]:
+    """`layers` with non-finite values as None and the finite-width bounds of `corrections`."""
+    clean = [
+        LayerTheory(t.layer, t.quantity, _finite(t.mean), _finite(t.mean_sq), _finite(t.std))
+        for t in layers
+    ]
+    bounds = layer_bounds(
+        config, q, {(t.layer, t.quantity): (t.mean, t.mean_sq, t.std) for t in clean}
+    )
+    out = []
+    for t in clean:
+        b = bounds.get((t.layer, t.quantity))
+        if b is None:
+            out.append(t)
+            continue
+        out.append(
+            dataclasses.replace(
+                t,
+                mean_bounds=b.mean,
+                mean_sq_bounds=b.mean_sq,
+                std_bounds=b.std,
+                dispersion=_finite(b.dispersion),
+            )
+        )
+    return tuple(out)
