@@ -31,6 +31,7 @@ from worker.contract import OBSERVABLES, QUANTITIES, SimConfig
 
 __all__ = [
     "CONFIG_THEORY",
+    "DASHBOARD_OMITS",
     "MAX_CHECK_ROWS",
     "RAW_COLUMNS",
     "ROW_THEORY",
@@ -61,10 +62,13 @@ RAW_COLUMNS: tuple[str, ...] = (
 )
 _RAW = {name: i for i, name in enumerate(RAW_COLUMNS)}
 COUNT_KEYS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
-ROW_THEORY = ("theory_mean", "theory_mean_sq", "theory_std", "z_mean", "z_mean_sq", "theory_exact")
+# The dashboard's table does not show the per-trial distribution columns yet: DIST_KEYS and the
+# theory columns of the exact log-norm law (`DASHBOARD_OMITS`) are left out of its rows.
+LOG_THEORY = ("theory_log_mean_sq", "theory_log_mean_sq_var", "z_log_mean_sq", "z_log_mean_sq_var")
+DASHBOARD_OMITS = (*DIST_KEYS, *LOG_THEORY)
 CONFIG_THEORY = ("finite_width", "theory_overflow_layer", "theory_underflow_layer")
-# The per-trial distribution columns (DIST_KEYS) are not in the dashboard's table yet.
 TABLE_STATS = tuple(k for k in STAT_KEYS if k not in DIST_KEYS)
+ROW_THEORY = tuple(k for k in THEORY_KEYS if k not in (*CONFIG_THEORY, *LOG_THEORY))
 NUMERIC = (*TABLE_STATS, *ROW_THEORY, "abs_z")
 ROW_KEYS = ("layer", "quantity", *NUMERIC)
 MAX_LIMIT = 500
@@ -117,7 +121,9 @@ def theory_block(
                 "layer": int(raw[i, 0]),
                 "quantity": QUANTITIES[int(raw[i, 1])],
                 **{k: _nan_to_none(float(stats[k][i])) for k in ("mean", "mean_se")},
+                **{k: _nan_to_none(float(stats[k][i])) for k in ("std", "std_se")},
                 **{k: _nan_to_none(float(stats[k][i])) for k in ("mean_sq", "mean_sq_se")},
+                **{k: int(stats[k][i]) for k in COUNT_KEYS},
             },
             entry.config,
         )
@@ -328,6 +334,8 @@ class ResultTable:
             out[key] = int(x) if key in COUNT_KEYS else _nan_to_none(x)
         head = self.theory_heads.get(c, {})
         for key in THEORY_KEYS:
+            if key in LOG_THEORY:
+                continue
             if key in CONFIG_THEORY:
                 out[key] = head.get(key)
             elif key == "theory_exact":
