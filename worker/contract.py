@@ -33,6 +33,7 @@ from typing import Any
 from worker.stats import Moments
 
 TASK_NAME = "initsweep.run_chunk"
+TASKS_NAME = "initsweep.run_chunks"  # several small chunks in one message, each saved on its own
 CONTRACT_VERSION = 1
 QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be routed to
 
