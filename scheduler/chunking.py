@@ -1,14 +1,27 @@
-"""Split each configuration's trials into chunks and build the `SweepPlan` of a spec.
+"""Split each configuration's trials into chunks, build the `SweepPlan` of a spec, and group
+small chunks into tasks.
 
 A chunk should take seconds, not hours: large enough to amortise a message and a DB write, small
 enough to spread a configuration over workers and retry cheaply. Sizes come from the nominal
 cost model of `scheduler.estimate` (never from timing this machine), so the same spec gives the
 same chunks, hence the same run keys, everywhere.
+
+A configuration too small for a chunk of seconds (100 trials of a width-64 network are a few
+milliseconds) still makes a chunk: chunks are its content-addressed rows. What travels is a
+task: consecutive chunks (`group_tasks`) whose nominal work, `chunk_seconds` = trials x
+`nominal_seconds_per_trial` + `CHUNK_OVERHEAD_SECONDS` (its claim, save and aggregation), reaches
+`TASK_SECONDS`; a chunk of `TASK_SECONDS` or more is a task of its own, so a task stays under
+2 x TASK_SECONDS unless it is one chunk (itself under MAX_CHUNK_SECONDS). Each chunk of a task
+is still claimed, simulated, saved and aggregated on its own (`worker.execute`), so a task that
+fails or is delivered twice records every chunk exactly once. Grouping changes no result.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+from collections.abc import Iterable
 
 from scheduler.errors import BudgetError, SpecError
 from scheduler.estimate import nominal_seconds_per_trial
@@ -24,6 +37,8 @@ TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials
 MIN_CHUNK_TRIALS = 50  # below this the per-chunk overhead dominates
 MAX_CHUNK_SECONDS = 300.0  # ...unless 50 trials would exceed this; then fewer
 SHARE_FROM_TRIALS = 200  # from this many trials a configuration is split over 2+ chunks
+TASK_SECONDS = 1.0  # nominal work a task (a message, a pool submission) carries at least
+CHUNK_OVERHEAD_SECONDS = 0.005  # nominal claim + save + aggregation of one chunk
 
 
 def auto_chunk_trials(config: SimConfig, trials: int) -> int:
@@ -42,6 +57,58 @@ def auto_chunk_trials(config: SimConfig, trials: int) -> int:
         n_chunks = max(n_chunks, 2)
     n_chunks = max(1, min(n_chunks, trials // floor))
     return min(math.ceil(trials / n_chunks), cap)
+
+
+@functools.lru_cache(maxsize=4096)
+def config_seconds_per_trial(config_json: str) -> float:
+    """`nominal_seconds_per_trial` of a configuration given as its canonical JSON."""
+    return nominal_seconds_per_trial(SimConfig.from_json(json.loads(config_json)))
+
+
+def chunk_seconds(seconds_per_trial: float, n_trials: int) -> float:
+    """Nominal seconds of a chunk of `n_trials` trials, its bookkeeping included."""
+    return seconds_per_trial * n_trials + CHUNK_OVERHEAD_SECONDS
+
+
+def task_units(seconds: float, task_seconds: float = TASK_SECONDS) -> float:
+    """The share of a task a chunk of `seconds` is: 1 for a chunk that is a task of its own."""
+    return 1.0 if task_seconds <= 0 else min(1.0, seconds / task_seconds)
+
+
+def max_task_chunks(task_seconds: float = TASK_SECONDS) -> int:
+    """The most chunks a task of `task_seconds` can hold (each costs CHUNK_OVERHEAD_SECONDS)."""
+    return math.ceil(task_seconds / CHUNK_OVERHEAD_SECONDS) + 1
+
+
+def spread_task_seconds(total_seconds: float, workers: int) -> float:
+    """`TASK_SECONDS`, lowered so that `total_seconds` of work make at least 4 tasks per
+    worker (a small sweep is still spread over every process, and its end is balanced)."""
+    return min(TASK_SECONDS, total_seconds / (4 * max(1, workers)))
+
+
+def group_tasks(
+    work: Iterable[tuple[int, float]], task_seconds: float = TASK_SECONDS
+) -> list[tuple[int, ...]]:
+    """Consecutive (chunk id, `chunk_seconds`) grouped into tasks, in order (module doc); a
+    `task_seconds` of 0 makes every chunk its own task."""
+    tasks: list[tuple[int, ...]] = []
+    current: list[int] = []
+    total = 0.0
+    for chunk_id, seconds in work:
+        if seconds >= task_seconds:
+            if current:
+                tasks.append(tuple(current))
+                current, total = [], 0.0
+            tasks.append((chunk_id,))
+            continue
+        current.append(chunk_id)
+        total += seconds
+        if total >= task_seconds:
+            tasks.append(tuple(current))
+            current, total = [], 0.0
+    if current:
+        tasks.append(tuple(current))
+    return tasks
 
 
 def split_trials(trials: int, chunk_trials: int) -> tuple[ChunkPlan, ...]:

@@ -5,8 +5,12 @@ One pass, for every active sweep:
    back to `pending` (a late save by a worker that was only slow is still a harmless no-op);
 2. a `pending` chunk enqueued more than `requeue_after_s` ago lost its message (Redis restart,
    purge): it is enqueued again;
-3. up to `max_in_flight` chunks are kept enqueued-or-running: new ones are sent in
-   (sweep, position, chunk index) order, so a sweep of 10^5 chunks never floods the broker;
+3. up to `max_in_flight` tasks are kept enqueued-or-running: new chunks are sent in
+   (sweep, position, chunk index) order, so a sweep of 10^5 chunks never floods the broker.
+   A task (one message) is one chunk, or consecutive small chunks of one queue grouped to
+   about `task_seconds` of nominal work (`scheduler.chunking.group_tasks`); what is in flight
+   is counted in tasks, each chunk as its share of one (`chunking.task_units`), so tiny
+   chunks neither become a message each nor starve the workers;
 4. configurations whose chunks are all done are aggregated (idempotent), and sweep statuses
    are refreshed (done, or partial when chunks failed for good).
 Resume, retry and recovery after a lost message are this one mechanism. The enqueue time is
@@ -16,8 +20,9 @@ committed before the message is sent, so a crash between the two only delays a c
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -27,10 +32,18 @@ from sqlalchemy.orm import Session
 
 from models import Chunk, Configuration, Sweep, SweepConfiguration, utcnow
 from models.db import session_scope
+from scheduler.chunking import (
+    TASK_SECONDS,
+    chunk_seconds,
+    config_seconds_per_trial,
+    group_tasks,
+    max_task_chunks,
+    task_units,
+)
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[int, str], None]  # (chunk_id, queue)
+Send = Callable[[Sequence[int], str], None]  # (chunk ids of one task, queue)
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,8 @@ class ReconcilePolicy:
 
     stale_after_s: float = 60.0
     requeue_after_s: float = 900.0
-    max_in_flight: int = 64
+    max_in_flight: int = 64  # tasks
+    task_seconds: float = TASK_SECONDS  # 0: one chunk per task
 
 
 @dataclass
@@ -48,7 +62,8 @@ class PassReport:
 
     stale: int = 0
     requeued: int = 0
-    sent: int = 0
+    sent: int = 0  # chunks
+    tasks: int = 0  # messages they were sent in
     aggregated: int = 0
     finished: list[int] = field(default_factory=list)
 
@@ -106,23 +121,27 @@ def reconcile_once(
                 .values(enqueued_at=None)
             )
         )
-        in_flight = (
-            session.scalar(
-                select(func.count()).where(
-                    in_sweeps,
-                    or_(
-                        Chunk.status == "running",
-                        and_(Chunk.status == "pending", Chunk.enqueued_at.is_not(None)),
-                    ),
-                )
+        in_flight = session.execute(
+            select(Chunk.n_trials, Configuration.config_hash)
+            .join(Configuration, Configuration.id == Chunk.configuration_id)
+            .where(
+                in_sweeps,
+                or_(
+                    Chunk.status == "running",
+                    and_(Chunk.status == "pending", Chunk.enqueued_at.is_not(None)),
+                ),
             )
-            or 0
+        ).all()
+        per_trial = _seconds_per_trial(session, {h for _, h in in_flight})
+        busy = sum(
+            task_units(chunk_seconds(per_trial[h], n), policy.task_seconds) for n, h in in_flight
         )
-        capacity = max(0, policy.max_in_flight - in_flight)
-        to_send: list[tuple[int, str]] = []
-        if capacity:
+        capacity = policy.max_in_flight - busy
+        to_send: list[tuple[tuple[int, ...], str]] = []
+        if capacity > 0:
             rows = session.execute(
-                select(Chunk.id, Chunk.queue)
+                select(Chunk.id, Chunk.queue, Chunk.n_trials, Configuration.config_hash)
+                .join(Configuration, Configuration.id == Chunk.configuration_id)
                 .join(
                     SweepConfiguration,
                     SweepConfiguration.configuration_id == Chunk.configuration_id,
@@ -135,17 +154,16 @@ def reconcile_once(
                 .order_by(
                     SweepConfiguration.sweep_id, SweepConfiguration.position, Chunk.chunk_index
                 )
-                .limit(capacity)
+                .limit(math.ceil(capacity) * max_task_chunks(policy.task_seconds))
             ).all()
-            seen: set[int] = set()
-            for chunk_id, queue in rows:
-                if chunk_id not in seen:  # a configuration shared by two sweeps
-                    seen.add(chunk_id)
-                    to_send.append((chunk_id, queue))
-            mark_enqueued(session=session, chunk_ids=[c for c, _ in to_send], now=now)
-    for chunk_id, queue in to_send:
-        send(chunk_id, queue)
-    report.sent = len(to_send)
+            to_send = _tasks(session, rows, policy.task_seconds, capacity)
+            mark_enqueued(
+                session=session, chunk_ids=[c for task, _ in to_send for c in task], now=now
+            )
+    for task, queue in to_send:
+        send(task, queue)
+    report.sent = sum(len(task) for task, _ in to_send)
+    report.tasks = len(to_send)
 
     with session_scope(factory) as session:
         ready = session.scalars(
@@ -168,17 +186,74 @@ def reconcile_once(
     return report
 
 
+# config_hash -> nominal seconds per trial: content-addressed, so right for any database
+_PER_TRIAL: dict[str, float] = {}
+
+
+def _seconds_per_trial(session: Session, hashes: set[str]) -> dict[str, float]:
+    """Nominal seconds per trial of the configurations `hashes` (read once per process)."""
+    missing = sorted(h for h in hashes if h not in _PER_TRIAL)
+    for i in range(0, len(missing), 500):
+        for h, text in session.execute(
+            select(Configuration.config_hash, Configuration.config_json).where(
+                Configuration.config_hash.in_(missing[i : i + 500])
+            )
+        ):
+            _PER_TRIAL[h] = config_seconds_per_trial(text)
+    return _PER_TRIAL
+
+
+def _tasks(
+    session: Session, rows: Sequence[Any], task_seconds: float, capacity: float
+) -> list[tuple[tuple[int, ...], str]]:
+    """The tasks to send: pending chunks `rows` (id, queue, n_trials, config_hash; a chunk of a
+    configuration shared by two sweeps appears twice) grouped per queue in order, the first
+    ones while their task units fit `capacity` (at least one task)."""
+    per_trial = _seconds_per_trial(session, {row[3] for row in rows})
+    seen: set[int] = set()
+    work: dict[str, list[tuple[int, float]]] = {}
+    position: dict[int, int] = {}
+    for chunk_id, queue, n_trials, config_hash in rows:
+        if chunk_id not in seen:
+            seen.add(chunk_id)
+            position[chunk_id] = len(position)
+            work.setdefault(queue, []).append(
+                (chunk_id, chunk_seconds(per_trial[config_hash], n_trials))
+            )
+    seconds = {cid: s for items in work.values() for cid, s in items}
+    tasks = sorted(
+        (
+            (task, queue)
+            for queue, items in work.items()
+            for task in group_tasks(items, task_seconds)
+        ),
+        key=lambda tq: position[tq[0][0]],
+    )
+    chosen: list[tuple[tuple[int, ...], str]] = []
+    used = 0.0
+    for task, queue in tasks:
+        if chosen and used >= capacity:
+            break
+        used += task_units(sum(seconds[c] for c in task), task_seconds)
+        chosen.append((task, queue))
+    return chosen
+
+
 def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
 def celery_sender() -> Send:
-    """Send `run_chunk(chunk_id)` by name to the chunk's queue (no worker code imported)."""
+    """Send a task by name to its queue (no worker code imported): `run_chunk(chunk_id)` for one
+    chunk, `run_chunks(chunk_ids)` for several."""
     from worker.celery_app import app
-    from worker.contract import TASK_NAME
+    from worker.contract import TASK_NAME, TASKS_NAME
 
-    def send(chunk_id: int, queue: str) -> None:
-        app.send_task(TASK_NAME, args=[chunk_id], queue=queue)
+    def send(chunk_ids: Sequence[int], queue: str) -> None:
+        if len(chunk_ids) == 1:
+            app.send_task(TASK_NAME, args=[chunk_ids[0]], queue=queue)
+        else:
+            app.send_task(TASKS_NAME, args=[list(chunk_ids)], queue=queue)
 
     return send
 

@@ -300,6 +300,20 @@ def chunk_trials(*, session: Session, chunk_ids: Sequence[int]) -> int:
     return total
 
 
+def chunk_configs(*, session: Session, chunk_ids: Sequence[int]) -> list[tuple[int, int, str]]:
+    """(chunk id, n_trials, canonical JSON of its configuration) of `chunk_ids`, in that order
+    (what `scheduler.chunking.chunk_seconds` needs to group chunks into tasks)."""
+    found: dict[int, tuple[int, int, str]] = {}
+    for i in range(0, len(chunk_ids), _IN_BATCH):
+        rows = session.execute(
+            select(Chunk.id, Chunk.n_trials, Configuration.config_json)
+            .join(Configuration, Configuration.id == Chunk.configuration_id)
+            .where(Chunk.id.in_(chunk_ids[i : i + _IN_BATCH]))
+        )
+        found.update((cid, (cid, n, text)) for cid, n, text in rows)
+    return [found[cid] for cid in chunk_ids if cid in found]
+
+
 def mark_enqueued(
     *, session: Session, chunk_ids: Iterable[int], now: datetime | None = None
 ) -> None:

@@ -24,6 +24,7 @@ from scheduler.errors import (
     UserError,
 )
 from scheduler.store import (
+    chunk_configs,
     chunk_ids,
     chunk_trials,
     create_sweep,
@@ -131,12 +132,20 @@ def run_here(
 ) -> LocalRun:
     """Run the sweep's missing chunks in local processes; `on_start(chunks, trials)` first.
 
+    Small chunks travel in tasks of about a second of nominal work (`chunking.group_tasks`).
+
     Running and failed chunks are put back to pending first (a local run owns its sweep; failed
     ones get their attempts back). Configurations whose chunks are all done but which are not
     aggregated (a database written by an older version) are aggregated before anything else.
     Ctrl-C returns the chunks in flight to pending, marks the sweep `interrupted` and raises
     InterruptedRun; otherwise the sweep's status is refreshed from its chunks.
     """
+    from scheduler.chunking import (
+        chunk_seconds,
+        config_seconds_per_trial,
+        group_tasks,
+        spread_task_seconds,
+    )
     from worker.pool import run_chunks
 
     require_compute(f"sweep {sweep_id}")
@@ -147,10 +156,14 @@ def run_here(
         reset_chunks(session=session, sweep_id=sweep_id, statuses=("running",))
         ids = chunk_ids(session=session, sweep_id=sweep_id, statuses=("pending",))
         trials = chunk_trials(session=session, chunk_ids=ids)
+        work = chunk_configs(session=session, chunk_ids=ids)
+    costs = [(cid, chunk_seconds(config_seconds_per_trial(text), n)) for cid, n, text in work]
+    target = spread_task_seconds(sum(c for _, c in costs), workers)
+    tasks = group_tasks(costs, target)
     try:
         if on_start is not None and ids:
             on_start(len(ids), trials)
-        report = run_chunks(url, ids, workers=workers, on_done=on_done)
+        report = run_chunks(url, tasks, workers=workers, on_done=on_done)
     except KeyboardInterrupt:
         with session_scope(factory) as session:
             back = reset_chunks(session=session, sweep_id=sweep_id, statuses=("running",))

@@ -35,6 +35,7 @@ from worker.histogram import Histogram
 from worker.stats import Moments, Moments4
 
 TASK_NAME = "initsweep.run_chunk"
+TASKS_NAME = "initsweep.run_chunks"  # several small chunks in one message, each saved on its own
 CONTRACT_VERSION = 1
 QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be routed to
 

@@ -218,6 +218,16 @@ def chunk_configuration_id(*, session: Session, chunk_id: int) -> int:
     return config_id
 
 
+def saved_chunks(*, session: Session, chunk_ids: Sequence[int]) -> dict[int, tuple[int, float]]:
+    """{chunk id: (n_trials, duration_s)} of those of `chunk_ids` that are saved (done)."""
+    rows = session.execute(
+        select(Chunk.id, Chunk.n_trials, Chunk.duration_s).where(
+            Chunk.id.in_(list(chunk_ids)), Chunk.status == "done"
+        )
+    )
+    return {cid: (int(n), float(seconds or 0.0)) for cid, n, seconds in rows}
+
+
 def chunk_attempts(*, session: Session, chunk_id: int) -> int:
     """How many times the chunk has been claimed."""
     attempts = session.scalar(select(Chunk.attempts).where(Chunk.id == chunk_id))

@@ -1,5 +1,9 @@
 """The embedded executor: run a sweep's pending chunks in local worker processes.
 
+What is submitted to a process is a task: one chunk, or several small ones run one after the
+other (`scheduler.chunking.group_tasks`), so a sweep of many tiny configurations is not one
+round trip per millisecond of work.
+
 Processes are spawned (never forked: TensorFlow is not fork-safe) and each pins TensorFlow to a
 fixed thread count, so a chunk's bits do not depend on how many processes run; throughput scales
 with processes instead. The database is the source of truth: every chunk is claimed, saved and
@@ -96,7 +100,11 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def _run_one(chunk_id: int) -> tuple[int, str, int, float, str | None]:
+Outcome = tuple[int, str, int, float, str | None]
+Task = tuple[int, ...]  # chunk ids run one after the other by one pool process
+
+
+def _run_one(chunk_id: int) -> Outcome:
     """Run one chunk in this pool process; transient database errors are retried here."""
     from models.errors import TransientStoreError
     from worker.execute import MAX_TRANSIENT_RETRIES, execute_chunk
@@ -116,67 +124,85 @@ def _run_one(chunk_id: int) -> tuple[int, str, int, float, str | None]:
     raise AssertionError("unreachable")
 
 
-Outcome = tuple[int, str, int, float, str | None]
+def _run_task(chunk_ids: Task) -> list[Outcome]:
+    """Run the chunks of one task in order in this pool process, each on its own."""
+    return [_run_one(chunk_id) for chunk_id in chunk_ids]
 
 
 def run_chunks(
     url: str,
-    chunk_ids: Sequence[int],
+    tasks: Sequence[Sequence[int]],
     *,
     workers: int,
     on_done: Callable[[int, int], None] | None = None,
 ) -> RunReport:
-    """Run `chunk_ids` on `workers` spawned processes; `on_done(chunk_id, n_trials)` per chunk.
+    """Run `tasks` (each a sequence of chunk ids, `scheduler.chunking.group_tasks`) on
+    `workers` spawned processes; `on_done(chunk_id, n_trials)` once per finished chunk.
 
-    At most `workers` chunks are in flight, so when a pool process dies (killed, out of memory)
-    the chunks it may have held are known: the pool is started anew and they run again, and a
-    chunk in flight at `MAX_SIMULATION_ATTEMPTS` such deaths is marked failed. A chunk whose
-    simulation raises is retried as often, then marked failed; transient database errors are
-    retried with backoff inside the pool process (`MAX_TRANSIENT_RETRIES`). KeyboardInterrupt
-    stops the pool at once and propagates; saved chunks stay saved.
+    At most `workers` tasks are in flight, so when a pool process dies (killed, out of memory)
+    the tasks it may have held are known: the pool is started anew, the chunks of those tasks
+    that were saved meanwhile are booked as saved (from the database), and the others run
+    again, a dead task's chunks one per task, so that a chunk that kills its process is found
+    out; a chunk in flight alone at `MAX_SIMULATION_ATTEMPTS` such deaths is marked failed. A
+    chunk whose simulation raises is retried as often (alone), then marked failed; transient
+    database errors are retried with backoff inside the pool process (`MAX_TRANSIENT_RETRIES`).
+    KeyboardInterrupt stops the pool at once and propagates; saved chunks stay saved.
     """
     from models.db import make_engine, make_session_factory
     from worker.execute import MAX_SIMULATION_ATTEMPTS, record_simulation_failure
 
     report = RunReport()
     start = time.perf_counter()
-    if not chunk_ids:
+    queue: list[Task] = [tuple(t) for t in reversed(tasks) if t]  # pop() takes them in order
+    if not queue:
         return report
     factory = make_session_factory(make_engine(url))
-    queue = list(reversed(chunk_ids))  # pop() takes them in order
     deaths: dict[int, int] = {}
-    n_workers = min(workers, len(chunk_ids))
+    n_workers = min(workers, len(queue))
     pool = _new_pool(url, n_workers)
-    in_flight: dict[Future[Outcome], int] = {}
+    in_flight: dict[Future[list[Outcome]], Task] = {}
     try:
         while queue or in_flight:
             while queue and len(in_flight) < n_workers:
-                cid = queue.pop()
-                in_flight[pool.submit(_run_one, cid)] = cid
+                task = queue.pop()
+                in_flight[pool.submit(_run_task, task)] = task
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
+            lost: list[tuple[Task, bool]] = []  # (task, died: its own future saw the death)
             for fut in done:
-                cid = in_flight.pop(fut)
+                task = in_flight.pop(fut)
                 try:
-                    outcome = fut.result()
+                    outcomes = fut.result()
                 except BrokenProcessPool:
-                    broken = True
-                    deaths[cid] = deaths.get(cid, 0) + 1
-                    if deaths[cid] < MAX_SIMULATION_ATTEMPTS:
-                        queue.append(cid)
-                    else:
-                        error = f"its pool process died {deaths[cid]} times"
-                        record_simulation_failure(factory, cid, error, max_attempts=0)  # final
-                        report.failed[cid] = error
+                    lost.append((task, True))
                     continue
-                _account(report, outcome, queue, factory, on_done)
-            if broken:
-                for fut, cid in in_flight.items():  # every future of a broken pool is lost
-                    fut.cancel()
-                    queue.append(cid)
-                in_flight.clear()
-                _stop(pool)
-                pool = _new_pool(url, n_workers)
+                for outcome in outcomes:
+                    _account(report, outcome, queue, factory, on_done)
+            if not lost:
+                continue
+            for fut, task in in_flight.items():  # every future of a broken pool is lost
+                fut.cancel()
+                lost.append((task, False))
+            in_flight.clear()
+            _stop(pool)  # its processes are gone now: what they saved is in the database
+            for task, died in lost:
+                left = _book_saved(report, factory, task, on_done)
+                if not left:
+                    continue
+                if not died:  # lost with the pool, not the cause: as it was
+                    queue.append(left)
+                    continue
+                if len(task) > 1:  # one chunk per task from now on: the cause is found out
+                    queue.extend((cid,) for cid in reversed(left))
+                    continue
+                cid = left[0]
+                deaths[cid] = deaths.get(cid, 0) + 1
+                if deaths[cid] < MAX_SIMULATION_ATTEMPTS:
+                    queue.append((cid,))
+                else:
+                    error = f"its pool process died {deaths[cid]} times"
+                    record_simulation_failure(factory, cid, error, max_attempts=0)  # final
+                    report.failed[cid] = error
+            pool = _new_pool(url, n_workers)
     except BaseException:
         _stop(pool)
         raise
@@ -186,14 +212,33 @@ def run_chunks(
     return report
 
 
+def _book_saved(
+    report: RunReport,
+    factory: SessionFactory,
+    task: Task,
+    on_done: Callable[[int, int], None] | None,
+) -> Task:
+    """Book the chunks of a lost task that were saved before it was lost; the others, in order."""
+    from models.db import session_scope
+    from worker.persist import saved_chunks
+
+    with session_scope(factory) as session:
+        saved = saved_chunks(session=session, chunk_ids=task)
+    for cid in task:
+        if cid in saved:
+            n_trials, seconds = saved[cid]
+            _account(report, (cid, "saved", n_trials, seconds, None), [], factory, on_done)
+    return tuple(cid for cid in task if cid not in saved)
+
+
 def _account(
     report: RunReport,
     outcome: Outcome,
-    queue: list[int],
+    queue: list[Task],
     factory: SessionFactory,
     on_done: Callable[[int, int], None] | None,
 ) -> None:
-    """Book one finished chunk: saved, duplicate, skipped, or failed (retried or final)."""
+    """Book one finished chunk: saved, duplicate, skipped, or failed (retried alone, or final)."""
     from worker.execute import record_simulation_failure
 
     cid, status, n_trials, seconds, error = outcome
@@ -201,7 +246,7 @@ def _account(
         if record_simulation_failure(factory, cid, error or ""):
             report.failed[cid] = error or ""
         else:
-            queue.append(cid)
+            queue.append((cid,))
         return
     if status == "transient":  # the database stayed unavailable: the chunk is left for resume
         report.failed[cid] = error or ""

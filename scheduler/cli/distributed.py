@@ -30,6 +30,7 @@ def submit(
     stale_after: float,
     requeue_after: float,
     max_in_flight: int,
+    task_seconds: float,
 ) -> None:
     """Record SPEC and enqueue its first chunks for Celery workers; returns at once.
 
@@ -44,7 +45,7 @@ def submit(
         sweep_id = record(factory, plan)
         try:
             report = reconcile_pass(
-                factory, [sweep_id], policy(stale_after, requeue_after, max_in_flight)
+                factory, [sweep_id], policy(stale_after, requeue_after, max_in_flight, task_seconds)
             )
         except BrokerUnavailableError as exc:
             raise BrokerUnavailableError(
@@ -56,7 +57,7 @@ def submit(
     else:
         click.echo(
             f"sweep {sweep_id}: {plan.name!r} · {len(plan.configs)} configurations · "
-            f"{plan.n_chunks} chunks · {report.sent} enqueued; "
+            f"{plan.n_chunks} chunks · {report.sent} enqueued in {report.tasks} tasks; "
             "run `initsweep scheduler` to keep it moving"
         )
 
@@ -81,6 +82,7 @@ def scheduler_cmd(
     stale_after: float,
     requeue_after: float,
     max_in_flight: int,
+    task_seconds: float,
 ) -> None:
     """Long-running reconciler: enqueue, re-enqueue lost or stale chunks, aggregate."""
     import logging
@@ -98,8 +100,9 @@ def scheduler_cmd(
     def on_pass(report: Any) -> None:
         if report.sent or report.stale or report.requeued or report.aggregated:
             log.info(
-                "sent %d · stale %d · requeued %d · aggregated %d",
+                "sent %d chunks in %d tasks · stale %d · requeued %d · aggregated %d",
                 report.sent,
+                report.tasks,
                 report.stale,
                 report.requeued,
                 report.aggregated,
@@ -109,7 +112,7 @@ def scheduler_cmd(
         serve(
             factory,
             celery_sender(),
-            policy(stale_after, requeue_after, max_in_flight),
+            policy(stale_after, requeue_after, max_in_flight, task_seconds),
             interval_s=interval,
             sweep_ids=sweep_ids or None,
             until_finished=until_finished,

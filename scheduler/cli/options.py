@@ -145,24 +145,37 @@ _POLICY_OPTIONS = (
         type=click.IntRange(min=1),
         default=64,
         show_default=True,
-        help="Chunks kept enqueued or running at once (bounds the broker queue).",
+        help="Tasks kept enqueued or running at once (bounds the broker queue); a task is one "
+        "chunk, or several small ones.",
+    ),
+    click.option(
+        "--task-seconds",
+        type=click.FloatRange(min=0.0),
+        default=1.0,
+        show_default=True,
+        help="Nominal seconds of work small chunks are grouped to per task (0: a task per chunk).",
     ),
 )
 
 
 def policy_options(f: F) -> F:
-    """The reconciler's --stale-after, --requeue-after and --max-in-flight."""
+    """The reconciler's --stale-after, --requeue-after, --max-in-flight and --task-seconds."""
     for option in reversed(_POLICY_OPTIONS):
         f = option(f)
     return f
 
 
-def policy(stale_after: float, requeue_after: float, max_in_flight: int) -> Any:
+def policy(
+    stale_after: float, requeue_after: float, max_in_flight: int, task_seconds: float = 1.0
+) -> Any:
     """The ReconcilePolicy of those options."""
     from scheduler.reconcile import ReconcilePolicy
 
     return ReconcilePolicy(
-        stale_after_s=stale_after, requeue_after_s=requeue_after, max_in_flight=max_in_flight
+        stale_after_s=stale_after,
+        requeue_after_s=requeue_after,
+        max_in_flight=max_in_flight,
+        task_seconds=task_seconds,
     )
 
 

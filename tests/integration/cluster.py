@@ -195,8 +195,9 @@ class Cluster:
             cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 
-    def submit(self, spec: Path, max_in_flight: int = 6) -> int:
-        proc = self.cli("submit", str(spec), "-q", "--max-in-flight", str(max_in_flight))
+    def submit(self, spec: Path, max_in_flight: int = 6, task_seconds: float = 1.0) -> int:
+        proc = self.cli("submit", str(spec), "-q", "--max-in-flight", str(max_in_flight),
+                        "--task-seconds", str(task_seconds))  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return int(proc.stdout.strip())
 

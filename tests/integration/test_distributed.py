@@ -152,6 +152,34 @@ def test_every_chunk_published_twice_shuffled(cluster: Cluster, spec: Path, refe
     _assert_exact(cluster, sweep_id, reference)
 
 
+def test_every_chunk_in_two_grouped_tasks(cluster: Cluster, spec: Path, reference: str) -> None:
+    """Grouped tasks delivered twice over (each chunk in two overlapping lists, shuffled) and
+    single-chunk messages besides: every chunk recorded exactly once."""
+    sweep_id = cluster.submit(spec, max_in_flight=10_000)  # everything once, grouped
+    code = (
+        "import random, sqlalchemy as sa, os\n"
+        "from worker.celery_app import app\n"
+        "from worker.contract import TASK_NAME, TASKS_NAME\n"
+        "e = sa.create_engine(os.environ['INITSWEEP_DATABASE_URL'])\n"
+        "ids = [r[0] for r in e.connect().execute(sa.text('SELECT id FROM chunks'))]\n"
+        "r = random.Random(5)\n"
+        "for _ in range(2):\n"
+        "    r.shuffle(ids)\n"
+        "    for i in range(0, len(ids), 5):\n"
+        "        app.send_task(TASKS_NAME, args=[ids[i:i + 5]], queue='cpu')\n"
+        "app.send_task(TASK_NAME, args=[ids[0]], queue='cpu')\n"
+        "print(len(ids))\n"
+    )
+    sent = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=cluster.env(), capture_output=True, text=True
+    )
+    assert sent.returncode == 0 and sent.stdout.strip() == str(N_CHUNKS), sent.stderr
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_scheduler()
+    _assert_exact(cluster, sweep_id, reference)
+
+
 def test_postgres_restart_mid_sweep(cluster: Cluster, spec: Path, reference: str) -> None:
     cluster.start_worker("w1")
     cluster.start_worker("w2")
@@ -266,7 +294,8 @@ def test_submit_to_a_broker_that_refuses_the_password_records_nothing(
 def test_cancel_stops_queued_chunks(cluster: Cluster, spec: Path, reference: str) -> None:
     import redis
 
-    sweep_id = cluster.submit(spec, max_in_flight=8)  # 8 messages wait in the queue, no worker
+    # 8 messages (a chunk each) wait in the queue, no worker
+    sweep_id = cluster.submit(spec, max_in_flight=8, task_seconds=0)
     cancelled = cluster.cli("cancel", str(sweep_id))
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     queue = redis.Redis.from_url(cluster.broker_url)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from worker.contract import ACTIVATIONS, Scheme
+from worker.sim.network import Scalar, alpha_of, constant
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -45,31 +46,30 @@ class Activation:
     dphi: DFn | None
 
 
-def _c(value: float, like: tf.Tensor) -> tf.Tensor:
-    return tf.constant(value, like.dtype)
+def _c(value: Scalar, like: tf.Tensor) -> tf.Tensor:
+    return constant(value, like.dtype)
 
 
-def _alpha(act: Scheme, default_key: str = "alpha") -> float:
-    try:
-        return act.num(default_key)
-    except KeyError:
-        return float(ACTIVATIONS[act.name][default_key])
-
-
-def _elu_phi(alpha: float, scale: float) -> Fn:
+def _elu_phi(alpha: Scalar, scale: float) -> Fn:
     # selu as tf.nn.selu computes it: scale * alpha is one constant, rounded to the dtype once
-    # (rounding alpha and scale separately and multiplying twice doubles bfloat16's bias)
+    # (rounding alpha and scale separately and multiplying twice doubles bfloat16's bias);
+    # elu's alpha may be a fed tensor (scale 1)
+    slope = alpha if scale == 1.0 else alpha * scale
+
     def phi(z: tf.Tensor) -> tf.Tensor:
-        neg = _c(alpha * scale, z) * tf.math.expm1(tf.minimum(z, _c(0.0, z)))
+        neg = _c(slope, z) * tf.math.expm1(tf.minimum(z, _c(0.0, z)))
         pos = z if scale == 1.0 else _c(scale, z) * z
         return tf.where(z > _c(0.0, z), pos, neg)
 
     return phi
 
 
-def _elu_dphi(alpha: float, scale: float) -> DFn:
+def _elu_dphi(alpha: Scalar, scale: float) -> DFn:
+    # elu's alpha may be a fed tensor (scale 1); selu's alpha * scale is one rounded constant
+    slope = alpha if scale == 1.0 else alpha * scale
+
     def dphi(z: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
-        neg = _c(alpha * scale, z) * tf.exp(tf.minimum(z, _c(0.0, z)))
+        neg = _c(slope, z) * tf.exp(tf.minimum(z, _c(0.0, z)))
         return tf.where(z > _c(0.0, z), _c(scale, z) * tf.ones_like(z), neg)
 
     return dphi
@@ -92,9 +92,11 @@ def _swish_dphi(z: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
     return s * (_c(1.0, z) + z * (_c(1.0, z) - s))
 
 
-def activation(act: Scheme) -> Activation:
-    """phi and phi' of the activation scheme `act` (see the module table)."""
-    name = act.name
+def activation(act: Scheme | str, alpha: Scalar | None = None) -> Activation:
+    """phi and phi' of the activation `act` (see the module table); `alpha` (leaky_relu, elu)
+    overrides the scheme's, and may be a scalar tensor of the compute dtype (a fed number)."""
+    scheme = Scheme(act) if isinstance(act, str) else act
+    name = scheme.name
     if name == "linear":
         return Activation(name, tf.identity, None)
     if name == "tanh":
@@ -104,15 +106,15 @@ def activation(act: Scheme) -> Activation:
     if name == "relu":
         return Activation(name, tf.nn.relu, lambda z, h: tf.cast(z > _c(0.0, z), z.dtype))
     if name == "leaky_relu":
-        alpha = _alpha(act)
+        a = alpha_of(scheme) if alpha is None else alpha
         return Activation(
             name,
-            lambda z: tf.where(z > _c(0.0, z), z, _c(alpha, z) * z),
-            lambda z, h: tf.where(z > _c(0.0, z), tf.ones_like(z), _c(alpha, z) * tf.ones_like(z)),
+            lambda z: tf.where(z > _c(0.0, z), z, _c(a, z) * z),
+            lambda z, h: tf.where(z > _c(0.0, z), tf.ones_like(z), _c(a, z) * tf.ones_like(z)),
         )
     if name == "elu":
-        alpha = _alpha(act)
-        return Activation(name, _elu_phi(alpha, 1.0), _elu_dphi(alpha, 1.0))
+        a = alpha_of(scheme) if alpha is None else alpha
+        return Activation(name, _elu_phi(a, 1.0), _elu_dphi(a, 1.0))
     if name == "selu":
         return Activation(name, _elu_phi(SELU_ALPHA, SELU_SCALE), _elu_dphi(SELU_ALPHA, SELU_SCALE))
     if name == "gelu":

@@ -34,9 +34,8 @@ import functools
 
 import tensorflow as tf
 
-from worker.contract import SimConfig
-from worker.schemes import law
 from worker.sim import rng
+from worker.sim.network import Network, Scalar, constant
 from worker.sim.observables import (
     SubBatch,
     by_trial,
@@ -67,23 +66,24 @@ def _thin_qr(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 
 def forward_backward(
-    config: SimConfig, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
+    config: Network, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Same contract as `worker.sim.dense.forward_backward`, with the conditional sampler."""
     depth, width, batch = config.depth, config.width, config.batch
-    laws = {layer: law(config.init, *config.fans(layer)) for layer in {1, min(2, depth)}}
-    for layer, lw in laws.items():
+    loops = not isinstance(depth, int) or depth > 1  # a fed depth: the loops may run 0 times
+    for where, lw in (("layer 1", config.first), ("layers 2..depth", config.deep)):
         if lw.kind != "normal":
             raise ValueError(
-                f"sampler: 'conditional' is exact only for i.i.d. Gaussian weights; layer {layer} "
-                f"of init {config.init.label!r} is {lw.kind}"
+                f"sampler: 'conditional' is exact only for i.i.d. Gaussian weights. "
+                f"Received: {lw.kind} weights ({where})"
             )
     sub = SubBatch.open(config, key, trial_offset, n_trials)
     dtype, ddtype, act = sub.dtype, sub.draw_dtype, sub.act
 
-    def layer_law(layer: int | tf.Tensor) -> tuple[float, float]:
-        lw = laws[1] if isinstance(layer, int) and layer == 1 else laws[min(2, depth)]
-        return lw.shift, lw.scale
+    def layer_law(layer: int | tf.Tensor) -> tuple[Scalar | None, tf.Tensor]:
+        """(mu or None for 0, sigma) of `layer`, in the draw dtype."""
+        lw = config.law(layer)
+        return lw.shift, constant(1.0 if lw.scale is None else lw.scale, ddtype)
 
     def forward(layer: int | tf.Tensor, h: tf.Tensor, n_in: int):  # type: ignore[no-untyped-def]
         """(z, h', phi'(z), Q, xi) of `layer` given h^{layer-1} (T, B, n_in) in dtype."""
@@ -92,12 +92,12 @@ def forward_backward(
         q, r, up = _thin_qr(tf.linalg.matrix_transpose(hd))  # (T, n_in, k), (T, k, B)
         k = min(batch, n_in)
         xi = sub.normal(k * width, rng.stream_tensor(layer, rng.Purpose.COND_FWD), [k, width])
-        z = tf.linalg.matmul(r, xi, adjoint_a=True) * tf.constant(sigma, ddtype) * up
-        if mu != 0.0:
-            z = z + tf.constant(mu, ddtype) * tf.reduce_sum(hd, axis=-1, keepdims=True)
-        if config.bias_std != 0.0:
+        z = tf.linalg.matmul(r, xi, adjoint_a=True) * sigma * up
+        if mu is not None:
+            z = z + constant(mu, ddtype) * tf.reduce_sum(hd, axis=-1, keepdims=True)
+        if config.bias_std is not None:
             b = sub.normal(width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width])
-            z = z + b * tf.constant(config.bias_std, ddtype)
+            z = z + b * constant(config.bias_std, ddtype)
         z = tf.cast(z, dtype)
         h_new = act.phi(z)
         d = act.dphi(z, h_new) if act.dphi is not None else tf.ones_like(z)
@@ -114,9 +114,9 @@ def forward_backward(
         fresh_xi = sub.normal(k2 * n_in, rng.stream_tensor(layer, rng.Purpose.COND_BWD), [k2, n_in])
         fresh = tf.linalg.matmul(rg, fresh_xi, adjoint_a=True) * up_g  # (T, B, n_in)
         fresh = fresh - tf.linalg.matmul(tf.linalg.matmul(fresh, q), q, adjoint_b=True)
-        out = (known + fresh) * tf.constant(sigma, ddtype)
-        if mu != 0.0:
-            out = out + tf.constant(mu, ddtype) * tf.reduce_sum(gd, axis=-1, keepdims=True)
+        out = (known + fresh) * sigma
+        if mu is not None:
+            out = out + constant(mu, ddtype) * tf.reduce_sum(gd, axis=-1, keepdims=True)
         return tf.cast(out, dtype)
 
     x, r = sub.inputs()
@@ -132,7 +132,7 @@ def forward_backward(
     pre_ta = pre_ta.write(0, trial_observables(z))
     act_ta = act_ta.write(0, trial_observables(h))
     dphi_ta = dphi_ta.write(0, d)
-    if depth > 1:
+    if loops:
 
         def fwd_body(layer, h, pre_ta, act_ta, dphi_ta, q_ta, xi_ta):  # type: ignore[no-untyped-def]
             z, h, d, q, xi = forward(layer, h, width)
@@ -157,7 +157,7 @@ def forward_backward(
     grad_ta = observables_array(depth)
     g = r * dphi_ta.read(depth - 1)
     grad_ta = grad_ta.write(depth - 1, trial_observables(g))
-    if depth > 1:
+    if loops:
 
         def bwd_body(layer, g, grad_ta):  # type: ignore[no-untyped-def]
             # g^layer = phi'(z^layer) * (g^{layer+1} W^{layer+1 T}); (Q, xi) of layer+1 at index layer.
@@ -168,7 +168,7 @@ def forward_backward(
         _, g, grad_ta = tf.while_loop(
             lambda layer, *_: layer >= 1,
             bwd_body,
-            [tf.constant(depth - 1), g, grad_ta],
+            [tf.convert_to_tensor(depth - 1, tf.int32), g, grad_ta],
             parallel_iterations=1,
         )
     del q1, xi1  # W^1 is never needed backward (g^1 = phi'(z^1) * g^2 W^{2 T})

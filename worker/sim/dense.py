@@ -24,7 +24,8 @@ pass only what it needs: W^2..W^D (B, in a TensorArray) and phi'(z^l) (not for l
 observables of z^l, h^l and g^l are reduced on the fly, one layer of float64 scratch at a time,
 as `worker.memory` assumes. W^1 is never needed backward (g^1 uses W^2).
 
-`forward_backward(config, key, trial_offset, n_trials)` returns, for the n_trials trials it is
+`forward_backward(config, key, trial_offset, n_trials)` (config: a `worker.sim.network.Network`,
+whose depth, kernel laws and bias std may be fed tensors) returns, for the n_trials trials it is
 given, (act (T, D+1, 4), pre (T, D, 4), grad (T, D, 4)) float64 observables (mean, std, mean_sq,
 max|v|; see `worker.sim.observables`); act[:, 0] is h^0 = x. `worker.sim.graph` pads, selects this
 sampler for `config.sampler == "dense"` and compiles it.
@@ -36,16 +37,16 @@ from typing import TypeAlias
 
 import tensorflow as tf
 
-from worker.contract import SimConfig
 from worker.sim import rng
 from worker.sim.initializers import kernel_scale, sample_kernels
+from worker.sim.network import Network, Scalar, constant
 from worker.sim.observables import SubBatch, by_trial, observables_array, trial_observables
 
 Layer: TypeAlias = int | tf.Tensor
 
 
-def _scaled(t: tf.Tensor, scale: float) -> tf.Tensor:
-    return t if scale == 1.0 else t * tf.constant(scale, t.dtype)
+def _scaled(t: tf.Tensor, scale: Scalar | None) -> tf.Tensor:
+    return t if scale is None else t * constant(scale, t.dtype)
 
 
 def _times_transpose(g: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
@@ -62,19 +63,20 @@ def _times_transpose(g: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
 
 
 def forward_backward(
-    config: SimConfig, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
+    config: Network, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """The sub-batch computation (see module doc); runs eagerly too, with Python ints."""
     sub = SubBatch.open(config, key, trial_offset, n_trials)
     dtype, act = sub.dtype, sub.act
     depth, width = config.depth, config.width
     bias_std = config.bias_std
+    loops = not isinstance(depth, int) or depth > 1  # a fed depth: the loops may run 0 times
 
-    def kernel(layer: Layer) -> tuple[tf.Tensor, float]:
+    def kernel(layer: Layer) -> tuple[tf.Tensor, Scalar | None]:
         """(B, scale) of W^layer; a tensor `layer` is one of 2..D, all of fans (width, width)."""
         fan_in, fan_out = config.fans(layer if isinstance(layer, int) else 2)
         k = sample_kernels(
-            config.init,
+            config.law(layer),
             fan_in,
             fan_out,
             n_trials,
@@ -92,7 +94,7 @@ def forward_backward(
         """(z, h, phi'(z) or None for linear, B) of `layer` given h^{layer-1}."""
         base, scale = kernel(layer)
         z = tf.linalg.matmul(_scaled(h, scale), base)
-        if bias_std != 0.0:
+        if bias_std is not None:
             bias = sub.normal(
                 width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width], bias_std
             )
@@ -112,7 +114,7 @@ def forward_backward(
     )
     w_ta = tf.TensorArray(
         dtype,
-        size=max(depth - 1, 0),
+        size=depth - 1,
         element_shape=tf.TensorShape([None, width, width]),
         clear_after_read=False,
     )
@@ -125,9 +127,9 @@ def forward_backward(
         act_ta = act_ta.write(0, trial_observables(h))
     if not identity:
         dphi_ta = dphi_ta.write(0, d)
-    # W^2..W^D share one law, hence one factored scale (a Python float, not a tensor).
-    deep_scale = kernel_scale(config.init, width, width, dtype, factored=True)
-    if depth > 1:
+    # W^2..W^D share one law, hence one factored scale (a number, never a per-layer tensor).
+    deep_scale = kernel_scale(config.deep, width, width, dtype, factored=True)
+    if loops:
 
         def fwd_body(layer, h, pre_ta, act_ta, dphi_ta, w_ta):  # type: ignore[no-untyped-def]
             z, h, d, base = forward(layer, h)
@@ -153,7 +155,7 @@ def forward_backward(
     grad_ta = observables_array(depth)
     g = r if act.dphi is None else r * dphi_ta.read(depth - 1)
     grad_ta = grad_ta.write(depth - 1, trial_observables(g))
-    if depth > 1:
+    if loops:
 
         def bwd_body(layer, g, grad_ta):  # type: ignore[no-untyped-def]
             # g^layer = phi'(z^layer) * ((s g^{layer+1}) B^{layer+1 T}); W^{layer+1} is w_ta[layer-1].
@@ -165,7 +167,7 @@ def forward_backward(
         _, g, grad_ta = tf.while_loop(
             lambda layer, *_: layer >= 1,
             bwd_body,
-            [tf.constant(depth - 1), g, grad_ta],
+            [tf.convert_to_tensor(depth - 1, tf.int32), g, grad_ta],
             parallel_iterations=1,
         )
 

@@ -1,7 +1,8 @@
 """Weight schemes drawn for T trials at once: kernels (T, fan_in, fan_out) of a `worker.schemes.Law`.
 
 Every kernel is W = shift + scale * B with (kind, shift, scale) = `worker.schemes.law(init, fan_in,
-fan_out)` (Keras/PyTorch semantics, fans of each 2-D kernel), re-implemented here on batched
+fan_out)` (Keras/PyTorch semantics, fans of each 2-D kernel), or a `worker.sim.network.KernelLaw`
+whose shift and scale are scalars fed to a compiled graph, re-implemented here on batched
 stateless draws (a Keras initializer handed the batched shape would compute its fans from
 (T, fan_in, fan_out) and be wrong). B, per kind, from the trial's own Philox stream:
 
@@ -32,6 +33,7 @@ import tensorflow as tf
 from worker.contract import Scheme
 from worker.schemes import law
 from worker.sim import rng
+from worker.sim.network import KernelLaw, Scalar, constant
 
 _PHI_M2 = 0.022750131948179209  # Phi(-2)
 _PHI_WIDTH = 0.95449973610364158  # Phi(2) - Phi(-2)
@@ -39,16 +41,30 @@ _PHI_WIDTH = 0.95449973610364158  # Phi(2) - Phi(-2)
 
 @dataclass(frozen=True)
 class KernelDraw:
-    """Kernels of T trials as W = scale * base; base has shape (T, fan_in, fan_out)."""
+    """Kernels of T trials as W = scale * base; base has shape (T, fan_in, fan_out); scale None
+    is 1 (a Python float, or a fed scalar tensor of base's dtype inside a compiled graph)."""
 
     base: tf.Tensor
-    scale: float
+    scale: Scalar | None
 
     def materialize(self) -> tf.Tensor:
         """W itself, (T, fan_in, fan_out)."""
-        if self.scale == 1.0:
+        if self.scale is None:
             return self.base
-        return self.base * tf.constant(self.scale, self.base.dtype)
+        return self.base * constant(self.scale, self.base.dtype)
+
+
+def kernel_law(init: Scheme | KernelLaw, fan_in: int, fan_out: int) -> KernelLaw:
+    """A `KernelLaw` as it is, or the law of scheme `init` for these fans with Python numbers
+    (a shift of 0 and a scale of 1 are None, as `worker.sim.network.split` leaves them out)."""
+    if isinstance(init, KernelLaw):
+        return init
+    spec = law(init, fan_in, fan_out)
+    return KernelLaw(
+        spec.kind,
+        None if spec.shift == 0.0 else spec.shift,
+        None if spec.scale == 1.0 else spec.scale,
+    )
 
 
 def _standard(
@@ -87,18 +103,18 @@ def _standard(
 
 
 def kernel_scale(
-    init: Scheme, fan_in: int, fan_out: int, dtype: str | tf.DType, *, factored: bool
-) -> float:
+    init: Scheme | KernelLaw, fan_in: int, fan_out: int, dtype: str | tf.DType, *, factored: bool
+) -> Scalar | None:
     """The `KernelDraw.scale` that `sample_kernels` returns for these arguments."""
-    spec = law(init, fan_in, fan_out)
+    spec = kernel_law(init, fan_in, fan_out)
     dtype = tf.as_dtype(dtype)
-    if factored and spec.shift == 0.0 and dtype == rng.draw_dtype(dtype):
+    if factored and spec.shift is None and dtype == rng.draw_dtype(dtype):
         return spec.scale
-    return 1.0
+    return None
 
 
 def sample_kernels(
-    init: Scheme,
+    init: Scheme | KernelLaw,
     fan_in: int,
     fan_out: int,
     n_trials: int | tf.Tensor,
@@ -111,12 +127,14 @@ def sample_kernels(
 ) -> KernelDraw:
     """Kernels of trials [trial_offset, trial_offset + n_trials) of `init`, as W = scale * base.
 
-    Without `factored` (or when the law has a shift, or dtype is float16/bfloat16) scale == 1
-    and base is W. Trial i's kernel is a function of (key, trial_offset + i, stream) only.
+    `init`: a weight scheme, or its `KernelLaw` for these fans (numbers fed to a compiled
+    graph). Without `factored` (or when the law has a shift, or dtype is float16/bfloat16)
+    scale is None and base is W. Trial i's kernel is a function of (key, trial_offset + i,
+    stream) only.
     """
     dtype = tf.as_dtype(dtype)
     ddtype = rng.draw_dtype(dtype)
-    spec = law(init, fan_in, fan_out)
+    spec = kernel_law(init, fan_in, fan_out)
     b = _standard(
         spec.kind,
         fan_in,
@@ -127,16 +145,16 @@ def sample_kernels(
         trial_offset=trial_offset,
         dtype=ddtype,
     )
-    if factored and spec.shift == 0.0 and dtype == ddtype:
+    if factored and spec.shift is None and dtype == ddtype:
         return KernelDraw(b, spec.scale)  # == kernel_scale(..., factored=True)
-    w = b if spec.scale == 1.0 else b * tf.constant(spec.scale, ddtype)
-    if spec.shift != 0.0:
-        w = w + tf.constant(spec.shift, ddtype)
-    return KernelDraw(tf.cast(w, dtype) if dtype != ddtype else w, 1.0)
+    w = b if spec.scale is None else b * constant(spec.scale, ddtype)
+    if spec.shift is not None:
+        w = w + constant(spec.shift, ddtype)
+    return KernelDraw(tf.cast(w, dtype) if dtype != ddtype else w, None)
 
 
 def draw_kernels(
-    init: Scheme,
+    init: Scheme | KernelLaw,
     fan_in: int,
     fan_out: int,
     n_trials: int | tf.Tensor,

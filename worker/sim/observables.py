@@ -38,21 +38,22 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from worker import histogram
-from worker.contract import LayerRecord, SimConfig, TrialDistribution
+from worker.contract import LayerRecord, TrialDistribution
 from worker.sim import rng
 from worker.sim.activations import Activation, activation
+from worker.sim.network import Network, Scalar, constant
 from worker.stats import moments4_columns, moments_columns
 
 
 @dataclass(frozen=True)
 class SubBatch:
-    """Trials [trial_offset, trial_offset + n_trials) of `config`, as both samplers open them.
+    """Trials [trial_offset, trial_offset + n_trials) of a `Network`, as both samplers open them.
 
     dtype: the compute dtype; draw_dtype: float64 for float64 configurations, else float32
     (`rng.draw_dtype`: numbers are drawn there and cast once); act: phi and phi'.
     """
 
-    config: SimConfig
+    config: Network
     key: tf.Tensor
     trial_offset: tf.Tensor | int
     n_trials: tf.Tensor | int
@@ -63,7 +64,7 @@ class SubBatch:
     @classmethod
     def open(
         cls,
-        config: SimConfig,
+        config: Network,
         key: tf.Tensor,
         trial_offset: tf.Tensor | int,
         n_trials: tf.Tensor | int,
@@ -77,13 +78,14 @@ class SubBatch:
             n_trials=n_trials,
             dtype=dtype,
             draw_dtype=rng.draw_dtype(dtype),
-            act=activation(config.activation),
+            act=activation(config.activation, config.alpha),
         )
 
     def normal(
-        self, m: int, stream: int | tf.Tensor, shape: list[int], std: float = 1.0
+        self, m: int, stream: int | tf.Tensor, shape: list[int], std: Scalar | None = None
     ) -> tf.Tensor:
-        """`m` N(0, std^2) numbers per trial at `stream`, shape (T, *shape), in the draw dtype."""
+        """`m` N(0, std^2) numbers per trial at `stream`, shape (T, *shape), in the draw dtype
+        (std None: 1; a tensor std is a fed scalar of the draw dtype)."""
         flat = rng.draw(
             "normal",
             m,
@@ -93,8 +95,8 @@ class SubBatch:
             trial_offset=self.trial_offset,
             dtype=self.draw_dtype,
         )
-        if std != 1.0:
-            flat = flat * tf.constant(std, self.draw_dtype)
+        if std is not None:
+            flat = flat * constant(std, self.draw_dtype)
         return tf.reshape(flat, [-1, *shape])
 
     def inputs(self) -> tuple[tf.Tensor, tf.Tensor]:
@@ -107,7 +109,7 @@ class SubBatch:
         return x, tf.cast(r, self.dtype)
 
 
-def observables_array(depth: int) -> tf.TensorArray:
+def observables_array(depth: int | tf.Tensor) -> tf.TensorArray:
     """A TensorArray for the (T, 4) float64 `trial_observables` of `depth` layers."""
     return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, 4]))
 

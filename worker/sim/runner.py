@@ -3,10 +3,10 @@
 Pure: no IO, no database. Trials [trial_start, trial_start + n_trials) run in sub-batches of
 `sub_batch` trials (default: as many as `worker.memory.sub_batch_size` allows under the task's
 memory budget, less the discarded `graph.padding_trials`; a single trial over budget raises
-`MemoryBudgetError`). Each sub-batch is one call of the configuration's compiled graph
-(`worker.sim.graph.compiled`, dense or conditional sampler); its per-trial observables (T x
-layers, float64) come back to numpy, become `LayerRecord`s, and the sub-batches merge in order
-(Chan et al.). A trial's bits depend only on (seed_key, trial index), so any chunking or
+`MemoryBudgetError`). Each sub-batch is one call of the compiled graph of the configuration's
+shape with its numbers fed (`worker.sim.graph.compiled`, dense or conditional sampler; one
+trace per shape and process); its per-trial observables (T x layers, float64) come back to
+numpy, become `LayerRecord`s, and the sub-batches merge in order (Chan et al.). A trial's bits depend only on (seed_key, trial index), so any chunking or
 sub-batching gives the same per-trial values and statistics equal up to float64 merge rounding,
 and the same task gives bit-identical records (same hardware, TF version and thread count).
 """

@@ -26,8 +26,8 @@ _configured: int | None = None
 class _RetracingNoise(logging.Filter):
     """Drop TF's "N out of the last M calls ... triggered tf.function retracing" warning.
 
-    `worker.sim.graph.compiled` builds one tf.function per configuration by design (a worker
-    meets many configurations); TF's heuristic takes that for accidental retracing.
+    `worker.sim.graph.traced` builds one tf.function per graph shape by design (a worker meets
+    many shapes); TF's heuristic takes that for accidental retracing.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
