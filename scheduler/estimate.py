@@ -33,9 +33,9 @@ The wall estimate (`wall_estimate`, `WallModel`) is what `validate` prints as "a
          + max(sum_chunks(work) + traces * trace) / min(P, C), longest chunk + its trace)
     work = n_sub * (call + depth * layer) + n_trials * per_trial + chunk_overhead
 
-with P = min(workers, chunks) processes on C cores; `traces` is one per (configuration,
-process that runs any of its chunks), min(chunks of the configuration, P) because a
-configuration's chunks are dispatched together; n_sub = sub-batches of the chunk
+with P = min(workers, chunks) processes on C cores; `traces` is one per (graph shape, process
+that runs any chunk of that shape), min(chunks of the shape, P) because chunks are dispatched
+in order (`graph_shape`: one trace serves every sigma_w, sigma_b, std and depth); n_sub = sub-batches of the chunk
 (`worker.memory.sub_batch_size`); per_trial prices the nominal counts at measured rates per
 weight family (truncated normals and QR cost more than the nominal ratio) times a per-dtype
 factor. `benchmarks/bench_estimate.py --calibrate` measures the constants;
@@ -186,7 +186,7 @@ class WallModel:
     machine: str
     cli_start_s: float  # interpreter, imports, plan, record
     worker_start_s: float  # spawn + TensorFlow import + runtime set-up, one process on a core
-    trace_s: dict[str, float]  # graph trace, per (configuration, process), by sampler
+    trace_s: dict[str, float]  # graph trace, per (graph shape, process), by sampler
     orthogonal_trace_s: float  # extra trace cost of the QR kernels
     call_s: dict[str, float]  # per sub-batch call, by sampler
     layer_s: dict[str, float]  # per layer of a sub-batch call (loop iteration), by sampler
@@ -243,6 +243,22 @@ class WallEstimate:
         )
 
 
+def graph_shape(config: SimConfig) -> tuple[object, ...]:
+    """What keys a compiled graph (`worker.sim.network.Shape`, which needs TensorFlow): the
+    structure of the network, not its numbers or depth. Approximate: a weight shift of exactly
+    0 or a scale of exactly 1 also make their own shape there."""
+    return (
+        config.sampler,
+        config.dtype,
+        config.width,
+        config.input_dim,
+        config.batch,
+        config.activation.name,
+        family(config.init),
+        config.bias.name != "zeros" and config.bias_std > 0.0,
+    )
+
+
 def trial_wall_seconds(config: SimConfig, model: WallModel = DEFAULT_WALL_MODEL) -> float:
     """Measured-rate seconds of the arithmetic of one trial (no per-call or per-layer costs)."""
     extra = _gaussian_extra_draws(config)
@@ -270,6 +286,7 @@ def wall_estimate(
     work = trace_total = 0.0
     traces = 0
     longest = 0.0
+    shape_chunks: dict[tuple[object, ...], int] = {}  # graph shape -> chunks that need it
     for cp in plan.configs:
         cfg = cp.config
         n_chunks = len(cp.chunks)
@@ -280,7 +297,11 @@ def wall_estimate(
         trace = model.trace_s[cfg.sampler]
         trace += model.orthogonal_trace_s if cfg.init.name == "orthogonal" else 0.0
         trace *= model.dtype_factor.get(cfg.dtype, 1.0) ** 0.5
-        n_traces = min(n_chunks, procs)
+        key = graph_shape(cfg)
+        # one trace per (shape, process): a shape's first chunks reach min(P, chunks) processes
+        before = min(shape_chunks.get(key, 0), procs)
+        shape_chunks[key] = shape_chunks.get(key, 0) + n_chunks
+        n_traces = min(shape_chunks[key], procs) - before
         traces += n_traces
         trace_total += n_traces * trace
         full, last = divmod(cp.trials, cp.chunk_trials)
