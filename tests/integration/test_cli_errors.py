@@ -147,4 +147,4 @@ def test_bad_where_clause(tmp_path: Path) -> None:
     assert "--where colour: unknown column" in proc.stderr
     proc = run_cli("results", "1", "--db", str(db), "--where", "depth")
     assert proc.returncode == 2
-    assert "expected KEY=VALUE" in proc.stderr
+    assert "--where 'depth': expected COLUMN OP VALUE" in proc.stderr
