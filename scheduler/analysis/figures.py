@@ -252,9 +252,19 @@ def fit_log_limits(ax: Any) -> None:
         if math.isfinite(float(y)) and float(y) > 0.0
     ]
     if ys:
-        lo, hi = min(ys), max(ys)
-        pad = max(1.6, (hi / lo) ** 0.06)
-        ax.set_ylim(lo / pad, hi * pad)
+        # in decades: a float64 run may span 1e-300 .. 1e300, where hi / lo is inf and
+        # matplotlib's log margins and tick strides overflow; the view stops at 1e+-300
+        lo, hi = math.log10(min(ys)), math.log10(max(ys))
+        pad = max(math.log10(1.6), 0.06 * (hi - lo))
+        bottom, top = max(lo - pad, -300.0), min(hi + pad, 300.0)
+        ax.set_ylim(10.0**bottom, 10.0**top)
+        if top - bottom > 30:  # fixed decades: LogLocator's stride would step past float64
+            from matplotlib.ticker import FixedLocator, NullLocator
+
+            step = math.ceil((top - bottom) / 8)
+            decades = range(math.ceil(bottom), math.floor(top) + 1, step)
+            ax.yaxis.set_major_locator(FixedLocator([10.0**k for k in decades]))
+            ax.yaxis.set_minor_locator(NullLocator())
 
 
 def open_frame(ax: Any) -> None:

@@ -101,6 +101,9 @@ def exact_log_mean_sq(config: SimConfig) -> dict[tuple[int, str], LogMoments] | 
     """
     if not _exact_applies(config):
         return None
+    variances = [weight_moments(config.init, *config.fans(layer))[1] for layer in (1, 2)]
+    if not all(v > 0.0 and math.isfinite(v) for v in variances):
+        return None  # zero weights (std=0, gain=0): every layer above the input is exactly 0
     relu = config.activation.name == "relu"
     n0, n, depth = config.input_dim, config.width, config.depth
     out: dict[tuple[int, str], LogMoments] = {}
