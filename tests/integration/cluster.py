@@ -182,11 +182,13 @@ class Cluster:
         )  # fmt: skip
 
     def start_scheduler(self, *, stale_after: float = 6, requeue_after: float = 20,
-                        max_in_flight: int = 6) -> subprocess.Popen[bytes]:  # fmt: skip
+                        max_in_flight: int = 6,
+                        task_seconds: float = 1.0) -> subprocess.Popen[bytes]:  # fmt: skip
         return self._spawn(
             "scheduler",
             ["scheduler", "--interval", "0.5", "--stale-after", str(stale_after),
-             "--requeue-after", str(requeue_after), "--max-in-flight", str(max_in_flight)],
+             "--requeue-after", str(requeue_after), "--max-in-flight", str(max_in_flight),
+             "--task-seconds", str(task_seconds)],
         )  # fmt: skip
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

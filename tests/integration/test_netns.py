@@ -144,8 +144,9 @@ def test_workers_in_network_namespaces(
                 capture_output=True,
             )  # fmt: skip
             assert probe.returncode != 0, "the namespace must not reach the host's loopback"
-        host.start_scheduler()
-        sweep_id = host.submit(spec)
+        # one chunk per message, so both workers take some (grouped tasks could all go to one)
+        host.start_scheduler(task_seconds=0)
+        sweep_id = host.submit(spec, task_seconds=0)
         assert host.wait_finished(sweep_id, timeout=300) == "done", host.logs()
         import sqlalchemy as sa
 
