@@ -30,13 +30,14 @@ The wall estimate (`wall_estimate`, `WallModel`) is what `validate` prints as "a
 `initsweep run` on `workers` local processes, from the command's start to its exit:
 
     wall = cli_start + worker_start * ceil(P / C)
-         + max(sum_chunks(work) + traces * trace) / min(P, C), longest chunk + its trace)
+         + max((sum_chunks(work) + traces * trace) / min(P, C), longest chunk + its trace)
+         + finish + finish_per_config * configurations
     work = n_sub * (call + depth * layer) + n_trials * per_trial + chunk_overhead
 
 with P = min(workers, chunks) processes on C cores; `traces` is one per (graph shape, process
 that runs any chunk of that shape), min(chunks of the shape, P) because chunks are dispatched
-in order (`graph_shape`: one trace serves every sigma_w, sigma_b, std and depth); n_sub = sub-batches of the chunk
-(`worker.memory.sub_batch_size`); per_trial prices the nominal counts at measured rates per
+in order (`graph_shape`: one trace serves every sigma_w, sigma_b, std and depth); n_sub =
+sub-batches of the chunk (`worker.memory.sub_batch_size`); per_trial prices the nominal counts at measured rates per
 weight family (truncated normals and QR cost more than the nominal ratio) times a per-dtype
 factor. `benchmarks/bench_estimate.py --calibrate` measures the constants;
 `benchmarks/bench_estimate.py` prints estimate vs actual for every example (within 2x).
