@@ -91,6 +91,10 @@ class ConfigEntry:
         return self.config.depth
 
 
+def _count(x: float) -> int:
+    return int(x) if math.isfinite(x) else 0
+
+
 def _nan_to_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -123,7 +127,7 @@ def theory_block(
                 **{k: _nan_to_none(float(stats[k][i])) for k in ("mean", "mean_se")},
                 **{k: _nan_to_none(float(stats[k][i])) for k in ("std", "std_se")},
                 **{k: _nan_to_none(float(stats[k][i])) for k in ("mean_sq", "mean_sq_se")},
-                **{k: int(stats[k][i]) for k in COUNT_KEYS},
+                **{k: _count(float(stats[k][i])) for k in COUNT_KEYS},
             },
             entry.config,
         )
