@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker.contract import OBSERVABLES
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -37,20 +39,6 @@ if TYPE_CHECKING:
 
 Spec = Mapping[str, Any] | str | Path
 Where = Mapping[str, Any] | Sequence[str] | str | None
-
-# Columns that identify a configuration's parameters in `results` (compare matches on them).
-PARAMETER_COLUMNS = (
-    "init",
-    "activation",
-    "depth",
-    "width",
-    "input_dim",
-    "batch",
-    "dtype",
-    "bias_std",
-    "sampler",
-)
-STAT_COLUMNS = ("mean", "std", "mean_sq")
 
 
 def _plan(spec: Spec) -> SweepPlan:
@@ -284,19 +272,19 @@ def _where(where: Where) -> Mapping[str, Any] | None:
 
 def compare(
     *sweeps: Sweep,
-    stats: Iterable[str] = STAT_COLUMNS,
+    stats: Iterable[str] = OBSERVABLES,
     quantity: str | None = None,
     layer: int | None = None,
 ) -> pd.DataFrame:
     """Two or more sweeps side by side, one row per matched (configuration, layer, quantity).
 
-    Rows match on layer, quantity and every parameter column (`PARAMETER_COLUMNS`) whose values
-    the sweeps share; a parameter on which they differ everywhere (dtype float32 in one sweep,
-    float64 in the other) is what is being compared and is kept per sweep instead. For each
+    Rows match on layer, quantity and every parameter column (`records.PARAM_KEYS`) whose
+    values the sweeps share; a parameter on which they differ everywhere (dtype float32 in one
+    sweep, float64 in the other) is what is being compared and is kept per sweep instead. For each
     statistic s: `s_<id>` and `s_se_<id>` per sweep and, against the first sweep,
     `z_s_<id>` = (s_<id> - s_<first>) / sqrt(se_<id>^2 + se_<first>^2).
     """
-
+    from scheduler.analysis.records import PARAM_KEYS
     from scheduler.errors import UserError
 
     if len(sweeps) < 2:
@@ -308,14 +296,14 @@ def compare(
             raise UserError(f"compare: sweep {sw.id} has no results")
     shared = [
         c
-        for c in PARAMETER_COLUMNS
+        for c in PARAM_KEYS
         if all(c in f for f in frames)
         and set.intersection(*(set(f[c].astype(str)) for f in frames))
     ]
     keys = [*shared, "layer", "quantity"]
     out: pd.DataFrame | None = None
     for sw, frame in zip(sweeps, frames, strict=True):
-        own = [c for c in PARAMETER_COLUMNS if c in frame and c not in shared]
+        own = [c for c in PARAM_KEYS if c in frame and c not in shared]
         keep = frame[keys + own + [c for s in stats for c in (s, f"{s}_se")] + ["n_trials"]].rename(
             columns={c: f"{c}_{sw.id}" for c in [*own, "n_trials", *stats]}
             | {f"{s}_se": f"{s}_se_{sw.id}" for s in stats}
