@@ -324,8 +324,10 @@ def test_workers_survive_a_full_redis(
     client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=REDIS_PASSWORD)
     cluster.start_worker("w1")
     cluster.start_worker("w2")
-    cluster.start_scheduler(requeue_after=5, max_in_flight=N_CHUNKS)
-    sweep_id = cluster.submit(spec, max_in_flight=N_CHUNKS)  # deliveries write to Redis
+    # a chunk per message, so most of them still wait in Redis when it fills up (grouped
+    # tasks could all have been delivered before)
+    cluster.start_scheduler(requeue_after=5, max_in_flight=N_CHUNKS, task_seconds=0)
+    sweep_id = cluster.submit(spec, max_in_flight=N_CHUNKS, task_seconds=0)
     _wait_running(cluster, sweep_id)
     used = int(client.info("memory")["used_memory"])
     client.config_set("maxmemory-policy", "noeviction")
