@@ -188,7 +188,9 @@ class ResultTable:
             owners.append(np.full(len(block), i, dtype=np.int64))
             t = self.theory.get(i)
             theory.append(
-                t if t is not None and len(t) == len(block) else np.full((len(block), 6), np.nan)
+                t
+                if t is not None and len(t) == len(block)
+                else np.full((len(block), len(ROW_THEORY)), np.nan)
             )
         raw = np.concatenate(blocks) if blocks else _empty(len(RAW_COLUMNS))
         self.n_rows = len(raw)
@@ -343,7 +345,8 @@ class ResultTable:
             if key in CONFIG_THEORY:
                 out[key] = head.get(key)
             elif key == "theory_exact":
-                out[key] = bool(self.values[key][i] == 1.0)
+                flag = float(self.values[key][i])
+                out[key] = None if math.isnan(flag) else flag == 1.0  # None: no theory yet
             else:
                 out[key] = _nan_to_none(float(self.values[key][i]))
         out["abs_z"] = _nan_to_none(float(self.values["abs_z"][i]))

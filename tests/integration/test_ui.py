@@ -593,11 +593,6 @@ def test_the_filter_narrows_plots_and_table_in_the_page(
     assert browser.errors == []
 
 
-@pytest.mark.xfail(
-    reason="known bug since the merges of 2026-12-02: /api/sweeps/N/results answers 500 "
-    "(ValueError) on this synthetic 10^4-configuration sweep; to be fixed next",
-    strict=False,
-)
 def test_a_sweep_of_ten_thousand_configurations_stays_responsive(
     tmp_path: Path, browser: Browser, shots: Path
 ) -> None:

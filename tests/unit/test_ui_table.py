@@ -16,6 +16,7 @@ from scheduler.errors import UserError
 from scheduler.formatting import config_label
 from scheduler.ui.table import (
     DASHBOARD_OMITS,
+    ROW_THEORY,
     ConfigEntry,
     ResultTable,
     stat_columns,
@@ -121,6 +122,21 @@ def test_rows_are_the_records_of_initsweep_results(table: Any) -> None:
             assert _equal(got[key], value), (i, key, got[key], value)
         zs = [abs(z) for z in (expected["z_mean"], expected["z_mean_sq"]) if z is not None]
         assert _equal(got["abs_z"], max(zs)) if zs else got["abs_z"] is None
+
+
+def test_configurations_whose_theory_is_not_computed_yet_have_none(table: Any) -> None:
+    t, want = table
+    waiting = ResultTable(7, t.entries, t.raw, {0: t.theory[0]}, {0: t.theory_heads[0]})
+    assert waiting.n_rows == t.n_rows and not waiting.theory_complete
+    first = len(t.raw[0])
+    for i in range(t.n_rows):
+        got = waiting.record(i)
+        if i < first:
+            assert _equal(got["z_mean"], want[i]["z_mean"]) or got["z_mean"] is None
+            assert _equal(got["theory_mean_sq"], want[i]["theory_mean_sq"])
+        else:  # no theory yet: every theory column is missing, the statistics are there
+            assert all(got[k] is None for k in ROW_THEORY)
+            assert _equal(got["mean_sq"], want[i]["mean_sq"])
 
 
 def test_stat_columns_follow_moments_for_empty_and_single_samples() -> None:
