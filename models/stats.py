@@ -1,8 +1,10 @@
 """Per-chunk (`chunk_stats`) and per-configuration (`layer_stats`) sufficient statistics.
 
 Each row is one (layer, quantity): trial counts and, for each observable o of
-`worker.contract.OBSERVABLES`, the mean and M2 of o over the `n_finite` finite trials. Values are
-IEEE doubles stored exactly; an empty sample stores 0.0, never NaN or inf.
+`worker.contract.OBSERVABLES`, the mean and M2 of o over the `n_finite` finite trials in the
+scaled form of `worker.stats.Moments`: the mean is `o_mean * 2^o_exp2`, M2 `o_m2 * 4^o_exp2`
+(`o_exp2` is 0 for every sample inside float64's ordinary range). Values are IEEE doubles stored
+exactly; an empty sample stores 0.0, never NaN or inf.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class StatColumns:
     std_m2: Mapped[float]
     mean_sq_mean: Mapped[float]
     mean_sq_m2: Mapped[float]
+    mean_exp2: Mapped[int] = mapped_column(default=0, server_default="0")
+    std_exp2: Mapped[int] = mapped_column(default=0, server_default="0")
+    mean_sq_exp2: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ChunkStat(StatColumns, Base):

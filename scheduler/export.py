@@ -34,7 +34,7 @@ from scheduler.analysis.records import (
     record_columns,
 )
 from scheduler.query import StatBatch
-from worker.aggregate import STAT_ROW
+from worker.aggregate import STAT_ROW, uncapped
 from worker.contract import OBSERVABLES, QUANTITIES
 
 if TYPE_CHECKING:
@@ -111,8 +111,9 @@ def _columns(batch: StatBatch) -> _Columns:
     counts = {k: np.array(columns[_AT[k]], dtype=np.int64)[order] for k in _COUNTS}
     moments = {
         name: (
-            np.array(columns[_AT[f"{name}_mean"]], dtype=np.float64)[order],
-            np.array(columns[_AT[f"{name}_m2"]], dtype=np.float64)[order],
+            uncapped(np.array(columns[_AT[f"{name}_mean"]], dtype=np.float64)[order]),
+            uncapped(np.array(columns[_AT[f"{name}_m2"]], dtype=np.float64)[order]),
+            np.array(columns[_AT[f"{name}_exp2"]], dtype=np.int64)[order],
         )
         for name in OBSERVABLES
     }

@@ -33,7 +33,7 @@ from typing import Any
 from worker.stats import Moments
 
 TASK_NAME = "initsweep.run_chunk"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: trial-block merges, scaled moments (issue 10)
 QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be routed to
 
 QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")

@@ -25,9 +25,9 @@ observables of z^l, h^l and g^l are reduced on the fly, one layer of float64 scr
 as `worker.memory` assumes. W^1 is never needed backward (g^1 uses W^2).
 
 `forward_backward(config, key, trial_offset, n_trials)` returns, for the n_trials trials it is
-given, (act (T, D+1, 4), pre (T, D, 4), grad (T, D, 4)) float64 observables (mean, std, mean_sq,
-max|v|; see `worker.sim.observables`); act[:, 0] is h^0 = x. `worker.sim.graph` pads, selects this
-sampler for `config.sampler == "dense"` and compiles it.
+given, (act (T, D+1, C), pre (T, D, C), grad (T, D, C)) float64 observables (C =
+`observables.N_COLUMNS`: mean, std, mean_sq, max|v|, mean_sq's exponent); act[:, 0] is h^0 = x.
+`worker.sim.graph` pads, selects this sampler for `config.sampler == "dense"` and compiles it.
 """
 
 from __future__ import annotations

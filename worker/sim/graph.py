@@ -1,8 +1,8 @@
 """One compiled sub-batch graph per configuration: the sampler table, the padding rule, the cache.
 
 A sampler is a function `(config, key, trial_offset, n_trials) -> (act, pre, grad)` that
-computes the float64 observables of exactly the n_trials trials it is given: act (T, D+1, 4),
-pre (T, D, 4), grad (T, D, 4) (`worker.sim.observables`). `SAMPLER_GRAPHS` maps
+computes the float64 observables of exactly the n_trials trials it is given: act (T, D+1, C),
+pre (T, D, C), grad (T, D, C) (C = `worker.sim.observables.N_COLUMNS`). `SAMPLER_GRAPHS` maps
 `config.sampler` to one: "dense" (`worker.sim.dense`, every weight matrix drawn) or "conditional"
 (`worker.sim.conditional`, exact O(width) products for i.i.d. Gaussian weights). `sub_batch`
 runs the chosen one on `padding_trials(config)` extra trials and keeps the first n_trials.

@@ -8,12 +8,14 @@ so float32 values can neither overflow nor lose precision in the sums):
     std     = sqrt(sum((v - mean)^2) / n)       two-pass, ddof=0 like tf.math.reduce_std
     mean_sq = sum(v^2) / n                      the mean-field q^l for preactivations
     finite  = every v finite                    (a statistic never overflows before the values;
-                                                see below; mean_sq may exceed float64, +inf)
+                                                see below)
     collapsed = finite and max |v| == 0         exact zero (underflow), tested on the raw values
 
 Exact up to float64's limits: where max|v| is outside [2^-400, 2^480] the values are scaled by
 a power of two near 1/max|v| before any square (`trial_observables`); elsewhere (every float32,
 float16 and bfloat16 value, every ordinary float64 one) the sums are the unscaled ones, bit for bit.
+mean_sq comes with a binary exponent (mean_sq = m 2^e, e = 0 for ordinary trials), so it is
+exact beyond float64's range both ways, and its moments over trials are `Moments` in scaled form.
 
 Over the trials of a sub-batch (numpy, float64): `n_finite`, `n_collapsed`, `n_first_nonfinite`
 (trials whose first non-finite layer, in propagation order, is this one: increasing l for
@@ -23,7 +25,8 @@ and `worker.stats.Moments` of each observable over the finite trials.
 `SubBatch` is what the dense and the conditional sampler both start from for T trials: dtypes,
 the activation, N(0, 1) draws on any stream, and the input x and readout r (on the same streams
 under both samplers, as are the biases, so a trial's x, r and b do not depend on the sampler);
-per-layer observables go into `observables_array`s and come out (T, D, 4) through `by_trial`.
+per-layer observables go into `observables_array`s and come out (T, D, N_COLUMNS) through
+`by_trial`.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import tensorflow as tf
 from worker.contract import LayerRecord, SimConfig
 from worker.sim import rng
 from worker.sim.activations import Activation, activation
-from worker.stats import moments_columns
+from worker.stats import SAFE_HI, SAFE_LO, MomentsArray
 
 
 @dataclass(frozen=True)
@@ -104,51 +107,58 @@ class SubBatch:
 
 
 def observables_array(depth: int) -> tf.TensorArray:
-    """A TensorArray for the (T, 4) float64 `trial_observables` of `depth` layers."""
-    return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, 4]))
+    """A TensorArray for the (T, N_COLUMNS) float64 `trial_observables` of `depth` layers."""
+    return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, N_COLUMNS]))
 
 
-# Per-trial values whose max |v| lies in [SAFE_LO, SAFE_HI] (or is 0) are reduced as they are:
-# n * max|v|^2 neither overflows nor underflows in float64, so those bits are exactly the
-# unscaled sums'. Every float32/float16/bfloat16 value is in range (2^-149 .. 2^128), and so is
-# every ordinary float64 configuration. Outside it (float64 only) the values are first scaled by
-# a power of two 2^-e near 1/max|v| (exact), reduced, and scaled back.
-SAFE_LO = 2.0**-400
-SAFE_HI = 2.0**480
+# Per-trial values whose max |v| lies in [SAFE_LO, SAFE_HI] (or is 0) are reduced as they are
+# (`worker.stats`: n * max|v|^2 neither overflows nor underflows in float64), so those bits are
+# exactly the unscaled sums'. Every float32/float16/bfloat16 value is in range (2^-149 .. 2^128),
+# and so is every ordinary float64 configuration. Outside it (float64 only) the values are first
+# scaled by a power of two 2^k near 1/max|v| (exact), reduced, and scaled back.
+N_COLUMNS = 5  # mean, std, mean_sq (scaled), peak, mean_sq's binary exponent
 
 
-def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-    """(down, up) = (2^k, 2^-k) per element of `peak`: peak * down in [2, 4) where it can be,
-    k clipped to [minexp, -minexp] of peak's dtype so that each factor is one normal number (a
-    product of two factors would be folded by grappler's broadcast minimisation into one that
-    may be subnormal, hence flushed to 0). k = 0 where `ordinary`, or peak is 0 or not finite.
-    Multiplying by a power of two is exact: norms, QR and sums commute with it bit for bit."""
+def pow2_exponent(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tf.Tensor:
+    """k per element of `peak` (an integer, in peak's dtype): peak * 2^k in [2, 4) where it can
+    be, clipped to [minexp, -minexp] of peak's dtype so that 2^k and 2^-k are normal numbers.
+    k = 0 where `ordinary`, or peak is 0 or not finite."""
     lo = float(np.finfo(peak.dtype.as_numpy_dtype).minexp)
     ok = tf.math.is_finite(peak) & (peak > 0)
     if ordinary is not None:
         ok = ok & ~ordinary
     safe = tf.where(ok, peak, tf.ones_like(peak))
     e = tf.math.floor(tf.math.log(safe) / tf.constant(np.log(2.0), peak.dtype))
-    k = tf.where(ok, tf.clip_by_value(1.0 - e, lo, -lo), tf.zeros_like(peak))
+    return tf.where(ok, tf.clip_by_value(1.0 - e, lo, -lo), tf.zeros_like(peak))
+
+
+def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(down, up) = (2^k, 2^-k), k = `pow2_exponent(peak, ordinary)`: each factor is one normal
+    number (a product of two factors would be folded by grappler's broadcast minimisation into
+    one that may be subnormal, hence flushed to 0). Multiplying by a power of two is exact:
+    norms, QR and sums commute with it bit for bit."""
+    k = pow2_exponent(peak, ordinary)
     two = tf.constant(2.0, peak.dtype)
     return tf.pow(two, k), tf.pow(two, -k)
 
 
 def trial_observables(v: tf.Tensor) -> tf.Tensor:
-    """Observables of T trials of one layer: v (T, ...) -> (T, 4) float64.
+    """Observables of T trials of one layer: v (T, ...) -> (T, N_COLUMNS) float64.
 
-    Columns: mean, std, mean_sq, peak. All reductions are over every axis but the first.
-    peak is max|v| when every value is finite and +inf otherwise, so a trial is non-finite
-    exactly when one of its values is (`QuantityTrials.finite`). mean and std are bounded by
-    max|v| and always representable; mean_sq = s^2 mean((v/s)^2) is exact up to float64's
-    range: +inf where it exceeds float64 (|v| > ~1.3e154) with every value finite, 0 where it
-    is below float64's normal range (TF on CPU flushes subnormals).
+    Columns: mean, std, mean_sq (scaled), peak, mean_sq's binary exponent. All reductions are
+    over every axis but the first. peak is max|v| when every value is finite and +inf
+    otherwise, so a trial is non-finite exactly when one of its values is
+    (`QuantityTrials.finite`). mean and std are bounded by max|v| and always representable.
+    mean_sq is column 2 times 2^(column 4): with u = 2^k v (k = `pow2_exponent`, 0 for ordinary
+    trials, whose column 2 is the unscaled mean(v^2) bit for bit), mean(v^2) = mean(u^2) 2^-2k,
+    exact up to float64's rounding for every finite trial, however far beyond float64's range.
     """
     x = tf.reshape(v, [tf.shape(v)[0], -1])
     xd = tf.cast(x, tf.float64)
     all_finite = tf.reduce_all(tf.math.is_finite(xd), axis=1)
     absmax = tf.reduce_max(tf.abs(xd), axis=1)
     ordinary = (absmax >= SAFE_LO) & (absmax <= SAFE_HI)
+    k = pow2_exponent(absmax, ordinary)
     down, up = pow2_scale(absmax, ordinary)
     # k = 0 (factors exactly 1) for ordinary trials: they reduce exactly the unscaled values.
     u = xd * down[:, tf.newaxis]
@@ -158,34 +168,34 @@ def trial_observables(v: tf.Tensor) -> tf.Tensor:
     msq_u = tf.reduce_mean(tf.square(u), axis=1)
     mean = mean_u * up
     std = std_u * up
-    # rms = sqrt(msq_u) up <= max|v| is representable, up^2 may not be
-    mean_sq = tf.where(ordinary, msq_u, tf.square(tf.sqrt(msq_u) * up))
     # max|v| in the compute dtype: exact, and cheaper than in float64.
     peak = tf.cast(tf.reduce_max(tf.abs(x), axis=1), tf.float64)
     peak = tf.where(all_finite, peak, tf.constant(np.inf, tf.float64))
-    return tf.stack([mean, std, mean_sq, peak], axis=1)
+    return tf.stack([mean, std, msq_u, peak, -2.0 * k], axis=1)
 
 
 def by_trial(ta: tf.TensorArray) -> tf.Tensor:
-    """TensorArray of D (T, 4) entries (one per layer, as `trial_observables` writes them) ->
-    (T, D, 4)."""
+    """TensorArray of D (T, N_COLUMNS) entries (one per layer, as `trial_observables` writes
+    them) -> (T, D, N_COLUMNS)."""
     return tf.transpose(ta.stack(), [1, 0, 2])
 
 
 @dataclass(frozen=True)
 class QuantityTrials:
-    """Per-trial observables of one quantity over layers `first_layer..`: arrays (T, L)."""
+    """Per-trial observables of one quantity over layers `first_layer..`: arrays (T, L).
+    A trial's mean_sq is mean_sq * 2^mean_sq_exp2 (`trial_observables`)."""
 
     first_layer: int
     mean: npt.NDArray[np.float64]
     std: npt.NDArray[np.float64]
     mean_sq: npt.NDArray[np.float64]
     peak: npt.NDArray[np.float64]
+    mean_sq_exp2: npt.NDArray[np.float64]
 
     @classmethod
     def from_array(cls, first_layer: int, obs: npt.NDArray[np.float64]) -> QuantityTrials:
-        """From a (T, L, 4) observables array (as `by_trial` returns)."""
-        return cls(first_layer, obs[..., 0], obs[..., 1], obs[..., 2], obs[..., 3])
+        """From a (T, L, N_COLUMNS) observables array (as `by_trial` returns)."""
+        return cls(first_layer, obs[..., 0], obs[..., 1], obs[..., 2], obs[..., 3], obs[..., 4])
 
     @property
     def finite(self) -> npt.NDArray[np.bool_]:
@@ -214,27 +224,68 @@ def first_nonfinite_counts(
     return counts[::-1] if reverse else counts
 
 
-def quantity_records(quantity: str, trials: QuantityTrials, *, reverse: bool) -> list[LayerRecord]:
-    """LayerRecords of one quantity for every layer of `trials` (one sub-batch)."""
-    finite = trials.finite
-    n_trials = finite.shape[0]
-    first = first_nonfinite_counts(finite, reverse=reverse)
-    collapsed = trials.collapsed.sum(axis=0)
-    n_finite = finite.sum(axis=0)
-    moms = {
-        name: moments_columns(getattr(trials, name), finite) for name in ("mean", "std", "mean_sq")
-    }
-    return [
-        LayerRecord(
-            layer=trials.first_layer + j,
-            quantity=quantity,
-            n_trials=int(n_trials),
-            n_finite=int(n_finite[j]),
-            n_first_nonfinite=int(first[j]),
-            n_collapsed=int(collapsed[j]),
-            mean=moms["mean"][j],
-            std=moms["std"][j],
-            mean_sq=moms["mean_sq"][j],
+@dataclass(frozen=True)
+class QuantityStats:
+    """Sufficient statistics of one quantity over some trials, per layer `first_layer..`:
+    the counts of `LayerRecord` and the `MomentsArray` of each observable, arrays (L,)."""
+
+    first_layer: int
+    n_trials: int
+    n_finite: npt.NDArray[np.int64]
+    n_first_nonfinite: npt.NDArray[np.int64]
+    n_collapsed: npt.NDArray[np.int64]
+    mean: MomentsArray
+    std: MomentsArray
+    mean_sq: MomentsArray
+
+    @classmethod
+    def of(cls, trials: QuantityTrials, *, reverse: bool) -> QuantityStats:
+        """Two-pass statistics of `trials` (`reverse`: see `first_nonfinite_counts`)."""
+        finite = trials.finite
+        return cls(
+            first_layer=trials.first_layer,
+            n_trials=int(finite.shape[0]),
+            n_finite=finite.sum(axis=0).astype(np.int64),
+            n_first_nonfinite=first_nonfinite_counts(finite, reverse=reverse),
+            n_collapsed=trials.collapsed.sum(axis=0).astype(np.int64),
+            mean=MomentsArray.of(trials.mean, finite),
+            std=MomentsArray.of(trials.std, finite),
+            mean_sq=MomentsArray.of(trials.mean_sq, finite, trials.mean_sq_exp2),
         )
-        for j in range(finite.shape[1])
-    ]
+
+    def merge(self, other: QuantityStats) -> QuantityStats:
+        """Pool two disjoint sets of trials: `LayerRecord.merge` layer by layer, vectorised
+        (the same operations, hence the same bits)."""
+        return QuantityStats(
+            first_layer=self.first_layer,
+            n_trials=self.n_trials + other.n_trials,
+            n_finite=self.n_finite + other.n_finite,
+            n_first_nonfinite=self.n_first_nonfinite + other.n_first_nonfinite,
+            n_collapsed=self.n_collapsed + other.n_collapsed,
+            mean=self.mean.merge(other.mean),
+            std=self.std.merge(other.std),
+            mean_sq=self.mean_sq.merge(other.mean_sq),
+        )
+
+    def records(self, quantity: str) -> list[LayerRecord]:
+        """One LayerRecord per layer."""
+        moms = {name: getattr(self, name).items() for name in ("mean", "std", "mean_sq")}
+        return [
+            LayerRecord(
+                layer=self.first_layer + j,
+                quantity=quantity,
+                n_trials=self.n_trials,
+                n_finite=int(self.n_finite[j]),
+                n_first_nonfinite=int(self.n_first_nonfinite[j]),
+                n_collapsed=int(self.n_collapsed[j]),
+                mean=moms["mean"][j],
+                std=moms["std"][j],
+                mean_sq=moms["mean_sq"][j],
+            )
+            for j in range(self.n_finite.shape[0])
+        ]
+
+
+def quantity_records(quantity: str, trials: QuantityTrials, *, reverse: bool) -> list[LayerRecord]:
+    """LayerRecords of one quantity for every layer of `trials` (one block of trials)."""
+    return QuantityStats.of(trials, reverse=reverse).records(quantity)
