@@ -7,6 +7,7 @@ exactly when one of its values is.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -15,12 +16,18 @@ import tensorflow as tf
 
 from worker.contract import ChunkTask, Scheme, SimConfig
 from worker.persist import record_from_row, record_values
-from worker.sim.observables import trial_observables
+from worker.sim import graph, rng
+from worker.sim.initializers import draw_kernels
+from worker.sim.observables import SubBatch, trial_observables
 from worker.sim.runner import simulate_chunk
 
 
 def _obs(values: list[list[float]], dtype: tf.DType = tf.float64) -> np.ndarray:
-    return np.asarray(trial_observables(tf.constant(values, dtype)).numpy())
+    """trial_observables with mean and std scaled back (as `QuantityTrials.from_array`)."""
+    obs = np.asarray(trial_observables(tf.constant(values, dtype)).numpy())
+    half = (obs[:, 4] / 2).astype(np.int32)
+    obs[:, 0], obs[:, 1] = np.ldexp(obs[:, 0], half), np.ldexp(obs[:, 1], half)
+    return obs
 
 
 def _exact_mean_sq(row: np.ndarray) -> Fraction:
@@ -159,6 +166,8 @@ def test_largest_float64_values_in_a_graph() -> None:
     grappler's rewrites in a compiled graph."""
     fn = tf.function(trial_observables)
     obs = fn(tf.constant([[1.5e308, -1e308], [1e-300, 3e-300]], tf.float64)).numpy()
+    half = (obs[:, 4] / 2).astype(np.int32)
+    obs[:, 0], obs[:, 1] = np.ldexp(obs[:, 0], half), np.ldexp(obs[:, 1], half)
     assert math.isclose(obs[0, 0], 0.25e308, rel_tol=1e-15)
     assert math.isclose(obs[0, 1], 1.25e308, rel_tol=1e-15)
     want = (Fraction(1.5e308) ** 2 + Fraction(1e308) ** 2) / 2
@@ -166,3 +175,33 @@ def test_largest_float64_values_in_a_graph() -> None:
     assert math.isclose(obs[1, 1], 1e-300, rel_tol=1e-15)
     want = (Fraction(1e-300) ** 2 + Fraction(3e-300) ** 2) / 2  # 5e-600
     assert _close(_exact_mean_sq(obs[1]), want, 1e-15)
+
+
+def test_dense_collapse_is_the_materialised_networks() -> None:
+    """Issue 10 item 6: the dense sampler multiplies h by the materialised W (never (s h) B,
+    whose elementwise s h flushes first: collapse 123.42 vs 124.72 layers in float32), so its
+    per-trial collapse layers are those of h^l = h^{l-1} W^l computed from `draw_kernels`,
+    trial by trial, through the vanishing regime (float32, linear N(0, 0.05^2), width 16)."""
+    cfg = dataclasses.replace(_config(0.05, 70), width=16, input_dim=16, dtype="float32")
+    n = 6
+    key = rng.key_tensor(21)
+    _, pre, _ = graph.sub_batch(cfg, key, 0, n)
+    sim_collapse = (pre.numpy()[:, :, 3] == 0).argmax(axis=1)
+    x, _ = SubBatch.open(cfg, key, 0, n).inputs()
+    h = x
+    ref = np.full(n, -1)
+    for layer in range(1, cfg.depth + 1):
+        w = draw_kernels(
+            cfg.init,
+            *cfg.fans(layer),
+            n,
+            key=key,
+            stream=rng.stream_id(layer, rng.Purpose.WEIGHTS),
+            trial_offset=0,
+            dtype=tf.float32,
+        )
+        h = tf.linalg.matmul(h, w)
+        dead = (tf.reduce_max(tf.abs(h), axis=[1, 2]).numpy() == 0) & (ref < 0)
+        ref[dead] = layer - 1
+    assert (ref >= 0).all(), "every trial must collapse within the depth"
+    np.testing.assert_array_equal(sim_collapse, ref)

@@ -116,7 +116,7 @@ def observables_array(depth: int) -> tf.TensorArray:
 # exactly the unscaled sums'. Every float32/float16/bfloat16 value is in range (2^-149 .. 2^128),
 # and so is every ordinary float64 configuration. Outside it (float64 only) the values are first
 # scaled by a power of two 2^k near 1/max|v| (exact), reduced, and scaled back.
-N_COLUMNS = 5  # mean, std, mean_sq (scaled), peak, mean_sq's binary exponent
+N_COLUMNS = 5  # mean, std, mean_sq (scaled), peak, mean_sq's binary exponent e
 
 
 def pow2_exponent(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tf.Tensor:
@@ -145,13 +145,15 @@ def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.T
 def trial_observables(v: tf.Tensor) -> tf.Tensor:
     """Observables of T trials of one layer: v (T, ...) -> (T, N_COLUMNS) float64.
 
-    Columns: mean, std, mean_sq (scaled), peak, mean_sq's binary exponent. All reductions are
-    over every axis but the first. peak is max|v| when every value is finite and +inf
-    otherwise, so a trial is non-finite exactly when one of its values is
-    (`QuantityTrials.finite`). mean and std are bounded by max|v| and always representable.
-    mean_sq is column 2 times 2^(column 4): with u = 2^k v (k = `pow2_exponent`, 0 for ordinary
-    trials, whose column 2 is the unscaled mean(v^2) bit for bit), mean(v^2) = mean(u^2) 2^-2k,
-    exact up to float64's rounding for every finite trial, however far beyond float64's range.
+    Columns: mean, std, mean_sq (all three scaled), peak, e = mean_sq's binary exponent. All
+    reductions are over every axis but the first. peak is max|v| when every value is finite
+    and +inf otherwise, so a trial is non-finite exactly when one of its values is
+    (`QuantityTrials.finite`). With u = 2^k v (k = `pow2_exponent`, 0 for ordinary trials,
+    whose columns are the unscaled mean(v), std(v), mean(v^2) bit for bit) and e = -2k:
+    mean(v) = mean(u) 2^(e/2), std(v) = std(u) 2^(e/2), mean(v^2) = mean(u^2) 2^e, exact up to
+    float64's rounding for every finite trial, however far beyond float64's range (the scaling
+    back is done in numpy, `QuantityTrials.from_array`, which keeps subnormal results that TF on
+    CPU would flush).
     """
     x = tf.reshape(v, [tf.shape(v)[0], -1])
     xd = tf.cast(x, tf.float64)
@@ -159,19 +161,17 @@ def trial_observables(v: tf.Tensor) -> tf.Tensor:
     absmax = tf.reduce_max(tf.abs(xd), axis=1)
     ordinary = (absmax >= SAFE_LO) & (absmax <= SAFE_HI)
     k = pow2_exponent(absmax, ordinary)
-    down, up = pow2_scale(absmax, ordinary)
+    down, _ = pow2_scale(absmax, ordinary)
     # k = 0 (factors exactly 1) for ordinary trials: they reduce exactly the unscaled values.
     u = xd * down[:, tf.newaxis]
     mean_u = tf.reduce_mean(u, axis=1)
     dev = u - mean_u[:, tf.newaxis]
     std_u = tf.sqrt(tf.reduce_mean(tf.square(dev), axis=1))
     msq_u = tf.reduce_mean(tf.square(u), axis=1)
-    mean = mean_u * up
-    std = std_u * up
     # max|v| in the compute dtype: exact, and cheaper than in float64.
     peak = tf.cast(tf.reduce_max(tf.abs(x), axis=1), tf.float64)
     peak = tf.where(all_finite, peak, tf.constant(np.inf, tf.float64))
-    return tf.stack([mean, std, msq_u, peak, -2.0 * k], axis=1)
+    return tf.stack([mean_u, std_u, msq_u, peak, -2.0 * k], axis=1)
 
 
 def by_trial(ta: tf.TensorArray) -> tf.Tensor:
@@ -194,8 +194,12 @@ class QuantityTrials:
 
     @classmethod
     def from_array(cls, first_layer: int, obs: npt.NDArray[np.float64]) -> QuantityTrials:
-        """From a (T, L, N_COLUMNS) observables array (as `by_trial` returns)."""
-        return cls(first_layer, obs[..., 0], obs[..., 1], obs[..., 2], obs[..., 3], obs[..., 4])
+        """From a (T, L, N_COLUMNS) observables array (as `by_trial` returns): mean and std
+        scaled back by 2^(e/2) in numpy (exact; subnormal results kept)."""
+        half = (obs[..., 4] / 2).astype(np.int32)
+        with np.errstate(under="ignore"):
+            mean, std = np.ldexp(obs[..., 0], half), np.ldexp(obs[..., 1], half)
+        return cls(first_layer, mean, std, obs[..., 2], obs[..., 3], obs[..., 4])
 
     @property
     def finite(self) -> npt.NDArray[np.bool_]:
