@@ -1,11 +1,13 @@
 """Per-chunk (`chunk_stats`) and per-configuration (`layer_stats`) sufficient statistics.
 
 Each row is one (layer, quantity): trial counts and, for each observable o of
-`worker.contract.OBSERVABLES`, the mean and M2 of o over the `n_finite` finite trials. Values are
-IEEE doubles stored exactly; an empty sample stores 0.0, never NaN or inf. The per-trial
-distribution (migration 0003): n, mean and central sums m2..m4 of log(mean_sq), and each
-observable's fixed log-spaced histogram as bytes (`worker.histogram`: LEB128 gaps and counts of
-the occupied bins, ~2 bytes per bin); all NULL in rows saved before it was recorded.
+`worker.contract.OBSERVABLES`, the mean and M2 of o over the `n_finite` finite trials in the
+scaled form of `worker.stats.Moments`: the mean is `o_mean * 2^o_exp2`, M2 `o_m2 * 4^o_exp2`
+(`o_exp2` is 0 for every sample inside float64's ordinary range; migration 0004). Values are IEEE
+doubles stored exactly; an empty sample stores 0.0, never NaN or inf. The per-trial distribution
+(migration 0003): n, mean and central sums m2..m4 of log(mean_sq), and each observable's fixed
+log-spaced histogram as bytes (`worker.histogram`: LEB128 gaps and counts of the occupied bins,
+~2 bytes per bin); all NULL in rows saved before it was recorded.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class StatColumns:
     std_m2: Mapped[float]
     mean_sq_mean: Mapped[float]
     mean_sq_m2: Mapped[float]
+    mean_exp2: Mapped[int] = mapped_column(default=0, server_default="0")
+    std_exp2: Mapped[int] = mapped_column(default=0, server_default="0")
+    mean_sq_exp2: Mapped[int] = mapped_column(default=0, server_default="0")
     log_mean_sq_n: Mapped[int | None]
     log_mean_sq_mean: Mapped[float | None]
     log_mean_sq_m2: Mapped[float | None]

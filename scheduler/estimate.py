@@ -49,9 +49,10 @@ from dataclasses import dataclass
 
 from scheduler.formatting import duration
 from scheduler.plan import SweepPlan
+from scheduler.spec.exactness import conditional_limit
 from worker.contract import SimConfig
 from worker.memory import DEFAULT_BUDGET, chunk_bytes, format_bytes, kernel_sizes, sub_batch_size
-from worker.schemes import family
+from worker.schemes import family, is_iid_gaussian
 
 DRAWS_PER_SECOND = 1.5e8  # one core, TF stateless uniforms, float32
 GAUSSIAN_DRAW_COST = 3.0  # a normal (or truncated normal) costs ~3 uniforms
@@ -108,6 +109,8 @@ class WorkEstimate:
     peak_bytes_per_worker: int
     memory_budget_bytes: int = DEFAULT_BUDGET
     longest_chunk_seconds: float = 0.0
+    n_conditional: int = 0
+    n_dense_for_range: int = 0  # i.i.d. Gaussian configurations run dense (exactness module)
 
     def lines(self) -> list[str]:
         """Human-readable summary for `initsweep validate`."""
@@ -124,6 +127,14 @@ class WorkEstimate:
             f"longest chunk    {duration(self.longest_chunk_seconds)} (nominal)",
             f"peak memory      {format_bytes(self.peak_bytes_per_worker)} per worker process "
             f"(budget {format_bytes(self.memory_budget_bytes)})",
+            f"samplers         {self.n_conditional:,} conditional, "
+            f"{self.n_configs - self.n_conditional:,} dense"
+            + (
+                f" ({self.n_dense_for_range:,} with Gaussian weights: their values can reach "
+                "the dtype's flush-to-zero range, which only the dense sampler reproduces)"
+                if self.n_dense_for_range
+                else ""
+            ),
         ]
 
 
@@ -133,7 +144,12 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
     seconds = 0.0
     peak = 0
     longest = 0.0
+    n_conditional = n_dense_for_range = 0
     for cp in plan.configs:
+        if cp.config.sampler == "conditional":
+            n_conditional += 1
+        elif is_iid_gaussian(cp.config.init) and conditional_limit(cp.config) is not None:
+            n_dense_for_range += 1
         per_trial = nominal_seconds_per_trial(cp.config)
         normals += random_numbers_per_trial(cp.config) * cp.trials
         seconds += per_trial * cp.trials
@@ -149,6 +165,8 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
         peak_bytes_per_worker=peak,
         memory_budget_bytes=plan.memory_budget_bytes,
         longest_chunk_seconds=longest,
+        n_conditional=n_conditional,
+        n_dense_for_range=n_dense_for_range,
     )
 
 

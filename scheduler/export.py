@@ -36,7 +36,7 @@ from scheduler.analysis.records import (
     record_columns,
 )
 from scheduler.query import StatBatch
-from worker.aggregate import STAT_ROW
+from worker.aggregate import STAT_ROW, uncapped
 from worker.contract import OBSERVABLES, QUANTITIES
 
 if TYPE_CHECKING:
@@ -104,13 +104,6 @@ class _Columns:
     stats: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]]
 
 
-def _uncapped(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Stored moments beyond float64 are capped at +-max (`worker.persist.CAP`): read as +-inf,
-    as `worker.persist.record_from_row` reads them, so every format shows the same values."""
-    top = np.finfo(np.float64).max
-    return np.where(np.abs(values) == top, np.copysign(np.inf, values), values)
-
-
 def _columns(batch: StatBatch) -> _Columns:
     columns = list(zip(*batch.rows, strict=True)) if batch.rows else [()] * len(STAT_ROW)
     position = {cid: i for i, cid in enumerate(batch.config_ids)}
@@ -121,8 +114,9 @@ def _columns(batch: StatBatch) -> _Columns:
     counts = {k: np.array(columns[_AT[k]], dtype=np.int64)[order] for k in _COUNTS}
     moments = {
         name: (
-            _uncapped(np.array(columns[_AT[f"{name}_mean"]], dtype=np.float64)[order]),
-            _uncapped(np.array(columns[_AT[f"{name}_m2"]], dtype=np.float64)[order]),
+            uncapped(np.array(columns[_AT[f"{name}_mean"]], dtype=np.float64)[order]),
+            uncapped(np.array(columns[_AT[f"{name}_m2"]], dtype=np.float64)[order]),
+            np.array(columns[_AT[f"{name}_exp2"]], dtype=np.int64)[order],
         )
         for name in OBSERVABLES
     }

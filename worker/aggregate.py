@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import delete, exists, insert, null, select
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
 from worker.contract import LayerRecord, merge_records
 from worker.persist import (
+    CAP,
     QUANTILE_FIELDS,
     STAT_FIELDS,
     quantile_values,
@@ -143,6 +146,12 @@ def layer_stat_rows(
             ).all()
         )
     return rows
+
+
+def uncapped(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """`worker.persist.record_from_row`'s reading of capped moments (+-CAP is +-inf), on a column
+    of `layer_stat_rows` values (streamed exports read columns, not records)."""
+    return np.where(np.abs(x) == CAP, np.copysign(np.inf, x), x)
 
 
 def records_by_configuration(rows: Sequence[Any]) -> dict[int, list[LayerRecord]]:

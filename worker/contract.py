@@ -36,7 +36,7 @@ from worker.stats import Moments, Moments4
 
 TASK_NAME = "initsweep.run_chunk"
 TASKS_NAME = "initsweep.run_chunks"  # several small chunks in one message, each saved on its own
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: trial-block merges, scaled moments (issue 10)
 QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be routed to
 
 QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")

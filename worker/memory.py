@@ -17,10 +17,12 @@ of a chunk, hence its bits, never depends on the machine.
 Per layer, bookkeeping that the kernels hide at ordinary depths but that dominates a deep, narrow
 network (measured with TF 2.x on CPU at depth 10,000, width 8: 590 B a layer and trial and about
 24 KiB a layer and chunk, against the 440 B a layer and trial counted above), `chunk_bytes`:
-    observables of 3 quantities (4 float64 a layer and trial, held about 3 times over:
+    observables of 3 quantities (5 float64 a layer and trial, held about 3 times over:
     TensorArray, stacked, numpy)                     LAYER_TRIAL_BYTES   a layer and trial
     TensorArray elements of the graph loop, the chunk's LayerRecords, their merge, database
-    rows and the aggregation reading them back       LAYER_CHUNK_BYTES   a layer and chunk
+    rows and the aggregation reading them back, and the at most 15 trials' observables that
+    wait for the next sub-batch to fill a trial block (runner.TRIAL_BLOCK; 1.8 KiB a layer)
+                                                     LAYER_CHUNK_BYTES   a layer and chunk
 A chunk of sub-batches of n trials peaks at the larger of n * trial_bytes and
 n * (raw trial + depth * LAYER_TRIAL_BYTES) + depth * LAYER_CHUNK_BYTES. The first is larger for
 every configuration whose kernels dominate (the examples, and every width above a few dozen at
@@ -37,7 +39,9 @@ from worker.errors import MemoryBudgetError
 ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 MAX_SUB_BATCH = 4096
 DEFAULT_BUDGET = 1 << 30
-LAYER_TRIAL_BYTES = 320  # 3 quantities x 4 float64 observables, held ~3 times (measured 238)
+# 3 quantities x 5 float64 observables, held ~3 times: 5/4 of the 320 counted for 4 (measured
+# 238 with 4)
+LAYER_TRIAL_BYTES = 400
 LAYER_CHUNK_BYTES = 32 << 10  # TF TensorArray elements, records, rows (measured ~24 KiB)
 _HINT = "raise memory_budget or use sampler: conditional for Gaussian weights"
 

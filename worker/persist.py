@@ -239,11 +239,13 @@ def chunk_attempts(*, session: Session, chunk_id: int) -> int:
 # --- LayerRecord <-> chunk_stats / layer_stats columns: the one place that maps them ---
 
 
-# A moment beyond float64 (the trials' values are finite, but e.g. mean_sq ~ 1e300 squared in m2,
-# or a sum of means past 1.8e308) is data, not an error: it is stored capped at +-CAP, the largest
-# float64, which is the flag "exceeds float64" (no finite merge of finite trials' statistics
-# reaches CAP exactly), and read back as +-inf, which readers show as "no value" (None). NaN (an
-# inf - inf in such a merge) is stored as +CAP. docs/core.md, "Observables and records".
+# Moments are stored in the scaled form of `worker.stats.Moments` (`<o>_mean`, `<o>_m2`,
+# `<o>_exp2`), so a sample beyond float64's range (mean_sq of float64 values below ~1e-154 or
+# above ~1e154) is stored exactly. A moment that is still not finite (only a hand-made record can
+# carry one) is data, not an error: it is stored capped at +-CAP, the largest float64, which is
+# the flag "exceeds float64" (no finite merge of finite trials' statistics reaches CAP exactly),
+# and read back as +-inf, which readers show as "no value" (None). NaN is stored as +CAP.
+# docs/core.md, "Observables and records".
 CAP = sys.float_info.max
 
 
@@ -291,6 +293,7 @@ def record_values(record: LayerRecord) -> dict[str, Any]:
         mean, m2 = (float(moments.mean), float(moments.m2)) if moments.n else (0.0, 0.0)
         values[f"{name}_mean"] = _capped(mean)
         values[f"{name}_m2"] = _capped(m2)
+        values[f"{name}_exp2"] = int(moments.exp2) if moments.n else 0
     values.update(distribution_values(record))
     return values
 
@@ -368,16 +371,22 @@ STAT_FIELDS: tuple[str, ...] = (
     "n_first_nonfinite",
     "n_collapsed",
     *(f"{name}_{part}" for name in OBSERVABLES for part in ("mean", "m2")),
+    *(f"{name}_exp2" for name in OBSERVABLES),
     *DIST_FIELDS,
 )
-_N_BASE = 6 + 2 * len(OBSERVABLES)  # STAT_FIELDS before DIST_FIELDS
+_N_BASE = 6 + 3 * len(OBSERVABLES)  # STAT_FIELDS before DIST_FIELDS
 
 
 def record_from_values(values: Sequence[Any]) -> LayerRecord:
     """`record_from_row` of the values of `STAT_FIELDS`, in that order."""
     layer, quantity, n_trials, n_finite, n_first_nonfinite, n_collapsed = values[:6]
     moments = {
-        name: Moments(n_finite, _uncapped(values[6 + 2 * i]), _uncapped(values[7 + 2 * i]))
+        name: Moments(
+            n_finite,
+            _uncapped(values[6 + 2 * i]),
+            _uncapped(values[7 + 2 * i]),
+            int(values[6 + 2 * len(OBSERVABLES) + i]),
+        )
         for i, name in enumerate(OBSERVABLES)
     }
     return LayerRecord(
@@ -401,6 +410,7 @@ def record_from_row(row: StatColumns) -> LayerRecord:
             row.n_finite,
             _uncapped(getattr(row, f"{name}_mean")),
             _uncapped(getattr(row, f"{name}_m2")),
+            int(getattr(row, f"{name}_exp2")),
         )
         for name in OBSERVABLES
     }

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from scheduler.where import Where, row_matches, where_terms
 from worker.contract import OBSERVABLES, QUANTILES, LayerRecord, SimConfig, TrialDistribution
-from worker.stats import Moments, Moments4
+from worker.stats import Moments, Moments4, pooled_std, pooled_std_array, scaled_values
 
 __all__ = [
     "COLUMN_KINDS",
@@ -171,7 +171,11 @@ def config_columns(config: SimConfig, axes: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _stat(m: Moments) -> tuple[float | None, float | None]:
-    return (_json_float(m.mean) if m.n else None, _json_float(m.sem))
+    """(mean, SE) as floats; None where a value is not a float64 (beyond its range either way:
+    the scaled form of `worker.stats.Moments` holds it, a float would print inf or a false 0)."""
+    sem = m.sem
+    sem_ok = math.isfinite(sem) and (sem != 0.0 or m.m2 == 0.0)
+    return (m.value if m.n and m.representable else None, sem if sem_ok else None)
 
 
 def record_row(record: LayerRecord) -> dict[str, Any]:
@@ -181,10 +185,7 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
     msq, msq_se = _stat(record.mean_sq)
     pooled = None
     if record.n_finite:
-        # mean * mean, not mean**2: a float64 mean beyond 1.34e154 squares to inf (the numpy
-        # mirror `record_columns` does the same), where ** would raise OverflowError
-        spread = record.mean_sq.mean - record.mean.mean * record.mean.mean
-        pooled = _json_float(math.sqrt(max(spread, 0.0)))
+        pooled = _json_float(pooled_std(record.mean, record.mean_sq))
     return {
         "layer": record.layer,
         "quantity": record.quantity,
@@ -264,27 +265,34 @@ Column = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]  # values, and wh
 
 def record_columns(
     n_finite: npt.NDArray[np.int64],
-    moments: Mapping[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+    moments: Mapping[
+        str,
+        tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]],
+    ],
 ) -> dict[str, Column]:
     """`record_row`'s float columns for many records at once: for each column its values and
     where they are not None, bit for bit what `record_row` computes one record at a time.
 
-    `moments` maps each observable (`mean`, `std`, `mean_sq`) to its (mean, m2) over the
-    `n_finite` finite trials, one entry per record.
+    `moments` maps each observable (`mean`, `std`, `mean_sq`) to its scaled (mean, m2, exp2)
+    over the `n_finite` finite trials (`worker.stats.Moments`), one entry per record.
     """
     n = np.asarray(n_finite, dtype=np.int64)
     nf = n.astype(np.float64)
     out: dict[str, Column] = {}
+    scaled: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = {}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for name in OBSERVABLES:
-            mean, m2 = (np.asarray(a, dtype=np.float64) for a in moments[name])
-            out[name] = (mean, (n > 0) & np.isfinite(mean))
-            # Moments.sem: sqrt(variance / n), variance = m2 / (n - 1), for n > 1
-            sem = np.sqrt((m2 / (nf - 1.0)) / nf)
-            out[f"{name}_se"] = (sem, (n > 1) & np.isfinite(sem))
-        mean, msq = out["mean"][0], out["mean_sq"][0]
-        spread = msq - mean * mean  # record_row's m * m, the same correctly rounded square
-        pooled = np.sqrt(np.where(spread < 0.0, 0.0, spread))  # max(spread, 0.0)
+            raw, m2, exp2 = moments[name]
+            mean = np.asarray(raw, dtype=np.float64)
+            m2 = np.asarray(m2, dtype=np.float64)
+            e = np.asarray(exp2, dtype=np.int64)
+            scaled[name] = (mean, e)
+            value, ok = scaled_values(mean, e)
+            out[name] = (value, (n > 0) & ok)
+            # Moments.sem: sqrt(variance / n), variance = m2 / (n - 1), for n > 1, scaled by 2^exp2
+            sem, _ = scaled_values(np.sqrt((m2 / (nf - 1.0)) / nf), e)
+            out[f"{name}_se"] = (sem, (n > 1) & np.isfinite(sem) & ((sem != 0.0) | (m2 == 0.0)))
+        pooled = pooled_std_array(scaled["mean"], scaled["mean_sq"])
     out["pooled_std"] = (pooled, (n > 0) & np.isfinite(pooled))
     return out
 

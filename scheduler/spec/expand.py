@@ -19,6 +19,7 @@ int_uniform low + floor(u (high - low + 1)); choice values[floor(u n)].
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.errors import SpecError
+from scheduler.spec.exactness import conditional_limit, limit_reason
 from scheduler.spec.model import (
     MAX_WEIGHT_SECOND_MOMENT,
     PARTNER_AXIS,
@@ -96,25 +98,36 @@ def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
     return out
 
 
-def resolve_sampler(requested: str, init: Scheme) -> str:
-    """The sampler a configuration runs with: `auto` is `conditional` exactly for i.i.d.
-    Gaussian weights (conditionally on the layer input, z = hW is then exactly Gaussian and W need
-    not be drawn), else `dense`. Raises SpecError (without location) for an inexact request."""
+def resolve_sampler(requested: str, config: SimConfig) -> str:
+    """The sampler `config` runs with (its own `sampler` field is ignored): `auto` is
+    `conditional` exactly for i.i.d. Gaussian weights (conditionally on the layer input, z = hW
+    is then exactly Gaussian and W need not be drawn) whose values stay clear of the dtype's
+    flush-to-zero range (`exactness.conditional_limit`), else `dense`. Raises SpecError
+    (without location) for an inexact request."""
     if requested == "dense":
         return "dense"
+    init = config.init
     gaussian = is_iid_gaussian(init)
-    if requested == "auto":
-        return "conditional" if gaussian else "dense"
-    if requested == "conditional":
-        if gaussian:
-            return "conditional"
+    if requested not in ("auto", "conditional"):
+        raise SpecError(f"unknown sampler {requested!r}; expected one of auto, dense, conditional")
+    if not gaussian:
+        if requested == "auto":
+            return "dense"
         raise SpecError(
             f"sampler 'conditional' is exact only for i.i.d. Gaussian weights; init {init.name!r} "
             f"is {describe_law(init)}. Expected sampler dense or auto, or a Gaussian init: "
             "normal, kaiming_normal, xavier_normal, variance_scaling with distribution "
             "untruncated_normal, or sigma_w"
         )
-    raise SpecError(f"unknown sampler {requested!r}; expected one of auto, dense, conditional")
+    limit = conditional_limit(config)
+    if limit is None:
+        return "conditional"
+    if requested == "auto":
+        return "dense"
+    raise SpecError(
+        f"sampler 'conditional' does not reproduce the dense sampler for this configuration: "
+        f"{limit_reason(config, limit)}. Expected sampler dense or auto"
+    )
 
 
 def random_draws(random: RandomSpec, seed: int) -> list[list[Located]]:
@@ -220,16 +233,12 @@ def _config(located: list[Located], origin: str) -> SimConfig:
     if bias.name == "normal" and bias.num("std") == 0.0:
         bias = Scheme("zeros")
     requested = str(values.get("sampler", "auto"))
-    try:
-        sampler = resolve_sampler(requested, init)
-    except SpecError as e:
-        raise SpecError(f"{where.get('sampler', origin)}: {e}") from None
     width = int(_num(values["width"]))
     input_dim = int(_num(values.get("input_dim", width)))
     depth = int(_num(values["depth"]))
     kernels = [(input_dim, width)] + ([(width, width)] if depth > 1 else [])
     _check_weight_scale(init, kernels, where.get("sigma_w", where.get("init", origin)))
-    return SimConfig(
+    config = SimConfig(
         init=init,
         activation=_canonical(ACTIVATIONS, values["activation"]),
         depth=depth,
@@ -238,8 +247,13 @@ def _config(located: list[Located], origin: str) -> SimConfig:
         batch=int(_num(values.get("batch", 1))),
         dtype=str(values.get("dtype", "float32")),
         bias=bias,
-        sampler=sampler,
+        sampler="dense",
     )
+    try:
+        sampler = resolve_sampler(requested, config)
+    except SpecError as e:
+        raise SpecError(f"{where.get('sampler', origin)}: {e}") from None
+    return dataclasses.replace(config, sampler=sampler)
 
 
 def _check_weight_scale(init: Scheme, kernels: list[tuple[int, int]], where: str) -> None:

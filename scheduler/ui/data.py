@@ -97,8 +97,9 @@ def _blocks(rows: Sequence[tuple[Any, ...]]) -> dict[int, Floats]:
 def _stat_row(configuration_id: int, r: LayerRecord) -> tuple[Any, ...]:
     """A record as a `layer_stat_rows` tuple (STAT_ROW), its moments unrounded."""
     moments = (x for name in OBSERVABLES for x in (getattr(r, name).mean, getattr(r, name).m2))
+    exps = (getattr(r, name).exp2 for name in OBSERVABLES)
     counts = (r.n_trials, r.n_finite, r.n_first_nonfinite, r.n_collapsed)
-    return (configuration_id, r.layer, r.quantity, *counts, *moments)
+    return (configuration_id, r.layer, r.quantity, *counts, *moments, *exps)
 
 
 class SweepResults:

@@ -59,6 +59,9 @@ RAW_COLUMNS: tuple[str, ...] = (
     "std_m2",
     "mean_sq_mean",
     "mean_sq_m2",
+    "mean_exp2",
+    "std_exp2",
+    "mean_sq_exp2",
 )
 _RAW = {name: i for i, name in enumerate(RAW_COLUMNS)}
 COUNT_KEYS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
@@ -104,7 +107,12 @@ def stat_columns(raw: Floats) -> dict[str, Floats]:
     then `scheduler.analysis.records.record_columns` (record_row's floats, bit for bit)."""
     out: dict[str, Floats] = {k: raw[:, _RAW[k]] for k in COUNT_KEYS}
     moments = {
-        name: (raw[:, _RAW[f"{name}_mean"]], raw[:, _RAW[f"{name}_m2"]]) for name in OBSERVABLES
+        name: (
+            raw[:, _RAW[f"{name}_mean"]],
+            raw[:, _RAW[f"{name}_m2"]],
+            raw[:, _RAW[f"{name}_exp2"]].astype(np.int64),
+        )
+        for name in OBSERVABLES
     }
     n_finite = raw[:, _RAW["n_finite"]].astype(np.int64)
     for key, (values, valid) in record_columns(n_finite, moments).items():

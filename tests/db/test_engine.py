@@ -159,6 +159,10 @@ def test_float64_round_trip_is_bit_identical(db: Db) -> None:
                 "n_first_nonfinite": 0,
                 "n_collapsed": 0,
                 **chunk,
+                # scaled moments' exponents (worker.stats.Moments.exp2), beyond +-float64
+                "mean_exp2": -(i % 3000),
+                "std_exp2": 0,
+                "mean_sq_exp2": i % 3001,
             }
         )
     with session_scope(db.factory) as session:
@@ -171,6 +175,8 @@ def test_float64_round_trip_is_bit_identical(db: Db) -> None:
         for column in columns:
             # bit for bit; only the sign of zero is normalised (-0.0 is stored as 0.0 everywhere)
             assert _bits(getattr(back, column)) == _bits(row[column] + 0.0), (column, row[column])
+        for column in ("mean_exp2", "std_exp2", "mean_sq_exp2"):
+            assert getattr(back, column) == row[column]
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
@@ -217,13 +223,15 @@ class _Row:
     n=st.integers(0, 10**6),
     extra=st.integers(0, 10),
     values=st.lists(finite, min_size=6, max_size=6),
+    exps=st.lists(st.integers(-3000, 3000), min_size=3, max_size=3),
     layer=st.integers(0, 100),
     quantity=st.sampled_from(["preactivation", "activation", "gradient"]),
 )
 def test_record_conversion_round_trips(
-    n: int, extra: int, values: list[float], layer: int, quantity: str
+    n: int, extra: int, values: list[float], exps: list[int], layer: int, quantity: str
 ) -> None:
-    moments = [Moments(n, values[2 * i], values[2 * i + 1]) for i in range(3)]
+    """Scaled moments (`Moments.exp2`, beyond float64's range) round-trip exactly too."""
+    moments = [Moments(n, values[2 * i], values[2 * i + 1], exps[i]) for i in range(3)]
     record = LayerRecord(layer, quantity, n + extra, n, extra, min(n, 3), *moments)
     back = record_from_row(_Row(record_values(record)))  # type: ignore[arg-type]
     if n:

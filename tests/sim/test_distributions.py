@@ -23,7 +23,7 @@ from worker.contract import (
 )
 from worker.histogram import BINS_PER_OCTAVE
 from worker.sim import simulate_chunk
-from worker.sim.observables import QuantityTrials, log_mean_sq
+from worker.sim.observables import N_COLUMNS, QuantityTrials, log_mean_sq
 
 pytestmark = pytest.mark.sim
 
@@ -66,9 +66,10 @@ def test_log_mean_sq_is_elementwise() -> None:
     """A trial's log and bin do not depend on the array around it (numpy SIMD bodies and tails
     agree), so per-trial values are bit-identical whatever the sub-batch."""
     rng = np.random.default_rng(11)
-    obs = np.exp(rng.uniform(-700.0, 700.0, (67, 3, 4)))
+    obs = np.exp(rng.uniform(-700.0, 700.0, (67, 3, N_COLUMNS)))
     obs[..., 0] *= rng.choice([-1.0, 1.0], (67, 3))
-    obs[5, 1, 2], obs[9, 2, 2] = np.inf, 0.0  # beyond float64: from the root
+    obs[..., 4] = 2 * rng.integers(-1100, 1100, (67, 3))  # mean_sq's (even) binary exponent
+    obs[9, 2, 2] = 0.0
     full_log, full_k = log_mean_sq(QuantityTrials.from_array(1, obs))
     for size in (1, 2, 3, 5, 8, 17, 33):
         for start in range(0, 67 - size, 13):
@@ -77,12 +78,16 @@ def test_log_mean_sq_is_elementwise() -> None:
             np.testing.assert_array_equal(k, full_k[start : start + size])
 
 
-def test_mean_sq_beyond_float64_is_binned_from_its_root() -> None:
-    mean, std = 3.0e200, 4.0e200  # mean_sq = 2.5e401, beyond float64
-    obs = np.array([[[mean, std, np.inf, 5e200]]])
+@pytest.mark.parametrize("exp2", [1400, 0, -1800])
+def test_mean_sq_beyond_float64_is_binned_from_its_scaled_form(exp2: int) -> None:
+    """mean_sq = 0.75 * 2^exp2 (beyond float64 both ways): log and bin from the scaled form."""
+    obs = np.array([[[1.0, 1.0, 0.75, 2.0, float(exp2)]]])
     log, k = log_mean_sq(QuantityTrials.from_array(1, obs))
-    assert log[0, 0] == pytest.approx(math.log(25.0) + 400.0 * math.log(10.0), rel=1e-15)
-    assert k[0, 0] == math.floor(BINS_PER_OCTAVE * log[0, 0] / math.log(2.0))
+    assert log[0, 0] == pytest.approx(math.log(0.75) + exp2 * math.log(2.0), rel=1e-15)
+    assert k[0, 0] == math.floor(BINS_PER_OCTAVE * (exp2 + math.log2(0.75)))
+    zero = np.array([[[0.0, 0.0, 0.0, 0.0, 0.0]]])  # a collapsed trial: mean_sq 0
+    log, k = log_mean_sq(QuantityTrials.from_array(1, zero))
+    assert log[0, 0] == -math.inf and k[0, 0] == 0
 
 
 @pytest.mark.parametrize(("input_dim", "batch"), [(8, 2), (256, 1)])
@@ -175,7 +180,8 @@ def test_log_mean_sq_mean_and_variance_match_the_exact_law(config: SimConfig) ->
 
 def test_log_mean_sq_is_exact_where_mean_sq_exceeds_float64() -> None:
     """Linear N(0, 1) weights at width 100, float64: mean_sq(h^200) ~ 1e400 is beyond float64
-    (the mean_sq column is None), while its log keeps the exact law within 4 SE."""
+    (kept in scaled form; the mean_sq column is None), while its log keeps the exact law within
+    4 SE."""
     config = dataclasses.replace(
         EXACT["linear-16"],
         init=canonical_scheme(INIT_SCHEMES, "normal", {"std": 1.0}),
@@ -187,7 +193,7 @@ def test_log_mean_sq_is_exact_where_mean_sq_exceeds_float64() -> None:
     exact = exact_log_mean_sq(config)
     assert exact is not None
     (top,) = [r for r in records(config, 200) if r.key == (200, "activation")]
-    assert top.n_finite == 200 and math.isinf(top.mean_sq.mean)
+    assert top.n_finite == 200 and math.isinf(top.mean_sq.value)  # beyond float64, scaled
     assert top.dist is not None
     log = top.dist.log_mean_sq
     mean, var = exact[(200, "activation")]

@@ -28,6 +28,7 @@ from worker.contract import (
     canonical_scheme,
     merge_records,
 )
+from worker.memory import trial_bytes
 from worker.sim import rng, simulate_chunk
 from worker.sim.graph import compiled
 
@@ -135,11 +136,32 @@ def test_per_trial_observables_do_not_depend_on_the_batch(config: SimConfig) -> 
             np.testing.assert_array_equal(b[i], s[0])
 
 
-def test_sub_batch_1_and_64_agree() -> None:
-    one = list(simulate_chunk(task(0, 128), sub_batch=1).records)
-    many = simulate_chunk(task(0, 128), sub_batch=64)
-    assert many.provenance.sub_batch == 64
-    assert_records_close(one, list(many.records))
+CONDITIONAL64 = dataclasses.replace(
+    CONFIG,
+    init=canonical_scheme(INIT_SCHEMES, "normal", {"std": 0.2}),
+    dtype="float64",
+    sampler="conditional",
+)
+
+
+@pytest.mark.parametrize("config", [CONFIG, CONDITIONAL64], ids=["dense", "conditional64"])
+def test_statistics_do_not_depend_on_the_sub_batch(config: SimConfig) -> None:
+    """Issue 10, item 7: trial blocks aligned to the chunk's first trial, so any sub-batch
+    (any memory budget) gives bit-identical records, the last partial block included."""
+    t = dataclasses.replace(task(100, 75, config), chunk_index=1)
+    one = as_json(simulate_chunk(t, sub_batch=1).records)
+    for size in (3, 16, 17, 64, 75):
+        out = simulate_chunk(t, sub_batch=size)
+        assert out.provenance.sub_batch == size
+        assert as_json(out.records) == one, size
+
+
+def test_memory_budget_does_not_change_the_bits() -> None:
+    small = dataclasses.replace(task(0, 40), memory_budget_bytes=trial_bytes(CONFIG) * 3)
+    big = dataclasses.replace(task(0, 40), memory_budget_bytes=1 << 30)
+    a, b = simulate_chunk(small), simulate_chunk(big)
+    assert a.provenance.sub_batch < 16 < b.provenance.sub_batch
+    assert as_json(a.records) == as_json(b.records)
 
 
 def test_chunks_merge_to_the_whole() -> None:

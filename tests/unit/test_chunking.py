@@ -315,6 +315,22 @@ def test_estimate_totals() -> None:
     assert all("\n" not in line for line in lines)
 
 
+def test_estimate_says_which_gaussian_configurations_run_dense_for_their_range() -> None:
+    """Issue 10 item 2: `auto` runs dense where values reach the flush-to-zero range, and
+    `validate` says so."""
+    spec = parse_spec(
+        "name: v\nseed: 1\ntrials: 10\ngrid:\n  init: [{name: normal, std: 0.05}, he_normal]\n"
+        "  activation: [linear]\n  depth: [40, 160]\n  width: [100]\n"
+    )
+    plan = plan_sweep(spec)
+    samplers = {(cp.config.init.name, cp.config.depth): cp.config.sampler for cp in plan.configs}
+    assert samplers[("normal", 40)] == "conditional" and samplers[("normal", 160)] == "dense"
+    est = estimate(plan)
+    assert (est.n_conditional, est.n_dense_for_range) == (1, 1)
+    (line,) = [x for x in est.lines() if x.startswith("samplers")]
+    assert line.startswith("samplers         1 conditional, 3 dense (1 with Gaussian weights")
+
+
 @pytest.mark.parametrize(
     ("name", "max_core_seconds"),
     [

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler.analysis.compare import THEORY_KEYS, THEORY_KINDS
 from scheduler.analysis.records import (
@@ -17,6 +21,7 @@ from scheduler.analysis.records import (
     column_kinds,
     columns_for_axes,
     kind_value,
+    record_columns,
     record_row,
 )
 from worker.contract import LayerRecord
@@ -93,3 +98,50 @@ def test_record_row_of_a_mean_beyond_the_square_root_of_float64() -> None:
                          mean_sq=Moments(2, float("inf"), 0.0))  # fmt: skip
     row = record_row(record)
     assert row["mean"] == 1.5e200 and row["pooled_std"] is None
+
+
+def test_values_beyond_float64_print_as_no_value_and_pooled_std_as_a_float() -> None:
+    """Issue 10 item 4: a float64 layer with values ~2^-1000 has mean_sq ~2^-2000, no float64:
+    it prints as None (never a false 0), its pooled std 2^-1000 as a float."""
+    mean = Moments(4, 0.0, 0.0)
+    std = Moments(4, 0.5, 0.01, -999)  # 2^-1000
+    mean_sq = Moments(4, 0.5, 0.01, -1999)  # 2^-2000
+    row = record_row(LayerRecord(900, "preactivation", 4, 4, 0, 0, mean, std, mean_sq))
+    assert row["mean_sq"] is None and row["mean_sq_se"] is None
+    assert row["std"] == 2.0**-1000 and row["mean"] == 0.0
+    assert row["pooled_std"] == 2.0**-1000
+    huge = Moments(4, 0.5, 0.01, 1999)
+    row = record_row(LayerRecord(900, "preactivation", 4, 4, 0, 0, mean, std, huge))
+    assert row["mean_sq"] is None and row["pooled_std"] == 2.0**999  # sqrt(2^1998)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.floats(-2, 2),
+            st.floats(0, 4),
+            st.sampled_from([0, 0, -2000, -1100, -600, 600, 1100]),
+        ),
+        min_size=3,
+        max_size=3,
+    )
+)
+def test_record_columns_have_record_row_bits_for_scaled_moments(
+    parts: list[tuple[int, float, float, int]],
+) -> None:
+    n = parts[0][0]
+    ms = [Moments(n, mean, m2, e) if n else Moments() for _, mean, m2, e in parts]
+    row = record_row(LayerRecord(1, "gradient", n, n, 0, 0, *ms))
+    arrays = {
+        name: (np.array([m.mean]), np.array([m.m2]), np.array([m.exp2]))
+        for name, m in zip(("mean", "std", "mean_sq"), ms, strict=True)
+    }
+    cols = record_columns(np.array([n]), arrays)
+    for key, (values, shown) in cols.items():
+        want = row[key]
+        if want is None:
+            assert not shown[0], key
+        else:
+            assert shown[0] and struct.pack("<d", values[0]) == struct.pack("<d", want), key

@@ -6,10 +6,12 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scheduler.errors import SpecError
+from scheduler.spec.exactness import conditional_limit
 from scheduler.spec.expand import expand, expand_located, random_draws, resolve_sampler
 from scheduler.spec.parse import parse_spec
 from worker.contract import INIT_SCHEMES, Scheme, SimConfig, canonical_scheme
@@ -257,18 +259,67 @@ def test_defaults_filled_and_default_param_equals_explicit() -> None:
 )
 def test_resolve_sampler(init: Scheme, gaussian: bool) -> None:
     assert is_iid_gaussian(init) is gaussian
-    assert resolve_sampler("dense", init) == "dense"
-    assert resolve_sampler("auto", init) == ("conditional" if gaussian else "dense")
+    cfg = _shallow(init)
+    assert resolve_sampler("dense", cfg) == "dense"
+    assert resolve_sampler("auto", cfg) == ("conditional" if gaussian else "dense")
     if gaussian:
-        assert resolve_sampler("conditional", init) == "conditional"
+        assert resolve_sampler("conditional", cfg) == "conditional"
     else:
         with pytest.raises(SpecError, match=r"^sampler 'conditional' is exact only for i\.i\.d\."):
-            resolve_sampler("conditional", init)
+            resolve_sampler("conditional", cfg)
+
+
+def _shallow(init: Scheme, **kw: Any) -> SimConfig:
+    values: dict[str, Any] = {
+        "init": init,
+        "activation": Scheme("relu"),
+        "depth": 4,
+        "width": 32,
+        "input_dim": 32,
+        "sampler": "dense",
+    }
+    return SimConfig(**{**values, **kw})
 
 
 def test_resolve_sampler_describes_orthogonal() -> None:
     with pytest.raises(SpecError, match="init 'orthogonal' is orthogonal"):
-        resolve_sampler("conditional", Scheme("orthogonal"))
+        resolve_sampler("conditional", _shallow(Scheme("orthogonal")))
+
+
+@pytest.mark.parametrize(
+    ("std", "activation", "depth", "dtype", "limit"),
+    [
+        # vanishing past collapse (float32 ~125 layers, float64 ~1022): the dense matmul's
+        # flush-to-zero of products cannot be reproduced, auto runs dense
+        (0.05, "linear", 160, "float32", True),
+        (0.05, "linear", 1100, "float64", True),
+        (0.05, "linear", 110, "float32", True),  # a 6-SD trial's products near 2^-126 * 2^16
+        (0.05, "linear", 60, "float32", False),  # gradients at layer 1 ~ 2^-120: clear
+        # exploding and critical: the conditional sampler is exact there
+        (1.0, "linear", 60, "float32", False),
+        (0.1 * 2**0.5, "relu", 100, "float32", False),
+        (0.1 * 2**0.5, "relu", 100, "float16", True),  # a 6-SD trial nears float16's 6e-5
+        (0.1 * 2**0.5, "relu", 2, "float16", False),
+    ],
+)
+def test_auto_runs_dense_where_values_reach_the_flush_range(
+    std: float, activation: str, depth: int, dtype: str, limit: bool
+) -> None:
+    cfg = _shallow(
+        Scheme("normal", (("mean", 0.0), ("std", std))),
+        activation=Scheme(activation),
+        depth=depth,
+        width=100,
+        input_dim=100,
+        dtype=dtype,
+    )
+    assert (conditional_limit(cfg) is not None) is limit
+    assert resolve_sampler("auto", cfg) == ("dense" if limit else "conditional")
+    if limit:
+        with pytest.raises(
+            SpecError, match=r"flush-to-zero range, .*Expected sampler dense or auto$"
+        ):
+            resolve_sampler("conditional", cfg)
 
 
 def test_sampler_recorded_in_config() -> None:

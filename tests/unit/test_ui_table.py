@@ -16,6 +16,7 @@ from scheduler.errors import UserError
 from scheduler.formatting import config_label
 from scheduler.ui.table import (
     DASHBOARD_OMITS,
+    RAW_COLUMNS,
     ROW_THEORY,
     ConfigEntry,
     ResultTable,
@@ -76,6 +77,7 @@ def _raw(records: list[LayerRecord]) -> np.ndarray[Any, Any]:
                 r.n_first_nonfinite,
                 r.n_collapsed,
                 *(x for m in (r.mean, r.std, r.mean_sq) for x in (m.mean, m.m2)),
+                *(m.exp2 for m in (r.mean, r.std, r.mean_sq)),
             ]
             for r in records
         ],
@@ -109,6 +111,12 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(b, float):
         return isinstance(a, float) and math.isclose(a, b, rel_tol=1e-12)
     return bool(a == b)
+
+
+def test_raw_columns_are_the_stored_statistics_in_their_order() -> None:
+    from worker.aggregate import STAT_ROW
+
+    assert STAT_ROW[1 : 1 + len(RAW_COLUMNS)] == RAW_COLUMNS
 
 
 def test_rows_are_the_records_of_initsweep_results(table: Any) -> None:

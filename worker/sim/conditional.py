@@ -26,11 +26,20 @@ Streams: xi of layer l at stream (l, COND_FWD), xi' at (l, COND_BWD); bias, inpu
 use the same streams as the dense sampler, so x, r and b of a trial are identical under both
 samplers (only the weights' randomness differs). Linear algebra runs in the draw dtype (float32,
 or float64 for float64 configurations); activations in the configuration's dtype.
+
+Range limits. h and g are scaled by a power of two before any norm or QR (`_thin_qr`), so the
+sampler overflows where the dense one does. Past a forward overflow (h not finite) Q is 0
+(inf * W reveals nothing about W in floating point), so gradients stay finite as the dense
+ones do, and z takes the dense matmul's law of +-inf and nan (`_past_overflow`, stream
+(l, COND_INF)), on which phi' (0 at nan for relu) and so the gradients depend. It cannot reproduce the dense matmul's
+flush-to-zero of subnormal partial sums (dense collapses about a layer earlier in a vanishing
+network): `sampler: auto` picks dense where values can reach that range (scheduler.spec).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import tensorflow as tf
 
@@ -65,6 +74,36 @@ def _thin_qr(a: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     return q, r, up
 
 
+def _past_overflow(
+    hd: tf.Tensor, z: tf.Tensor, u: tf.Tensor, log_p: tf.Tensor, log_q: tf.Tensor
+) -> tf.Tensor:
+    """z of the rows whose input is not finite, with the dense matmul's law; z elsewhere.
+
+    hd (T, B, n_in), z and u (T, B, n_out), u ~ U[0, 1). In z_bj = sum_i h_bi W_ij every
+    infinite h_bi contributes an infinite product of sign sign(h_bi) sign(W_ij), and W_ij > 0
+    with probability p = Phi(mu / sigma) independently (log_p, log_q = log p, log(1 - p),
+    scalars in z's dtype; nothing about W is revealed: Q = 0, see `forward_backward`). So with
+    m+ (m-) entries +inf (-inf), z_bj = +inf with probability P+ = p^m+ (1-p)^m-, -inf with P- = (1-p)^m+ p^m-, and nan otherwise (inf - inf); a nan
+    in h_b makes the row nan. Exact per row; rows of a batch are drawn independently given their
+    inputs (the dense rows share the signs of W, which only matters when two rows overflow at
+    the same entries).
+    """
+    inf = tf.constant(float("inf"), z.dtype)
+    nan = tf.constant(float("nan"), z.dtype)
+    m_pos = tf.reduce_sum(tf.cast(tf.equal(hd, inf), z.dtype), axis=-1, keepdims=True)
+    m_neg = tf.reduce_sum(tf.cast(tf.equal(hd, -inf), z.dtype), axis=-1, keepdims=True)
+    has_nan = tf.reduce_any(tf.math.is_nan(hd), axis=-1, keepdims=True)
+
+    def log_prob(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:  # a log p + b log q, 0 log 0 = 0
+        zero = tf.zeros_like(a)
+        return tf.where(a > 0, a * log_p, zero) + tf.where(b > 0, b * log_q, zero)
+
+    p_plus = tf.exp(log_prob(m_pos, m_neg))
+    p_minus = tf.exp(log_prob(m_neg, m_pos))
+    signed = tf.where(u < p_plus, inf, tf.where(u < p_plus + p_minus, -inf, nan))
+    return tf.where(has_nan, nan, tf.where(m_pos + m_neg > 0, signed, z))
+
+
 def forward_backward(
     config: Network, key: tf.Tensor, trial_offset: tf.Tensor | int, n_trials: tf.Tensor | int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -85,16 +124,42 @@ def forward_backward(
         lw = config.law(layer)
         return lw.shift, constant(1.0 if lw.scale is None else lw.scale, ddtype)
 
+    def sign_law(mu: Scalar | None, sigma: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(log P(W_ij > 0), log P(W_ij < 0)) = log Phi(+-mu / sigma), in the draw dtype (each
+        from its own erfc, so neither loses digits to 1 - p; nan for mu = sigma = 0)."""
+        if mu is None:
+            half = tf.constant(math.log(0.5), ddtype)
+            return half, half
+        t = constant(mu, ddtype) / (sigma * math.sqrt(2.0))
+        return tf.math.log(0.5 * tf.math.erfc(-t)), tf.math.log(0.5 * tf.math.erfc(t))
+
     def forward(layer: int | tf.Tensor, h: tf.Tensor, n_in: int):  # type: ignore[no-untyped-def]
         """(z, h', phi'(z), Q, xi) of `layer` given h^{layer-1} (T, B, n_in) in dtype."""
         mu, sigma = layer_law(layer)
         hd = tf.cast(h, ddtype)
         q, r, up = _thin_qr(tf.linalg.matrix_transpose(hd))  # (T, n_in, k), (T, k, B)
+        # A non-finite h (past a forward overflow) reveals nothing about W in floating point
+        # (inf * W is +-inf or nan whatever W is): Q = 0, so the backward draws all of g W^T
+        # afresh and stays finite, as the dense sampler's finite W keeps it.
+        finite = tf.reduce_all(tf.math.is_finite(hd), axis=[-2, -1], keepdims=True)
+        q = tf.where(finite, q, tf.zeros_like(q))
         k = min(batch, n_in)
         xi = sub.normal(k * width, rng.stream_tensor(layer, rng.Purpose.COND_FWD), [k, width])
         z = tf.linalg.matmul(r, xi, adjoint_a=True) * sigma * up
         if mu is not None:
             z = z + constant(mu, ddtype) * tf.reduce_sum(hd, axis=-1, keepdims=True)
+        if not isinstance(layer, int):  # h^0 = x is finite: layers 2..D only
+            u = rng.draw(
+                "uniform",
+                batch * width,
+                sub.n_trials,
+                key=sub.key,
+                stream=rng.stream_tensor(layer, rng.Purpose.COND_INF),
+                trial_offset=sub.trial_offset,
+                dtype=ddtype,
+            )
+            log_p, log_q = sign_law(mu, sigma)
+            z = _past_overflow(hd, z, tf.reshape(u, [-1, batch, width]), log_p, log_q)
         if config.bias_std is not None:
             b = sub.normal(width, rng.stream_tensor(layer, rng.Purpose.BIAS), [1, width])
             z = z + b * constant(config.bias_std, ddtype)

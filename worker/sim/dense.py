@@ -13,8 +13,11 @@ Per trial (all trials of a sub-batch batched along a leading axis T), layers l =
     g^l = phi'(z^l) * (g^{l+1} W^{l+1 T})      l = D-1..1, g^l = dL/dz^l
 
 The backward pass reuses the stored kernels (batched matmul), no GradientTape.
-When a kernel is factored as W = s B (see `initializers.sample_kernels`), z = (s h) B and
-g W^T = (s g) B^T: the scalar multiplies the small operand, never the (T, fan_in, fan_out) one.
+Kernels are materialised (W = s B drawn, then h W), never factored as z = (s h) B: the
+elementwise s h flushes to zero before any product does, which moved float32's collapse layer
+(123.42 factored vs 124.72 materialised, issue 10 item 6); the user's network has W itself.
+(`_scaled` and `deep_scale` are then the identity; kept so `factored=True` can return where a
+configuration provably stays clear of the flush range.)
 
 Layer 1 (fan_in = input_dim) is built once; layers 2..D, all (width, width), run in a graph
 while-loop whose body draws W^l at stream (l, WEIGHTS) from the loop index, so the trace and its
@@ -26,9 +29,10 @@ as `worker.memory` assumes. W^1 is never needed backward (g^1 uses W^2).
 
 `forward_backward(config, key, trial_offset, n_trials)` (config: a `worker.sim.network.Network`,
 whose depth, kernel laws and bias std may be fed tensors) returns, for the n_trials trials it is
-given, (act (T, D+1, 4), pre (T, D, 4), grad (T, D, 4)) float64 observables (mean, std, mean_sq,
-max|v|; see `worker.sim.observables`); act[:, 0] is h^0 = x. `worker.sim.graph` pads, selects this
-sampler for `config.sampler == "dense"` and compiles it.
+given, (act (T, D+1, C), pre (T, D, C), grad (T, D, C)) float64 observables (C =
+`observables.N_COLUMNS`: mean, std, mean_sq, max|v|, mean_sq's exponent; see
+`worker.sim.observables`); act[:, 0] is h^0 = x. `worker.sim.graph` pads, selects this sampler
+for `config.sampler == "dense"` and compiles it.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def forward_backward(
             stream=rng.stream_tensor(layer, rng.Purpose.WEIGHTS),
             trial_offset=trial_offset,
             dtype=dtype,
-            factored=True,
+            factored=False,
         )
         return k.base, k.scale
 
@@ -127,8 +131,8 @@ def forward_backward(
         act_ta = act_ta.write(0, trial_observables(h))
     if not identity:
         dphi_ta = dphi_ta.write(0, d)
-    # W^2..W^D share one law, hence one factored scale (a number, never a per-layer tensor).
-    deep_scale = kernel_scale(config.deep, width, width, dtype, factored=True)
+    # W^2..W^D share one law, hence one scale (None: kernels are materialised, see module doc).
+    deep_scale = kernel_scale(config.deep, width, width, dtype, factored=False)
     if loops:
 
         def fwd_body(layer, h, pre_ta, act_ta, dphi_ta, w_ta):  # type: ignore[no-untyped-def]

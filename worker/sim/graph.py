@@ -2,11 +2,11 @@
 
 A sampler is a function `(net, key, trial_offset, n_trials) -> (act, pre, grad)` of a
 `worker.sim.network.Network` that computes the float64 observables of exactly the n_trials
-trials it is given: act (T, D+1, 4), pre (T, D, 4), grad (T, D, 4) (`worker.sim.observables`).
-`SAMPLER_GRAPHS` maps `config.sampler` to one: "dense" (`worker.sim.dense`, every weight matrix
-drawn) or "conditional" (`worker.sim.conditional`, exact O(width) products for i.i.d. Gaussian
-weights). `sub_batch` runs the chosen one on `padding_trials(config)` extra trials and keeps the
-first n_trials.
+trials it is given: act (T, D+1, C), pre (T, D, C), grad (T, D, C) (C =
+`worker.sim.observables.N_COLUMNS`). `SAMPLER_GRAPHS` maps `config.sampler` to one: "dense"
+(`worker.sim.dense`, every weight matrix drawn) or "conditional" (`worker.sim.conditional`,
+exact O(width) products for i.i.d. Gaussian weights). `sub_batch` runs the chosen one on
+`padding_trials(config)` extra trials and keeps the first n_trials.
 
 `traced(shape)` is one `tf.function` per `network.Shape` (sampler, dtype, width, input_dim,
 batch, activation, law kinds, which numbers exist), traced once, with a dynamic trial axis and

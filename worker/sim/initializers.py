@@ -19,8 +19,9 @@ layout of `worker.sim.rng` holds); TF's own truncated normal resamples and is no
 `sample_kernels(..., factored=True)` may return the pair (B, scale) instead of W when shift == 0
 and the dtype is float32/float64: the network then multiplies the small operand (h or g) by
 `scale` instead of the big kernel, which saves one pass over every weight. The products
-(scale h_i) B_ij and h_i (scale B_ij) are equal up to one rounding, with the same overflow and
-underflow behaviour. float16/bfloat16 kernels are always materialised as cast(shift + scale B)
+(scale h_i) B_ij and h_i (scale B_ij) are equal up to one rounding, but not in underflow: the
+elementwise scale * h flushes before the products do, so the dense sampler does not use it
+(`worker.sim.dense`, issue 10 item 6). float16/bfloat16 kernels are always materialised as cast(shift + scale B)
 so low-precision weights are exactly the rounded law.
 """
 

@@ -8,29 +8,34 @@ so float32 values can neither overflow nor lose precision in the sums):
     std     = sqrt(sum((v - mean)^2) / n)       two-pass, ddof=0 like tf.math.reduce_std
     mean_sq = sum(v^2) / n                      the mean-field q^l for preactivations
     finite  = every v finite                    (a statistic never overflows before the values;
-                                                see below; mean_sq may exceed float64, +inf)
+                                                see below)
     collapsed = finite and max |v| == 0         exact zero (underflow), tested on the raw values
 
 Exact up to float64's limits: where max|v| is outside [2^-400, 2^480] the values are scaled by
 a power of two near 1/max|v| before any square (`trial_observables`); elsewhere (every float32,
 float16 and bfloat16 value, every ordinary float64 one) the sums are the unscaled ones, bit for bit.
+mean_sq comes with a binary exponent (mean_sq = m 2^e, e = 0 for ordinary trials), so it is
+exact beyond float64's range both ways, and its moments over trials are `Moments` in scaled form.
 
 Over the trials of a sub-batch (numpy, float64): `n_finite`, `n_collapsed`, `n_first_nonfinite`
 (trials whose first non-finite layer, in propagation order, is this one: increasing l for
 preactivation/activation, decreasing l for gradient, which flows from layer depth down to 1)
-and `worker.stats.Moments` of each observable over the finite trials; and their per-trial
-distribution (`trial_distributions`): `Moments4` of log(mean_sq) (`log_mean_sq`, exact beyond
-float64's range through the root mean square) and a `worker.histogram.Histogram` of each
-observable, whose bins do not depend on the sub-batch (integer counts, merged exactly).
+and `worker.stats.Moments` of each observable over the finite trials (`QuantityStats`, merged
+block by block); and their per-trial distribution: `Moments4` of log(mean_sq) (`log_mean_sq`,
+exact beyond float64's range through mean_sq's scaled form, in `QuantityStats` too) and a
+`worker.histogram.Histogram` of each observable (`trial_histograms`), whose bins do not depend
+on the sub-batch (integer counts, merged exactly).
 
 `SubBatch` is what the dense and the conditional sampler both start from for T trials: dtypes,
 the activation, N(0, 1) draws on any stream, and the input x and readout r (on the same streams
 under both samplers, as are the biases, so a trial's x, r and b do not depend on the sampler);
-per-layer observables go into `observables_array`s and come out (T, D, 4) through `by_trial`.
+per-layer observables go into `observables_array`s and come out (T, D, N_COLUMNS) through
+`by_trial`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +47,7 @@ from worker.contract import LayerRecord, TrialDistribution
 from worker.sim import rng
 from worker.sim.activations import Activation, activation
 from worker.sim.network import Network, Scalar, constant
-from worker.stats import moments4_columns, moments_columns
+from worker.stats import SAFE_HI, SAFE_LO, Moments4Array, MomentsArray
 
 
 @dataclass(frozen=True)
@@ -110,88 +115,99 @@ class SubBatch:
 
 
 def observables_array(depth: int | tf.Tensor) -> tf.TensorArray:
-    """A TensorArray for the (T, 4) float64 `trial_observables` of `depth` layers."""
-    return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, 4]))
+    """A TensorArray for the (T, N_COLUMNS) float64 `trial_observables` of `depth` layers."""
+    return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, N_COLUMNS]))
 
 
-# Per-trial values whose max |v| lies in [SAFE_LO, SAFE_HI] (or is 0) are reduced as they are:
-# n * max|v|^2 neither overflows nor underflows in float64, so those bits are exactly the
-# unscaled sums'. Every float32/float16/bfloat16 value is in range (2^-149 .. 2^128), and so is
-# every ordinary float64 configuration. Outside it (float64 only) the values are first scaled by
-# a power of two 2^-e near 1/max|v| (exact), reduced, and scaled back.
-SAFE_LO = 2.0**-400
-SAFE_HI = 2.0**480
+# Per-trial values whose max |v| lies in [SAFE_LO, SAFE_HI] (or is 0) are reduced as they are
+# (`worker.stats`: n * max|v|^2 neither overflows nor underflows in float64), so those bits are
+# exactly the unscaled sums'. Every float32/float16/bfloat16 value is in range (2^-149 .. 2^128),
+# and so is every ordinary float64 configuration. Outside it (float64 only) the values are first
+# scaled by a power of two 2^k near 1/max|v| (exact), reduced, and scaled back.
+N_COLUMNS = 5  # mean, std, mean_sq (scaled), peak, mean_sq's binary exponent e
 
 
-def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-    """(down, up) = (2^k, 2^-k) per element of `peak`: peak * down in [2, 4) where it can be,
-    k clipped to [minexp, -minexp] of peak's dtype so that each factor is one normal number (a
-    product of two factors would be folded by grappler's broadcast minimisation into one that
-    may be subnormal, hence flushed to 0). k = 0 where `ordinary`, or peak is 0 or not finite.
-    Multiplying by a power of two is exact: norms, QR and sums commute with it bit for bit."""
+def pow2_exponent(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tf.Tensor:
+    """k per element of `peak` (an integer, in peak's dtype): peak * 2^k in [2, 4) where it can
+    be, clipped to [minexp, -minexp] of peak's dtype so that 2^k and 2^-k are normal numbers.
+    k = 0 where `ordinary`, or peak is 0 or not finite."""
     lo = float(np.finfo(peak.dtype.as_numpy_dtype).minexp)
     ok = tf.math.is_finite(peak) & (peak > 0)
     if ordinary is not None:
         ok = ok & ~ordinary
     safe = tf.where(ok, peak, tf.ones_like(peak))
     e = tf.math.floor(tf.math.log(safe) / tf.constant(np.log(2.0), peak.dtype))
-    k = tf.where(ok, tf.clip_by_value(1.0 - e, lo, -lo), tf.zeros_like(peak))
+    return tf.where(ok, tf.clip_by_value(1.0 - e, lo, -lo), tf.zeros_like(peak))
+
+
+def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(down, up) = (2^k, 2^-k), k = `pow2_exponent(peak, ordinary)`: each factor is one normal
+    number (a product of two factors would be folded by grappler's broadcast minimisation into
+    one that may be subnormal, hence flushed to 0). Multiplying by a power of two is exact:
+    norms, QR and sums commute with it bit for bit."""
+    k = pow2_exponent(peak, ordinary)
     two = tf.constant(2.0, peak.dtype)
     return tf.pow(two, k), tf.pow(two, -k)
 
 
 def trial_observables(v: tf.Tensor) -> tf.Tensor:
-    """Observables of T trials of one layer: v (T, ...) -> (T, 4) float64.
+    """Observables of T trials of one layer: v (T, ...) -> (T, N_COLUMNS) float64.
 
-    Columns: mean, std, mean_sq, peak. All reductions are over every axis but the first.
-    peak is max|v| when every value is finite and +inf otherwise, so a trial is non-finite
-    exactly when one of its values is (`QuantityTrials.finite`). mean and std are bounded by
-    max|v| and always representable; mean_sq = s^2 mean((v/s)^2) is exact up to float64's
-    range: +inf where it exceeds float64 (|v| > ~1.3e154) with every value finite, 0 where it
-    is below float64's normal range (TF on CPU flushes subnormals).
+    Columns: mean, std, mean_sq (all three scaled), peak, e = mean_sq's binary exponent. All
+    reductions are over every axis but the first. peak is max|v| when every value is finite
+    and +inf otherwise, so a trial is non-finite exactly when one of its values is
+    (`QuantityTrials.finite`). With u = 2^k v (k = `pow2_exponent`, 0 for ordinary trials,
+    whose columns are the unscaled mean(v), std(v), mean(v^2) bit for bit) and e = -2k:
+    mean(v) = mean(u) 2^(e/2), std(v) = std(u) 2^(e/2), mean(v^2) = mean(u^2) 2^e, exact up to
+    float64's rounding for every finite trial, however far beyond float64's range (the scaling
+    back is done in numpy, `QuantityTrials.from_array`, which keeps subnormal results that TF on
+    CPU would flush).
     """
     x = tf.reshape(v, [tf.shape(v)[0], -1])
     xd = tf.cast(x, tf.float64)
     all_finite = tf.reduce_all(tf.math.is_finite(xd), axis=1)
     absmax = tf.reduce_max(tf.abs(xd), axis=1)
     ordinary = (absmax >= SAFE_LO) & (absmax <= SAFE_HI)
-    down, up = pow2_scale(absmax, ordinary)
+    k = pow2_exponent(absmax, ordinary)
+    down, _ = pow2_scale(absmax, ordinary)
     # k = 0 (factors exactly 1) for ordinary trials: they reduce exactly the unscaled values.
     u = xd * down[:, tf.newaxis]
     mean_u = tf.reduce_mean(u, axis=1)
     dev = u - mean_u[:, tf.newaxis]
     std_u = tf.sqrt(tf.reduce_mean(tf.square(dev), axis=1))
     msq_u = tf.reduce_mean(tf.square(u), axis=1)
-    mean = mean_u * up
-    std = std_u * up
-    # rms = sqrt(msq_u) up <= max|v| is representable, up^2 may not be
-    mean_sq = tf.where(ordinary, msq_u, tf.square(tf.sqrt(msq_u) * up))
     # max|v| in the compute dtype: exact, and cheaper than in float64.
     peak = tf.cast(tf.reduce_max(tf.abs(x), axis=1), tf.float64)
     peak = tf.where(all_finite, peak, tf.constant(np.inf, tf.float64))
-    return tf.stack([mean, std, mean_sq, peak], axis=1)
+    return tf.stack([mean_u, std_u, msq_u, peak, -2.0 * k], axis=1)
 
 
 def by_trial(ta: tf.TensorArray) -> tf.Tensor:
-    """TensorArray of D (T, 4) entries (one per layer, as `trial_observables` writes them) ->
-    (T, D, 4)."""
+    """TensorArray of D (T, N_COLUMNS) entries (one per layer, as `trial_observables` writes
+    them) -> (T, D, N_COLUMNS)."""
     return tf.transpose(ta.stack(), [1, 0, 2])
 
 
 @dataclass(frozen=True)
 class QuantityTrials:
-    """Per-trial observables of one quantity over layers `first_layer..`: arrays (T, L)."""
+    """Per-trial observables of one quantity over layers `first_layer..`: arrays (T, L).
+    A trial's mean_sq is mean_sq * 2^mean_sq_exp2 (`trial_observables`)."""
 
     first_layer: int
     mean: npt.NDArray[np.float64]
     std: npt.NDArray[np.float64]
     mean_sq: npt.NDArray[np.float64]
     peak: npt.NDArray[np.float64]
+    mean_sq_exp2: npt.NDArray[np.float64]
 
     @classmethod
     def from_array(cls, first_layer: int, obs: npt.NDArray[np.float64]) -> QuantityTrials:
-        """From a (T, L, 4) observables array (as `by_trial` returns)."""
-        return cls(first_layer, obs[..., 0], obs[..., 1], obs[..., 2], obs[..., 3])
+        """From a (T, L, N_COLUMNS) observables array (as `by_trial` returns): mean and std
+        scaled back by 2^(e/2) in numpy (exact; subnormal results kept)."""
+        half = (obs[..., 4] / 2).astype(np.int32)
+        with np.errstate(under="ignore", over="ignore"):
+            mean, std = np.ldexp(obs[..., 0], half), np.ldexp(obs[..., 1], half)
+        return cls(first_layer, mean, std, obs[..., 2], obs[..., 3], obs[..., 4])
 
     @property
     def finite(self) -> npt.NDArray[np.bool_]:
@@ -223,74 +239,120 @@ def first_nonfinite_counts(
 def log_mean_sq(trials: QuantityTrials) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Per trial and layer: log(mean_sq) and the histogram bin k of mean_sq, arrays (T, L).
 
-    Where 0 < mean_sq < inf: log(mean_sq) and `histogram.bin_index(mean_sq)`. Where mean_sq is
-    beyond float64 (+inf, or 0 below its normal range) but the trial is finite and not all 0,
-    from the root mean square rms = hypot(mean, std) (mean_sq = mean^2 + std^2 with ddof 0;
-    both are bounded by max|v| and representable): 2 log(rms) and the bin of rms^2,
-    `bin_index(rms, 2 R)`. -inf (and bin 0) where rms is 0 too; entries of non-finite trials
-    are meaningless (masked by the callers). Elementwise, so a trial's values do not depend
-    on the sub-batch it is in.
+    mean_sq = m 2^e in scaled form (`trial_observables`; e = 0 for ordinary trials): where
+    m > 0, log(mean_sq) = log(m) + e log 2 and k = `histogram.bin_index(m)` + R e (R =
+    BINS_PER_OCTAVE; bin_index shifts exactly with the binary exponent), however far beyond
+    float64's range mean_sq itself is. -inf (and bin 0) where mean_sq is 0 (every value 0);
+    entries of non-finite trials are meaningless (masked by the callers). Elementwise, so a
+    trial's values do not depend on the sub-batch it is in.
     """
-    ms = trials.mean_sq
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ordinary = (ms > 0.0) & np.isfinite(ms)
-        rms = np.hypot(trials.mean, trials.std)
-        rooted = ~ordinary & (rms > 0.0) & np.isfinite(rms)
-        log = np.full(ms.shape, -np.inf)
-        log[ordinary] = np.log(ms[ordinary])
-        log[rooted] = 2.0 * np.log(rms[rooted])
-    k = np.zeros(ms.shape, dtype=np.int64)
-    k[ordinary] = histogram.bin_index(ms[ordinary])
-    k[rooted] = histogram.bin_index(rms[rooted], 2 * histogram.BINS_PER_OCTAVE)
-    return log, k
+    m = trials.mean_sq
+    e = trials.mean_sq_exp2.astype(np.int64)
+    ok = (m > 0.0) & np.isfinite(m)
+    safe = np.where(ok, m, 1.0)
+    log = np.where(ok, np.log(safe) + e * math.log(2.0), -np.inf)
+    k = np.where(ok, histogram.bin_index(safe) + histogram.BINS_PER_OCTAVE * e, 0)
+    return log, k.astype(np.int64)
 
 
-def trial_distributions(trials: QuantityTrials, dtype: str) -> list[TrialDistribution]:
-    """The `TrialDistribution` of each layer of `trials` over its finite trials (one sub-batch):
-    moments of log(mean_sq) where it is > -inf, histograms of mean, std and mean_sq."""
+Histograms = tuple[histogram.Histogram, histogram.Histogram, histogram.Histogram]
+
+
+def trial_histograms(trials: QuantityTrials, dtype: str) -> list[Histograms]:
+    """Per layer, the histograms of mean, std and mean_sq over the finite trials of `trials`
+    (a configuration computed in `dtype`: the span of its bins, `worker.histogram`). Integer
+    counts on fixed bins: any split of the trials gives the same merged histograms."""
     finite = trials.finite
     log, k = log_mean_sq(trials)
-    logs = moments4_columns(log, finite & np.isfinite(log))
     ms_keys = histogram.keys_from_index(k, np.where(np.isfinite(log), 1.0, 0.0), dtype)
-    hists = {
-        name: histogram.histogram_columns(
-            histogram.keys(np.where(finite, values, 0.0), dtype), finite
-        )
-        for name, values in (("mean", trials.mean), ("std", trials.std))
-    }
-    hists["mean_sq"] = histogram.histogram_columns(ms_keys, finite)
-    return [
-        TrialDistribution(logs[j], hists["mean"][j], hists["std"][j], hists["mean_sq"][j])
-        for j in range(finite.shape[1])
+    hists = [
+        histogram.histogram_columns(histogram.keys(np.where(finite, values, 0.0), dtype), finite)
+        for values in (trials.mean, trials.std)
     ]
+    hists.append(histogram.histogram_columns(ms_keys, finite))
+    return list(zip(*hists, strict=True))
+
+
+def merge_histograms(a: list[Histograms], b: list[Histograms]) -> list[Histograms]:
+    """Layer by layer, the histograms of two disjoint sets of trials (exact)."""
+    return [
+        (x[0].merge(y[0]), x[1].merge(y[1]), x[2].merge(y[2])) for x, y in zip(a, b, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class QuantityStats:
+    """Sufficient statistics of one quantity over some trials, per layer `first_layer..`:
+    the counts of `LayerRecord`, the `MomentsArray` of each observable and the `Moments4Array`
+    of log(mean_sq) over the finite trials where it is > -inf, arrays (L,)."""
+
+    first_layer: int
+    n_trials: int
+    n_finite: npt.NDArray[np.int64]
+    n_first_nonfinite: npt.NDArray[np.int64]
+    n_collapsed: npt.NDArray[np.int64]
+    mean: MomentsArray
+    std: MomentsArray
+    mean_sq: MomentsArray
+    log_mean_sq: Moments4Array
+
+    @classmethod
+    def of(cls, trials: QuantityTrials, *, reverse: bool) -> QuantityStats:
+        """Two-pass statistics of `trials` (`reverse`: see `first_nonfinite_counts`)."""
+        finite = trials.finite
+        log, _ = log_mean_sq(trials)
+        return cls(
+            first_layer=trials.first_layer,
+            n_trials=int(finite.shape[0]),
+            n_finite=finite.sum(axis=0).astype(np.int64),
+            n_first_nonfinite=first_nonfinite_counts(finite, reverse=reverse),
+            n_collapsed=trials.collapsed.sum(axis=0).astype(np.int64),
+            mean=MomentsArray.of(trials.mean, finite),
+            std=MomentsArray.of(trials.std, finite),
+            mean_sq=MomentsArray.of(trials.mean_sq, finite, trials.mean_sq_exp2),
+            log_mean_sq=Moments4Array.of(log, finite & np.isfinite(log)),
+        )
+
+    def merge(self, other: QuantityStats) -> QuantityStats:
+        """Pool two disjoint sets of trials: `LayerRecord.merge` layer by layer, vectorised
+        (the same operations, hence the same bits)."""
+        return QuantityStats(
+            first_layer=self.first_layer,
+            n_trials=self.n_trials + other.n_trials,
+            n_finite=self.n_finite + other.n_finite,
+            n_first_nonfinite=self.n_first_nonfinite + other.n_first_nonfinite,
+            n_collapsed=self.n_collapsed + other.n_collapsed,
+            mean=self.mean.merge(other.mean),
+            std=self.std.merge(other.std),
+            mean_sq=self.mean_sq.merge(other.mean_sq),
+            log_mean_sq=self.log_mean_sq.merge(other.log_mean_sq),
+        )
+
+    def records(self, quantity: str, hists: list[Histograms]) -> list[LayerRecord]:
+        """One LayerRecord per layer; `hists` are `trial_histograms` of the same trials."""
+        moms = {name: getattr(self, name).items() for name in ("mean", "std", "mean_sq")}
+        logs = self.log_mean_sq.items()
+        return [
+            LayerRecord(
+                layer=self.first_layer + j,
+                quantity=quantity,
+                n_trials=self.n_trials,
+                n_finite=int(self.n_finite[j]),
+                n_first_nonfinite=int(self.n_first_nonfinite[j]),
+                n_collapsed=int(self.n_collapsed[j]),
+                mean=moms["mean"][j],
+                std=moms["std"][j],
+                mean_sq=moms["mean_sq"][j],
+                dist=TrialDistribution(logs[j], *hists[j]),
+            )
+            for j in range(self.n_finite.shape[0])
+        ]
 
 
 def quantity_records(
     quantity: str, trials: QuantityTrials, *, reverse: bool, dtype: str
 ) -> list[LayerRecord]:
-    """LayerRecords of one quantity for every layer of `trials` (one sub-batch) of a
-    configuration computed in `dtype` (the span of its histograms: `worker.histogram`)."""
-    finite = trials.finite
-    n_trials = finite.shape[0]
-    first = first_nonfinite_counts(finite, reverse=reverse)
-    collapsed = trials.collapsed.sum(axis=0)
-    n_finite = finite.sum(axis=0)
-    moms = {
-        name: moments_columns(getattr(trials, name), finite) for name in ("mean", "std", "mean_sq")
-    }
-    dists = trial_distributions(trials, dtype)
-    return [
-        LayerRecord(
-            layer=trials.first_layer + j,
-            quantity=quantity,
-            n_trials=int(n_trials),
-            n_finite=int(n_finite[j]),
-            n_first_nonfinite=int(first[j]),
-            n_collapsed=int(collapsed[j]),
-            mean=moms["mean"][j],
-            std=moms["std"][j],
-            mean_sq=moms["mean_sq"][j],
-            dist=dists[j],
-        )
-        for j in range(finite.shape[1])
-    ]
+    """LayerRecords of one quantity for every layer of `trials` (one block of trials) of a
+    configuration computed in `dtype`."""
+    stats = QuantityStats.of(trials, reverse=reverse)
+    return stats.records(quantity, trial_histograms(trials, dtype))

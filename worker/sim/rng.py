@@ -62,7 +62,8 @@ class Purpose(IntEnum):
     READOUT = 3  # r of L = <r, h^depth>, used with layer 0
     COND_FWD = 4  # conditional sampler: the forward product's xi (worker.sim.conditional)
     COND_BWD = 5  # conditional sampler: the backward product's fresh xi'
-    # 6, 7 reserved for the conditional sampler; 8..15 free.
+    COND_INF = 6  # conditional sampler: the product's sign law past a forward overflow
+    # 7 reserved for the conditional sampler; 8..15 free.
 
 
 def stream_id(layer: int, purpose: Purpose) -> int:

@@ -6,9 +6,16 @@ memory budget, less the discarded `graph.padding_trials`; a single trial over bu
 `MemoryBudgetError`). Each sub-batch is one call of the compiled graph of the configuration's
 shape with its numbers fed (`worker.sim.graph.compiled`, dense or conditional sampler; one
 trace per shape and process); its per-trial observables (T x layers, float64) come back to
-numpy, become `LayerRecord`s, and the sub-batches merge in order (Chan et al.). A trial's bits depend only on (seed_key, trial index), so any chunking or
-sub-batching gives the same per-trial values and statistics equal up to float64 merge rounding,
-and the same task gives bit-identical records (same hardware, TF version and thread count).
+numpy.
+
+A trial's bits depend only on (seed_key, trial index), never on the sub-batch (`graph`), and so
+do the chunk's statistics: the per-trial values are cut into blocks of `TRIAL_BLOCK` trials in
+trial order, counted from the chunk's first trial whatever the sub-batches were, each block
+reduced two-pass (`QuantityStats.of`) and the blocks merged left to right (Chan et al. and
+Pébay, vectorised over layers); the histograms are integer counts on fixed bins, added per
+sub-batch. So the same task gives bit-identical records under any memory budget (same
+hardware, TF version and thread count); any chunking gives statistics equal up to float64
+merge rounding. At most TRIAL_BLOCK - 1 trials' observables wait for the next sub-batch.
 """
 
 from __future__ import annotations
@@ -31,7 +38,14 @@ from worker.contract import (
 from worker.memory import sub_batch_size, trial_bytes
 from worker.sim import rng
 from worker.sim.graph import compiled, max_groups, padding_trials
-from worker.sim.observables import QuantityTrials, quantity_records
+from worker.sim.observables import (
+    N_COLUMNS,
+    Histograms,
+    QuantityStats,
+    QuantityTrials,
+    merge_histograms,
+    trial_histograms,
+)
 from worker.sim.runtime import configure_runtime, device_name
 
 
@@ -53,25 +67,99 @@ def validate(config: SimConfig) -> None:
             raise ValueError(f"{name}: expected a positive integer. Received: {value}")
 
 
-def sub_batch_records(
-    act: np.ndarray, pre: np.ndarray, grad: np.ndarray, *, dtype: str
-) -> list[LayerRecord]:
-    """Records of one sub-batch from the (T, L, 4) observables of the compiled graph."""
-    trials = (
-        ("activation", QuantityTrials.from_array(0, act), False),
-        ("preactivation", QuantityTrials.from_array(1, pre), False),
-        ("gradient", QuantityTrials.from_array(1, grad), True),
-    )
+TRIAL_BLOCK = 16  # trials per two-pass block; part of the contract (CONTRACT_VERSION)
+Observables = tuple[np.ndarray, np.ndarray, np.ndarray]  # act, pre, grad: (T, layers, N_COLUMNS)
+_QUANTITIES = (("activation", 0, False), ("preactivation", 1, False), ("gradient", 1, True))
+
+
+def _trials(obs: Observables) -> list[QuantityTrials]:
     return [
-        record
-        for quantity, values, reverse in trials
-        for record in quantity_records(quantity, values, reverse=reverse, dtype=dtype)
+        QuantityTrials.from_array(first, np.ascontiguousarray(o))
+        for (_, first, _), o in zip(_QUANTITIES, obs, strict=True)
     ]
 
 
+def block_stats(obs: Observables) -> list[QuantityStats]:
+    """Statistics of one block of trials, per quantity (activation, preactivation, gradient)."""
+    return [
+        QuantityStats.of(trials, reverse=rev)
+        for (_, _, rev), trials in zip(_QUANTITIES, _trials(obs), strict=True)
+    ]
+
+
+def block_histograms(obs: Observables, dtype: str) -> list[list[Histograms]]:
+    """Per quantity, the `trial_histograms` of some trials computed in `dtype`."""
+    return [trial_histograms(trials, dtype) for trials in _trials(obs)]
+
+
+def stats_records(stats: list[QuantityStats], hists: list[list[Histograms]]) -> list[LayerRecord]:
+    """The records of per-quantity statistics and histograms, in (layer, quantity) order."""
+    records = [
+        r
+        for (name, _, _), q, h in zip(_QUANTITIES, stats, hists, strict=True)
+        for r in q.records(name, h)
+    ]
+    return merge_records([records])  # sorts by (layer, quantity order)
+
+
 def _empty_records(config: SimConfig) -> list[LayerRecord]:
-    empty = np.zeros((0, config.depth, 4))
-    return sub_batch_records(np.zeros((0, config.depth + 1, 4)), empty, empty, dtype=config.dtype)
+    empty = np.zeros((0, config.depth, N_COLUMNS))
+    obs = (np.zeros((0, config.depth + 1, N_COLUMNS)), empty, empty)
+    return stats_records(block_stats(obs), block_histograms(obs, config.dtype))
+
+
+class _Blocks:
+    """Per-trial observables in trial order -> statistics merged block by block."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+        self.pending: list[np.ndarray] | None = None
+        self.stats: list[QuantityStats] | None = None
+        self.hists: list[list[Histograms]] | None = None
+
+    def add(self, obs: Observables) -> None:
+        """Append the next trials (in trial order); merge every full block. Only the trials
+        that complete a pending block are copied (no copy of the whole sub-batch)."""
+        arrays = list(obs)
+        hists = block_histograms(obs, self.dtype)
+        self.hists = (
+            hists
+            if self.hists is None
+            else [merge_histograms(a, b) for a, b in zip(self.hists, hists, strict=True)]
+        )
+        start = 0
+        if self.pending is not None:
+            start = min(TRIAL_BLOCK - self.pending[0].shape[0], arrays[0].shape[0])
+            head = [
+                np.concatenate([p, a[:start]]) for p, a in zip(self.pending, arrays, strict=True)
+            ]
+            self.pending = None
+            if head[0].shape[0] < TRIAL_BLOCK:
+                self.pending = head
+                return
+            self._merge(head)
+        n = arrays[0].shape[0]
+        full = start + (n - start) // TRIAL_BLOCK * TRIAL_BLOCK
+        for t in range(start, full, TRIAL_BLOCK):
+            self._merge([a[t : t + TRIAL_BLOCK] for a in arrays])
+        if full < n:
+            self.pending = [a[full:].copy() for a in arrays]
+
+    def _merge(self, block: list[np.ndarray]) -> None:
+        act, pre, grad = block
+        stats = block_stats((act, pre, grad))
+        if self.stats is None:
+            self.stats = stats
+        else:
+            self.stats = [a.merge(b) for a, b in zip(self.stats, stats, strict=True)]
+
+    def records(self) -> list[LayerRecord]:
+        """The records of every trial added (the last, partial block included)."""
+        if self.pending is not None:
+            self._merge(self.pending)
+            self.pending = None
+        assert self.stats is not None and self.hists is not None
+        return stats_records(self.stats, self.hists)
 
 
 def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOutcome:
@@ -99,17 +187,16 @@ def simulate_chunk(task: ChunkTask, *, sub_batch: int | None = None) -> ChunkOut
     end = task.trial_start + task.n_trials
     rng.check_counter_range(end + pad, max_groups(config))
 
-    # Sub-batches merge as they come (a left fold, the same merges in the same order as merging
-    # them all at the end), so a chunk holds two sub-batches' records, not all of them.
     merged = merge_records([_empty_records(config)]) if task.n_trials == 0 else []
     if task.n_trials:
         fn = compiled(config)
         key = rng.key_tensor(task.seed_key)
+        blocks = _Blocks(config.dtype)
         for t0 in range(task.trial_start, end, size):
             n = min(size, end - t0)
             act, pre, grad = fn(key, tf.constant(t0, tf.uint64), tf.constant(n, tf.int32))
-            batch = sub_batch_records(act.numpy(), pre.numpy(), grad.numpy(), dtype=config.dtype)
-            merged = merge_records([merged, batch] if merged else [batch])
+            blocks.add((act.numpy(), pre.numpy(), grad.numpy()))
+        merged = blocks.records()
 
     records = tuple(merged)
     return ChunkOutcome(
