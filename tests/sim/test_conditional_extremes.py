@@ -77,23 +77,27 @@ def _config(
 
 
 # Exploding at width 16: log|z| drifts by ~ln(16)/2 per layer: float16 overflows at ~8 layers,
-# float32 and bfloat16 at ~66, float64 at ~525 (relu: the same with He scaling).
+# float32 and bfloat16 at ~66, float64 at ~525 (relu: the same with He scaling, more slowly
+# since a layer's log-growth has a lower mean where half the units are off).
 DEPTH = {"float16": 24, "bfloat16": 120, "float32": 120, "float64": 700}
+RELU_DEPTH = {**DEPTH, "float64": 1000}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_conditional_matches_dense_when_exploding(dtype: str, activation: str, batch: int) -> None:
-    if activation == "relu" and dtype == "float64":
-        pytest.skip("relu float64 overflows past depth 700 at width 16: not sized yet")
-    depth = DEPTH[dtype]
+    depth = (RELU_DEPTH if activation == "relu" else DEPTH)[dtype]
     pre, grad = [], []
     for sampler in ("dense", "conditional"):
         cfg = _config(activation, 1.0, depth, 16, batch, dtype, sampler)
         records = _records(cfg)
         first = _first_nonfinite(records["preactivation"], never=depth + 1)
-        assert (first <= depth).all(), "every trial must overflow within the depth"
+        # relu: a trial whose units are all off at some layer is 0 from there on and never
+        # overflows (2^-16 per layer and row at width 16); it counts as `never` under both
+        assert (first <= depth).mean() >= (0.95 if activation == "relu" else 1.0), (
+            "nearly every trial must overflow within the depth"
+        )
         pre.append(first)
         grad.append(_first_nonfinite(records["gradient"], never=0))
     assert resolve_sampler("auto", cfg) == "conditional"
