@@ -33,7 +33,7 @@ from scheduler.analysis.records import (
 )
 from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
-from scheduler.store import chunk_activity, chunk_provenance
+from scheduler.store import chunk_activity, chunk_provenance, config_devices
 from scheduler.where import Term, Where, check_columns, where_terms
 from worker.aggregate import (
     layer_stat_rows,
@@ -163,10 +163,10 @@ def result_set(
     filters = {**filters, "where": _checked_terms(filters.get("where"), columns)}
     records = result_rows(sweep_id, configs, **filters)
     if theory:
-        from scheduler.analysis.compare import with_theory
-        from scheduler.analysis.theory import predict
+        from scheduler.analysis.compare import device_predictor, with_theory
 
-        records = with_theory(records, predictor=predict)
+        devices = config_devices(session=session, sweep_id=sweep_id)
+        records = with_theory(records, predictor=device_predictor(devices))
     for r in records:  # theory columns, in first-seen order
         columns.extend(k for k in r if k not in columns)
     return ResultSet(
@@ -217,6 +217,7 @@ class ResultStream:
         self._session = session
         self._refs = list(refs)
         self._theory = theory
+        self._devices: dict[str, str | None] | None = None  # read with the first batch
         self._batch_size = batch_size
         self._filters = dict(filters)
         self.sweep_id = sweep_id
@@ -285,10 +286,11 @@ class ResultStream:
             self.n_with_trials += sum(bool(c.records) for c in configs)
             records = result_rows(sweep_id, configs, **self._filters)
             if self._theory:
-                from scheduler.analysis.compare import with_theory
-                from scheduler.analysis.theory import predict
+                from scheduler.analysis.compare import device_predictor, with_theory
 
-                records = with_theory(records, predictor=predict)
+                if self._devices is None:
+                    self._devices = config_devices(session=session, sweep_id=sweep_id)
+                records = with_theory(records, predictor=device_predictor(self._devices))
             yield records
 
 
@@ -330,11 +332,12 @@ def theory_records(
     **filters: Any,
 ) -> list[Record]:
     """`result_records` with the theory columns of `scheduler.analysis.compare.with_theory`."""
-    from scheduler.analysis.compare import with_theory
-    from scheduler.analysis.theory import predict
+    from scheduler.analysis.compare import device_predictor, with_theory
 
     records = result_records(session=session, sweep_id=sweep_id, **filters)
-    return with_theory(records, predictor=predictor or predict)
+    if predictor is None:
+        predictor = device_predictor(config_devices(session=session, sweep_id=sweep_id))
+    return with_theory(records, predictor=predictor)
 
 
 def sweep_provenance(*, session: Session, sweep_id: int) -> SweepProvenance:
@@ -384,6 +387,7 @@ def report_input(*, session: Session, sweep_id: int) -> ReportInput:
         configs=tuple(configs),
         records=tuple(result_rows(sweep_id, results_)),
         provenance=sweep_provenance(session=session, sweep_id=sweep_id),
+        devices=config_devices(session=session, sweep_id=sweep_id),
     )
 
 

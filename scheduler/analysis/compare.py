@@ -93,6 +93,7 @@ __all__ = [
     "Deviation",
     "Predictor",
     "check",
+    "device_predictor",
     "family_bound",
     "theories",
     "with_theory",
@@ -141,6 +142,17 @@ THEORY_KINDS: dict[str, str] = {
 # A recorded overflow or collapse law agrees with theory's when it lies within this many layers
 # of it (the band [P(L <= l - tol), P(L <= l + tol)]), up to binomial sampling error.
 LAYER_TOLERANCE = 2
+
+
+def device_predictor(devices: Mapping[str, str | None]) -> Predictor:
+    """`predict` of each configuration on the device that computed it (`devices`: config_hash
+    -> a chunk provenance device name; CPU where absent), which sets its dtype's subnormal
+    behaviour (`precision.underflow_model`)."""
+
+    def on_device(config: SimConfig) -> ConfigTheory:
+        return predict(config, device=devices.get(config.config_hash))
+
+    return on_device
 
 
 def theories(

@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from scheduler.analysis.compare import CheckReport, check, theories, with_theory
+from scheduler.analysis.compare import CheckReport, check, device_predictor, theories, with_theory
 from scheduler.analysis.records import Record, config_columns
-from scheduler.analysis.theory import ConfigTheory, predict
+from scheduler.analysis.theory import ConfigTheory
 from scheduler.errors import UserError
 from scheduler.formatting import config_label, duration, number, pm
 from worker.contract import SimConfig
@@ -117,6 +117,7 @@ class ReportInput:
     configs: Sequence[ConfigView]  # in position order
     records: Sequence[Record]  # result records, each carrying its configuration
     provenance: SweepProvenance
+    devices: Mapping[str, str | None] = field(default_factory=dict)  # config_hash -> device
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -376,11 +377,12 @@ def render_report(data: ReportInput, *, now: datetime | None = None) -> str:
     """The sweep's report as one self-contained HTML page (no external asset, no script)."""
     info, infos, prov = data.sweep, data.configs, data.provenance
     configs = {c.config_hash: c.config for c in infos}
-    predicted = theories(configs)
+    on_device = device_predictor(data.devices)
+    predicted = theories(configs, on_device)
     records = with_theory(
         data.records,
         configs,
-        predictor=lambda c: predicted.get(c.config_hash) or predict(c),
+        predictor=lambda c: predicted.get(c.config_hash) or on_device(c),
     )
     unfinished = [c for c in infos if c.status != "done"]
     report = check(

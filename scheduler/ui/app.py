@@ -37,7 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from models.errors import StoreError
-from scheduler.analysis.theory import ConfigTheory, predict
+from scheduler.analysis.theory import ConfigTheory
 from scheduler.errors import InitsweepError, RuntimeFailure, UnknownSweepError, UserError
 from scheduler.formatting import clock, duration
 from scheduler.query import SweepProgress, sweep_progress, sweep_provenance
@@ -192,7 +192,7 @@ def create_app(
     database: str = "",
     poll_s: float = 3.0,
     allowed_hosts: Sequence[str] = ("127.0.0.1", "localhost"),
-    predictor: Callable[[Any], ConfigTheory] = predict,
+    predictor: Callable[[Any], ConfigTheory] | None = None,
 ) -> Starlette:
     """The dashboard over `factory`'s database (`database`: its URL as shown, password hidden)."""
     dash = Dashboard(factory, predictor=predictor)

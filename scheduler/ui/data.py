@@ -31,7 +31,7 @@ from scheduler.analysis.compare import CheckReport, check
 from scheduler.analysis.records import config_columns
 from scheduler.analysis.theory import ConfigTheory, predict
 from scheduler.formatting import config_label
-from scheduler.store import chunk_failures, config_versions, sweep_config_rows
+from scheduler.store import chunk_failures, config_devices, config_versions, sweep_config_rows
 from scheduler.ui.table import (
     CONFIG_THEORY,
     MAX_CHECK_ROWS,
@@ -57,20 +57,25 @@ _log = logging.getLogger("initsweep.ui")
 
 
 class Theories:
-    """Mean-field predictions by config_hash, each computed once (thread-safe)."""
+    """Mean-field predictions by (config_hash, device), each computed once (thread-safe);
+    `predict` on the device that computed the configuration unless a predictor is given."""
 
-    def __init__(self, predictor: Callable[[Any], ConfigTheory] = predict) -> None:
+    def __init__(self, predictor: Callable[[Any], ConfigTheory] | None = None) -> None:
         self._predictor = predictor
-        self._done: dict[str, ConfigTheory] = {}
+        self._done: dict[tuple[str, str | None], ConfigTheory] = {}
         self._lock = threading.Lock()
 
-    def get(self, entry: ConfigEntry) -> ConfigTheory:
+    def get(self, entry: ConfigEntry, device: str | None = None) -> ConfigTheory:
+        key = (entry.config_hash, device)
         with self._lock:
-            found = self._done.get(entry.config_hash)
+            found = self._done.get(key)
         if found is None:
-            found = self._predictor(entry.config)
+            if self._predictor is None:
+                found = predict(entry.config, device=device)
+            else:
+                found = self._predictor(entry.config)
             with self._lock:
-                self._done[entry.config_hash] = found
+                self._done[key] = found
         return found
 
 
@@ -117,6 +122,7 @@ class SweepResults:
         self._raw: dict[int, Floats] = {}
         self._theory: dict[int, Floats] = {}
         self._heads: dict[int, dict[str, Any]] = {}
+        self._devices: dict[str, str | None] = {}  # config_hash -> the device that computed it
         self._table: ResultTable | None = None
         self._dirty = True
         self._checked = -1e9
@@ -186,6 +192,7 @@ class SweepResults:
                 self._dirty = True
         if not changed:
             return
+        self._devices = config_devices(session=session, sweep_id=self.sweep_id)
         whole = [cid for cid, v in changed.items() if v[0]]
         blocks = _blocks(layer_stat_rows(session=session, configuration_ids=whole))
         if len(whole) < len(changed):
@@ -221,7 +228,8 @@ class SweepResults:
         assert self._entries is not None
         entry = self._entries[i]
         try:
-            return theory_block(entry, raw, self._theories.get(entry))
+            theory = self._theories.get(entry, self._devices.get(entry.config_hash))
+            return theory_block(entry, raw, theory)
         except Exception:
             _log.exception("theory of %s failed", entry.label)
             return np.full((len(raw), len(ROW_THEORY)), np.nan), dict.fromkeys(CONFIG_THEORY)
@@ -245,7 +253,7 @@ class Dashboard:
         self,
         factory: Callable[[], Session],
         *,
-        predictor: Callable[[Any], ConfigTheory] = predict,
+        predictor: Callable[[Any], ConfigTheory] | None = None,
     ) -> None:
         self.factory = factory
         self.theories = Theories(predictor)
