@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, func, insert, select, update
+from sqlalchemy import CursorResult, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -508,6 +508,67 @@ def config_devices(*, session: Session, sweep_id: int) -> dict[str, str | None]:
     for config_hash, device, n in rows:
         counts.setdefault(config_hash, Counter())[str(device)] = int(n)
     return {h: min(c, key=lambda d: (-c[d], d)) for h, c in counts.items()}
+
+
+@dataclass(frozen=True)
+class DeletedSweep:
+    """What `delete_sweep` removed: configurations (with their chunks and statistics) that no
+    other sweep links to, and those it kept because another sweep does."""
+
+    configurations: int
+    chunks: int
+    kept: int
+
+
+def sweep_footprint(*, session: Session, sweep_id: int) -> DeletedSweep:
+    """What `delete_sweep` would remove now (the sweep must exist)."""
+    get_sweep(session=session, sweep_id=sweep_id)
+    mine = select(SweepConfiguration.configuration_id).where(
+        SweepConfiguration.sweep_id == sweep_id
+    )
+    shared = (
+        select(SweepConfiguration.configuration_id)
+        .where(SweepConfiguration.configuration_id.in_(mine))
+        .where(SweepConfiguration.sweep_id != sweep_id)
+        .distinct()
+    )
+    total = session.scalar(select(func.count()).select_from(mine.subquery())) or 0
+    kept = session.scalar(select(func.count()).select_from(shared.subquery())) or 0
+    chunks = (
+        session.scalar(
+            select(func.count())
+            .select_from(Chunk)
+            .where(Chunk.configuration_id.in_(mine))
+            .where(Chunk.configuration_id.not_in(shared))
+        )
+        or 0
+    )
+    return DeletedSweep(configurations=total - kept, chunks=chunks, kept=kept)
+
+
+def delete_sweep(*, session: Session, sweep_id: int) -> DeletedSweep:
+    """Delete the sweep, and every configuration of it that no other sweep links to with its
+    chunks and statistics (foreign keys cascade); configurations shared with another sweep stay
+    whole. UnknownSweepError when there is no such sweep."""
+    footprint = sweep_footprint(session=session, sweep_id=sweep_id)
+    mine = select(SweepConfiguration.configuration_id).where(
+        SweepConfiguration.sweep_id == sweep_id
+    )
+    shared = select(SweepConfiguration.configuration_id).where(
+        SweepConfiguration.sweep_id != sweep_id
+    )
+    orphans = list(
+        session.scalars(
+            select(Configuration.id)
+            .where(Configuration.id.in_(mine))
+            .where(Configuration.id.not_in(shared))
+        )
+    )
+    session.execute(delete(Sweep).where(Sweep.id == sweep_id))
+    for i in range(0, len(orphans), _IN_BATCH):
+        batch = orphans[i : i + _IN_BATCH]
+        session.execute(delete(Configuration).where(Configuration.id.in_(batch)))
+    return footprint
 
 
 @dataclass(frozen=True)

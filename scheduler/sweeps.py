@@ -24,14 +24,17 @@ from scheduler.errors import (
     UserError,
 )
 from scheduler.store import (
+    DeletedSweep,
     chunk_configs,
     chunk_ids,
     chunk_trials,
     create_sweep,
+    delete_sweep,
     get_sweep,
     refresh_sweep_status,
     reset_chunks,
     set_sweep_status,
+    sweep_footprint,
     sweep_names,
 )
 from worker.aggregate import aggregate_sweep
@@ -262,3 +265,22 @@ def cancel(factory: SessionFactory, sweep_id: int) -> bool:
             )
         set_sweep_status(session=session, sweep_id=sweep_id, status="cancelled")
     return True
+
+
+def delete(factory: SessionFactory, sweep_id: int) -> DeletedSweep:
+    """Delete the sweep and the configurations only it links to (`store.delete_sweep`); a
+    running sweep is refused (cancel it first), since its workers would still save into it."""
+    with session_scope(factory) as session:
+        status = get_sweep(session=session, sweep_id=sweep_id).status
+        if status == "running":
+            raise UserError(
+                f"sweep {sweep_id}: expected a sweep that is not running. Received: a running "
+                f"sweep (stop it first: initsweep cancel {sweep_id})"
+            )
+        return delete_sweep(session=session, sweep_id=sweep_id)
+
+
+def footprint(factory: SessionFactory, sweep_id: int) -> DeletedSweep:
+    """What `delete` would remove now."""
+    with session_scope(factory) as session:
+        return sweep_footprint(session=session, sweep_id=sweep_id)

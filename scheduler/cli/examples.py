@@ -17,6 +17,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "resume": ("initsweep resume 3", "initsweep resume 3 --distributed"),
     "cancel": ("initsweep cancel 3",),
+    "delete": ("initsweep delete 3", "initsweep delete old-baseline --yes   # a sweep by name"),
     "sweeps": ("initsweep sweeps", "initsweep sweeps --db postgresql+psycopg://u:PW@host/db"),
     "status": ("initsweep status", "initsweep status 3 --watch"),
     "results": (

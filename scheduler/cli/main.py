@@ -34,6 +34,7 @@ for command in (
     distributed.scheduler_cmd,
     distributed.worker,
     run.cancel,
+    run.delete,
     db.db_group,
     ui.ui,
 ):

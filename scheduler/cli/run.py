@@ -152,6 +152,49 @@ def cancel(sweep_id: int | str, db: str | None) -> None:
     click.echo(f"sweep {sweep_id}: cancelled" + ("" if changed else " already"))
 
 
+@click.command()
+@click.argument("sweep_id", type=SWEEP_ID)
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (needed off a terminal).")
+@DB_OPTION
+def delete(sweep_id: int | str, yes: bool, db: str | None) -> None:
+    """Delete SWEEP_ID and the results only it holds; configurations another sweep links to
+    are kept whole. Asks first unless --yes."""
+    import sys
+
+    from scheduler.errors import UserError
+    from scheduler.formatting import printable
+    from scheduler.store import get_sweep
+    from scheduler.sweeps import delete as delete_sweep
+    from scheduler.sweeps import footprint
+
+    sweep_id = sweep_id_of(db, sweep_id)
+    with open_database(db) as factory:
+        plan = footprint(factory, sweep_id)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UserError(
+                    f"sweep {sweep_id}: not deleted: confirm with --yes (stdin is not a terminal)"
+                )
+            from models.db import session_scope
+
+            with session_scope(factory) as session:
+                name = printable(get_sweep(session=session, sweep_id=sweep_id).name)
+            shared = f"; {plan.kept} shared with other sweeps stay" if plan.kept else ""
+            question = (
+                f"Delete sweep {sweep_id} ({name}): {plan.configurations} configurations and "
+                f"{plan.chunks} chunks with their results{shared}?"
+            )
+            if not click.confirm(question, default=False, err=True):
+                click.echo(f"sweep {sweep_id}: not deleted", err=True)
+                raise click.exceptions.Exit(1)
+        done = delete_sweep(factory, sweep_id)
+    kept = f"; {done.kept} configurations kept (linked to other sweeps)" if done.kept else ""
+    click.echo(
+        f"sweep {sweep_id}: deleted with {done.configurations} configurations and "
+        f"{done.chunks} chunks{kept}"
+    )
+
+
 def run_local(
     sweep_id: int, db: str | None, workers: int | None, quiet: bool, progress_every: float = 30.0
 ) -> None:
