@@ -6,7 +6,9 @@ product h_i W_ij and every partial sum below the dtype's smallest normal `tiny` 
 CPU kernels under flush-to-zero), so in a vanishing network it collapses about a layer earlier
 (float32, linear, N(0, 0.05^2): dense 123.5, conditional ~124.5). No O(width) sampler can draw
 those individual products, so `sampler: auto` picks dense for a configuration whose values can
-come near that range within its depth, and `sampler: conditional` is refused there.
+come near that range within its depth, and `sampler: conditional` is refused there. float16
+never does: its matmul forms products and sums in float32 and rounds each result once, as the
+conditional sampler does.
 
 `conditional_limit(config)`: the first layer l (or None) at which, K = 6 standard deviations
 into the lower tail of the log-norm walk (`theory.finite_width.norm_walk`), the typical size of
@@ -71,6 +73,11 @@ def conditional_limit(config: SimConfig) -> Limit | None:
         ]
     except (ArithmeticError, ValueError):
         return Limit(1, "prediction")
+    if cfg.dtype == "float16":
+        # On CPU a float16 matmul forms its products and sums in float32 and rounds each result
+        # to float16 once (`theory.precision.underflow_model`), as the conditional sampler does:
+        # from float16 values (>= 2^-24 or 0) no product comes near float32's flush range.
+        return None
     tiny = DTYPE_LIMITS[cfg.dtype][1]
     floor = math.log(tiny) - (2.0 / 3.0) * math.log(_EPS[cfg.dtype])
 
