@@ -75,8 +75,14 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
             raise StoreError(f"no such database file: {path or '(none)'}")
         uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
         timeout = busy_timeout_s()
+        # check_same_thread=False as SQLAlchemy sets for the pools it creates itself: the pool
+        # hands a connection to one thread at a time, and a threaded server (`initsweep ui`)
+        # closes them from another at shutdown
         engine = create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout)
+            "sqlite://",
+            creator=lambda: sqlite3.connect(
+                uri, uri=True, timeout=timeout, check_same_thread=False
+            ),
         )
         event.listen(engine, "connect", _sqlite_on_connect_read_only)
         event.listen(engine, "begin", _sqlite_on_begin_read)

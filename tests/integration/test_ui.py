@@ -136,6 +136,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
+        rest = self.proc.stderr.read() if self.proc.stderr is not None else ""
+        assert "Traceback" not in rest, rest  # Ctrl-C stops it cleanly, connections closed
         return int(self.proc.returncode)
 
 
