@@ -9,20 +9,26 @@ fixed thread count, so a chunk's bits do not depend on how many processes run; t
 with processes instead. The database is the source of truth: every chunk is claimed, saved and
 aggregated through `worker.execute`, exactly as a Celery worker does, so an interrupted run
 leaves only whole chunks behind and `resume` runs what is missing.
+
+The processes do not re-run the caller's `__main__` (`_Spawn`): a plain script that calls
+`initsweep.run(...)` at module level, without an `if __name__ == "__main__":` guard, would
+otherwise start the same run again in every spawned process. They need nothing from it.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import multiprocessing.context
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import SimulationError
 
@@ -261,10 +267,44 @@ def _account(
         on_done(cid, n_trials)
 
 
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    """While a process is spawned: `__main__` without `__file__` and with `__spec__` None, so
+    the child's preparation imports nothing of it (`multiprocessing.spawn.get_preparation_data`
+    reads both)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+    }
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> Any:
+        with _main_hidden():
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+
+
+class _Spawn(multiprocessing.context.SpawnContext):
+    """The spawn start method, without re-running the caller's `__main__` in the children."""
+
+    Process = _SpawnProcess
+
+
 def _new_pool(url: str, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=mp.get_context("spawn"),
+        mp_context=_Spawn(),
         initializer=_init_process,
         initargs=(url, TF_THREADS_PER_PROCESS),
     )

@@ -85,3 +85,32 @@ def test_bad_specs_and_references(tmp_path: Path) -> None:
     with pytest.raises(initsweep.DatabaseUnavailableError, match="no such database file"):
         initsweep.sweep(1, db=str(db))
     assert not db.exists()  # reads never create a database
+
+
+def test_a_script_without_a_main_guard_runs_its_sweep_once(tmp_path: Path) -> None:
+    """The spawned worker processes never re-run the caller's `__main__`: a plain script
+    calling `initsweep.run` at module level records one sweep, not one per process."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "script.db"
+    script = tmp_path / "sweep_script.py"
+    script.write_text(
+        "import initsweep\n"
+        "spec = {'name': 'unguarded', 'seed': 0, 'trials': 40, 'chunk_trials': 10,\n"
+        "        'grid': {'width': [4, 8]},\n"
+        "        'fixed': {'init': 'he_normal', 'activation': 'tanh', 'depth': 2}}\n"
+        f"sweep = initsweep.run(spec, db={str(db)!r}, workers=2)\n"
+        "print('ran', sweep.id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ran 1"
+    assert initsweep.sweeps(db=str(db))["name"].tolist() == ["unguarded"]
