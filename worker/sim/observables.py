@@ -246,13 +246,24 @@ def log_mean_sq(trials: QuantityTrials) -> tuple[npt.NDArray[np.float64], npt.ND
     entries of non-finite trials are meaningless (masked by the callers). Elementwise, so a
     trial's values do not depend on the sub-batch it is in.
     """
-    m = trials.mean_sq
-    e = trials.mean_sq_exp2.astype(np.int64)
-    ok = (m > 0.0) & np.isfinite(m)
-    safe = np.where(ok, m, 1.0)
-    log = np.where(ok, np.log(safe) + e * math.log(2.0), -np.inf)
+    ok, safe, e = _scaled_mean_sq(trials)
     k = np.where(ok, histogram.bin_index(safe) + histogram.BINS_PER_OCTAVE * e, 0)
-    return log, k.astype(np.int64)
+    return log_of_mean_sq(trials), k.astype(np.int64)
+
+
+def log_of_mean_sq(trials: QuantityTrials) -> npt.NDArray[np.float64]:
+    """`log_mean_sq`'s log alone (the per-block moments need no histogram bins)."""
+    ok, safe, e = _scaled_mean_sq(trials)
+    return np.where(ok, np.log(safe) + e * math.log(2.0), -np.inf)
+
+
+def _scaled_mean_sq(
+    trials: QuantityTrials,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """(m > 0 and finite, m or 1 there, e) of mean_sq = m 2^e."""
+    m = trials.mean_sq
+    ok = (m > 0.0) & np.isfinite(m)
+    return ok, np.where(ok, m, 1.0), trials.mean_sq_exp2.astype(np.int64)
 
 
 Histograms = tuple[histogram.Histogram, histogram.Histogram, histogram.Histogram]
@@ -300,7 +311,7 @@ class QuantityStats:
     def of(cls, trials: QuantityTrials, *, reverse: bool) -> QuantityStats:
         """Two-pass statistics of `trials` (`reverse`: see `first_nonfinite_counts`)."""
         finite = trials.finite
-        log, _ = log_mean_sq(trials)
+        log = log_of_mean_sq(trials)
         return cls(
             first_layer=trials.first_layer,
             n_trials=int(finite.shape[0]),
