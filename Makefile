@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest processes: a test file runs whole in one of them (its services and traces are shared).
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint typecheck pytest system-deps bench clean
 
@@ -28,7 +30,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install system-deps
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 
