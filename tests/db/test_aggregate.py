@@ -15,7 +15,13 @@ from tests.db.builders import grid, outcome_for, sweep_plan
 from tests.db.conftest import Db
 from worker.aggregate import aggregate_config, aggregate_sweep, chunk_records, config_records
 from worker.contract import LayerRecord, merge_records
-from worker.persist import chunk_configuration_id, load_task, save_outcome
+from worker.persist import (
+    chunk_configuration_id,
+    load_task,
+    quantile_values,
+    record_values,
+    save_outcome,
+)
 from worker.stats import Moments
 
 pytestmark = pytest.mark.db
@@ -183,3 +189,40 @@ def test_empty_samples_store_zeros(db: Db) -> None:
         )[-1]
     assert (last.n_trials, last.n_finite) == (10, 0)
     assert last.mean == last.std == last.mean_sq == Moments(0, 0.0, 0.0)
+
+
+def test_one_chunk_configuration_stores_what_the_merge_would(db: Db) -> None:
+    """A configuration of one chunk copies its chunk's columns (the fast path) and reads the
+    quantiles from the stored bytes: every layer_stats column equals `record_values` and
+    `quantile_values` of the chunk's records, bit for bit, a record without a distribution
+    included."""
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(
+            session=session, plan=sweep_plan(grid([4], trials=30, chunk_trials=30))
+        )
+        (chunk_id,) = chunk_ids(session=session, sweep_id=sweep_id)
+        outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+    record = outcome.records[-1]
+    empty = Moments(0, float("nan"), float("nan"))
+    dead = LayerRecord(record.layer, record.quantity, 30, 0, 0, 0, empty, empty, empty)
+    outcome = type(outcome)(
+        outcome.chunk_index, outcome.n_trials, (*outcome.records[:-1], dead), outcome.provenance
+    )
+    with session_scope(db.factory) as session:
+        assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        config_id = chunk_configuration_id(session=session, chunk_id=chunk_id)
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 1
+        stored = chunk_records(session=session, chunk_id=chunk_id)
+        got = _layer_rows(session, config_id)
+    names = [c.name for c in LayerStat.__table__.columns if c.name != "id"]
+    want = []
+    for r in sorted(stored, key=lambda r: (r.layer, r.quantity)):
+        values = {"configuration_id": config_id, **record_values(r), **quantile_values(r)}
+        want.append(
+            tuple(
+                struct.pack("<d", v) if isinstance(v, float) else v
+                for v in (values[n] for n in names)
+            )
+        )
+    assert got == want
+    assert any(row[names.index("mean_median")] is None for row in got)  # the dead record

@@ -20,6 +20,7 @@ from worker.histogram import (
     histogram_columns,
     k_span,
     keys,
+    many_quantiles,
 )
 from worker.stats import Moments4, moments4_columns
 
@@ -241,3 +242,21 @@ def test_batch_quantiles_are_the_per_record_quantiles_bit_for_bit() -> None:
         assert ok.all() and [float(g) for g in got] == want, row
     with pytest.raises(ValueError, match="histogram"):
         batch_quantiles([b"\x01\x00\x05"], ps)
+
+
+def test_many_quantiles_are_each_histograms_quantiles_bit_for_bit() -> None:
+    rng = np.random.default_rng(4)
+    ps = [0.05, 0.5, 0.95]
+    hists = [
+        Histogram.of_keys(keys(rng.standard_normal(n) * np.exp(rng.normal(0, s, n)), "float64"))
+        for n, s in ((1, 0.0), (9, 2.0), (500, 0.3), (64, 30.0))
+    ]
+    hists.insert(1, Histogram())
+    hists.append(Histogram((-3, 0, 7), (2, 10**5, 1)))
+    found = many_quantiles(hists, ps)
+    assert found.shape == (len(hists), len(ps))
+    assert np.isnan(found[1]).all()
+    for row, hist in enumerate(hists):
+        if hist.keys:
+            assert found[row].tolist() == hist.quantiles(ps), row
+    assert many_quantiles([], ps).shape == (0, 3)
