@@ -52,7 +52,7 @@ EXACT = [
     (
         "trials: 10\ngrid: {init: [he_normal], activation: [relu], depth: [1], foo: [1]}",
         "grid.foo: unknown axis 'foo'; expected one of init, activation, depth, width, "
-        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b",
+        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b, input_q, input_corr",
     ),
     (
         "trials: 10\ngrdi: {depth: [1]}",
@@ -308,7 +308,7 @@ EXACT = [
     (
         "trials: 10\nfixed: {depht: 1}\n" + OK_GRID,
         "fixed.depht: unknown axis 'depht'; expected one of init, activation, depth, width, "
-        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b; did you mean 'depth'?",
+        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b, input_q, input_corr; did you mean 'depth'?",
     ),
     (
         "trials: 10\nrandom: {cnt: 3}",
