@@ -445,7 +445,7 @@ def record_from_values(values: Sequence[Any]) -> LayerRecord:
         )
         for i, name in enumerate(OBSERVABLES)
     }
-    cross, corr = pairs_from_values(n_finite, values[_N_DIST:])
+    cross, corr = pairs_from_values(n_finite, values[_N_DIST : _N_DIST + len(PAIR_FIELDS)])
     return LayerRecord(
         layer=layer,
         quantity=quantity,

@@ -246,7 +246,8 @@ def pair_columns(
 ) -> dict[str, Column]:
     """`pair_row`'s columns for many records at once, bit for bit, from the stored
     (cross_mean, cross_m2, cross_exp2) and (corr_n, corr_mean, corr_m2) columns
-    (`worker.persist.PAIR_FIELDS`; float arrays, NaN where NULL: no pair observables)."""
+    (`worker.persist.PAIR_FIELDS`; float arrays, NaN where NULL: no pair observables);
+    `n_corr` is an int64 column."""
     has = ~np.isnan(np.asarray(cross[0], dtype=np.float64))
     c_mean, c_m2, c_exp = (np.where(has, np.asarray(a, dtype=np.float64), 0.0) for a in cross)
     r_n, r_mean, r_m2 = (np.where(has, np.asarray(a, dtype=np.float64), 0.0) for a in corr)
@@ -260,7 +261,8 @@ def pair_columns(
         sem, sem_ok = found["value_se"]
         out[prefix] = (value, has & ok)
         out[f"{prefix}_se"] = (sem, has & sem_ok)
-    out["n_corr"] = (r_n, has)
+    counts: Any = r_n.astype(np.int64)  # a count column: ints, as `pair_row` gives them
+    out["n_corr"] = (counts, has)
     return out
 
 
