@@ -7,7 +7,10 @@ scaled form of `worker.stats.Moments`: the mean is `o_mean * 2^o_exp2`, M2 `o_m2
 doubles stored exactly; an empty sample stores 0.0, never NaN or inf. The per-trial distribution
 (migration 0003): n, mean and central sums m2..m4 of log(mean_sq), and each observable's fixed
 log-spaced histogram as bytes (`worker.histogram`: LEB128 gaps and counts of the occupied bins,
-~2 bytes per bin); all NULL in rows saved before it was recorded.
+~2 bytes per bin); all NULL in rows saved before it was recorded. The pair observables between
+a trial's inputs (migration 0005, `worker.contract.PAIR_OBSERVABLES`): `cross_*` (over the
+n_finite trials, scaled like mean_sq) and `corr_*` (over `corr_n` trials), NULL for batch 1
+and in rows saved before they were recorded.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ class StatColumns:
     mean_hist: Mapped[bytes | None] = mapped_column(LargeBinary)
     std_hist: Mapped[bytes | None] = mapped_column(LargeBinary)
     mean_sq_hist: Mapped[bytes | None] = mapped_column(LargeBinary)
+    cross_mean: Mapped[float | None]
+    cross_m2: Mapped[float | None]
+    cross_exp2: Mapped[int | None]
+    corr_n: Mapped[int | None]
+    corr_mean: Mapped[float | None]
+    corr_m2: Mapped[float | None]
 
 
 class ChunkStat(StatColumns, Base):

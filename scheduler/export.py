@@ -33,6 +33,7 @@ from scheduler.analysis.records import (
     Record,
     distribution_columns,
     kind_value,
+    pair_columns,
     record_columns,
 )
 from scheduler.query import StatBatch
@@ -128,6 +129,7 @@ def _columns(batch: StatBatch) -> _Columns:
         stats={
             **record_columns(counts["n_finite"], moments),
             **_distributions(columns, order),
+            **_pairs(columns, order, counts["n_finite"]),
         },
     )
 
@@ -140,6 +142,19 @@ def _distributions(columns: list[Any], order: npt.NDArray[np.int64]) -> dict[str
 
     log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
     return distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS})
+
+
+def _pairs(
+    columns: list[Any], order: npt.NDArray[np.int64], n_finite: npt.NDArray[np.int64]
+) -> dict[str, Any]:
+    """`pair_columns` of the rows (record order) from their stored values."""
+
+    def column(name: str) -> npt.NDArray[np.float64]:
+        return np.array(columns[_AT[name]], dtype=np.float64)[order]  # None -> NaN
+
+    cross = (uncapped(column("cross_mean")), uncapped(column("cross_m2")), column("cross_exp2"))
+    corr = (column("corr_n"), column("corr_mean"), column("corr_m2"))
+    return pair_columns(cross, corr, n_finite)
 
 
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:

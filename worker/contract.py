@@ -20,6 +20,16 @@ dL/dz^l with L = <r, h^depth>, r ~ N(0, I) drawn fresh per trial.
 
 Per trial the core computes, over all batch x units values of a (layer, quantity), three
 observables in float64: `mean`, `std` (ddof=0, like `tf.math.reduce_std`) and `mean_sq`.
+With batch k >= 2 it also computes two observables between the k inputs' vectors v_a (units
+values each), averaged over the k(k-1)/2 pairs a < b (`PAIR_OBSERVABLES`):
+`corr` = <v_a, v_b> / (|v_a| |v_b|) and `cross` = <v_a, v_b> / units (q_ab).
+
+Input geometry. By default x_a ~ N(0, I) independently. `input_q` (q^0) puts every input on
+the sphere |x_a|^2 = q^0 input_dim (x_a = sqrt(q^0 n) g_a / |g_a|, the default draw g
+normalised); `input_corr` (c^0, needs `input_q`) also fixes every pair's correlation at c^0
+exactly (`worker.sim.observables.SubBatch.inputs`). With an input geometry the k inputs share
+one readout r (same loss for every input), so the gradients' correlation is that of one error
+signal backpropagated from k inputs; without one, r is drawn per input as before.
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ QUEUES: tuple[str, ...] = ("cpu", "gpu")  # the Celery queues a chunk can be rou
 
 QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
 OBSERVABLES: tuple[str, ...] = ("mean", "std", "mean_sq")
+# Between the inputs of a trial (batch >= 2 only): mean over pairs of the correlation and of
+# the cross second moment q_ab; no histograms (see `LayerRecord`).
+PAIR_OBSERVABLES: tuple[str, ...] = ("corr", "cross")
 # The quantiles over trials of each observable that results show (read from its histogram).
 QUANTILES: tuple[tuple[str, float], ...] = (("q05", 0.05), ("median", 0.5), ("q95", 0.95))
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
@@ -146,7 +159,11 @@ def canonical_scheme(
 
 @dataclass(frozen=True)
 class SimConfig:
-    """One configuration: what a trial simulates. `input_dim` defaults to `width`."""
+    """One configuration: what a trial simulates. `input_dim` defaults to `width`.
+
+    `input_q`, `input_corr`: the input geometry (module doc), None for i.i.d. N(0, 1) inputs;
+    absent from the canonical JSON when None, so a configuration without them keeps its hash.
+    """
 
     init: Scheme
     activation: Scheme
@@ -157,6 +174,13 @@ class SimConfig:
     dtype: str = "float32"
     bias: Scheme = field(default_factory=lambda: Scheme("zeros"))
     sampler: str = "dense"
+    input_q: float | None = None
+    input_corr: float | None = None
+
+    @property
+    def shared_readout(self) -> bool:
+        """The inputs share one readout r: exactly when an input geometry is prescribed."""
+        return self.input_q is not None
 
     def fans(self, layer: int) -> tuple[int, int]:
         """(fan_in, fan_out) of the kernel of `layer` (1-based)."""
@@ -167,7 +191,7 @@ class SimConfig:
         return self.bias.num("std") if self.bias.name == "normal" else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "v": CONTRACT_VERSION,
             "init": self.init.to_json(),
             "activation": self.activation.to_json(),
@@ -179,6 +203,11 @@ class SimConfig:
             "dtype": self.dtype,
             "sampler": self.sampler,
         }
+        if self.input_q is not None:
+            out["input_q"] = self.input_q
+        if self.input_corr is not None:
+            out["input_corr"] = self.input_corr
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SimConfig:
@@ -192,6 +221,8 @@ class SimConfig:
             batch=int(data.get("batch", 1)),
             dtype=str(data.get("dtype", "float32")),
             sampler=str(data.get("sampler", "dense")),
+            input_q=_optional_float(data.get("input_q")),
+            input_corr=_optional_float(data.get("input_corr")),
         )
 
     def canonical_json(self) -> str:
@@ -201,6 +232,10 @@ class SimConfig:
     def config_hash(self) -> str:
         """Content address: sha256 of the canonical JSON (hex, 64 chars; computed once)."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -278,6 +313,12 @@ class LayerRecord:
     here; `n_collapsed` trials were finite with every value exactly zero. `dist` is their
     per-trial distribution, None where it was not recorded (chunks saved before it existed);
     a merge with None is None, so a distribution is always over all `n_finite` trials.
+
+    `cross` and `corr` (`PAIR_OBSERVABLES`, batch >= 2; None for batch 1 and in chunks saved
+    before they existed, and a merge with None is None): `Moments` of the per-trial mean over
+    input pairs of q_ab (over the n_finite trials, scaled like mean_sq) and of the
+    correlation, over the finite trials where no input's vector is all zero (corr.n <=
+    n_finite; the correlation of a zero vector is undefined). No histograms of them.
     """
 
     layer: int
@@ -290,6 +331,8 @@ class LayerRecord:
     std: Moments
     mean_sq: Moments
     dist: TrialDistribution | None = None
+    cross: Moments | None = None
+    corr: Moments | None = None
 
     def merge(self, other: LayerRecord) -> LayerRecord:
         """Pool two disjoint sets of trials (Chan et al.; associative)."""
@@ -306,11 +349,17 @@ class LayerRecord:
             std=self.std.merge(other.std),
             mean_sq=self.mean_sq.merge(other.mean_sq),
             dist=None if self.dist is None or other.dist is None else self.dist.merge(other.dist),
+            cross=_merge_optional(self.cross, other.cross),
+            corr=_merge_optional(self.corr, other.corr),
         )
 
     @property
     def key(self) -> tuple[int, str]:
         return (self.layer, self.quantity)
+
+
+def _merge_optional(a: Moments | None, b: Moments | None) -> Moments | None:
+    return None if a is None or b is None else a.merge(b)
 
 
 @dataclass(frozen=True)

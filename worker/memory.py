@@ -10,6 +10,8 @@ dtype, float32 or float64), `trial_bytes`:
     one layer's raw draw and its cast    max_l fan_in_l * fan_out_l * (d + s) * 2
     activations z, h, g per layer        3 * depth * batch * width * s
     float64 observables temporaries      4 * batch * max(width, input_dim) * 8
+        (batch >= 2: 8, the pair observables' scaled and normalised copies too)
+    an input geometry (input_q)          4 * batch * input_dim * 8 (float64 draw, QR, frame)
 The conditional sampler keeps no weights: its per-layer cost is O(batch * width + batch^2).
 That estimate is deliberately conservative (x1.25 + 1 KiB) and deterministic, so the sub-batch
 of a chunk, hence its bits, never depends on the machine.
@@ -17,8 +19,9 @@ of a chunk, hence its bits, never depends on the machine.
 Per layer, bookkeeping that the kernels hide at ordinary depths but that dominates a deep, narrow
 network (measured with TF 2.x on CPU at depth 10,000, width 8: 590 B a layer and trial and about
 24 KiB a layer and chunk, against the 440 B a layer and trial counted above), `chunk_bytes`:
-    observables of 3 quantities (5 float64 a layer and trial, held about 3 times over:
-    TensorArray, stacked, numpy)                     LAYER_TRIAL_BYTES   a layer and trial
+    observables of 3 quantities (5 float64 a layer and trial, 7 for batch >= 2, held about 3
+    times over: TensorArray, stacked, numpy)         LAYER_TRIAL_BYTES   a layer and trial
+                                                     (PAIR_TRIAL_BYTES for batch >= 2)
     TensorArray elements of the graph loop, the chunk's LayerRecords, their merge, database
     rows and the aggregation reading them back, and the at most 15 trials' observables that
     wait for the next sub-batch to fill a trial block (runner.TRIAL_BLOCK; 1.8 KiB a layer)
@@ -42,6 +45,7 @@ DEFAULT_BUDGET = 1 << 30
 # 3 quantities x 5 float64 observables, held ~3 times: 5/4 of the 320 counted for 4 (measured
 # 238 with 4)
 LAYER_TRIAL_BYTES = 400
+PAIR_TRIAL_BYTES = 560  # the same for 7 columns (corr and cross, batch >= 2): 7/5 of 400
 LAYER_CHUNK_BYTES = 32 << 10  # TF TensorArray elements, records, rows (measured ~24 KiB)
 _HINT = "raise memory_budget or use sampler: conditional for Gaussian weights"
 
@@ -65,13 +69,21 @@ def _raw_trial_bytes(config: SimConfig) -> int:
     s = ITEMSIZE[config.dtype]
     d = draw_itemsize(config.dtype)
     widest = max(config.width, config.input_dim)
-    acts = 3 * config.depth * config.batch * config.width * s + 4 * config.batch * widest * 8
+    copies = 8 if config.batch >= 2 else 4
+    acts = 3 * config.depth * config.batch * config.width * s + copies * config.batch * widest * 8
+    if config.input_q is not None:
+        acts += 4 * config.batch * config.input_dim * 8
     if config.sampler == "conditional":
         b = config.batch
         per_layer = (b * widest * 6 + b * b * 4) * max(s, d)
         return acts + 2 * per_layer + config.depth * b * widest * max(s, d)
     total, largest = kernel_sizes(config)
     return total * s + largest * (d + s) * 2 + acts
+
+
+def layer_trial_bytes(config: SimConfig) -> int:
+    """Per-layer bookkeeping bytes of one trial (LAYER_TRIAL_BYTES, or PAIR_TRIAL_BYTES)."""
+    return PAIR_TRIAL_BYTES if config.batch >= 2 else LAYER_TRIAL_BYTES
 
 
 def trial_bytes(config: SimConfig) -> int:
@@ -82,7 +94,7 @@ def trial_bytes(config: SimConfig) -> int:
 def chunk_bytes(config: SimConfig, sub_batch: int) -> int:
     """Conservative peak bytes of a chunk of `config` run in sub-batches of `sub_batch` trials,
     per-layer bookkeeping included (see module docstring)."""
-    deep_trial = _raw_trial_bytes(config) + config.depth * LAYER_TRIAL_BYTES
+    deep_trial = _raw_trial_bytes(config) + config.depth * layer_trial_bytes(config)
     bookkeeping = config.depth * LAYER_CHUNK_BYTES
     return max(sub_batch * trial_bytes(config), sub_batch * deep_trial + bookkeeping)
 
@@ -121,7 +133,7 @@ def sub_batch_size(config: SimConfig, n_trials: int, budget_bytes: int = DEFAULT
         raise _over_budget(config, per_trial, budget_bytes, _HINT)
     size = max(1, min(n_trials, MAX_SUB_BATCH, budget_bytes // per_trial))
     if size > 1 and chunk_bytes(config, size) > budget_bytes:
-        deep_trial = _raw_trial_bytes(config) + config.depth * LAYER_TRIAL_BYTES
+        deep_trial = _raw_trial_bytes(config) + config.depth * layer_trial_bytes(config)
         room = budget_bytes - config.depth * LAYER_CHUNK_BYTES
         size = max(1, min(size, room // deep_trial))
     return size

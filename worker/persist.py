@@ -295,7 +295,61 @@ def record_values(record: LayerRecord) -> dict[str, Any]:
         values[f"{name}_m2"] = _capped(m2)
         values[f"{name}_exp2"] = int(moments.exp2) if moments.n else 0
     values.update(distribution_values(record))
+    values.update(pair_values(record))
     return values
+
+
+# The pair observables' columns (nullable: NULL for batch 1 and in rows saved before migration
+# 0005): cross in the scaled form of the observables (its n is n_finite), corr with its own n.
+PAIR_FIELDS: tuple[str, ...] = (
+    "cross_mean",
+    "cross_m2",
+    "cross_exp2",
+    "corr_n",
+    "corr_mean",
+    "corr_m2",
+)
+
+
+def pair_values(record: LayerRecord) -> dict[str, Any]:
+    """The `PAIR_FIELDS` columns of a record (all None without pair observables); refuses
+    cross moments not over n_finite trials, corr moments over more, or only one of the two."""
+    cross, corr = record.cross, record.corr
+    if cross is None and corr is None:
+        return dict.fromkeys(PAIR_FIELDS)
+    where = f"layer {record.layer} {record.quantity}"
+    if cross is None or corr is None:
+        raise ValueError(f"{where}: expected both cross and corr, or neither. Received: one")
+    if cross.n != record.n_finite:
+        raise ValueError(
+            f"{where}: expected cross.n == n_finite == {record.n_finite}. Received: {cross.n}"
+        )
+    if not 0 <= corr.n <= record.n_finite:
+        raise ValueError(
+            f"{where}: expected corr.n in [0, n_finite={record.n_finite}]. Received: {corr.n}"
+        )
+    if corr.exp2 != 0 or not (math.isfinite(corr.mean) and math.isfinite(corr.m2)):
+        raise ValueError(f"{where}: expected corr moments of finite correlations. Received: {corr}")
+    has_cross, has_corr = bool(cross.n), bool(corr.n)
+    return {
+        "cross_mean": _capped(float(cross.mean)) if has_cross else 0.0,
+        "cross_m2": _capped(float(cross.m2)) if has_cross else 0.0,
+        "cross_exp2": int(cross.exp2) if has_cross else 0,
+        "corr_n": int(corr.n),
+        "corr_mean": float(corr.mean) if has_corr else 0.0,
+        "corr_m2": float(corr.m2) if has_corr else 0.0,
+    }
+
+
+def pairs_from_values(
+    n_finite: int, values: Sequence[Any]
+) -> tuple[Moments | None, Moments | None]:
+    """(cross, corr) of the `PAIR_FIELDS` values, in that order (None, None: not recorded)."""
+    cross_mean, cross_m2, cross_exp2, corr_n, corr_mean, corr_m2 = values
+    if cross_mean is None:
+        return None, None
+    cross = Moments(n_finite, _uncapped(cross_mean), _uncapped(cross_m2), int(cross_exp2))
+    return cross, Moments(int(corr_n), float(corr_mean), float(corr_m2))
 
 
 # The per-trial distribution's columns (nullable: NULL where it was not recorded, in rows
@@ -384,8 +438,10 @@ STAT_FIELDS: tuple[str, ...] = (
     *(f"{name}_{part}" for name in OBSERVABLES for part in ("mean", "m2")),
     *(f"{name}_exp2" for name in OBSERVABLES),
     *DIST_FIELDS,
+    *PAIR_FIELDS,
 )
 _N_BASE = 6 + 3 * len(OBSERVABLES)  # STAT_FIELDS before DIST_FIELDS
+_N_DIST = _N_BASE + len(DIST_FIELDS)  # STAT_FIELDS before PAIR_FIELDS
 
 
 def record_from_values(values: Sequence[Any]) -> LayerRecord:
@@ -400,6 +456,7 @@ def record_from_values(values: Sequence[Any]) -> LayerRecord:
         )
         for i, name in enumerate(OBSERVABLES)
     }
+    cross, corr = pairs_from_values(n_finite, values[_N_DIST : _N_DIST + len(PAIR_FIELDS)])
     return LayerRecord(
         layer=layer,
         quantity=quantity,
@@ -410,7 +467,9 @@ def record_from_values(values: Sequence[Any]) -> LayerRecord:
         mean=moments["mean"],
         std=moments["std"],
         mean_sq=moments["mean_sq"],
-        dist=distribution_from_values(values[_N_BASE:]),
+        dist=distribution_from_values(values[_N_BASE:_N_DIST]),
+        cross=cross,
+        corr=corr,
     )
 
 
@@ -425,6 +484,7 @@ def record_from_row(row: StatColumns) -> LayerRecord:
         )
         for name in OBSERVABLES
     }
+    cross, corr = pairs_from_values(row.n_finite, [getattr(row, name) for name in PAIR_FIELDS])
     return LayerRecord(
         layer=row.layer,
         quantity=row.quantity,
@@ -436,6 +496,8 @@ def record_from_row(row: StatColumns) -> LayerRecord:
         std=moments["std"],
         mean_sq=moments["mean_sq"],
         dist=distribution_from_values([getattr(row, name) for name in DIST_FIELDS]),
+        cross=cross,
+        corr=corr,
     )
 
 

@@ -5,7 +5,10 @@ per-trial unit statistic (`mean`, `std`, `mean_sq`) its average over the finite 
 standard error of that average. `pooled_std` is the std of all values of all finite trials
 pooled: sqrt(E_t[mean_sq] - E_t[mean]^2). The per-trial distribution (`distribution_row`):
 the mean of log(mean_sq) over trials and its variance, each with its standard error, and the
-5%, 50% and 95% quantiles of each statistic over the finite trials, read from its histogram. Its columns are what `initsweep results` prints (JSON,
+5%, 50% and 95% quantiles of each statistic over the finite trials, read from its histogram.
+The pair observables between a trial's inputs (`pair_row`, batch >= 2, else None): the
+average over trials of the per-trial mean pair correlation (`corr`, over `n_corr` trials) and
+of the cross second moment q_ab (`cross`), each with its standard error. Its columns are what `initsweep results` prints (JSON,
 CSV); the `SimConfig` it belongs to rides along as the attribute `Record.config`, outside the
 columns, so analysis reads schemes from the configuration, never from a rendered label.
 Each column has one kind for typed exports (Parquet): `COLUMN_KINDS` for the fixed columns,
@@ -31,6 +34,7 @@ __all__ = [
     "COLUMN_KINDS",
     "DIST_KEYS",
     "KINDS",
+    "PAIR_KEYS",
     "PARAM_KEYS",
     "QUANTILE_KEYS",
     "RECORD_KEYS",
@@ -47,6 +51,8 @@ __all__ = [
     "distribution_row",
     "distribution_row_of",
     "kind_value",
+    "pair_columns",
+    "pair_row",
     "record_columns",
     "record_row",
     "result_columns",
@@ -62,6 +68,7 @@ DIST_KEYS = (
     "log_mean_sq_var_se",
     *QUANTILE_KEYS,
 )
+PAIR_KEYS = ("n_corr", "corr", "corr_se", "cross", "cross_se")
 STAT_KEYS = (
     "n_trials",
     "n_finite",
@@ -75,6 +82,7 @@ STAT_KEYS = (
     "mean_sq_se",
     "pooled_std",
     *DIST_KEYS,
+    *PAIR_KEYS,
 )
 PARAM_KEYS = (
     "init",
@@ -86,6 +94,8 @@ PARAM_KEYS = (
     "dtype",
     "bias_std",
     "sampler",
+    "input_q",
+    "input_corr",
 )
 
 # The kind of every value of a column, what a typed export (Parquet) stores: "int" (int64),
@@ -103,6 +113,8 @@ COLUMN_KINDS: dict[str, str] = {
     "dtype": "str",
     "bias_std": "float",
     "sampler": "str",
+    "input_q": "float",
+    "input_corr": "float",
     "complete": "bool",
     "layer": "int",
     "quantity": "str",
@@ -110,6 +122,7 @@ COLUMN_KINDS: dict[str, str] = {
     "n_finite": "int",
     "n_first_nonfinite": "int",
     "n_collapsed": "int",
+    "n_corr": "int",
     **{k: "float" for k in STAT_KEYS if not k.startswith("n_")},
 }
 # The columns of `record_row`, in its order (after a record's `result_head`).
@@ -161,6 +174,8 @@ def config_params(config: SimConfig) -> dict[str, Any]:
         "dtype": config.dtype,
         "bias_std": config.bias_std,
         "sampler": config.sampler,
+        "input_q": config.input_q,
+        "input_corr": config.input_corr,
     }
 
 
@@ -201,7 +216,54 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
         "mean_sq_se": msq_se,
         "pooled_std": pooled,
         **distribution_row(record.dist),
+        **pair_row(record.cross, record.corr),
     }
+
+
+def pair_row(cross: Moments | None, corr: Moments | None) -> dict[str, Any]:
+    """The `PAIR_KEYS` columns (all None without pair observables: batch 1, or not recorded).
+
+    corr: the mean over `n_corr` trials of the per-trial mean over input pairs a < b of
+    <v_a, v_b> / (|v_a| |v_b|); cross: the mean over the finite trials of the per-trial mean
+    over pairs of <v_a, v_b> / units (q_ab); each with its standard error (`Moments.sem`)."""
+    if cross is None or corr is None:
+        return dict.fromkeys(PAIR_KEYS)
+    cross_mean, cross_se = _stat(cross)
+    corr_mean, corr_se = _stat(corr)
+    return {
+        "n_corr": corr.n,
+        "corr": corr_mean,
+        "corr_se": corr_se,
+        "cross": cross_mean,
+        "cross_se": cross_se,
+    }
+
+
+def pair_columns(
+    cross: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    corr: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    n_finite: npt.NDArray[np.int64],
+) -> dict[str, Column]:
+    """`pair_row`'s columns for many records at once, bit for bit, from the stored
+    (cross_mean, cross_m2, cross_exp2) and (corr_n, corr_mean, corr_m2) columns
+    (`worker.persist.PAIR_FIELDS`; float arrays, NaN where NULL: no pair observables);
+    `n_corr` is an int64 column."""
+    has = ~np.isnan(np.asarray(cross[0], dtype=np.float64))
+    c_mean, c_m2, c_exp = (np.where(has, np.asarray(a, dtype=np.float64), 0.0) for a in cross)
+    r_n, r_mean, r_m2 = (np.where(has, np.asarray(a, dtype=np.float64), 0.0) for a in corr)
+    out: dict[str, Column] = {}
+    for prefix, n, (mean, m2, exp2) in (
+        ("cross", np.asarray(n_finite, dtype=np.int64), (c_mean, c_m2, c_exp.astype(np.int64))),
+        ("corr", r_n.astype(np.int64), (r_mean, r_m2, np.zeros(r_n.shape, np.int64))),
+    ):
+        found = record_columns(n, {"value": (mean, m2, exp2)}, names=("value",))
+        value, ok = found["value"]
+        sem, sem_ok = found["value_se"]
+        out[prefix] = (value, has & ok)
+        out[f"{prefix}_se"] = (sem, has & sem_ok)
+    counts: Any = r_n.astype(np.int64)  # a count column: ints, as `pair_row` gives them
+    out["n_corr"] = (counts, has)
+    return out
 
 
 def distribution_row(dist: TrialDistribution | None) -> dict[str, float | None]:
@@ -269,19 +331,21 @@ def record_columns(
         str,
         tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]],
     ],
+    names: Sequence[str] = OBSERVABLES,
 ) -> dict[str, Column]:
     """`record_row`'s float columns for many records at once: for each column its values and
     where they are not None, bit for bit what `record_row` computes one record at a time.
 
     `moments` maps each observable (`mean`, `std`, `mean_sq`) to its scaled (mean, m2, exp2)
-    over the `n_finite` finite trials (`worker.stats.Moments`), one entry per record.
+    over the `n_finite` finite trials (`worker.stats.Moments`), one entry per record. With
+    other `names` (not all three observables) only their mean and SE columns are computed.
     """
     n = np.asarray(n_finite, dtype=np.int64)
     nf = n.astype(np.float64)
     out: dict[str, Column] = {}
     scaled: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = {}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for name in OBSERVABLES:
+        for name in names:
             raw, m2, exp2 = moments[name]
             mean = np.asarray(raw, dtype=np.float64)
             m2 = np.asarray(m2, dtype=np.float64)
@@ -292,6 +356,8 @@ def record_columns(
             # Moments.sem: sqrt(variance / n), variance = m2 / (n - 1), for n > 1, scaled by 2^exp2
             sem, _ = scaled_values(np.sqrt((m2 / (nf - 1.0)) / nf), e)
             out[f"{name}_se"] = (sem, (n > 1) & np.isfinite(sem) & ((sem != 0.0) | (m2 == 0.0)))
+        if tuple(names) != OBSERVABLES:
+            return out
         pooled = pooled_std_array(scaled["mean"], scaled["mean_sq"])
     out["pooled_std"] = (pooled, (n > 0) & np.isfinite(pooled))
     return out

@@ -78,6 +78,9 @@ def conditional_limit(config: SimConfig) -> Limit | None:
         # to float16 once (`theory.precision.underflow_model`), as the conditional sampler does:
         # from float16 values (>= 2^-24 or 0) no product comes near float32's flush range.
         return None
+    if cfg.input_q is not None and cfg.input_q != 1.0:
+        # The walk above is that of inputs of mean square 1; no scale is predicted for others.
+        return Limit(1, "prediction")
     tiny = DTYPE_LIMITS[cfg.dtype][1]
     floor = math.log(tiny) - (2.0 / 3.0) * math.log(_EPS[cfg.dtype])
 

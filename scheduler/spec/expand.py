@@ -10,6 +10,7 @@ zip rows; then random draws, innermost), then `configs` entries in order. A conf
 Sugar: `sigma_w: s` is init `variance_scaling(scale=s**2, mode=fan_in,
 distribution=untruncated_normal)`, i.e. W ~ N(0, s^2/fan_in); `sigma_b: s` is bias
 `normal(std=s)`. A `normal` bias with std 0 is the zeros bias (identical simulation, one hash).
+`input_corr` without `input_q` means input_q 1 (one hash for both spellings).
 
 Random axes are drawn from numpy `SeedSequence` words (a documented, version-stable hash, unlike
 `Generator` streams), one independent stream per axis name keyed by the sweep seed: u = top 53
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from scheduler.analysis.theory.precision import DTYPE_LIMITS
 from scheduler.errors import SpecError
 from scheduler.spec.exactness import conditional_limit, limit_reason
 from scheduler.spec.model import (
@@ -238,6 +240,9 @@ def _config(located: list[Located], origin: str) -> SimConfig:
     depth = int(_num(values["depth"]))
     kernels = [(input_dim, width)] + ([(width, width)] if depth > 1 else [])
     _check_weight_scale(init, kernels, where.get("sigma_w", where.get("init", origin)))
+    input_q, input_corr = _geometry(
+        values, where, origin, input_dim, str(values.get("dtype", "float32"))
+    )
     config = SimConfig(
         init=init,
         activation=_canonical(ACTIVATIONS, values["activation"]),
@@ -248,12 +253,52 @@ def _config(located: list[Located], origin: str) -> SimConfig:
         dtype=str(values.get("dtype", "float32")),
         bias=bias,
         sampler="dense",
+        input_q=input_q,
+        input_corr=input_corr,
     )
     try:
         sampler = resolve_sampler(requested, config)
     except SpecError as e:
         raise SpecError(f"{where.get('sampler', origin)}: {e}") from None
     return dataclasses.replace(config, sampler=sampler)
+
+
+def _geometry(
+    values: dict[str, AxisValue], where: dict[str, str], origin: str, input_dim: int, dtype: str
+) -> tuple[float | None, float | None]:
+    """(input_q, input_corr) of a configuration, checked against its batch, input_dim and
+    dtype (`worker.sim.observables.input_geometry`); input_corr alone means input_q = 1."""
+    q0 = None if "input_q" not in values else float(_num(values["input_q"]))
+    c0 = None if "input_corr" not in values else float(_num(values["input_corr"]))
+    batch = int(_num(values.get("batch", 1)))
+    if c0 is not None:
+        at = where.get("input_corr", origin)
+        if batch < 2:
+            raise SpecError(
+                f"{at}: expected batch >= 2 (a correlation between the inputs of a trial). "
+                f"Received: batch={batch}"
+            )
+        if batch > input_dim:
+            raise SpecError(
+                f"{at}: expected batch <= input_dim (k inputs of a prescribed correlation "
+                f"span k dimensions). Received: batch={batch}, input_dim={input_dim}"
+            )
+        if c0 * (batch - 1) < -1.0:
+            raise SpecError(
+                f"{at}: expected a correlation >= -1/(batch-1) = {-1.0 / (batch - 1):.6g} "
+                f"(the Gram matrix of {batch} inputs must be positive semidefinite). "
+                f"Received: {c0:g}"
+            )
+        q0 = 1.0 if q0 is None else q0
+    if q0 is not None:
+        top, tiny, _ = DTYPE_LIMITS.get(dtype, DTYPE_LIMITS["float32"])
+        if not (math.sqrt(q0) >= tiny and math.sqrt(q0) * math.sqrt(input_dim) <= top):
+            raise SpecError(
+                f"{where.get('input_q', origin)}: expected an input_q whose inputs are normal "
+                f"{dtype} numbers (sqrt(input_q) >= {tiny:.3g} and sqrt(input_q * input_dim) "
+                f"<= {top:.3g}). Received: {q0:g}"
+            )
+    return q0, c0
 
 
 def _check_weight_scale(init: Scheme, kernels: list[tuple[int, int]], where: str) -> None:

@@ -39,10 +39,12 @@ AXES: tuple[str, ...] = (
     "sampler",
     "sigma_w",
     "sigma_b",
+    "input_q",
+    "input_corr",
 )
 REQUIRED_AXES: tuple[str, ...] = ("init", "activation", "depth", "width")
 INT_AXES: frozenset[str] = frozenset({"depth", "width", "input_dim", "batch"})
-REAL_AXES: frozenset[str] = frozenset({"sigma_w", "sigma_b"})
+REAL_AXES: frozenset[str] = frozenset({"sigma_w", "sigma_b", "input_q", "input_corr"})
 REQUESTED_SAMPLERS: tuple[str, ...] = ("auto", *SAMPLERS)
 DISTRIBUTIONS: tuple[str, ...] = ("uniform", "log_uniform", "int_uniform", "choice")
 TOP_KEYS: tuple[str, ...] = (

@@ -68,6 +68,15 @@ def axis_value(axis: str, value: Any, where: str) -> AxisValue:
         return number(value, where, positive=True)
     if axis == "sigma_b":
         return number(value, where, non_negative=True)
+    if axis == "input_q":
+        return number(value, where, positive=True)
+    if axis == "input_corr":
+        corr = number(value, where)
+        if not -1.0 <= corr <= 1.0:
+            raise SpecError(
+                f"{where}: expected a correlation in [-1, 1]. Received: {render(value)}"
+            )
+        return corr
     raise SpecError(f"{where}: unknown axis {axis!r}; expected one of {', '.join(AXES)}")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scheduler.analysis.compare import THEORY_KEYS, with_theory
-from scheduler.analysis.records import DIST_KEYS, STAT_KEYS, Record, record_columns
+from scheduler.analysis.records import DIST_KEYS, PAIR_KEYS, STAT_KEYS, Record, record_columns
 from scheduler.analysis.theory import ConfigTheory
 from scheduler.formatting import MISSING, number, pm
 from scheduler.where import Term, is_number, matches, numeric_mask, parse_where, unknown_column
@@ -65,12 +65,13 @@ RAW_COLUMNS: tuple[str, ...] = (
 )
 _RAW = {name: i for i, name in enumerate(RAW_COLUMNS)}
 COUNT_KEYS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
-# The dashboard's table does not show the per-trial distribution columns yet: DIST_KEYS and the
-# theory columns of the exact log-norm law (`DASHBOARD_OMITS`) are left out of its rows.
+# The dashboard's table does not show the per-trial distribution columns yet: DIST_KEYS, the
+# pair observables (PAIR_KEYS) and the theory columns of the exact log-norm law
+# (`DASHBOARD_OMITS`) are left out of its rows.
 LOG_THEORY = ("theory_log_mean_sq", "theory_log_mean_sq_var", "z_log_mean_sq", "z_log_mean_sq_var")
-DASHBOARD_OMITS = (*DIST_KEYS, *LOG_THEORY)
+DASHBOARD_OMITS = (*DIST_KEYS, *PAIR_KEYS, *LOG_THEORY)
 CONFIG_THEORY = ("finite_width", "theory_overflow_layer", "theory_underflow_layer")
-TABLE_STATS = tuple(k for k in STAT_KEYS if k not in DIST_KEYS)
+TABLE_STATS = tuple(k for k in STAT_KEYS if k not in (*DIST_KEYS, *PAIR_KEYS))
 ROW_THEORY = tuple(k for k in THEORY_KEYS if k not in (*CONFIG_THEORY, *LOG_THEORY))
 NUMERIC = (*TABLE_STATS, *ROW_THEORY, "abs_z")
 ROW_KEYS = ("layer", "quantity", *NUMERIC)

@@ -93,7 +93,8 @@ def layer_records(task: ChunkTask, salt: int = 0) -> tuple[LayerRecord, ...]:
     Trial t first becomes non-finite at a random layer (or never); it is finite at layers
     before that. Moments are two-pass over the finite trials, as the core computes them; the
     distribution's histograms count the finite trials' mean, |std| and mean_sq = std^2 (some 0)
-    and its log moments those whose mean_sq is not 0.
+    and its log moments those whose mean_sq is not 0. For batch >= 2 the pair observables too:
+    cross over the finite trials, corr over those without a zero vector (about 80%).
     """
     rng = np.random.default_rng([task.seed_key, task.chunk_index, salt])
     n, depth = task.n_trials, task.config.depth
@@ -114,6 +115,12 @@ def layer_records(task: ChunkTask, salt: int = 0) -> tuple[LayerRecord, ...]:
                 Histogram.of_keys(keys(np.abs(values[finite, 1]), dtype)),
                 Histogram.of_keys(keys(ms, dtype)),
             )
+            cross = corr = None
+            if task.config.batch >= 2:
+                pair = rng.normal(size=(n, 2))
+                defined = finite & (rng.random(n) < 0.8)
+                cross = Moments.of(pair[finite, 0] * 10.0 ** (layer - 1))
+                corr = Moments.of(np.tanh(pair[defined, 1]))
             records.append(
                 LayerRecord(
                     layer=layer,
@@ -126,6 +133,8 @@ def layer_records(task: ChunkTask, salt: int = 0) -> tuple[LayerRecord, ...]:
                     std=moments[1],
                     mean_sq=moments[2],
                     dist=dist,
+                    cross=cross,
+                    corr=corr,
                 )
             )
     return tuple(records)

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import Configuration, LayerStat
+from models import ChunkStat, Configuration, LayerStat
 from models.db import session_scope
 from scheduler.store import chunk_ids, create_sweep
 from tests.db.builders import grid, outcome_for, sweep_plan
@@ -16,6 +16,7 @@ from tests.db.conftest import Db
 from worker.aggregate import aggregate_config, aggregate_sweep, chunk_records, config_records
 from worker.contract import LayerRecord, merge_records
 from worker.persist import (
+    PAIR_FIELDS,
     chunk_configuration_id,
     load_task,
     quantile_values,
@@ -226,3 +227,44 @@ def test_one_chunk_configuration_stores_what_the_merge_would(db: Db) -> None:
         )
     assert got == want
     assert any(row[names.index("mean_median")] is None for row in got)  # the dead record
+
+
+def test_pair_observables_round_trip_and_merge(db: Db) -> None:
+    """Batch 3: cross and corr are saved and read back exactly, and the aggregate is their
+    merge in chunk-index order, bit for bit; a chunk without them (saved before migration 0005)
+    makes the aggregate have none, never a merge of part of the trials."""
+    from tests.db.builders import config_plan, sim_config
+
+    plan = config_plan(sim_config(width=6, batch=3), trials=35, chunk_trials=10)
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan([plan]))
+        ids = chunk_ids(session=session, sweep_id=sweep_id)
+        config_id = chunk_configuration_id(session=session, chunk_id=ids[0])
+    outcomes = {}
+    for chunk_id in reversed(ids):
+        with session_scope(db.factory) as session:
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+            outcomes[chunk_id] = outcome
+    with session_scope(db.factory) as session:
+        saved = [chunk_records(session=session, chunk_id=i) for i in ids]
+        assert saved == [list(outcomes[i].records) for i in ids]  # exact, cross/corr included
+        assert aggregate_config(session=session, configuration_id=config_id)
+    with session_scope(db.factory) as session:
+        got = config_records(session=session, configuration_id=config_id)
+    expected = merge_records(saved)
+    assert got == expected
+    assert all(r.corr is not None and r.cross is not None for r in got)
+    assert any(r.corr is not None and r.corr.n < r.n_finite for r in got)
+
+    with session_scope(db.factory) as session:  # a chunk saved before the columns existed
+        session.execute(
+            sa.update(ChunkStat)
+            .where(ChunkStat.chunk_id == ids[1])
+            .values(dict.fromkeys(PAIR_FIELDS))
+        )
+        assert aggregate_config(session=session, configuration_id=config_id)
+    with session_scope(db.factory) as session:
+        got = config_records(session=session, configuration_id=config_id)
+    assert all(r.corr is None and r.cross is None for r in got)
+    assert [r.mean for r in got] == [r.mean for r in expected]

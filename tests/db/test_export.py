@@ -254,7 +254,7 @@ def test_columnar_batches_are_the_records_bit_for_bit(
     records, and still holds exactly the JSON values, None included."""
     plans = [
         config_plan(
-            sim_config(activation="relu", depth=3, width=2 + i),
+            sim_config(activation="relu", depth=3, width=2 + i, batch=1 + (i % 3 == 0)),
             seed=3,
             trials=1 if i % 2 else 5,  # one trial: no SE, and no mean where it overflowed
             chunk_trials=1 + i % 3,
@@ -271,6 +271,8 @@ def test_columnar_batches_are_the_records_bit_for_bit(
     found = _one_read(db, sweep_id)
     as_json = json.loads(json.dumps(found.records, allow_nan=False))
     assert any(r["mean"] is None for r in as_json) and any(r["mean_se"] is None for r in as_json)
+    assert any(r["corr"] is None for r in as_json) and any(r["corr_se"] for r in as_json)
+    assert any(r["cross"] is not None and r["n_corr"] < r["n_finite"] for r in as_json)
     with session_scope(db.factory) as session:
         stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
         assert all(isinstance(p, StatBatch) for p in stream.parts())

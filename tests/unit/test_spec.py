@@ -52,7 +52,7 @@ EXACT = [
     (
         "trials: 10\ngrid: {init: [he_normal], activation: [relu], depth: [1], foo: [1]}",
         "grid.foo: unknown axis 'foo'; expected one of init, activation, depth, width, "
-        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b",
+        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b, input_q, input_corr",
     ),
     (
         "trials: 10\ngrdi: {depth: [1]}",
@@ -308,7 +308,7 @@ EXACT = [
     (
         "trials: 10\nfixed: {depht: 1}\n" + OK_GRID,
         "fixed.depht: unknown axis 'depht'; expected one of init, activation, depth, width, "
-        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b; did you mean 'depth'?",
+        "input_dim, batch, dtype, bias, sampler, sigma_w, sigma_b, input_q, input_corr; did you mean 'depth'?",
     ),
     (
         "trials: 10\nrandom: {cnt: 3}",
@@ -370,6 +370,34 @@ EXACT = [
     (
         "trials: 10\nrandom: {count: 0, axes: {sigma_w: {distribution: uniform, low: 1, high: 2}}}",
         "random.count: expected a positive integer. Received: 0",
+    ),
+    (
+        "trials: 10\nfixed: {input_q: -1}\n" + OK_GRID,
+        "fixed.input_q: expected a positive number. Received: -1",
+    ),
+    (
+        "trials: 10\nfixed: {input_corr: 1.5, batch: 2}\n" + OK_GRID,
+        "fixed.input_corr: expected a correlation in [-1, 1]. Received: 1.5",
+    ),
+    (
+        "trials: 10\n" + OK_GRID.replace("width: [4]", "width: [4], input_corr: [0.5]"),
+        "grid.input_corr[0]: expected batch >= 2 (a correlation between the inputs of a "
+        "trial). Received: batch=1",
+    ),
+    (
+        "trials: 10\nfixed: {input_corr: 0.5, batch: 5}\n" + OK_GRID,
+        "fixed.input_corr: expected batch <= input_dim (k inputs of a prescribed correlation "
+        "span k dimensions). Received: batch=5, input_dim=4",
+    ),
+    (
+        "trials: 10\nfixed: {input_corr: -0.6, batch: 3}\n" + OK_GRID,
+        "fixed.input_corr: expected a correlation >= -1/(batch-1) = -0.5 (the Gram matrix of 3 "
+        "inputs must be positive semidefinite). Received: -0.6",
+    ),
+    (
+        "trials: 10\nfixed: {input_q: 1e10, dtype: float16}\n" + OK_GRID,
+        "fixed.input_q: expected an input_q whose inputs are normal float16 numbers "
+        "(sqrt(input_q) >= 6.1e-05 and sqrt(input_q * input_dim) <= 6.55e+04). Received: 1e+10",
     ),
 ]
 
@@ -740,3 +768,20 @@ def test_bench_has_100_configurations() -> None:
     configs = expand(spec)
     assert len(configs) == 100 and spec.trials == 1000
     assert {(c.depth, c.width) for c, _ in configs} == {(10, 64)}
+
+
+def test_input_geometry_axes() -> None:
+    """Absent geometry keeps the canonical JSON (and hash) as it was; input_corr alone is
+    input_q 1; the geometry is in the canonical JSON and survives a round trip."""
+    plain = parse_spec("trials: 10\n" + OK_GRID).configurations[0].config
+    assert "input_q" not in plain.canonical_json() and "input_corr" not in plain.canonical_json()
+    gaussian = "grid: {sigma_w: [1.0], activation: [tanh], depth: [2], width: [4]}\n"
+    text = "trials: 10\nfixed: {batch: 3, input_corr: -0.25}\n" + gaussian
+    alone = parse_spec(text).configurations[0].config
+    both = parse_spec(text.replace("input_corr", "input_q: 1, input_corr")).configurations[0]
+    assert (alone.input_q, alone.input_corr) == (1.0, -0.25)
+    assert alone.config_hash == both.config.config_hash != plain.config_hash
+    assert type(alone).from_json(json.loads(alone.canonical_json())) == alone
+    assert alone.sampler == "conditional"  # q0 = 1: the flush-range check applies as before
+    far = parse_spec(text.replace("batch: 3", "batch: 3, input_q: 4")).configurations[0]
+    assert far.config.sampler == "dense"  # no scale prediction for q0 != 1: auto is dense

@@ -188,7 +188,7 @@ def forward_backward(
 
     keep = functools.partial(tf.TensorArray, size=depth, clear_after_read=False)
     k_deep = min(batch, width)
-    pre_ta, act_ta = observables_array(depth), observables_array(depth)
+    pre_ta, act_ta = observables_array(depth, config.batch), observables_array(depth, config.batch)
     dphi_ta = keep(dtype, element_shape=tf.TensorShape([None, batch, width]))
     q_ta = keep(ddtype, element_shape=tf.TensorShape([None, width, k_deep]))
     xi_ta = keep(ddtype, element_shape=tf.TensorShape([None, k_deep, width]))
@@ -219,7 +219,7 @@ def forward_backward(
             parallel_iterations=1,
         )
 
-    grad_ta = observables_array(depth)
+    grad_ta = observables_array(depth, config.batch)
     g = r * dphi_ta.read(depth - 1)
     grad_ta = grad_ta.write(depth - 1, trial_observables(g))
     if loops:

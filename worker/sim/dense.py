@@ -109,7 +109,7 @@ def forward_backward(
 
     x, r = sub.inputs()
 
-    pre_ta, act_ta = observables_array(depth), observables_array(depth)
+    pre_ta, act_ta = observables_array(depth, config.batch), observables_array(depth, config.batch)
     dphi_ta = tf.TensorArray(
         dtype,
         size=depth,
@@ -156,7 +156,7 @@ def forward_backward(
             parallel_iterations=1,  # one layer's draw temporaries at a time (worker.memory)
         )
 
-    grad_ta = observables_array(depth)
+    grad_ta = observables_array(depth, config.batch)
     g = r if act.dphi is None else r * dphi_ta.read(depth - 1)
     grad_ta = grad_ta.write(depth - 1, trial_observables(g))
     if loops:

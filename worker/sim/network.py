@@ -8,8 +8,10 @@ numbers fed to it.
   orthogonal), and which numbers the graph takes at all (`Shape.numbers`);
 - numbers (`NUMBERS`, Python floats): the kernel laws W = shift + scale * B of layer 1
   (fans (input_dim, width)) and of layers 2..D (fans (width, width)) from `worker.schemes.law`,
-  the bias std, the activation's alpha (leaky_relu, elu). Depth is fed too (the layer loops of
-  `worker.sim.dense` and `worker.sim.conditional` run to a tensor bound).
+  the bias std, the activation's alpha (leaky_relu, elu), the input geometry's q^0 and c^0
+  (`input_q`, `input_corr`: present exactly when the configuration sets them, fed in float64).
+  Depth is fed too (the layer loops of `worker.sim.dense` and `worker.sim.conditional` run to
+  a tensor bound).
 
 A number is absent from the shape where today's graph skips an op for its value: a shift of 0
 (no add; the kernel may be factored), a scale of exactly 1 (no multiply), a zero bias (no draw),
@@ -51,7 +53,10 @@ NUMBERS: tuple[str, ...] = (
     "deep_scale",
     "bias_std",
     "alpha",
+    "input_q",
+    "input_corr",
 )
+GEOMETRY_NUMBERS: tuple[str, ...] = ("input_q", "input_corr")  # used in float64
 ALPHA_ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "elu")
 
 
@@ -100,6 +105,8 @@ class Shape:
         """The dtype number `name` is used (hence fed) in."""
         if name == "alpha":
             return tf.as_dtype(self.dtype)
+        if name in GEOMETRY_NUMBERS:
+            return tf.float64
         return rng.draw_dtype(self.dtype)
 
 
@@ -118,6 +125,9 @@ def split(config: SimConfig) -> tuple[Shape, dict[str, float]]:
     name = config.activation.name
     if name in ALPHA_ACTIVATIONS:
         values["alpha"] = alpha_of(config.activation)
+    for key, geometry in (("input_q", config.input_q), ("input_corr", config.input_corr)):
+        if geometry is not None:
+            values[key] = geometry
     shape = Shape(
         sampler=config.sampler,
         dtype=config.dtype,
@@ -155,6 +165,13 @@ class Network:
     first: KernelLaw  # layer 1: fans (input_dim, width)
     deep: KernelLaw  # layers 2..depth: fans (width, width)
     bias_std: Scalar | None  # None: zero bias
+    input_q: Scalar | None = None  # None: i.i.d. N(0, 1) inputs (worker.contract)
+    input_corr: Scalar | None = None  # None: no prescribed correlation
+
+    @property
+    def shared_readout(self) -> bool:
+        """The inputs share one readout r (`SimConfig.shared_readout`)."""
+        return self.input_q is not None
 
     @classmethod
     def build(cls, shape: Shape, depth: Depth, numbers: Mapping[str, Scalar]) -> Network:
@@ -172,6 +189,8 @@ class Network:
             ),
             deep=KernelLaw(shape.deep_kind, numbers.get("deep_shift"), numbers.get("deep_scale")),
             bias_std=numbers.get("bias_std"),
+            input_q=numbers.get("input_q"),
+            input_corr=numbers.get("input_corr"),
         )
 
     @classmethod

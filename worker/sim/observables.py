@@ -105,18 +105,65 @@ class SubBatch:
         return tf.reshape(flat, [-1, *shape])
 
     def inputs(self) -> tuple[tf.Tensor, tf.Tensor]:
-        """(x, r) in dtype: h^0 = x (T, batch, input_dim) at stream (0, INPUT), then the readout
-        r (T, batch, width) of L = <r, h^D> at stream (0, READOUT), both N(0, I)."""
-        b, n_in, n = self.config.batch, self.config.input_dim, self.config.width
+        """(x, r) in dtype: h^0 = x (T, batch, input_dim) from N(0, I) draws g at stream
+        (0, INPUT), then the readout r (T, batch, width) of L = <r, h^D> at stream (0, READOUT):
+        N(0, I) per input, or one N(0, I) row shared by the batch where the configuration
+        prescribes an input geometry (`input_geometry`, which turns g into x)."""
+        net = self.config
+        b, n_in, n = net.batch, net.input_dim, net.width
         x = self.normal(b * n_in, rng.stream_id(0, rng.Purpose.INPUT), [b, n_in])
+        if net.input_q is not None:
+            x = input_geometry(x, net.input_q, net.input_corr)
         x = tf.cast(x, self.dtype)
-        r = self.normal(b * n, rng.stream_id(0, rng.Purpose.READOUT), [b, n])
-        return x, tf.cast(r, self.dtype)
+        if not net.shared_readout:
+            r = self.normal(b * n, rng.stream_id(0, rng.Purpose.READOUT), [b, n])
+            return x, tf.cast(r, self.dtype)
+        r = self.normal(n, rng.stream_id(0, rng.Purpose.READOUT), [1, n])
+        return x, tf.tile(tf.cast(r, self.dtype), [1, b, 1])
 
 
-def observables_array(depth: int | tf.Tensor) -> tf.TensorArray:
-    """A TensorArray for the (T, N_COLUMNS) float64 `trial_observables` of `depth` layers."""
-    return tf.TensorArray(tf.float64, size=depth, element_shape=tf.TensorShape([None, N_COLUMNS]))
+def input_geometry(g: tf.Tensor, q0: Scalar, c0: Scalar | None) -> tf.Tensor:
+    """Inputs of a prescribed geometry from Gaussian draws g (T, k, n), in float64 (T, k, n).
+
+    c0 None: x_a = sqrt(q0 n) g_a / |g_a|, so |x_a|^2 / n = q0 (directions uniform on the
+    sphere, independent). Otherwise, with f_1..f_k the orthonormal rows of a Haar-random frame
+    (thin QR g^T = Q R, columns of Q signed so that diag(R) > 0: Q is then Haar distributed,
+    Mezzadri 2007) and m = (1/k) sum_a f_a:
+
+        x_a = sqrt(q0 n) (sqrt(1 - c0) (f_a - m) + sqrt(1 + (k - 1) c0) m)
+
+    Since <f_a - m, f_b - m> = delta_ab - 1/k, <f_a - m, m> = 0 and |m|^2 = 1/k, the Gram
+    matrix is <x_a, x_b> = q0 n ((1 - c0) delta_ab + c0): every input has |x_a|^2 / n = q0 and
+    every pair correlation c0, for any c0 in [-1/(k-1), 1] (the centred simplex at the lower
+    end, identical inputs at 1), exactly up to float64 rounding (then rounded once to the
+    dtype). The law of X is the unique rotation-invariant one with this Gram matrix. Needs
+    k <= n (the spec checks it). A zero draw g_a (probability 0) gives a zero input.
+    """
+    gd = tf.cast(g, tf.float64)
+    n = tf.cast(tf.shape(gd)[-1], tf.float64)
+    radius = tf.sqrt(constant(q0, tf.float64) * n)
+    if c0 is None:
+        norm = tf.norm(gd, axis=-1, keepdims=True)
+        safe = tf.where(norm > 0, norm, tf.ones_like(norm))
+        return gd / safe * radius
+    k = gd.shape[1]
+    q, r = tf.linalg.qr(tf.linalg.matrix_transpose(gd), full_matrices=False)  # (T, n, k)
+    diag = tf.linalg.diag_part(r)
+    sign = tf.where(diag < 0, -tf.ones_like(diag), tf.ones_like(diag))  # (T, k)
+    frame = tf.linalg.matrix_transpose(q) * sign[:, :, tf.newaxis]  # rows f_a (T, k, n)
+    m = tf.reduce_mean(frame, axis=1, keepdims=True)
+    c = constant(c0, tf.float64)
+    spread = tf.sqrt(tf.maximum(1.0 - c, 0.0))
+    common = tf.sqrt(tf.maximum(1.0 + (k - 1) * c, 0.0))
+    return (spread * (frame - m) + common * m) * radius
+
+
+def observables_array(depth: int | tf.Tensor, batch: int) -> tf.TensorArray:
+    """A TensorArray for the (T, `n_columns(batch)`) float64 `trial_observables` of `depth`
+    layers."""
+    return tf.TensorArray(
+        tf.float64, size=depth, element_shape=tf.TensorShape([None, n_columns(batch)])
+    )
 
 
 # Per-trial values whose max |v| lies in [SAFE_LO, SAFE_HI] (or is 0) are reduced as they are
@@ -125,6 +172,13 @@ def observables_array(depth: int | tf.Tensor) -> tf.TensorArray:
 # and so is every ordinary float64 configuration. Outside it (float64 only) the values are first
 # scaled by a power of two 2^k near 1/max|v| (exact), reduced, and scaled back.
 N_COLUMNS = 5  # mean, std, mean_sq (scaled), peak, mean_sq's binary exponent e
+N_PAIR_COLUMNS = 2  # batch >= 2: cross (q_ab, scaled like mean_sq), corr
+
+
+def n_columns(batch: int) -> int:
+    """Columns of `trial_observables` of values (T, batch, units): the pair columns for
+    batch >= 2 only (batch 1 computes exactly what it did before they existed)."""
+    return N_COLUMNS + (N_PAIR_COLUMNS if batch >= 2 else 0)
 
 
 def pow2_exponent(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tf.Tensor:
@@ -151,10 +205,11 @@ def pow2_scale(peak: tf.Tensor, ordinary: tf.Tensor | None = None) -> tuple[tf.T
 
 
 def trial_observables(v: tf.Tensor) -> tf.Tensor:
-    """Observables of T trials of one layer: v (T, ...) -> (T, N_COLUMNS) float64.
+    """Observables of T trials of one layer: v (T, ...) -> (T, C) float64.
 
-    Columns: mean, std, mean_sq (all three scaled), peak, e = mean_sq's binary exponent. All
-    reductions are over every axis but the first. peak is max|v| when every value is finite
+    Columns: mean, std, mean_sq (all three scaled), peak, e = mean_sq's binary exponent, and
+    for v of static shape (T, k, units) with k >= 2 `pair_observables` (C = `n_columns(k)`).
+    All reductions are over every axis but the first. peak is max|v| when every value is finite
     and +inf otherwise, so a trial is non-finite exactly when one of its values is
     (`QuantityTrials.finite`). With u = 2^k v (k = `pow2_exponent`, 0 for ordinary trials,
     whose columns are the unscaled mean(v), std(v), mean(v^2) bit for bit) and e = -2k:
@@ -179,7 +234,49 @@ def trial_observables(v: tf.Tensor) -> tf.Tensor:
     # max|v| in the compute dtype: exact, and cheaper than in float64.
     peak = tf.cast(tf.reduce_max(tf.abs(x), axis=1), tf.float64)
     peak = tf.where(all_finite, peak, tf.constant(np.inf, tf.float64))
-    return tf.stack([mean_u, std_u, msq_u, peak, -2.0 * k], axis=1)
+    columns = [mean_u, std_u, msq_u, peak, -2.0 * k]
+    batch = v.shape[1] if v.shape.rank == 3 else None
+    if batch is not None and batch >= 2:
+        cross_u, corr = pair_observables(tf.reshape(u, [tf.shape(v)[0], batch, -1]))
+        columns += [cross_u, tf.where(all_finite, corr, tf.constant(np.nan, tf.float64))]
+    return tf.stack(columns, axis=1)
+
+
+def pair_observables(u: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(cross, corr) of T trials of k >= 2 vectors: u (T, k, m) float64 -> two (T,) tensors.
+
+    Over the P = k(k-1)/2 pairs a < b of rows u_a (m values each), in O(k m) operations:
+
+        cross = (1/P) sum_{a<b} <u_a, u_b> / m = (|sum_a u_a|^2 - sum_a |u_a|^2) / (2 P m)
+        corr  = (1/P) sum_{a<b} <w_a, w_b> = (|sum_a w_a|^2 - sum_a |w_a|^2) / (2 P),
+                w_a = u_a / |u_a|
+
+    (the cross second moment q_ab of Poole et al. 2016, and the correlation c_ab = q_ab /
+    sqrt(q_aa q_bb) averaged over pairs). u are `trial_observables`' scaled values, so cross
+    is in mean_sq's scaled form (times 2^e); corr is scale-free, and each row is first scaled
+    by its own power of two (`pow2_scale`, exact) before its norm, so no norm under- or
+    overflows however different the rows' sizes. corr is NaN where some row is all zero (its
+    correlation is undefined). Rounding: the subtraction costs an absolute error of a few
+    units of float64's eps times mean(u^2) (cross) or 1 (corr).
+    """
+    k = u.shape[1]
+    pairs = k * (k - 1) / 2.0
+    m = tf.cast(tf.shape(u)[2], tf.float64)
+    total = tf.reduce_sum(u, axis=1)
+    cross = (tf.reduce_sum(tf.square(total), axis=1) - tf.reduce_sum(tf.square(u), axis=[1, 2])) / (
+        2.0 * pairs * m
+    )
+    row_peak = tf.reduce_max(tf.abs(u), axis=2, keepdims=True)  # (T, k, 1)
+    down, _ = pow2_scale(row_peak)
+    s = u * down
+    norm = tf.sqrt(tf.reduce_sum(tf.square(s), axis=2, keepdims=True))
+    zero = tf.reduce_any(tf.equal(row_peak, 0.0), axis=[1, 2])
+    w = s / tf.where(norm > 0, norm, tf.ones_like(norm))
+    w_total = tf.reduce_sum(w, axis=1)
+    corr = (
+        tf.reduce_sum(tf.square(w_total), axis=1) - tf.reduce_sum(tf.square(w), axis=[1, 2])
+    ) / (2.0 * pairs)
+    return cross, tf.where(zero, tf.constant(np.nan, tf.float64), corr)
 
 
 def by_trial(ta: tf.TensorArray) -> tf.Tensor:
@@ -191,7 +288,8 @@ def by_trial(ta: tf.TensorArray) -> tf.Tensor:
 @dataclass(frozen=True)
 class QuantityTrials:
     """Per-trial observables of one quantity over layers `first_layer..`: arrays (T, L).
-    A trial's mean_sq is mean_sq * 2^mean_sq_exp2 (`trial_observables`)."""
+    A trial's mean_sq is mean_sq * 2^mean_sq_exp2 (`trial_observables`), and so is its cross;
+    cross and corr are None for batch 1 (`pair_observables`; corr NaN where undefined)."""
 
     first_layer: int
     mean: npt.NDArray[np.float64]
@@ -199,15 +297,28 @@ class QuantityTrials:
     mean_sq: npt.NDArray[np.float64]
     peak: npt.NDArray[np.float64]
     mean_sq_exp2: npt.NDArray[np.float64]
+    cross: npt.NDArray[np.float64] | None = None
+    corr: npt.NDArray[np.float64] | None = None
 
     @classmethod
     def from_array(cls, first_layer: int, obs: npt.NDArray[np.float64]) -> QuantityTrials:
-        """From a (T, L, N_COLUMNS) observables array (as `by_trial` returns): mean and std
-        scaled back by 2^(e/2) in numpy (exact; subnormal results kept)."""
+        """From a (T, L, C) observables array (as `by_trial` returns): mean and std scaled
+        back by 2^(e/2) in numpy (exact; subnormal results kept); the pair columns where C has
+        them."""
         half = (obs[..., 4] / 2).astype(np.int32)
         with np.errstate(under="ignore", over="ignore"):
             mean, std = np.ldexp(obs[..., 0], half), np.ldexp(obs[..., 1], half)
-        return cls(first_layer, mean, std, obs[..., 2], obs[..., 3], obs[..., 4])
+        pairs = obs.shape[-1] > N_COLUMNS
+        return cls(
+            first_layer,
+            mean,
+            std,
+            obs[..., 2],
+            obs[..., 3],
+            obs[..., 4],
+            cross=obs[..., 5] if pairs else None,
+            corr=obs[..., 6] if pairs else None,
+        )
 
     @property
     def finite(self) -> npt.NDArray[np.bool_]:
@@ -295,7 +406,8 @@ def merge_histograms(a: list[Histograms], b: list[Histograms]) -> list[Histogram
 class QuantityStats:
     """Sufficient statistics of one quantity over some trials, per layer `first_layer..`:
     the counts of `LayerRecord`, the `MomentsArray` of each observable and the `Moments4Array`
-    of log(mean_sq) over the finite trials where it is > -inf, arrays (L,)."""
+    of log(mean_sq) over the finite trials where it is > -inf, arrays (L,); cross over the
+    finite trials and corr over those where it is defined (None for batch 1)."""
 
     first_layer: int
     n_trials: int
@@ -306,12 +418,18 @@ class QuantityStats:
     std: MomentsArray
     mean_sq: MomentsArray
     log_mean_sq: Moments4Array
+    cross: MomentsArray | None = None
+    corr: MomentsArray | None = None
 
     @classmethod
     def of(cls, trials: QuantityTrials, *, reverse: bool) -> QuantityStats:
         """Two-pass statistics of `trials` (`reverse`: see `first_nonfinite_counts`)."""
         finite = trials.finite
         log = log_of_mean_sq(trials)
+        cross = corr = None
+        if trials.cross is not None and trials.corr is not None:
+            cross = MomentsArray.of(trials.cross, finite, trials.mean_sq_exp2)
+            corr = MomentsArray.of(trials.corr, finite & ~np.isnan(trials.corr))
         return cls(
             first_layer=trials.first_layer,
             n_trials=int(finite.shape[0]),
@@ -322,6 +440,8 @@ class QuantityStats:
             std=MomentsArray.of(trials.std, finite),
             mean_sq=MomentsArray.of(trials.mean_sq, finite, trials.mean_sq_exp2),
             log_mean_sq=Moments4Array.of(log, finite & np.isfinite(log)),
+            cross=cross,
+            corr=corr,
         )
 
     def merge(self, other: QuantityStats) -> QuantityStats:
@@ -337,12 +457,18 @@ class QuantityStats:
             std=self.std.merge(other.std),
             mean_sq=self.mean_sq.merge(other.mean_sq),
             log_mean_sq=self.log_mean_sq.merge(other.log_mean_sq),
+            cross=_merge_optional(self.cross, other.cross),
+            corr=_merge_optional(self.corr, other.corr),
         )
 
     def records(self, quantity: str, hists: list[Histograms]) -> list[LayerRecord]:
         """One LayerRecord per layer; `hists` are `trial_histograms` of the same trials."""
         moms = {name: getattr(self, name).items() for name in ("mean", "std", "mean_sq")}
         logs = self.log_mean_sq.items()
+        pairs = {
+            name: [None] * len(logs) if moments is None else moments.items()
+            for name, moments in (("cross", self.cross), ("corr", self.corr))
+        }
         return [
             LayerRecord(
                 layer=self.first_layer + j,
@@ -355,9 +481,15 @@ class QuantityStats:
                 std=moms["std"][j],
                 mean_sq=moms["mean_sq"][j],
                 dist=TrialDistribution(logs[j], *hists[j]),
+                cross=pairs["cross"][j],
+                corr=pairs["corr"][j],
             )
             for j in range(self.n_finite.shape[0])
         ]
+
+
+def _merge_optional(a: MomentsArray | None, b: MomentsArray | None) -> MomentsArray | None:
+    return None if a is None or b is None else a.merge(b)
 
 
 def quantity_records(

@@ -20,6 +20,7 @@ merge rounding. At most TRIAL_BLOCK - 1 trials' observables wait for the next su
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -39,11 +40,11 @@ from worker.memory import sub_batch_size, trial_bytes
 from worker.sim import rng
 from worker.sim.graph import compiled, max_groups, padding_trials
 from worker.sim.observables import (
-    N_COLUMNS,
     Histograms,
     QuantityStats,
     QuantityTrials,
     merge_histograms,
+    n_columns,
     trial_histograms,
 )
 from worker.sim.runtime import configure_runtime, device_name
@@ -65,10 +66,31 @@ def validate(config: SimConfig) -> None:
     ):
         if value < 1:
             raise ValueError(f"{name}: expected a positive integer. Received: {value}")
+    validate_geometry(config)
+
+
+def validate_geometry(config: SimConfig) -> None:
+    """Reject an input geometry the inputs cannot have (`observables.input_geometry`)."""
+    q0, c0, k = config.input_q, config.input_corr, config.batch
+    if q0 is not None and not (math.isfinite(q0) and q0 > 0):
+        raise ValueError(f"input_q: expected a positive number. Received: {q0}")
+    if c0 is None:
+        return
+    if q0 is None:
+        raise ValueError(f"input_corr: expected input_q with it. Received: input_corr={c0}")
+    if k < 2 or k > config.input_dim:
+        raise ValueError(
+            f"input_corr: expected 2 <= batch <= input_dim={config.input_dim}. Received: batch={k}"
+        )
+    if not (math.isfinite(c0) and c0 * (k - 1) >= -1.0 and c0 <= 1.0):
+        raise ValueError(
+            f"input_corr: expected a number in [-1/(batch-1), 1] = [{-1.0 / (k - 1):.6g}, 1]. "
+            f"Received: {c0}"
+        )
 
 
 TRIAL_BLOCK = 16  # trials per two-pass block; part of the contract (CONTRACT_VERSION)
-Observables = tuple[np.ndarray, np.ndarray, np.ndarray]  # act, pre, grad: (T, layers, N_COLUMNS)
+Observables = tuple[np.ndarray, np.ndarray, np.ndarray]  # act, pre, grad: (T, layers, columns)
 _QUANTITIES = (("activation", 0, False), ("preactivation", 1, False), ("gradient", 1, True))
 
 
@@ -103,8 +125,9 @@ def stats_records(stats: list[QuantityStats], hists: list[list[Histograms]]) -> 
 
 
 def _empty_records(config: SimConfig) -> list[LayerRecord]:
-    empty = np.zeros((0, config.depth, N_COLUMNS))
-    obs = (np.zeros((0, config.depth + 1, N_COLUMNS)), empty, empty)
+    columns = n_columns(config.batch)
+    empty = np.zeros((0, config.depth, columns))
+    obs = (np.zeros((0, config.depth + 1, columns)), empty, empty)
     return stats_records(block_stats(obs), block_histograms(obs, config.dtype))
 
 

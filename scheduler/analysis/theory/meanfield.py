@@ -364,25 +364,39 @@ def predict(config: SimConfig, *, device: str | None = None) -> ConfigTheory:
     (a chunk's provenance device; None: CPU) sets the dtype's subnormal behaviour
     (`precision.underflow_model`).
     """
+    if config.input_q is not None:
+        return _no_prediction(
+            config,
+            "no prediction: the theory of prescribed input geometries (input_q, input_corr) "
+            "is not wired into these columns yet.",
+        )
     try:
         return _predict(config, device)
     except (ArithmeticError, ValueError) as exc:
-        layers = [LayerTheory(0, "activation", None, None, None)]
-        for layer in range(1, config.depth + 1):
-            layers += [LayerTheory(layer, q, None, None, None) for q in _QUANTITIES]
-        return ConfigTheory(
-            config=config,
-            layers=tuple(layers),
-            q_star=None,
-            chi_1=None,
-            xi_q=None,
-            xi_c=None,
-            phase="unknown",
-            overflow_layer=None,
-            underflow_layer=None,
-            exact=False,
-            note=f"no prediction: the theory could not be computed ({type(exc).__name__}: {exc}).",
+        return _no_prediction(
+            config,
+            f"no prediction: the theory could not be computed ({type(exc).__name__}: {exc}).",
         )
+
+
+def _no_prediction(config: SimConfig, note: str) -> ConfigTheory:
+    """`predict`'s answer where it has none: every layer None, `note` says why."""
+    layers = [LayerTheory(0, "activation", None, None, None)]
+    for layer in range(1, config.depth + 1):
+        layers += [LayerTheory(layer, q, None, None, None) for q in _QUANTITIES]
+    return ConfigTheory(
+        config=config,
+        layers=tuple(layers),
+        q_star=None,
+        chi_1=None,
+        xi_q=None,
+        xi_c=None,
+        phase="unknown",
+        overflow_layer=None,
+        underflow_layer=None,
+        exact=False,
+        note=note,
+    )
 
 
 _QUANTITIES = ("preactivation", "activation", "gradient")
