@@ -11,11 +11,27 @@ scales; it rests on four layers below it, each importing only those above it in 
 - `corrections`:  the interval each statistic may lie in at finite width (stated multiple of the
                   O(depth/width) correction; std's Hoelder bound)
 - `meanfield`:    q- and c-maps, fixed points, chi_1, depth scales, phase, `predict`
+- `correlation`:  the two-input map iterated from (q^0, c^0), c*, xi_c, xi_grad,
+                  `predict_correlations` (per-layer corr and cross)
+- `depth_fit`:    xi_c and xi_grad fitted from measured per-layer values, with SEs
 """
 
 from __future__ import annotations
 
 from scheduler.analysis.theory.corrections import FINITE_WIDTH_MULTIPLE, Bounds, layer_bounds
+from scheduler.analysis.theory.correlation import (
+    CorrelationMap,
+    CorrelationTheory,
+    LayerCorrelation,
+    correlation_map,
+    predict_correlations,
+)
+from scheduler.analysis.theory.depth_fit import (
+    DepthFit,
+    fit_depth_scale,
+    fit_gradient_scale,
+    fit_like,
+)
 from scheduler.analysis.theory.finite_width import (
     exact_log_mean_sq,
     finite_width_note,
@@ -54,19 +70,28 @@ __all__ = [
     "ActivationMoments",
     "Bounds",
     "ConfigTheory",
+    "CorrelationMap",
+    "CorrelationTheory",
+    "DepthFit",
+    "LayerCorrelation",
     "LayerTheory",
     "Underflow",
     "activation_moments",
     "bivariate_expectation",
+    "correlation_map",
     "critical_sigma_w",
     "exact_log_mean_sq",
     "finite_width_note",
+    "fit_depth_scale",
+    "fit_gradient_scale",
+    "fit_like",
     "horizon",
     "layer_bounds",
     "mean_sq_dispersion",
     "overflow_cdf",
     "overflow_layer",
     "predict",
+    "predict_correlations",
     "predict_map",
     "underflow_cdf",
     "underflow_layer",

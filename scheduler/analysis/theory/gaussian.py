@@ -35,6 +35,7 @@ __all__ = [
     "FloatArray",
     "activation_fns",
     "activation_moments",
+    "arccos_kernels",
     "bivariate_expectation",
     "moments_at_log_q",
     "normal_pdf",
@@ -414,18 +415,31 @@ def _arccos_kernels(a_pos: float, a_neg: float, q: float, c: float) -> tuple[flo
     return a_pos * a_neg * q * c + d * d * k1, a_pos * a_neg + d * d * k0
 
 
+def arccos_kernels(a_pos: float, a_neg: float, q: float, c: float) -> tuple[float, float]:
+    """(E[phi(u1) phi(u2)], E[phi'(u1) phi'(u2)]) for phi(u) = a+ u (u > 0), a- u (u < 0).
+
+    u ~ N(0, q [[1, c], [c, 1]]), -1 <= c <= 1; with theta = arccos c (Cho & Saul 2009):
+    E[phi phi] = a+ a- q c + (a+ - a-)^2 q (sqrt(1 - c^2) + (pi - theta) c) / (2 pi),
+    E[phi' phi'] = a+ a- + (a+ - a-)^2 (pi - theta) / (2 pi).
+    """
+    return _arccos_kernels(a_pos, a_neg, q, c)
+
+
 def bivariate_expectation(
     activation: Scheme, q: float, c: float, *, derivative: bool = False
 ) -> float:
     """E[psi(u1) psi(u2)] with psi = phi (or phi' if `derivative`), u ~ N(0, q [[1,c],[c,1]]).
 
-    0 <= c <= 1. This is the integrand of the C-map (Poole et al. 2016, eq. 5) and of chi_c.
+    -1 <= c <= 1 (c < 0 by the quadrature of psi(u1) psi(-u2') at correlation -c). This is the
+    integrand of the C-map (Poole et al. 2016, eq. 5) and of chi_c.
     """
-    if not 0.0 <= c <= 1.0:
-        raise ValueError(f"c: expected a correlation in [0, 1]. Received: {c!r}")
+    if not -1.0 <= c <= 1.0:
+        raise ValueError(f"c: expected a correlation in [-1, 1]. Received: {c!r}")
     act = activation_fns(activation)
     if act.homogeneous is not None:
         phi_phi, dphi_dphi = _arccos_kernels(*act.homogeneous, q, c)
         return dphi_dphi if derivative else phi_phi
     fn = act.d1 if derivative else act.f
+    if c < 0.0:
+        return _bivariate_quadrature(fn, lambda u: fn(-u), q, -c)
     return _bivariate_quadrature(fn, fn, q, c)

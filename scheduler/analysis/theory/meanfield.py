@@ -115,6 +115,7 @@ __all__ = [
     "PHASE_TOL",
     "ConfigTheory",
     "LayerTheory",
+    "c_star",
     "critical_sigma_w",
     "predict",
     "predict_map",
@@ -179,6 +180,15 @@ def _c_star(sw2: float, sb2: float, activation: Scheme, q_star: float) -> float:
             return float(optimize.brentq(f, lo, 1.0 - delta, xtol=1e-14))
         lo = 1.0 - delta
     return 1.0
+
+
+def c_star(sw2: float, sb2: float, activation: Scheme, q_star: float) -> float:
+    """The stable fixed point c* of the C-map at q* (Schoenholz et al. 2017, eq. 5).
+
+    c* solves c = (sw2 E[phi(u1) phi(u2)] + sb2) / q*, u ~ N(0, q* [[1, c], [c, 1]]). It is
+    < 1 in the chaotic phase (chi_1 > 1) and 1 otherwise, where the search finds no root below 1.
+    """
+    return _c_star(sw2, sb2, activation, q_star)
 
 
 def _depth_scale(slope: float) -> float | None:
