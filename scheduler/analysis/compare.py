@@ -33,12 +33,12 @@ one explanation, and every excuse is bounded by its size:
   centred i.i.d. weights, gradients included, Hanin 2018; means fixed by symmetry).
 - "heavy-tailed trials (...)": an average of N log-normal trials (Var[log mean_sq] from the
   theory's dispersion) typically misses the tail beyond its 1 - 1/N quantile: the interval's
-  lower end times `_truncation(1/N, s)` (what makes exact relu E[mean_sq] look low at
+  lower end times `excuses.truncation(1/N, s)` (what makes exact relu E[mean_sq] look low at
   depth/width 2).
 - "overflow/collapse censoring (p of trials; within its bound)": the record's own censoring
   widens that interval by exactly what it can do: overflow removes the largest share p of the
   trials (mean_sq and std: [lo rho, hi / (1 - p)], rho the log-normal truncation of
-  `_truncation`; a symmetric mean is unbiased), collapse sets finite trials to 0 (down to 0).
+  `excuses.truncation`; a symmetric mean is unbiased), collapse sets finite trials to 0 (down to 0).
   Records with fewer than 2 finite trials have no estimate and are skipped (counted).
 - The recorded overflow and collapse laws of each configuration are compared with theory's
   within LAYER_TOLERANCE = 2 layers ("overflow layer", "collapse layer"); they have no excuse.
@@ -58,10 +58,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scheduler.analysis.excuses import censored, distance, explain
+from scheduler.analysis.pair_theory import PAIR_THEORY_KEYS, pair_theory
 from scheduler.analysis.records import Record, config_of
 from scheduler.analysis.theory import (
-    DTYPE_LIMITS,
-    FINITE_WIDTH_MULTIPLE,
     ConfigTheory,
     LayerTheory,
     exact_log_mean_sq,
@@ -72,8 +72,6 @@ from scheduler.analysis.verdict import (
     CENSORED,
     CHANCE,
     FAMILY_ALPHA,
-    FINITE_WIDTH,
-    HEAVY_TAIL,
     UNEXPLAINED,
     CheckReport,
     Deviation,
@@ -103,8 +101,6 @@ Predictor = Callable[[SimConfig], ConfigTheory]
 
 # Activations whose E[mean_sq] recursion is exact at any width (positively homogeneous).
 _HOMOGENEOUS = ("linear", "relu", "leaky_relu")
-# Activations whose E[mean] is fixed by symmetry (phi(-u) = 2 phi(0) - phi(u)) at any width.
-_SYMMETRIC_MEAN = ("linear", "tanh", "sigmoid")
 
 THEORY_KEYS = (
     "theory_mean",
@@ -132,6 +128,9 @@ THEORY_KEYS = (
     "theory_p_overflow_hi",
     "theory_p_collapse_lo",
     "theory_p_collapse_hi",
+    "z_corr",
+    "z_cross",
+    *PAIR_THEORY_KEYS,
 )
 # Each theory column's kind (`scheduler.analysis.records.KINDS`), for typed exports.
 THEORY_KINDS: dict[str, str] = {
@@ -269,7 +268,24 @@ def with_theory(
                 record.get("log_mean_sq_var"), var, record.get("log_mean_sq_var_se")
             )
         out.append(row)
+    _add_pair_theory(out)
     return out
+
+
+def _add_pair_theory(rows: list[Record]) -> None:
+    """The correlation map's columns and z-scores (`pair_theory`), one configuration at a time."""
+    groups: dict[str, list[Record]] = {}
+    for row in rows:
+        if row.config is not None and row.config.batch > 1:
+            groups.setdefault(str(row["config_hash"]), []).append(row)
+    for group in groups.values():
+        config = group[0].config
+        assert config is not None
+        for row, values in zip(group, pair_theory(config, group), strict=True):
+            row.update(values)
+            for stat in ("corr", "cross"):
+                predicted = values[f"theory_{stat}"]
+                row[f"z_{stat}"] = _z(row.get(stat), predicted, row.get(f"{stat}_se"))
 
 
 def _width_note(config: SimConfig) -> str | None:
@@ -278,148 +294,6 @@ def _width_note(config: SimConfig) -> str | None:
         return finite_width_note(config)
     except (ArithmeticError, ValueError):
         return None
-
-
-def _activation_name(record: Mapping[str, Any]) -> str | None:
-    """The activation's scheme name, from the configuration the record carries."""
-    config = config_of(record)
-    return None if config is None else config.activation.name
-
-
-def _genuine_zeros(record: Mapping[str, Any]) -> bool:
-    """relu zeroes a whole layer for real when every unit is negative (a common mode of
-    non-centred weights, or a narrow layer): those zeros are samples, not censoring, when the
-    signal is far above the dtype's underflow scale."""
-    predicted = record.get("theory_mean_sq")
-    tiny = DTYPE_LIMITS.get(str(record.get("dtype", "float32")), DTYPE_LIMITS["float32"])[1]
-    return (
-        _activation_name(record) == "relu"
-        and predicted is not None
-        and predicted > (1e6 * tiny) ** 2
-    )
-
-
-def _censored(record: Mapping[str, Any]) -> bool:
-    """Fewer than 2 finite trials: no estimate and no standard error (skipped)."""
-    return int(record.get("n_finite") or 0) < 2
-
-
-def _censoring(record: Mapping[str, Any]) -> tuple[float, float]:
-    """(p_over, p_collapse): the share of trials non-finite at this layer, and of finite trials
-    collapsed to exactly 0 (0 for genuine relu zeros)."""
-    n_trials = int(record.get("n_trials") or 0)
-    n_finite = int(record.get("n_finite") or 0)
-    p_over = 1.0 - n_finite / n_trials if n_trials else 0.0
-    collapsed = int(record.get("n_collapsed") or 0)
-    p_collapse = collapsed / n_finite if n_finite and not _genuine_zeros(record) else 0.0
-    return p_over, p_collapse
-
-
-def _truncation(p: float, s: float) -> float:
-    """E[X | X below its (1 - p) quantile] / E[X] for log-normal X with Var[log X] = s^2:
-    Phi(Phi^{-1}(1 - p) - s) / (1 - p) (what removing the largest p of the trials leaves)."""
-    from scipy import special
-
-    if p <= 0.0:
-        return 1.0
-    if p >= 1.0:
-        return 0.0
-    return float(special.ndtr(special.ndtri(1.0 - p) - s)) / (1.0 - p)
-
-
-def _censored_bounds(
-    record: Mapping[str, Any], statistic: str, bounds: tuple[float, float]
-) -> tuple[float, float]:
-    """`bounds` of E[statistic] widened by exactly what the record's censoring can do.
-
-    Overflow removes the largest share p of the trials: for X >= 0 (mean_sq, std) the finite
-    average lies in [lo rho, hi / (1 - p)], rho = `_truncation(p, s)` with s^2 = log(1 + d) of
-    the per-trial dispersion d (std: square roots); a symmetric mean is unbiased. Collapse sets
-    a share of the finite trials to 0: the interval extends down to 0.
-    """
-    p_over, p_collapse = _censoring(record)
-    lo, hi = bounds
-    dispersion = record.get("theory_dispersion")
-    s = math.sqrt(math.log1p(dispersion)) if dispersion is not None else math.inf
-    root = statistic == "std"
-    if statistic == "mean" and _symmetric_mean(record):
-        return lo, hi
-    if p_over > 0.0:
-        rho = (
-            _truncation(p_over, s / 2.0 if statistic == "mean" else s) if math.isfinite(s) else 0.0
-        )
-        up = 1.0 / (1.0 - p_over) if p_over < 1.0 else math.inf
-        if root:
-            rho, up = math.sqrt(rho), math.sqrt(up)
-        ends = (lo * rho, lo * up, hi * rho, hi * up)
-        lo, hi = min(ends), max(ends)
-    if p_collapse > 0.0:
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-    return lo, hi
-
-
-def _symmetric_mean(record: Mapping[str, Any]) -> bool:
-    """E[mean] is fixed by symmetry: preactivations, gradients, linear/tanh/sigmoid activations."""
-    return str(record["quantity"]) != "activation" or _activation_name(record) in _SYMMETRIC_MEAN
-
-
-def _distance(x: float, lo: float, hi: float, se: float) -> float:
-    return (x - hi) / se if x > hi else (lo - x) / se if x < lo else 0.0
-
-
-def _sampled(
-    record: Mapping[str, Any], statistic: str, bounds: tuple[float, float]
-) -> tuple[float, float]:
-    """`bounds` with the heavy tail a sample of N trials typically misses: a log-normal X with
-    Var[log X] = s^2 = log(1 + d) (d the theory's per-trial dispersion, Hanin & Nica 2019)
-    averaged over N trials rarely sees values beyond its 1 - 1/N quantile, so the average is
-    typically E[X] `_truncation(1/N, s)` (s/2 for std and means, which grow like sqrt(q))."""
-    dispersion = record.get("theory_dispersion")
-    n = int(record.get("n_finite") or 0)
-    if dispersion is None or n < 2 or (statistic == "mean" and _symmetric_mean(record)):
-        return bounds
-    s = math.sqrt(math.log1p(dispersion)) / (1.0 if statistic == "mean_sq" else 2.0)
-    rho = _truncation(1.0 / n, s)
-    lo, hi = bounds
-    return min(lo, lo * rho), max(hi, hi * rho)
-
-
-def _explain(record: Mapping[str, Any], statistic: str, threshold: float) -> tuple[str, float]:
-    """(explanation, the |z| left after it) of a statistic whose |z| exceeds the threshold.
-
-    The finite-width interval of the theory (`theory_<statistic>_lo/hi`), then that interval
-    widened by the record's censoring (`_censored_bounds`): the first within `threshold` SEs
-    explains the deviation; else UNEXPLAINED with the distance from the widest interval.
-    """
-    x, se = float(record[statistic]), float(record[f"{statistic}_se"])
-    point = record.get(f"theory_{statistic}")
-    lo, hi = record.get(f"theory_{statistic}_lo"), record.get(f"theory_{statistic}_hi")
-    if point is None:
-        return UNEXPLAINED, math.inf
-    # an interval that does not hold the prediction (an inconsistent injected theory) is none
-    p = float(point)
-    ok = lo is not None and hi is not None and lo <= p <= hi
-    bounds: tuple[float, float] = (float(lo), float(hi)) if ok else (p, p)  # type: ignore[arg-type]
-    point = p
-    width_z = _distance(x, bounds[0], bounds[1], se)
-    if width_z <= threshold and bounds != (point, point):
-        ratio = int(record["depth"]) / int(record["width"])
-        return FINITE_WIDTH.format(ratio=ratio, k=FINITE_WIDTH_MULTIPLE), width_z
-    sampled = _sampled(record, statistic, bounds)
-    width_z = _distance(x, sampled[0], sampled[1], se)
-    if width_z <= threshold and sampled != bounds:
-        spread = math.log1p(float(record["theory_dispersion"]))
-        return HEAVY_TAIL.format(n=int(record["n_finite"]), s2=spread), width_z
-    bounds = sampled
-    p_over, p_collapse = _censoring(record)
-    if p_over > 0.0 or p_collapse > 0.0:
-        wide = _censored_bounds(record, statistic, (bounds[0], bounds[1]))
-        censored_z = _distance(x, wide[0], wide[1], se)
-        if censored_z <= threshold:
-            share = f"{max(p_over, p_collapse):.3g}"
-            return CENSORED.format(share=share), censored_z
-        return UNEXPLAINED, censored_z
-    return UNEXPLAINED, width_z
 
 
 def check(
@@ -446,7 +320,7 @@ def check(
     candidates: list[tuple[Mapping[str, Any], str, float]] = []
     n_compared = n_censored = 0
     for record in rows:
-        if _censored(record):
+        if censored(record):
             n_censored += any(record.get(f"z_{s}") is not None for s in _STATISTICS)
             continue
         for statistic in _STATISTICS:
@@ -463,7 +337,7 @@ def check(
         if strict:
             explanation, left = UNEXPLAINED, abs(z)
         else:
-            explanation, left = _explain(record, statistic, threshold)
+            explanation, left = explain(record, statistic, threshold)
         if explanation == UNEXPLAINED:
             bound = family_bound(n_compared, int(record["n_finite"]), family_alpha)
             if left < bound:
@@ -518,7 +392,7 @@ def check(
     )
 
 
-_STATISTICS = ("mean_sq", "mean", "std")
+_STATISTICS = ("mean_sq", "mean", "std", "corr", "cross")
 
 
 @dataclass(frozen=True)
@@ -558,7 +432,7 @@ def _layer_laws(rows: list[Mapping[str, Any]], threshold: float) -> _Laws:
                 n_compared += 1
                 end = hi if measured > hi else lo
                 se = math.sqrt(max(end * (1.0 - end), 1.0 / n) / n)
-                z = _distance(measured, lo, hi, se) * (1.0 if measured > hi else -1.0)
+                z = distance(measured, lo, hi, se) * (1.0 if measured > hi else -1.0)
                 if abs(z) > threshold and (worst is None or abs(z) > abs(worst[0])):
                     worst = (z, record, measured, se, end)
             if worst is not None:

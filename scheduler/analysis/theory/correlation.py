@@ -248,11 +248,20 @@ def correlation_map(
 
 @lru_cache(maxsize=1024)
 def _shared_map(
-    activation: Scheme, sw2: float, sb2: float, q0: float, c0: float, depth: int, sw2_in: float
+    activation: Scheme,
+    sw2: float,
+    sb2: float,
+    q0: float,
+    c0: float,
+    depth: int,
+    sw2_in: float,
+    readout_corr: float,
 ) -> CorrelationMap:
     """`correlation_map`, read-only and memoised: configurations that differ only in width,
     dtype or sampler share one map."""
-    cmap = correlation_map(activation, sw2, sb2, q0, c0, depth, sw2_in=sw2_in)
+    cmap = correlation_map(
+        activation, sw2, sb2, q0, c0, depth, sw2_in=sw2_in, readout_corr=readout_corr
+    )
     for values in vars(cmap).values():
         if isinstance(values, np.ndarray):
             values.setflags(write=False)
@@ -353,12 +362,14 @@ def predict_correlations(
 ) -> CorrelationTheory:
     """Mean-field E[corr] and E[cross] of every (layer, quantity) of `config`, with c*, xi_c.
 
-    `input_q`, `input_corr`: the configuration's q^0 and c^0 (None: i.i.d. N(0, I) inputs, q^0 =
-    1 and c^0 = 0). Centred weights only (else every value is None, as `meanfield.predict`
+    `input_q`, `input_corr`: q^0 and c^0 (None: the configuration's own, and for i.i.d.
+    N(0, I) inputs q^0 = 1 and c^0 = 0). Centred weights only (else every value is None, as `meanfield.predict`
     does for deeper layers of non-centred kernels); orthogonal kernels use their entry variance
     (approximate). Total on every configuration: where the theory cannot be computed every
     value is None and `note` says why.
     """
+    input_q = config.input_q if input_q is None else input_q
+    input_corr = config.input_corr if input_corr is None else input_corr
     if config.batch < 2:
         return _none_theory(config, "batch 1: one input per trial, no pair to correlate.")
     if not is_centred(config):
@@ -386,7 +397,10 @@ def _predict(
     sw2_in = n0 * weight_moments(config.init, n0, n)[1]
     sw2 = n * weight_moments(config.init, n, n)[1]
     sb2 = config.bias_std**2
-    cmap = _shared_map(act, sw2, sb2, q0, c0, config.depth, sw2_in)
+    # A configuration with an input geometry gives its inputs one readout (readout_corr 1);
+    # independent readouts (the i.i.d. default) make every gradient pair uncorrelated.
+    readout = 1.0 if config.shared_readout else 0.0
+    cmap = _shared_map(act, sw2, sb2, q0, c0, config.depth, sw2_in, readout)
     layers = [LayerCorrelation(0, "activation", c0, q0 * c0)]
     for i in range(config.depth):
         layers += [
@@ -394,7 +408,9 @@ def _predict(
             LayerCorrelation(
                 i + 1, "activation", _value(cmap.act_corr[i]), _value(cmap.act_cross[i])
             ),
-            LayerCorrelation(i + 1, "gradient", 0.0, 0.0),
+            LayerCorrelation(
+                i + 1, "gradient", _value(cmap.grad_corr[i]), _value(cmap.grad_cross[i])
+            ),
         ]
     q_star, chi_1, xi_q, _, phase = predict_map(
         math.sqrt(sw2), config.bias_std, act, q0=sw2_in * q0 + sb2

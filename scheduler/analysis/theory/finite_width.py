@@ -107,7 +107,10 @@ def exact_log_mean_sq(config: SimConfig) -> dict[tuple[int, str], LogMoments] | 
     relu = config.activation.name == "relu"
     n0, n, depth = config.input_dim, config.width, config.depth
     out: dict[tuple[int, str], LogMoments] = {}
-    mu, var = log_chi2_moments(n0)  # log |h^0|^2
+    if config.input_q is None:
+        mu, var = log_chi2_moments(n0)  # log |h^0|^2, h^0 ~ N(0, I)
+    else:
+        mu, var = math.log(config.input_q * n0), 0.0  # |h^0|^2 = input_q n0 exactly
     out[(0, "activation")] = (mu - math.log(n0), var)
     c_mu, c_var = log_chi2_moments(n)
     d_mu, d_var = log_relu_chi2_moments(n) if relu else (c_mu, c_var)
@@ -129,7 +132,8 @@ def exact_log_mean_sq(config: SimConfig) -> dict[tuple[int, str], LogMoments] | 
 
 @lru_cache(maxsize=256)
 def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
-    """Mean and variance of lambda_l = log q_l for l = 0..horizon (q_0 = 1 for the input).
+    """Mean and variance of lambda_l = log q_l for l = 0..horizon (q_0 = 1 for the input, or
+    its `input_q`).
 
     q_l = v |h^{l-1}|^2 + sigma_b^2 is the variance of each z^l_j given h^{l-1}. One layer:
     |h^l|^2 = n Y with Y = mean_j phi(z_j)^2, E[log Y] ~ log E[phi^2] - kappa/(2n),
@@ -147,10 +151,14 @@ def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
     radial = 0.0 if config.init.name == "orthogonal" else 2.0  # kappa of the norm of z
     mu = np.zeros(horizon + 1)
     var = np.zeros(horizon + 1)
-    x = _log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
+    if config.input_q is None:  # log |x|^2 / n0 of x ~ N(0, I): log chi^2_n0 / n0
+        x = _log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
+        spread = float(special.polygamma(1, n0 / 2.0))
+    else:  # a prescribed input geometry: |x|^2 / n0 = input_q exactly
+        x, spread = _log(n0 * v1 * config.input_q), 0.0
     lam = float(np.logaddexp(x, log_sb2))
     r = _share(x, lam)
-    mu[1], var[1] = lam, r * r * float(special.polygamma(1, n0 / 2.0))
+    mu[1], var[1] = lam, r * r * spread
     for layer in range(2, horizon + 1):
         m = moments_at_log_q(config.activation, lam)
         if linear and radial:

@@ -374,12 +374,6 @@ def predict(config: SimConfig, *, device: str | None = None) -> ConfigTheory:
     (a chunk's provenance device; None: CPU) sets the dtype's subnormal behaviour
     (`precision.underflow_model`).
     """
-    if config.input_q is not None:
-        return _no_prediction(
-            config,
-            "no prediction: the theory of prescribed input geometries (input_q, input_corr) "
-            "is not wired into these columns yet.",
-        )
     try:
         return _predict(config, device)
     except (ArithmeticError, ValueError) as exc:
@@ -422,9 +416,11 @@ def _predict(config: SimConfig, device: str | None) -> ConfigTheory:
     centred = is_centred(config)
     notes: list[str] = []
 
-    # Preactivation variances q^l (None where not predicted).
+    # Preactivation variances q^l (None where not predicted); q0 = |x|^2 / input_dim, exactly
+    # input_q for a prescribed input geometry, 1 in expectation for i.i.d. N(0, 1) inputs.
+    q0 = 1.0 if config.input_q is None else config.input_q
     q: list[float | None] = [None] * (depth + 1)
-    q[1] = n0 * (v1 + mu1 * mu1) + sb2
+    q[1] = n0 * (v1 + mu1 * mu1) * q0 + sb2
     moments: list[ActivationMoments | None] = [None] * (depth + 1)
     for layer in range(1, depth + 1):
         ql = q[layer]
@@ -443,7 +439,10 @@ def _predict(config: SimConfig, device: str | None) -> ConfigTheory:
         factor = 1.0 if layer == depth else n * v
         grad[layer] = _finite(factor * m.deriv_sq * above)
 
-    layers = [LayerTheory(0, "activation", 0.0, 1.0, math.sqrt(1.0 - 1.0 / (batch * n0)))]
+    # E[mean(x)^2] = q0 (1 + (batch - 1) c0) / (batch n0) (c0 = 0 for i.i.d. inputs).
+    c0 = config.input_corr or 0.0
+    x_std2 = q0 * (1.0 - (1.0 + (batch - 1) * c0) / (batch * n0))
+    layers = [LayerTheory(0, "activation", 0.0, q0, math.sqrt(max(0.0, x_std2)))]
     for layer in range(1, depth + 1):
         ql, m = q[layer], moments[layer]
         if layer == 1:
