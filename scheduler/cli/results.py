@@ -178,6 +178,7 @@ def results(
     """
     from models.db import session_scope
     from scheduler.query import render_csv, render_table, result_set
+    from scheduler.targets import target_states
     from scheduler.where import describe, where_terms
 
     terms = where_terms(list(where), "--where")
@@ -193,10 +194,12 @@ def results(
         return
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         found = result_set(session=session, sweep_id=sweep_id, theory=theory, **filters)
+        states = target_states(session=session, sweep_id=sweep_id)
     records = found.records
     _completeness_note(
         sweep_id, found.n_with_trials, found.n_complete, found.n_configs, len(records), chosen
     )
+    _target_notes(sweep_id, states)
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
@@ -225,6 +228,7 @@ def _stream(
     from models.db import session_scope
     from scheduler.export import write_jsonl, write_parquet
     from scheduler.query import result_stream
+    from scheduler.targets import target_states
 
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise UserError("--format parquet: binary output, not for a terminal; give -o FILE.parquet")
@@ -234,16 +238,30 @@ def _stream(
             n_rows = write_parquet(stream, output if output else sys.stdout.buffer)
         else:
             n_rows = write_jsonl(stream, output if output else sys.stdout)
+        states = target_states(session=session, sweep_id=sweep_id)
     _completeness_note(
         sweep_id, stream.n_with_trials, stream.n_complete, stream.n_configs, n_rows, chosen
     )
+    _target_notes(sweep_id, states)
+
+
+def _target_notes(sweep_id: int, states: list[Any]) -> None:
+    """On stderr: each targeted configuration's SE beside its target (`scheduler.targets`)."""
+    from scheduler.formatting import printable
+
+    for state in states:
+        click.echo(f"sweep {sweep_id}: {printable(state.line())}", err=True)
 
 
 def print_summary(db: str | None, sweep_id: int, *, stderr: bool = False) -> None:
-    """The readable summary table of a sweep's results (on stdout, or stderr)."""
+    """The readable summary table of a sweep's results (on stdout, or stderr), then where its
+    targeted configurations stand (on stderr)."""
     from models.db import session_scope
     from scheduler.query import render_summary, result_records, table_console
+    from scheduler.targets import target_states
 
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = result_records(session=session, sweep_id=sweep_id)
+        states = target_states(session=session, sweep_id=sweep_id)
     render_summary(records, table_console(stderr=stderr))
+    _target_notes(sweep_id, states)

@@ -19,6 +19,7 @@ from typing import Any
 
 from worker.contract import SAMPLERS, Scheme
 from worker.memory import DEFAULT_BUDGET
+from worker.target import Target
 
 AxisValue = Scheme | int | float | str
 """A validated axis value: a Scheme (init, activation, bias), an int, a float or a str."""
@@ -50,6 +51,7 @@ TOP_KEYS: tuple[str, ...] = (
     "description",
     "seed",
     "trials",
+    "target",
     "chunk_trials",
     "memory_budget",
     "queue",
@@ -149,6 +151,7 @@ class SweepSpec:
     configs: tuple[Assignment, ...] = ()
     fixed: Assignment = ()
     description: str = ""
+    target: Target | None = None
     spec_yaml: str = field(default="", compare=False)
     source: str = field(default="<spec>", compare=False)
 
@@ -179,6 +182,10 @@ class SweepSpec:
         out.update(
             seed=self.seed,
             trials=self.trials,
+        )
+        if self.target is not None:
+            out["target"] = self.target.to_json()
+        out.update(
             chunk_trials=self.chunk_trials,
             memory_budget=self.memory_budget_bytes,
             queue=self.queue,
