@@ -49,6 +49,19 @@ def status_records(
     return records, all(p.finished for p in rows)
 
 
+def status_notes(records: list[dict[str, Any]]) -> list[str]:
+    """The lines printed under `status_table`: skipped chunks, and each target's SE beside it."""
+    lines = []
+    for r in records:
+        skipped = r["chunks"].get("skipped", 0)
+        if skipped:
+            lines.append(
+                f"sweep {r['sweep_id']}: {skipped} chunks skipped (past where their target was met)"
+            )
+        lines.extend(f"sweep {r['sweep_id']}: {t['line']}" for t in r.get("targets", []))
+    return [printable(line) for line in lines]
+
+
 def status_table(records: list[dict[str, Any]]) -> Table:
     """The rich table of `status_records`."""
     from rich.table import Table
@@ -68,13 +81,6 @@ def status_table(records: list[dict[str, Any]]) -> Table:
             clock(r["eta_s"]),
             Text(printable(", ".join(r["workers"])) or "—"),
         )
-    skipped = sum(r["chunks"].get("skipped", 0) for r in records)
-    captions = [t["line"] for r in records for t in r.get("targets", [])]
-    if skipped:
-        captions.append(f"{skipped} chunks skipped: past where their target was met")
-    if captions:
-        table.caption = Text("\n".join(printable(c) for c in captions))
-        table.caption_justify = "left"
     return table
 
 

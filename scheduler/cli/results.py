@@ -91,7 +91,7 @@ def status(sweep_id: int | str | None, db: str | None, watch: bool, fmt: str) ->
     With --format json, a list of one object per sweep (with --watch: one such list per line,
     every 2 s).
     """
-    from scheduler.progress import status_records, status_table
+    from scheduler.progress import status_notes, status_records, status_table
     from scheduler.query import table_console
 
     if sweep_id is not None:
@@ -106,6 +106,8 @@ def status(sweep_id: int | str | None, db: str | None, watch: bool, fmt: str) ->
                 if watch and sys.stdout.isatty():
                     out.clear()
                 out.print(status_table(records))
+                for line in status_notes(records):
+                    click.echo(line)
             if not watch or finished:
                 return
             time.sleep(2.0)
