@@ -69,7 +69,7 @@ def sweeps(db: str | None, fmt: str) -> None:
             Text(printable(s.name)),  # never markup, never raw control characters
             s.status,
             str(s.n_configs),
-            f"{done}/{sum(s.chunk_counts.values())}",
+            f"{done}/{s.n_wanted}",  # skipped chunks (past a met target) left out
             f"{s.trials_done}/{s.trials_total}",
             s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
