@@ -1,9 +1,10 @@
-"""What a sweep's chunks are doing: when they ran, who runs them now, and what failed.
+"""What a sweep's chunks are doing: when and where they ran, who runs them now, what failed.
 Takes a Session; never commits. Read by `initsweep status` and the dashboard."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,3 +118,43 @@ def chunk_failures(
             failure = ChunkFailure(*ids, r.worker, r.error, r.finished_at, config, axes)
             out.setdefault(failure.sweep_id, []).append(failure)
     return out
+
+
+def chunk_provenance(*, session: Session, sweep_id: int) -> Sequence[Any]:
+    """Provenance columns of every chunk of the sweep (one statement)."""
+    return session.execute(
+        select(
+            Chunk.configuration_id,
+            Chunk.status,
+            Chunk.tf_version,
+            Chunk.device,
+            Chunk.sampler,
+            Chunk.dtype,
+            Chunk.worker,
+            Chunk.seed_key,
+            Chunk.duration_s,
+            Chunk.attempts,
+            Chunk.started_at,
+            Chunk.finished_at,
+        )
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+    ).all()
+
+
+def config_devices(*, session: Session, sweep_id: int) -> dict[str, str | None]:
+    """config_hash -> the device most of its done chunks ran on (ties: the first name in
+    order), for the configurations of the sweep with a done chunk that recorded a device: the
+    one whose subnormal behaviour the theory assumes (`analysis.compare.device_predictor`)."""
+    rows = session.execute(
+        select(Configuration.config_hash, Chunk.device, func.count())
+        .join(Chunk, Chunk.configuration_id == Configuration.id)
+        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
+        .where(SweepConfiguration.sweep_id == sweep_id, Chunk.status == "done")
+        .where(Chunk.device.is_not(None))
+        .group_by(Configuration.config_hash, Chunk.device)
+    ).all()
+    counts: dict[str, Counter[str]] = {}
+    for config_hash, device, n in rows:
+        counts.setdefault(config_hash, Counter())[str(device)] = int(n)
+    return {h: min(c, key=lambda d: (-c[d], d)) for h, c in counts.items()}

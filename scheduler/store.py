@@ -12,7 +12,6 @@ ORM rows stay in here; domain values (`SweepInfo`, `ConfigInfo`) go out. A chunk
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -505,46 +504,6 @@ def sweep_config_refs(*, session: Session, sweep_id: int) -> list[ConfigRef]:
         )
         for id_, config_hash, position, axes_json, status in rows
     ]
-
-
-def chunk_provenance(*, session: Session, sweep_id: int) -> Sequence[Any]:
-    """Provenance columns of every chunk of the sweep (one statement)."""
-    return session.execute(
-        select(
-            Chunk.configuration_id,
-            Chunk.status,
-            Chunk.tf_version,
-            Chunk.device,
-            Chunk.sampler,
-            Chunk.dtype,
-            Chunk.worker,
-            Chunk.seed_key,
-            Chunk.duration_s,
-            Chunk.attempts,
-            Chunk.started_at,
-            Chunk.finished_at,
-        )
-        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
-        .where(SweepConfiguration.sweep_id == sweep_id)
-    ).all()
-
-
-def config_devices(*, session: Session, sweep_id: int) -> dict[str, str | None]:
-    """config_hash -> the device most of its done chunks ran on (ties: the first name in
-    order), for the configurations of the sweep with a done chunk that recorded a device: the
-    one whose subnormal behaviour the theory assumes (`analysis.compare.device_predictor`)."""
-    rows = session.execute(
-        select(Configuration.config_hash, Chunk.device, func.count())
-        .join(Chunk, Chunk.configuration_id == Configuration.id)
-        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
-        .where(SweepConfiguration.sweep_id == sweep_id, Chunk.status == "done")
-        .where(Chunk.device.is_not(None))
-        .group_by(Configuration.config_hash, Chunk.device)
-    ).all()
-    counts: dict[str, Counter[str]] = {}
-    for config_hash, device, n in rows:
-        counts.setdefault(config_hash, Counter())[str(device)] = int(n)
-    return {h: min(c, key=lambda d: (-c[d], d)) for h, c in counts.items()}
 
 
 @dataclass(frozen=True)
