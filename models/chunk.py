@@ -9,7 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, status_check
 
-CHUNK_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
+# skipped: past the chunk at which its configuration's precision target was met (never merged)
+CHUNK_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed", "skipped")
 
 
 class Chunk(Base):

@@ -1,4 +1,12 @@
-"""Configurations: content-addressed (`run_key`) and shared by every sweep that names them."""
+"""Configurations: content-addressed (`run_key`) and shared by every sweep that names them.
+
+The run key is (config_hash, seed), and the precision target when there is one: never the
+trial count, so a sweep asking more trials of a configuration appends chunks to it
+(`scheduler.growth`). `trials` is the most trials it has chunks for; `chunk_trials` the chunk
+size of its first plan. A targeted configuration keeps its target (`target_json`), the chunk
+index its target was met at (`stop_chunk`, null until then or when it never is) and the last
+chunk index worth computing now (`frontier`, null: every chunk).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ CONFIG_STATUSES: tuple[str, ...] = ("pending", "done", "partial")
 
 
 class Configuration(Base):
-    """One configuration under a seed, trials and chunking, with typed axis columns to filter on."""
+    """One configuration under a seed (and a target), with typed axis columns to filter on."""
 
     __tablename__ = "configurations"
     __table_args__ = (CheckConstraint(status_check(CONFIG_STATUSES), name="status"),)
@@ -27,6 +35,9 @@ class Configuration(Base):
     trials: Mapped[int]
     chunk_trials: Mapped[int]
     queue: Mapped[str] = mapped_column(String(64))
+    target_json: Mapped[str | None] = mapped_column(Text)
+    stop_chunk: Mapped[int | None]
+    frontier: Mapped[int | None]
 
     init_name: Mapped[str] = mapped_column(String(64), index=True)
     init_label: Mapped[str] = mapped_column(String(255), index=True)

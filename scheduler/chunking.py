@@ -32,6 +32,7 @@ from worker.contract import SimConfig
 from worker.errors import MemoryBudgetError
 from worker.memory import check_budget, sub_batch_size
 from worker.seeding import config_seed_key
+from worker.target import Target
 
 TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials allow
 MIN_CHUNK_TRIALS = 50  # below this the per-chunk overhead dominates
@@ -57,6 +58,20 @@ def auto_chunk_trials(config: SimConfig, trials: int) -> int:
         n_chunks = max(n_chunks, 2)
     n_chunks = max(1, min(n_chunks, trials // floor))
     return min(math.ceil(trials / n_chunks), cap)
+
+
+def plan_chunk_trials(
+    config: SimConfig, trials: int, explicit: int | None, target: Target | None = None
+) -> int:
+    """Trials per chunk of `trials` trials of `config` (new ones when it grows): `explicit`
+    (the spec's chunk_trials) capped at `trials`; else `auto_chunk_trials`, of a targeted
+    configuration's `min_trials` when fewer (a target is decided chunk by chunk: chunks sized
+    for its minimum, not its maximum, stop it close to where it is met)."""
+    if explicit is not None:
+        return min(explicit, trials)
+    if target is not None:
+        return auto_chunk_trials(config, min(trials, target.min_trials))
+    return auto_chunk_trials(config, trials)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -111,15 +126,20 @@ def group_tasks(
     return tasks
 
 
-def split_trials(trials: int, chunk_trials: int) -> tuple[ChunkPlan, ...]:
-    """Consecutive chunks covering [0, trials); the last may be shorter."""
-    if trials < 1 or chunk_trials < 1:
+def split_trials(
+    trials: int, chunk_trials: int, *, start: int = 0, first_index: int = 0
+) -> tuple[ChunkPlan, ...]:
+    """Consecutive chunks covering [start, trials), indexed from `first_index`; the last may
+    be shorter."""
+    if trials - start < 1 or chunk_trials < 1:
         raise ValueError(
-            f"expected positive trials and chunk_trials. Received: {trials}, {chunk_trials}"
+            f"expected positive trials and chunk_trials. Received: {trials - start}, {chunk_trials}"
         )
     return tuple(
-        ChunkPlan(chunk_index=i, trial_start=start, n_trials=min(chunk_trials, trials - start))
-        for i, start in enumerate(range(0, trials, chunk_trials))
+        ChunkPlan(
+            chunk_index=first_index + i, trial_start=s, n_trials=min(chunk_trials, trials - s)
+        )
+        for i, s in enumerate(range(start, trials, chunk_trials))
     )
 
 
@@ -130,10 +150,7 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
     trials or MAX_CHUNKS chunks (counted before any chunk is built)."""
     sizes: list[int] = []
     for item in spec.configurations:
-        if spec.chunk_trials is not None:
-            chunk_trials = min(spec.chunk_trials, spec.trials)
-        else:
-            chunk_trials = auto_chunk_trials(item.config, spec.trials)
+        chunk_trials = plan_chunk_trials(item.config, spec.trials, spec.chunk_trials, spec.target)
         _check_budget(item, chunk_trials, spec.memory_budget_bytes)
         sizes.append(chunk_trials)
     _check_size(spec, sizes)
@@ -150,6 +167,7 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
                 chunks=split_trials(spec.trials, chunk_trials),
                 queue=spec.queue,
                 axes=dict(item.axes),
+                target=spec.target,
             )
         )
     return SweepPlan(

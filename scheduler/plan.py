@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.contract import SimConfig
+from worker.target import Target
+
+RUN_KEY_VERSION = "v2"  # keys before it hashed trials and chunk_trials too (migration 0006)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class ConfigPlan:
     chunks: tuple[ChunkPlan, ...]
     queue: str = "cpu"
     axes: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    target: Target | None = None
 
     @property
     def config_hash(self) -> str:
@@ -37,9 +41,17 @@ class ConfigPlan:
 
     @property
     def run_key(self) -> str:
-        """Content address of the results: same config, seed, trials and chunking = same rows."""
-        text = f"{self.config_hash}:{self.seed}:{self.trials}:{self.chunk_trials}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        """Content address of the results: same config, seed (and target) = same rows, whatever
+        the trials and chunking (more trials grow the configuration: `scheduler.growth`)."""
+        return run_key(self.config_hash, self.seed, self.target)
+
+
+def run_key(config_hash: str, seed: int, target: Target | None = None) -> str:
+    """sha256 of `v2:<config_hash>:<seed>`, with `:target=<canonical JSON>` when targeted."""
+    text = f"{RUN_KEY_VERSION}:{config_hash}:{seed}"
+    if target is not None:
+        text += f":target={target.canonical_json()}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -60,3 +72,8 @@ class SweepPlan:
     @property
     def n_trials(self) -> int:
         return sum(c.trials for c in self.configs)
+
+    @property
+    def target(self) -> Target | None:
+        """The precision target of its configurations (one per spec), if any."""
+        return self.configs[0].target if self.configs else None

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from sqlalchemy.orm import Session
 
-CHUNK_COLUMNS = ("pending", "running", "done", "failed")
+CHUNK_COLUMNS = ("pending", "running", "done", "failed")  # and skipped, in JSON and below
 
 
 def progress_record(p: SweepProgress) -> dict[str, Any]:
@@ -36,10 +36,30 @@ def progress_record(p: SweepProgress) -> dict[str, Any]:
 def status_records(
     factory: Callable[[], Session], sweep_id: int | None
 ) -> tuple[list[dict[str, Any]], bool]:
-    """`progress_record` of one sweep (or of every sweep), and whether all are finished."""
+    """`progress_record` of one sweep (or of every sweep), and whether all are finished; for
+    one sweep, with `targets`: where its targeted configurations stand (`scheduler.targets`)."""
+    from scheduler.targets import target_states
+
     with session_scope(factory) as session:
         rows = sweep_progress(session=session, sweep_id=sweep_id)
-    return [progress_record(p) for p in rows], all(p.finished for p in rows)
+        states = [] if sweep_id is None else target_states(session=session, sweep_id=sweep_id)
+    records = [progress_record(p) for p in rows]
+    if states:
+        records[0]["targets"] = [{**s.record(), "line": s.line()} for s in states]
+    return records, all(p.finished for p in rows)
+
+
+def status_notes(records: list[dict[str, Any]]) -> list[str]:
+    """The lines printed under `status_table`: skipped chunks, and each target's SE beside it."""
+    lines = []
+    for r in records:
+        skipped = r["chunks"].get("skipped", 0)
+        if skipped:
+            lines.append(
+                f"sweep {r['sweep_id']}: {skipped} chunks skipped (past where their target was met)"
+            )
+        lines.extend(f"sweep {r['sweep_id']}: {t['line']}" for t in r.get("targets", []))
+    return [printable(line) for line in lines]
 
 
 def status_table(records: list[dict[str, Any]]) -> Table:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from scheduler.activity import chunk_activity, chunk_provenance, config_devices
 from scheduler.analysis.records import (
     ConfigResults,
     Record,
@@ -33,7 +34,6 @@ from scheduler.analysis.records import (
 )
 from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
-from scheduler.store import chunk_activity, chunk_provenance, config_devices
 from scheduler.where import Term, Where, check_columns, where_terms
 from worker.aggregate import (
     layer_stat_rows,

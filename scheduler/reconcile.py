@@ -6,7 +6,8 @@ One pass, for every active sweep:
 2. a `pending` chunk enqueued more than `requeue_after_s` ago lost its message (Redis restart,
    purge): it is enqueued again;
 3. up to `max_in_flight` tasks are kept enqueued-or-running: new chunks are sent in
-   (sweep, position, chunk index) order, so a sweep of 10^5 chunks never floods the broker.
+   (sweep, position, chunk index) order, so a sweep of 10^5 chunks never floods the broker;
+   a targeted configuration's chunks only up to its frontier (`scheduler.growth`);
    A task (one message) is one chunk, or consecutive small chunks of one queue grouped to
    about `task_seconds` of nominal work (`scheduler.chunking.group_tasks`); what is in flight
    is counted in tasks, each chunk as its share of one (`chunking.task_units`), so tiny
@@ -40,6 +41,7 @@ from scheduler.chunking import (
     max_task_chunks,
     task_units,
 )
+from scheduler.growth import within_frontier
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ def reconcile_once(
                     SweepConfiguration.sweep_id.in_(ids),
                     Chunk.status == "pending",
                     Chunk.enqueued_at.is_(None),
+                    within_frontier(),
                 )
                 .order_by(
                     SweepConfiguration.sweep_id, SweepConfiguration.position, Chunk.chunk_index

@@ -2,7 +2,9 @@
 
 The caller owns the transaction (`models.db.session_scope`), so `create_sweep` writes the sweep,
 its configurations, links and chunks all-or-nothing. Configurations are content-addressed by
-`run_key`: a configuration already stored by an earlier sweep is linked, not recomputed.
+`run_key` (config_hash, seed and target; never the trial count): a configuration already stored
+by an earlier sweep is linked, not recomputed, and grown when this sweep asks more trials of it
+(`scheduler.growth`).
 ORM rows stay in here; domain values (`SweepInfo`, `ConfigInfo`) go out. A chunk's own rows
 (claim, task, statistics) belong to `worker.persist`.
 """
@@ -10,7 +12,6 @@ ORM rows stay in here; domain values (`SweepInfo`, `ConfigInfo`) go out. A chunk
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,8 +34,10 @@ from models import (
 )
 from models.errors import TransientStoreError
 from scheduler.errors import SpecError, UnknownSweepError
+from scheduler.growth import first_frontier, grow_configurations, within_frontier
 from scheduler.plan import ConfigPlan, SweepPlan
 from worker.contract import SimConfig
+from worker.target import Target
 
 MAX_BIGINT = (1 << 63) - 1
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit, planner-friendly sizes)
@@ -54,11 +57,16 @@ class SweepInfo:
     n_configs: int
     chunk_counts: dict[str, int]
     trials_done: int
-    trials_total: int
+    trials_total: int  # of the chunks it may still run or has run: skipped ones left out
 
     @property
     def n_chunks(self) -> int:
         return sum(self.chunk_counts.values())
+
+    @property
+    def n_wanted(self) -> int:
+        """Chunks it runs or has run: those skipped (past a met target) left out."""
+        return self.n_chunks - self.chunk_counts.get("skipped", 0)
 
 
 @dataclass(frozen=True)
@@ -73,10 +81,13 @@ class ConfigInfo:
     position: int
     run_key: str
     trials: int
+    target: Target | None = None
+    stop_chunk: int | None = None  # where its target was met (None: not, or not yet)
 
 
 def create_sweep(*, session: Session, plan: SweepPlan) -> int:
-    """Insert a sweep; get-or-create its configurations by run_key; chunks for new ones only."""
+    """Insert a sweep; get-or-create its configurations by run_key; chunks for new ones, and
+    for the trials an existing one lacks (`growth.grow_configurations`)."""
     if not 0 <= plan.seed <= MAX_BIGINT:
         raise SpecError(f"seed: expected an integer in [0, 2**63). Received: {plan.seed}")
     now = utcnow()
@@ -97,6 +108,11 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
     for position, config_plan in enumerate(plan.configs):
         plans.setdefault(config_plan.run_key, (position, config_plan))
     ids = _config_ids_by_run_key(session, plans)
+    grow_configurations(
+        session=session,
+        plans={ids[key]: config_plan for key, (_, config_plan) in plans.items() if key in ids},
+        chunk_trials=plan.spec_json.get("chunk_trials"),
+    )
     new = {
         key: _new_configuration(config_plan)
         for key, (_, config_plan) in plans.items()
@@ -182,6 +198,8 @@ def _new_configuration(plan: ConfigPlan) -> Configuration:
         bias_std=config.bias_std,
         sampler=config.sampler,
         status="pending",
+        target_json=None if plan.target is None else plan.target.canonical_json(),
+        frontier=first_frontier(plan),
     )
 
 
@@ -245,7 +263,7 @@ def _sweep_infos(session: Session, query: Any) -> list[SweepInfo]:
             n_configs=n_configs.get(s.id, 0),
             chunk_counts=counts[s.id],
             trials_done=trials[s.id]["done"],
-            trials_total=sum(trials[s.id].values()),
+            trials_total=sum(trials[s.id].values()) - trials[s.id]["skipped"],
         )
         for s in sweeps
     ]
@@ -345,15 +363,17 @@ def set_sweep_status(*, session: Session, sweep_id: int, status: str) -> None:
 
 
 def refresh_sweep_status(*, session: Session, sweep_id: int) -> str:
-    """Derive the status from chunks: done, partial (failures, nothing left) or running.
+    """Derive the status from chunks: done (every chunk done or skipped), partial (failures,
+    nothing left to send: a targeted configuration's chunks past its frontier wait for chunks
+    before them) or running.
 
     A cancelled sweep stays cancelled unless all of its work is done.
     """
     sweep = _require_sweep(session, sweep_id)
     counts = get_sweep(session=session, sweep_id=sweep_id).chunk_counts
-    if counts["done"] == sum(counts.values()):
+    if counts["done"] + counts["skipped"] == sum(counts.values()):
         status = "done"
-    elif counts["failed"] and not counts["pending"] and not counts["running"]:
+    elif counts["failed"] and not counts["running"] and not _sendable(session, sweep_id):
         status = "partial"
     else:
         status = "running"
@@ -362,6 +382,20 @@ def refresh_sweep_status(*, session: Session, sweep_id: int) -> str:
     if status != sweep.status:
         set_sweep_status(session=session, sweep_id=sweep_id, status=status)
     return status
+
+
+def _sendable(session: Session, sweep_id: int) -> bool:
+    """Some pending chunk of the sweep may be sent now (within its frontier)."""
+    return (
+        session.scalar(
+            select(Chunk.id)
+            .join(Configuration, Configuration.id == Chunk.configuration_id)
+            .where(Chunk.configuration_id.in_(_sweep_config_ids(sweep_id)))
+            .where(Chunk.status == "pending", within_frontier())
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def reset_chunks(
@@ -426,6 +460,8 @@ def sweep_config_rows(
             position=position,
             run_key=c.run_key,
             trials=c.trials,
+            target=None if c.target_json is None else Target.from_json(json.loads(c.target_json)),
+            stop_chunk=c.stop_chunk,
         )
         for c, position, axes_json in rows
     ]
@@ -468,46 +504,6 @@ def sweep_config_refs(*, session: Session, sweep_id: int) -> list[ConfigRef]:
         )
         for id_, config_hash, position, axes_json, status in rows
     ]
-
-
-def chunk_provenance(*, session: Session, sweep_id: int) -> Sequence[Any]:
-    """Provenance columns of every chunk of the sweep (one statement)."""
-    return session.execute(
-        select(
-            Chunk.configuration_id,
-            Chunk.status,
-            Chunk.tf_version,
-            Chunk.device,
-            Chunk.sampler,
-            Chunk.dtype,
-            Chunk.worker,
-            Chunk.seed_key,
-            Chunk.duration_s,
-            Chunk.attempts,
-            Chunk.started_at,
-            Chunk.finished_at,
-        )
-        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
-        .where(SweepConfiguration.sweep_id == sweep_id)
-    ).all()
-
-
-def config_devices(*, session: Session, sweep_id: int) -> dict[str, str | None]:
-    """config_hash -> the device most of its done chunks ran on (ties: the first name in
-    order), for the configurations of the sweep with a done chunk that recorded a device: the
-    one whose subnormal behaviour the theory assumes (`analysis.compare.device_predictor`)."""
-    rows = session.execute(
-        select(Configuration.config_hash, Chunk.device, func.count())
-        .join(Chunk, Chunk.configuration_id == Configuration.id)
-        .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
-        .where(SweepConfiguration.sweep_id == sweep_id, Chunk.status == "done")
-        .where(Chunk.device.is_not(None))
-        .group_by(Configuration.config_hash, Chunk.device)
-    ).all()
-    counts: dict[str, Counter[str]] = {}
-    for config_hash, device, n in rows:
-        counts.setdefault(config_hash, Counter())[str(device)] = int(n)
-    return {h: min(c, key=lambda d: (-c[d], d)) for h, c in counts.items()}
 
 
 @dataclass(frozen=True)
@@ -571,56 +567,6 @@ def delete_sweep(*, session: Session, sweep_id: int) -> DeletedSweep:
     return footprint
 
 
-@dataclass(frozen=True)
-class ChunkActivity:
-    """When a sweep's chunks ran, how many trials are done, and who is running them now."""
-
-    first_started: datetime | None
-    last_finished: datetime | None
-    trials_done: int
-    live_workers: frozenset[str]  # workers holding a running chunk with a fresh heartbeat
-
-
-def chunk_activity(
-    *, session: Session, sweep_ids: Sequence[int], since: datetime
-) -> dict[int, ChunkActivity]:
-    """Per sweep: its chunks' activity; a worker is live when its heartbeat is after `since`."""
-    spans: dict[int, tuple[datetime | None, datetime | None, int]] = {}
-    workers: dict[int, set[str]] = {}
-    link = SweepConfiguration.configuration_id == Chunk.configuration_id
-    for i in range(0, len(sweep_ids), _IN_BATCH):
-        batch = sweep_ids[i : i + _IN_BATCH]
-        for sweep_id, first, last, done in session.execute(
-            select(
-                SweepConfiguration.sweep_id,
-                func.min(Chunk.started_at),
-                func.max(Chunk.finished_at).filter(Chunk.status == "done"),
-                func.coalesce(func.sum(Chunk.n_trials).filter(Chunk.status == "done"), 0),
-            )
-            .join(Chunk, link)
-            .where(SweepConfiguration.sweep_id.in_(batch))
-            .group_by(SweepConfiguration.sweep_id)
-        ):
-            spans[sweep_id] = (first, last, int(done))
-        for sweep_id, worker in session.execute(
-            select(SweepConfiguration.sweep_id, Chunk.worker)
-            .join(Chunk, link)
-            .where(
-                SweepConfiguration.sweep_id.in_(batch),
-                Chunk.status == "running",
-                Chunk.worker.is_not(None),
-                Chunk.heartbeat_at >= since,
-            )
-            .distinct()
-        ):
-            if worker:
-                workers.setdefault(sweep_id, set()).add(str(worker))
-    return {
-        sweep_id: ChunkActivity(first, last, done, frozenset(workers.get(sweep_id, ())))
-        for sweep_id, (first, last, done) in spans.items()
-    }
-
-
 def config_versions(
     *, session: Session, sweep_id: int
 ) -> dict[int, tuple[bool, datetime | None, int]]:
@@ -636,54 +582,3 @@ def config_versions(
         .group_by(Configuration.id, Configuration.status, Configuration.aggregated_at)
     )
     return {int(i): (status == "done", at, int(n)) for i, status, at, n in rows}
-
-
-@dataclass(frozen=True)
-class ChunkFailure:
-    """A failed chunk of a sweep: where it ran, how often, and its error."""
-
-    sweep_id: int
-    chunk_id: int
-    chunk_index: int
-    attempts: int
-    worker: str | None
-    error: str | None
-    finished_at: datetime | None
-    config: SimConfig
-    axes: dict[str, Any]
-
-
-_FAILURE_COLUMNS = ("id", "chunk_index", "attempts", "worker", "error", "finished_at")
-
-
-def chunk_failures(
-    *, session: Session, sweep_ids: Sequence[int], per_sweep: int = 20
-) -> dict[int, list[ChunkFailure]]:
-    """Sweep id -> up to `per_sweep` of its failed chunks, latest first (one statement a batch)."""
-    out: dict[int, list[ChunkFailure]] = {}
-    for i in range(0, len(sweep_ids), _IN_BATCH):
-        batch = sweep_ids[i : i + _IN_BATCH]
-        order = (Chunk.finished_at.desc(), Chunk.id.desc())
-        rank = func.row_number().over(partition_by=SweepConfiguration.sweep_id, order_by=order)
-        inner = (
-            select(
-                SweepConfiguration.sweep_id,
-                *(getattr(Chunk, c) for c in _FAILURE_COLUMNS),
-                Configuration.config_json,
-                SweepConfiguration.axes_json,
-                rank.label("rank"),
-            )
-            .join(Chunk, Chunk.configuration_id == SweepConfiguration.configuration_id)
-            .join(Configuration, Configuration.id == Chunk.configuration_id)
-            .where(SweepConfiguration.sweep_id.in_(batch), Chunk.status == "failed")
-            .subquery()
-        )
-        rows = session.execute(
-            select(inner).where(inner.c.rank <= per_sweep).order_by(inner.c.sweep_id, inner.c.rank)
-        )
-        for r in rows:
-            ids = (int(r.sweep_id), int(r.id), int(r.chunk_index), int(r.attempts or 0))
-            config, axes = SimConfig.from_json(json.loads(r.config_json)), json.loads(r.axes_json)
-            failure = ChunkFailure(*ids, r.worker, r.error, r.finished_at, config, axes)
-            out.setdefault(failure.sweep_id, []).append(failure)
-    return out

@@ -133,9 +133,12 @@ def run_here(
     on_start: Callable[[int, int], None] | None = None,
     on_done: Callable[[int, int], None] | None = None,
 ) -> LocalRun:
-    """Run the sweep's missing chunks in local processes; `on_start(chunks, trials)` first.
+    """Run the sweep's missing chunks in local processes; `on_start(chunks, trials)` first
+    (a targeted sweep's counts go to its maximum: it may stop short of them).
 
     Small chunks travel in tasks of about a second of nominal work (`chunking.group_tasks`).
+    A targeted configuration's chunks are sent up to its frontier, and more as it moves
+    (`growth.wanted_chunk_ids`); the pool asks for them as processes free up.
 
     Running and failed chunks are put back to pending first (a local run owns its sweep; failed
     ones get their attempts back). Configurations whose chunks are all done but which are not
@@ -149,6 +152,7 @@ def run_here(
         group_tasks,
         spread_task_seconds,
     )
+    from scheduler.growth import wanted_chunk_ids
     from worker.pool import run_chunks
 
     require_compute(f"sweep {sweep_id}")
@@ -159,14 +163,30 @@ def run_here(
         reset_chunks(session=session, sweep_id=sweep_id, statuses=("running",))
         ids = chunk_ids(session=session, sweep_id=sweep_id, statuses=("pending",))
         trials = chunk_trials(session=session, chunk_ids=ids)
-        work = chunk_configs(session=session, chunk_ids=ids)
+        first = wanted_chunk_ids(session=session, sweep_id=sweep_id)
+        work = chunk_configs(session=session, chunk_ids=first)
     costs = [(cid, chunk_seconds(config_seconds_per_trial(text), n)) for cid, n, text in work]
     target = spread_task_seconds(sum(c for _, c in costs), workers)
     tasks = group_tasks(costs, target)
+    sent = set(first)
+
+    def refill() -> list[tuple[int, ...]]:
+        with session_scope(factory) as session:
+            more = wanted_chunk_ids(session=session, sweep_id=sweep_id, exclude=sent)
+            found = chunk_configs(session=session, chunk_ids=more)
+        sent.update(more)
+        return group_tasks(
+            [(cid, chunk_seconds(config_seconds_per_trial(text), n)) for cid, n, text in found],
+            target,
+        )
+
+    growing = len(first) < len(ids)  # some chunks wait for a frontier to move
     try:
         if on_start is not None and ids:
             on_start(len(ids), trials)
-        report = run_chunks(url, tasks, workers=workers, on_done=on_done)
+        report = run_chunks(
+            url, tasks, workers=workers, on_done=on_done, refill=refill if growing else None
+        )
     except KeyboardInterrupt:
         with session_scope(factory) as session:
             back = reset_chunks(session=session, sweep_id=sweep_id, statuses=("running",))

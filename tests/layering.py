@@ -153,8 +153,16 @@ NUMPY_ONLY = (
     "worker.seeding",
     "worker.memory",
     "worker.errors",
+    "worker.target",
 )
-STORAGE = ("scheduler.store", "scheduler.reconcile", "worker.persist", "worker.aggregate")
+STORAGE = (
+    "scheduler.store",
+    "scheduler.activity",
+    "scheduler.growth",
+    "scheduler.reconcile",
+    "worker.persist",
+    "worker.aggregate",
+)
 ORM_MODULES = (
     "models.base",
     "models.chunk",

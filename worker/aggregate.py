@@ -3,16 +3,22 @@
 The merge is Chan et al.'s pairwise update (`worker.stats.Moments.merge`), applied chunk by chunk
 in ascending `chunk_index` whatever order the chunks finished in, so a configuration's aggregate
 is bit-identical however its chunks were scheduled, and re-running it rewrites identical rows.
+
+A configuration with a precision target (`worker.target`) is decided on the prefix of its done
+chunks: once chunks 0..k* meet it, the chunks after k* not done are `skipped`, and the aggregate
+is the merge of chunks 0..k* exactly (chunks after k* that happened to finish are never merged);
+until then each save moves its frontier (the chunks worth sending now).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, exists, insert, null, select
+from sqlalchemy import delete, exists, insert, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
@@ -28,6 +34,7 @@ from worker.persist import (
     record_order,
     record_values,
 )
+from worker.target import Target, frontier, stop_index
 
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
 # a `layer_stat_rows` tuple
@@ -42,7 +49,10 @@ def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
 
 
 def aggregate_config(*, session: Session, configuration_id: int) -> bool:
-    """Merge a finished configuration's chunks into layer_stats; False (no change) if unfinished."""
+    """Merge a finished configuration's chunks into layer_stats; False (no change) if unfinished.
+
+    Targeted: merge chunks 0..k* once k* is known (module doc), or every chunk once all are done
+    and none met the target; otherwise only its frontier moves (False)."""
     # Lock the configuration (PostgreSQL) so two aggregators do not interleave delete + insert.
     configuration = session.scalars(
         select(Configuration)
@@ -53,17 +63,22 @@ def aggregate_config(*, session: Session, configuration_id: int) -> bool:
     if configuration is None:
         return False
     chunks = session.execute(
-        select(Chunk.id, Chunk.status)
+        select(Chunk.id, Chunk.status, Chunk.n_trials)
         .where(Chunk.configuration_id == configuration_id)
         .order_by(Chunk.chunk_index)
     ).all()
-    if any(status != "done" for _, status in chunks):
+    if configuration.target_json is not None:
+        stop = _decide(session, configuration, chunks)
+        if stop is None:
+            return False
+        chunks = chunks[: stop + 1]
+    if any(status != "done" for _, status, _ in chunks):
         return False
     session.execute(delete(LayerStat).where(LayerStat.configuration_id == configuration_id))
     if len(chunks) == 1:
         rows = _single_chunk_rows(session, configuration_id, chunks[0][0])
     else:
-        rows = _merged_rows(session, configuration_id, [chunk_id for chunk_id, _ in chunks])
+        rows = _merged_rows(session, configuration_id, [chunk_id for chunk_id, _, _ in chunks])
     if rows:
         session.execute(insert(LayerStat), rows)
     configuration.status = "done"
@@ -81,6 +96,7 @@ def _merged_rows(
         select(ChunkStat)
         .join(Chunk, Chunk.id == ChunkStat.chunk_id)
         .where(Chunk.configuration_id == configuration_id)
+        .where(Chunk.id.in_(list(groups)))
     ):
         groups[row.chunk_id].append(record_from_row(row))
     # dicts keep insertion order: groups are in chunk-index order, as merge_records requires
@@ -113,8 +129,48 @@ def _single_chunk_rows(
     return rows
 
 
+def _decide(session: Session, configuration: Configuration, chunks: Sequence[Any]) -> int | None:
+    """The last chunk index a targeted configuration merges (k*, or its last chunk when every
+    chunk is done and none met the target), its later unfinished chunks skipped; None while
+    undecided, its frontier moved on. `chunks`: (id, status, n_trials) in index order."""
+    target = Target.from_json(json.loads(configuration.target_json or "{}"))
+    n_prefix = next((k for k, (_, status, _) in enumerate(chunks) if status != "done"), len(chunks))
+    prefix_ids = [chunk_id for chunk_id, _, _ in chunks[:n_prefix]]
+    found = {
+        row.chunk_id: record_from_row(row)
+        for row in session.scalars(
+            select(ChunkStat).where(
+                ChunkStat.chunk_id.in_(prefix_ids),
+                ChunkStat.layer == target.layer_of(configuration.depth),
+                ChunkStat.quantity == target.quantity,
+            )
+        )
+    }
+    prefix = [(int(n), found.get(chunk_id)) for chunk_id, _, n in chunks[:n_prefix]]
+    stop = stop_index(target, prefix)
+    if stop is not None:
+        configuration.stop_chunk = stop
+        later = [chunk_id for chunk_id, status, _ in chunks[stop + 1 :] if status != "done"]
+        for i in range(0, len(later), _IN_BATCH):
+            session.execute(
+                update(Chunk)
+                .where(Chunk.id.in_(later[i : i + _IN_BATCH]), Chunk.status != "done")
+                .values(status="skipped", worker=None, error=None)
+                .execution_options(synchronize_session=False)
+            )
+        configuration.frontier = stop
+        return stop
+    configuration.stop_chunk = None
+    if n_prefix == len(chunks):
+        return len(chunks) - 1
+    configuration.frontier = frontier(target, [int(n) for _, _, n in chunks], prefix)
+    session.flush()
+    return None
+
+
 def aggregate_sweep(*, session: Session, sweep_id: int, force: bool = False) -> int:
-    """Aggregate the sweep's configurations whose chunks are all done; returns how many.
+    """Aggregate the sweep's configurations whose chunks are all done, and the targeted ones
+    (`aggregate_config` decides those); returns how many were aggregated.
 
     Configurations already aggregated (status done) are skipped unless `force`.
     """
@@ -122,7 +178,8 @@ def aggregate_sweep(*, session: Session, sweep_id: int, force: bool = False) -> 
     query = (
         select(Configuration.id)
         .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
-        .where(SweepConfiguration.sweep_id == sweep_id, ~unfinished)
+        .where(SweepConfiguration.sweep_id == sweep_id)
+        .where(or_(~unfinished, Configuration.target_json.is_not(None)))
         .order_by(SweepConfiguration.position)
     )
     if not force:

@@ -117,7 +117,8 @@ def heartbeat(*, session: Session, chunk_id: int) -> None:
 
 
 def save_outcome(*, session: Session, chunk_id: int, outcome: ChunkOutcome, worker: str) -> bool:
-    """Insert the chunk's stats and mark it done; False (nothing written) if already saved."""
+    """Insert the chunk's stats and mark it done; False (nothing written) if already saved or
+    skipped."""
     try:
         with session.begin_nested():
             chunk = session.scalars(
@@ -128,7 +129,7 @@ def save_outcome(*, session: Session, chunk_id: int, outcome: ChunkOutcome, work
             ).one_or_none()
             if chunk is None:
                 raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
-            if chunk.status == "done":
+            if chunk.status in ("done", "skipped"):  # skipped: past its met target, not wanted
                 return False
             _check_outcome(chunk, outcome)
             rows = [{"chunk_id": chunk_id, **record_values(r)} for r in outcome.records]
@@ -168,12 +169,13 @@ def _check_outcome(chunk: Chunk, outcome: ChunkOutcome) -> None:
 
 
 def mark_failed(*, session: Session, chunk_id: int, error: str, final: bool) -> None:
-    """Record a failed attempt: final → failed; otherwise back to pending. A done chunk stays."""
+    """Record a failed attempt: final → failed; otherwise back to pending. A done or skipped
+    chunk stays."""
     if session.scalar(select(Chunk.id).where(Chunk.id == chunk_id)) is None:
         raise ChunkNotFoundError(f"chunk {chunk_id}: no such chunk")
     session.execute(
         update(Chunk)
-        .where(Chunk.id == chunk_id, Chunk.status != "done")
+        .where(Chunk.id == chunk_id, Chunk.status.not_in(("done", "skipped")))
         .values(
             status="failed" if final else "pending",
             error=error,

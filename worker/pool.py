@@ -141,9 +141,13 @@ def run_chunks(
     *,
     workers: int,
     on_done: Callable[[int, int], None] | None = None,
+    refill: Callable[[], Sequence[Sequence[int]]] | None = None,
 ) -> RunReport:
     """Run `tasks` (each a sequence of chunk ids, `scheduler.chunking.group_tasks`) on
     `workers` spawned processes; `on_done(chunk_id, n_trials)` once per finished chunk.
+    `refill()`, when given, is asked for more tasks whenever a process is free and none is
+    queued (a targeted sweep's chunks are sent as its frontier moves); the run ends when
+    nothing is in flight and it has none.
 
     At most `workers` tasks are in flight, so when a pool process dies (killed, out of memory)
     the tasks it may have held are known: the pool is started anew, the chunks of those tasks
@@ -164,9 +168,14 @@ def run_chunks(
         return report
     factory = make_session_factory(make_engine(url))
     deaths: dict[int, int] = {}
-    n_workers = min(workers, len(queue))
+    n_workers = workers if refill is not None else min(workers, len(queue))
     pool = _new_pool(url, n_workers)
     in_flight: dict[Future[list[Outcome]], Task] = {}
+
+    def top_up() -> None:
+        if refill is not None and not queue and len(in_flight) < n_workers:
+            queue.extend(tuple(t) for t in reversed(refill()) if t)
+
     try:
         while queue or in_flight:
             while queue and len(in_flight) < n_workers:
@@ -184,6 +193,7 @@ def run_chunks(
                 for outcome in outcomes:
                     _account(report, outcome, queue, factory, on_done)
             if not lost:
+                top_up()
                 continue
             for fut, task in in_flight.items():  # every future of a broken pool is lost
                 fut.cancel()
@@ -209,6 +219,7 @@ def run_chunks(
                     record_simulation_failure(factory, cid, error, max_attempts=0)  # final
                     report.failed[cid] = error
             pool = _new_pool(url, n_workers)
+            top_up()
     except BaseException:
         _stop(pool)
         raise

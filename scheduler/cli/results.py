@@ -69,7 +69,7 @@ def sweeps(db: str | None, fmt: str) -> None:
             Text(printable(s.name)),  # never markup, never raw control characters
             s.status,
             str(s.n_configs),
-            f"{done}/{sum(s.chunk_counts.values())}",
+            f"{done}/{s.n_wanted}",  # skipped chunks (past a met target) left out
             f"{s.trials_done}/{s.trials_total}",
             s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
@@ -91,7 +91,7 @@ def status(sweep_id: int | str | None, db: str | None, watch: bool, fmt: str) ->
     With --format json, a list of one object per sweep (with --watch: one such list per line,
     every 2 s).
     """
-    from scheduler.progress import status_records, status_table
+    from scheduler.progress import status_notes, status_records, status_table
     from scheduler.query import table_console
 
     if sweep_id is not None:
@@ -106,6 +106,8 @@ def status(sweep_id: int | str | None, db: str | None, watch: bool, fmt: str) ->
                 if watch and sys.stdout.isatty():
                     out.clear()
                 out.print(status_table(records))
+                for line in status_notes(records):
+                    click.echo(line)
             if not watch or finished:
                 return
             time.sleep(2.0)
@@ -178,6 +180,7 @@ def results(
     """
     from models.db import session_scope
     from scheduler.query import render_csv, render_table, result_set
+    from scheduler.targets import target_states
     from scheduler.where import describe, where_terms
 
     terms = where_terms(list(where), "--where")
@@ -193,10 +196,12 @@ def results(
         return
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         found = result_set(session=session, sweep_id=sweep_id, theory=theory, **filters)
+        states = target_states(session=session, sweep_id=sweep_id)
     records = found.records
     _completeness_note(
         sweep_id, found.n_with_trials, found.n_complete, found.n_configs, len(records), chosen
     )
+    _target_notes(sweep_id, states)
     if fmt == "json":
         text = json.dumps(records, indent=1, allow_nan=False) + "\n"
     elif fmt == "csv":
@@ -225,6 +230,7 @@ def _stream(
     from models.db import session_scope
     from scheduler.export import write_jsonl, write_parquet
     from scheduler.query import result_stream
+    from scheduler.targets import target_states
 
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise UserError("--format parquet: binary output, not for a terminal; give -o FILE.parquet")
@@ -234,16 +240,30 @@ def _stream(
             n_rows = write_parquet(stream, output if output else sys.stdout.buffer)
         else:
             n_rows = write_jsonl(stream, output if output else sys.stdout)
+        states = target_states(session=session, sweep_id=sweep_id)
     _completeness_note(
         sweep_id, stream.n_with_trials, stream.n_complete, stream.n_configs, n_rows, chosen
     )
+    _target_notes(sweep_id, states)
+
+
+def _target_notes(sweep_id: int, states: list[Any]) -> None:
+    """On stderr: each targeted configuration's SE beside its target (`scheduler.targets`)."""
+    from scheduler.formatting import printable
+
+    for state in states:
+        click.echo(f"sweep {sweep_id}: {printable(state.line())}", err=True)
 
 
 def print_summary(db: str | None, sweep_id: int, *, stderr: bool = False) -> None:
-    """The readable summary table of a sweep's results (on stdout, or stderr)."""
+    """The readable summary table of a sweep's results (on stdout, or stderr), then where its
+    targeted configurations stand (on stderr)."""
     from models.db import session_scope
     from scheduler.query import render_summary, result_records, table_console
+    from scheduler.targets import target_states
 
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
         records = result_records(session=session, sweep_id=sweep_id)
+        states = target_states(session=session, sweep_id=sweep_id)
     render_summary(records, table_console(stderr=stderr))
+    _target_notes(sweep_id, states)

@@ -85,16 +85,23 @@ def run(spec: str, db: str | None, workers: int | None, quiet: bool, progress_ev
     stdout gets the sweep id only; the plan, the progress (a bar on a terminal, else a line
     every --progress-every seconds) and the summary go to stderr, so a batch job's log holds
     them while its output stays data. -q keeps stderr for errors."""
+    from models.db import session_scope
+    from scheduler.store import get_sweep
     from scheduler.sweeps import plan_spec, record, require_compute
 
     plan = plan_spec(spec)
     require_compute("run")  # before anything is recorded
     with open_database(db) as factory:
         sweep_id = record(factory, plan)
+        with session_scope(factory) as session:
+            info = get_sweep(session=session, sweep_id=sweep_id)
     if not quiet:
+        to_run = info.trials_total - info.trials_done
+        reused = f" ({to_run} new, {info.trials_done} reused)" if info.trials_done else ""
+        upto = " at most (it stops at its target)" if plan.target is not None else ""
         click.echo(
             f"sweep {sweep_id}: {plan.name!r} · {len(plan.configs)} configurations · "
-            f"{plan.n_chunks} chunks · {plan.n_trials} trials",
+            f"{info.n_wanted} chunks · {info.trials_total} trials{upto}{reused}",
             err=True,
         )
     run_local(sweep_id, db, workers, quiet, progress_every)

@@ -1,6 +1,6 @@
 """Sweep specs, layered one way: `model` (vocabulary, frozen values) <- `values` (one value at a
-time, error wording) <- `expand` (configurations, content hash, random draws) <- `parse` (YAML,
-sections; the entry points). Modules inside the package never import this `__init__`."""
+time, error wording) <- `expand` (configurations, content hash, random draws) <- `target` (the
+precision target section) <- `parse` (YAML, sections; the entry points). Modules inside the package never import this `__init__`."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from worker.contract import SAMPLERS, Scheme
 from worker.memory import DEFAULT_BUDGET
+from worker.target import Target
 
 AxisValue = Scheme | int | float | str
 """A validated axis value: a Scheme (init, activation, bias), an int, a float or a str."""
@@ -52,6 +53,7 @@ TOP_KEYS: tuple[str, ...] = (
     "description",
     "seed",
     "trials",
+    "target",
     "chunk_trials",
     "memory_budget",
     "queue",
@@ -151,6 +153,7 @@ class SweepSpec:
     configs: tuple[Assignment, ...] = ()
     fixed: Assignment = ()
     description: str = ""
+    target: Target | None = None
     spec_yaml: str = field(default="", compare=False)
     source: str = field(default="<spec>", compare=False)
 
@@ -181,6 +184,10 @@ class SweepSpec:
         out.update(
             seed=self.seed,
             trials=self.trials,
+        )
+        if self.target is not None:
+            out["target"] = self.target.to_json()
+        out.update(
             chunk_trials=self.chunk_trials,
             memory_budget=self.memory_budget_bytes,
             queue=self.queue,

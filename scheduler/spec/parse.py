@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.errors import SpecError
-from scheduler.spec.expand import ExpandedSweep, expand_sweep
+from scheduler.spec.expand import ExpandedConfig, ExpandedSweep, expand_sweep
 from scheduler.spec.model import (
     AXES,
     DISTRIBUTIONS,
@@ -35,6 +35,7 @@ from scheduler.spec.model import (
     SweepSpec,
 )
 from scheduler.spec.reader import load_yaml, read_spec_text
+from scheduler.spec.target import check_target_layer, parse_target
 from scheduler.spec.values import (
     axis_value,
     byte_size,
@@ -109,6 +110,7 @@ def _build(data: Mapping[str, Any], *, spec_yaml: str, source: str) -> ExpandedS
     trials = positive_int(
         present["trials"], "trials", maximum=MAX_TRIALS, unit="trials per configuration"
     )
+    target = parse_target(present["target"], trials) if "target" in present else None
     chunk_trials = (
         positive_int(present["chunk_trials"], "chunk_trials") if "chunk_trials" in present else None
     )
@@ -143,11 +145,15 @@ def _build(data: Mapping[str, Any], *, spec_yaml: str, source: str) -> ExpandedS
         configs=configs,
         fixed=fixed,
         description=description,
+        target=target,
         spec_yaml=spec_yaml,
         source=source,
     )
     _check_sections(spec)
-    return expand_sweep(spec)  # value-dependent checks (e.g. sampler against init), located
+    expanded = expand_sweep(spec)  # value-dependent checks (e.g. sampler against init), located
+    if target is not None:
+        check_target_layer(target, [(c.config, _where(c)) for c in expanded.configurations])
+    return expanded
 
 
 def _check_sections(spec: SweepSpec) -> None:
@@ -398,6 +404,11 @@ def _check_keys(data: Mapping[Any, Any], allowed: Sequence[str], where: str) -> 
                 f"{where}.{key_text(key)}: unknown key {show_key(key)}; expected one of "
                 f"{', '.join(allowed)}{did_you_mean(key, allowed)}"
             )
+
+
+def _where(item: ExpandedConfig) -> str:
+    labels = ", ".join(f"{k}={v}" for k, v in item.axes.items())
+    return f"{item.origin} ({labels})" if labels else item.origin
 
 
 def _kind(value: Any) -> str:

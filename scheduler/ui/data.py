@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.db import session_scope
+from scheduler.activity import chunk_failures, config_devices
 from scheduler.analysis.compare import CheckReport, check
 from scheduler.analysis.records import config_columns
 from scheduler.analysis.theory import ConfigTheory, predict
 from scheduler.formatting import config_label
-from scheduler.store import chunk_failures, config_devices, config_versions, sweep_config_rows
+from scheduler.store import config_versions, sweep_config_rows
 from scheduler.ui.table import (
     CONFIG_THEORY,
     MAX_CHECK_ROWS,

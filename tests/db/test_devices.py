@@ -8,9 +8,10 @@ import sqlalchemy as sa
 
 from models import Chunk, Configuration
 from models.db import session_scope
+from scheduler.activity import config_devices
 from scheduler.analysis.compare import device_predictor
 from scheduler.analysis.theory import predict
-from scheduler.store import config_devices, create_sweep
+from scheduler.store import create_sweep
 from tests.db.builders import grid, sim_config, sweep_plan
 from tests.db.conftest import Db
 from worker.contract import Scheme

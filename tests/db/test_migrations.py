@@ -192,3 +192,55 @@ def test_0003_keeps_saved_statistics_and_marks_them_without_distribution(empty_u
         assert [r.n_trials for r in merged] == [20] * len(merged)
     finally:
         engine.dispose()
+
+
+def test_0006_rekeys_old_configurations_which_then_grow(empty_url: str) -> None:
+    """A database of 0004 (keys hashing trials and chunking) opens at 0006 and answers as it
+    did; of two rows of one (config_hash, seed), the one with more trials takes the new key
+    and grows when a later sweep asks more trials; the other keeps its key (never reused)."""
+    import hashlib
+
+    from scheduler.plan import run_key
+    from scheduler.store import sweep_config_rows
+
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    factory = make_session_factory(engine)
+    try:
+        with session_scope(factory) as session:
+            plan = grid([4], trials=20, chunk_trials=10)
+            sweep = create_sweep(session=session, plan=sweep_plan(plan))
+            for chunk_id in chunk_ids(session=session, sweep_id=sweep):
+                outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+                save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+                aggregate_config(session=session, configuration_id=1)
+        with session_scope(factory) as session:
+            before = config_records(session=session, configuration_id=1)
+
+        downgrade(empty_url, "0004")
+        config_hash = plan[0].config_hash
+        with engine.begin() as conn:
+            key = conn.execute(sa.text("SELECT run_key FROM configurations")).scalar_one()
+            assert key == hashlib.sha256(f"{config_hash}:7:20:10".encode()).hexdigest()
+            names = [c["name"] for c in sa.inspect(conn).get_columns("configurations")]
+            copied = [n for n in names if n not in ("id", "run_key", "trials")]
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO configurations (run_key, trials, {', '.join(copied)}) "
+                    f"SELECT 'an-older-key', 10, {', '.join(copied)} FROM configurations"
+                )
+            )
+        upgrade(empty_url)
+        with engine.begin() as conn:
+            keys = dict(conn.execute(sa.text("SELECT trials, run_key FROM configurations")).all())
+        assert keys == {20: run_key(config_hash, 7), 10: "an-older-key"}
+        with session_scope(factory) as session:
+            assert config_records(session=session, configuration_id=1) == before
+            grown = create_sweep(session=session, plan=sweep_plan(grid([4], trials=40)))
+            rows = sweep_config_rows(session=session, sweep_id=grown)
+            assert [(r.id, r.trials, r.status) for r in rows] == [(1, 40, "pending")]
+            (new,) = chunk_ids(session=session, sweep_id=grown, statuses=("pending",))
+            task = load_task(session=session, chunk_id=new)  # [20, 40), sized for 20 trials
+            assert (task.chunk_index, task.trial_start, task.n_trials) == (2, 20, 20)
+    finally:
+        engine.dispose()

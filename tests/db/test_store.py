@@ -49,7 +49,13 @@ def test_create_sweep_writes_everything(db: Db) -> None:
         info = get_sweep(session=session, sweep_id=sweep_id)
         assert (info.id, info.name, info.seed, info.status) == (sweep_id, "widths", 7, "pending")
         assert info.n_configs == 3
-        assert info.chunk_counts == {"pending": 9, "running": 0, "done": 0, "failed": 0}
+        assert info.chunk_counts == {
+            "pending": 9,
+            "running": 0,
+            "done": 0,
+            "failed": 0,
+            "skipped": 0,
+        }
         assert info.n_chunks == 9
         assert (info.trials_done, info.trials_total) == (0, 75)
         assert info.spec_yaml.startswith("name: widths")
@@ -123,7 +129,13 @@ def test_configurations_are_reused_by_run_key(db: Db) -> None:
         assert _count(session, Chunk) == 12  # a's chunks were not created again
         info = get_sweep(session=session, sweep_id=second)
         assert info.n_configs == 2
-        assert info.chunk_counts == {"pending": 4, "running": 0, "done": 4, "failed": 0}
+        assert info.chunk_counts == {
+            "pending": 4,
+            "running": 0,
+            "done": 4,
+            "failed": 0,
+            "skipped": 0,
+        }
         assert info.trials_done == 40
         rows = sweep_config_rows(session=session, sweep_id=second)
         assert [(r.config.width, r.position) for r in rows] == [(16, 0), (4, 1)]

@@ -129,6 +129,19 @@ SPECS: dict[str, tuple[str, str]] = {
     "huge_key": ("trials: 1\n? " + "k" * 100_000 + "\n: 1\n" + GRID, "unknown key 'kkkk"),
     "huge_implicit_key": ("trials: 1\n" + "k" * 100_000 + ": 1\n" + GRID, "spec.yaml:2:"),
     "python_tag": ("trials: !!python/object/apply:os.system [echo]\n" + GRID, "spec.yaml:1:9: "),
+    "target_negative_se": (
+        "trials: 10\ntarget: {statistic: std, quantity: activation, se: -1}\n" + GRID,
+        "target.se: expected a positive number. Received: -1",
+    ),
+    "target_layer_past_depth": (
+        "trials: 10\ntarget: {statistic: std, quantity: activation, layer: 3, se: 1}\n" + GRID,
+        "target.layer: expected a layer of every configuration",
+    ),
+    "target_min_over_trials": (
+        "trials: 10\ntarget: {statistic: std, quantity: gradient, rel_se: 0.1, min_trials: 11}\n"
+        + GRID,
+        "target.min_trials: expected at most trials",
+    ),
 }
 
 

@@ -213,10 +213,26 @@ def test_auto_chunking_in_plan() -> None:
         assert sum(c.n_trials for c in cp.chunks) == 1000
 
 
-def test_run_key_depends_on_chunking() -> None:
+def test_run_key_depends_on_neither_trials_nor_chunking() -> None:
+    """(config_hash, seed) is the content address: more trials grow a configuration."""
     a = plan_sweep(parse_spec(SPEC)).configs[0]
     b = plan_sweep(parse_spec(SPEC.replace("chunk_trials: 300", "chunk_trials: 250"))).configs[0]
-    assert a.config_hash == b.config_hash and a.run_key != b.run_key
+    c = plan_sweep(parse_spec(SPEC.replace("trials: 1000", "trials: 400"))).configs[0]
+    assert a.config_hash == b.config_hash == c.config_hash
+    assert a.run_key == b.run_key == c.run_key
+    d = plan_sweep(parse_spec(SPEC.replace("seed: ", "seed: 1"))).configs[0]
+    assert d.run_key != a.run_key
+
+
+def test_run_key_depends_on_the_target() -> None:
+    target = "target: {statistic: std, quantity: activation, se: 0.01, min_trials: 100}\n"
+    a = plan_sweep(parse_spec(SPEC)).configs[0]
+    b = plan_sweep(parse_spec(target + SPEC)).configs[0]
+    c = plan_sweep(parse_spec(target.replace("0.01", "0.02") + SPEC)).configs[0]
+    assert len({a.run_key, b.run_key, c.run_key}) == 3
+    auto = plan_sweep(parse_spec(target + SPEC.replace("chunk_trials: 300\n", ""))).configs[0]
+    assert auto.target is not None and auto.chunk_trials == auto_chunk_trials(auto.config, 100)
+    assert sum(c.n_trials for c in auto.chunks) == 1000  # planned up to the maximum
 
 
 def test_budget_error_is_located() -> None:

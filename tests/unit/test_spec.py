@@ -57,7 +57,7 @@ EXACT = [
     (
         "trials: 10\ngrdi: {depth: [1]}",
         "unknown key 'grdi' at top level; expected one of name, description, seed, trials, "
-        "chunk_trials, memory_budget, queue, grid, zip, random, configs, fixed; "
+        "target, chunk_trials, memory_budget, queue, grid, zip, random, configs, fixed; "
         "did you mean 'grid'?",
     ),
     (
