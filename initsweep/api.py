@@ -251,7 +251,7 @@ class Sweep:
         from scheduler.query import theory_records
 
         with open_database(self.db, read_only=True) as factory, session_scope(factory) as s:
-            return theory_records(session=s, sweep_id=self.id)
+            return theory_records(session=s, sweep_id=self.id, pairs=False)
 
 
 def _where(where: Where) -> Mapping[str, Any] | None:

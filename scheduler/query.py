@@ -329,15 +329,17 @@ def theory_records(
     session: Session,
     sweep_id: int,
     predictor: Predictor | None = None,
+    pairs: bool = True,
     **filters: Any,
 ) -> list[Record]:
-    """`result_records` with the theory columns of `scheduler.analysis.compare.with_theory`."""
+    """`result_records` with the theory columns of `scheduler.analysis.compare.with_theory`
+    (without `pairs`, the correlation map's columns stay empty: figures do not draw them)."""
     from scheduler.analysis.compare import device_predictor, with_theory
 
     records = result_records(session=session, sweep_id=sweep_id, **filters)
     if predictor is None:
         predictor = device_predictor(config_devices(session=session, sweep_id=sweep_id))
-    return with_theory(records, predictor=predictor)
+    return with_theory(records, predictor=predictor, pairs=pairs)
 
 
 def sweep_provenance(*, session: Session, sweep_id: int) -> SweepProvenance:

@@ -206,8 +206,11 @@ def with_theory(
     configs: Mapping[str, SimConfig] | None = None,
     *,
     predictor: Predictor = predict,
+    pairs: bool = True,
 ) -> list[Record]:
-    """Copies of `records` with the theory columns of the module docstring (None: no prediction).
+    """Copies of `records` with the theory columns of the module docstring (None: no prediction);
+    the correlation map's (`pair_theory`, seconds per configuration of smooth activations) only
+    with `pairs`.
 
     Each record's configuration is `configs[config_hash]` when `configs` is given, else the one
     it carries (`Record.config`); the copies carry it too. `predictor` (default `predict`) is
@@ -268,7 +271,8 @@ def with_theory(
                 record.get("log_mean_sq_var"), var, record.get("log_mean_sq_var_se")
             )
         out.append(row)
-    _add_pair_theory(out)
+    if pairs:
+        _add_pair_theory(out)
     return out
 
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import inspect
 import io
-import itertools
-import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,16 +35,13 @@ from scheduler.analysis.figures import Record, figure_format, house_style, save_
 from scheduler.analysis.figures import configs_of as _configs
 from scheduler.analysis.figures import fmt_value as _fmt
 from scheduler.analysis.figures import new_figure as _new_figure
-from scheduler.analysis.figures import positive as _positive
 from scheduler.analysis.figures import varying as _varying
 from scheduler.analysis.layers_plot import layers_of
+from scheduler.analysis.phase_plot import phase_of
 from scheduler.analysis.summary_plot import summary_of
-from scheduler.analysis.theory import critical_sigma_w
 from scheduler.errors import UserError
-from worker.contract import Scheme
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -257,148 +252,15 @@ def _message_figure(title: str, message: str) -> Figure:
 # --------------------------------------------------------------------------------- phase
 
 
-def _sigma_b(c: _Config) -> float:
-    value = c.params.get("sigma_b", c.params.get("bias_std", 0.0))
-    return float(value or 0.0)
-
-
-def _edges(values: Sequence[float]) -> list[float]:
-    if len(values) == 1:
-        return [values[0] - 0.5, values[0] + 0.5]
-    mids = [(a + b) / 2.0 for a, b in itertools.pairwise(values)]
-    return [values[0] - (mids[0] - values[0]), *mids, values[-1] + (values[-1] - mids[-1])]
-
-
 def phase_figure(records: Iterable[Record]) -> Figure:
     """Order-to-chaos map over a (sigma_w, sigma_b) grid with the chi_1 = 1 line."""
     with house_style():
-        return _phase_figure(_configs(records))
+        return phase_of(_configs(records))
 
 
 def plot_phase(records: Iterable[Record], path: str | Path) -> Path:
     """`phase_figure` written to `path` (PNG, PDF or SVG by its extension)."""
     return save_figure(phase_figure(records), path)
-
-
-def _phase_figure(configs: list[_Config]) -> Figure:
-    import numpy as np
-    from matplotlib.colors import Normalize, TwoSlopeNorm
-
-    axes_seen = sorted({k for c in configs for k in c.params})
-    if not all("sigma_w" in c.params for c in configs):
-        raise UserError(
-            "plot phase: expected a sweep over sigma_w and sigma_b axes (as in "
-            "examples/phase_diagram.yaml). Received configurations with columns: "
-            + ", ".join(axes_seen)
-        )
-    sws = sorted({float(c.params["sigma_w"]) for c in configs})
-    sbs = sorted({_sigma_b(c) for c in configs})
-    if len(sws) < 2 or len(sbs) < 2:
-        raise UserError(
-            "plot phase: expected at least 2 values of both sigma_w and sigma_b. "
-            f"Received sigma_w {', '.join(map(_fmt, sws))}; sigma_b {', '.join(map(_fmt, sbs))}"
-        )
-    others = [k for k in _varying(configs) if k not in ("sigma_w", "sigma_b", "bias_std", "init")]
-    others = [k for k in others if k != "label"]
-    groups: dict[str, list[_Config]] = {}
-    for c in configs:
-        groups.setdefault(" · ".join(f"{k}={_fmt(c.params[k])}" for k in others), []).append(c)
-    fig = _new_figure(12.5, 4.6 * len(groups) + 0.5)
-    axes = fig.subplots(len(groups), 2, squeeze=False)
-    for i, (title, group) in enumerate(groups.items()):
-        act_label = str(group[0].params["activation"])
-        activation = group[0].config.activation if group[0].config is not None else None
-        depth = max(c.depth for c in group)
-        final = np.full((len(sbs), len(sws)), np.nan)
-        ratio = np.full((len(sbs), len(sws)), np.nan)
-        for c in group:
-            yi, xi = sbs.index(_sigma_b(c)), sws.index(float(c.params["sigma_w"]))
-            top = c.get(c.depth, "activation")
-            if top is not None and top["mean_sq"] is not None and float(top["mean_sq"]) > 0:
-                final[yi, xi] = math.log10(float(top["mean_sq"]))
-            g1, gd = c.get(1, "gradient"), c.get(c.depth, "gradient")
-            if g1 and gd and _positive(g1["mean_sq"]) > 0 and _positive(gd["mean_sq"]) > 0:
-                ratio[yi, xi] = math.log10(float(g1["mean_sq"]) / float(gd["mean_sq"]))
-        critical = _critical_line(activation, sbs)
-        spec = [
-            (
-                axes[i][0],
-                final,
-                r"$\log_{10}\,E[\mathrm{mean\_sq}(h^D)]$, last layer" + f" (D = {depth})",
-                "viridis",
-                None,
-            ),
-            (
-                axes[i][1],
-                ratio,
-                r"$\log_{10}$ gradient ratio $E|\partial L/\partial z^1|^2\,/\,"
-                r"E|\partial L/\partial z^D|^2$",
-                "RdBu_r",
-                "diverging",
-            ),
-        ]
-        for ax, data, label, cmap, kind in spec:
-            finite = data[np.isfinite(data)]
-            norm: Normalize | None = None
-            if kind == "diverging" and finite.size:
-                lim = max(abs(float(finite.min())), abs(float(finite.max())), 1e-3)
-                norm = TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
-            mesh = ax.pcolormesh(
-                _edges(sws),
-                _edges(sbs),
-                np.ma.masked_invalid(data),
-                cmap=cmap,
-                norm=norm,
-                shading="flat",
-            )
-            fig.colorbar(mesh, ax=ax, label=label, pad=0.01)
-            if critical is not None:
-                ax.plot(
-                    critical[0],
-                    critical[1],
-                    color="k",
-                    lw=2.0,
-                    ls="--",
-                    label=r"$\chi_1 = 1$ (mean-field theory)",
-                )
-                ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
-                _phase_labels(ax, critical, sws, sbs)
-            ax.set_xlim(_edges(sws)[0], _edges(sws)[-1])
-            ax.set_ylim(_edges(sbs)[0], _edges(sbs)[-1])
-            ax.set_xlabel(r"$\sigma_w$   ($W \sim N(0, \sigma_w^2/\mathrm{fan\_in})$)")
-            ax.set_ylabel(r"$\sigma_b$   ($b \sim N(0, \sigma_b^2)$)")
-            head = f"{act_label}, depth {depth}" + (f" · {title}" if title else "")
-            ax.set_title(head, fontsize=10)
-    fig.suptitle("Order-to-chaos phase diagram (Poole et al. 2016; Schoenholz et al. 2017)")
-    return fig
-
-
-def _critical_line(
-    activation: Scheme | None, sbs: Sequence[float]
-) -> tuple[list[float], list[float]] | None:
-    """The chi_1 = 1 line of `activation` over the sigma_b range: only true crossings
-    (`critical_sigma_w`), a gap (NaN, which matplotlib does not join) where there is none;
-    None when there is no crossing at all or the activation is unknown."""
-    if activation is None:
-        return None
-    lo, hi = _edges(sbs)[0], _edges(sbs)[-1]
-    ys = [max(0.0, lo) + (hi - max(0.0, lo)) * k / 60 for k in range(61)]
-    xs = [critical_sigma_w(sb, activation) for sb in ys]
-    if all(x is None for x in xs):
-        return None
-    return [math.nan if x is None else x for x in xs], ys
-
-
-def _phase_labels(
-    ax: Axes, critical: tuple[list[float], list[float]], sws: Sequence[float], sbs: Sequence[float]
-) -> None:
-    drawn = [(x, y) for x, y in zip(*critical, strict=True) if math.isfinite(x)]
-    x, y = drawn[len(drawn) // 2]
-    box = {"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75}
-    if x - sws[0] > 0.15 * (sws[-1] - sws[0]):
-        ax.text((sws[0] + x) / 2, y, "ordered", ha="center", va="center", fontsize=9, bbox=box)
-    if sws[-1] - x > 0.15 * (sws[-1] - sws[0]):
-        ax.text((sws[-1] + x) / 2, y, "chaotic", ha="center", va="center", fontsize=9, bbox=box)
 
 
 # ---------------------------------------------------------------------------------- entry
@@ -408,7 +270,7 @@ _FIGURES: dict[str, Callable[..., Figure]] = {
     "layers": layers_of,
     "summary": summary_of,
     "explosion": _explosion_figure,
-    "phase": _phase_figure,
+    "phase": phase_of,
     "quantiles": lambda configs: quantiles_figure(r for c in configs for r in c.by_key.values()),
 }
 KINDS: tuple[str, ...] = tuple(_FIGURES)

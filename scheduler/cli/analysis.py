@@ -196,7 +196,7 @@ def plot(
 
     sweep_id = sweep_id_of(db, sweep_id)
     with open_database(db, read_only=True) as factory, session_scope(factory) as session:
-        records = theory_records(session=session, sweep_id=sweep_id, where=list(where))
+        records = theory_records(session=session, sweep_id=sweep_id, pairs=False, where=list(where))
     if where and not records:
         raise UserError(f"--where {' '.join(where)}: no record of sweep {sweep_id} matches")
     options = {"stat": stat, "quantity": quantity, "layer": layer, "x": x}

@@ -24,6 +24,7 @@ from scheduler.analysis.theory.correlation import (
     CorrelationTheory,
     LayerCorrelation,
     correlation_map,
+    depth_scales,
     predict_correlations,
 )
 from scheduler.analysis.theory.depth_fit import (
@@ -80,6 +81,7 @@ __all__ = [
     "bivariate_expectation",
     "correlation_map",
     "critical_sigma_w",
+    "depth_scales",
     "exact_log_mean_sq",
     "finite_width_note",
     "fit_depth_scale",

@@ -89,6 +89,7 @@ __all__ = [
     "CorrelationTheory",
     "LayerCorrelation",
     "correlation_map",
+    "depth_scales",
     "predict_correlations",
     "signed_depth_scale",
 ]
@@ -343,6 +344,27 @@ def _fixed_point(
     if slopes is None or slopes[0] == slopes[1]:
         return None, None  # bounded phi, or the identity map: no fixed point of its own
     return 1.0, 1.0
+
+
+@lru_cache(maxsize=4096)
+def depth_scales(config: SimConfig) -> tuple[float | None, float | None]:
+    """(c*, xi_c) of `config` without the per-layer map (what a phase diagram needs per cell):
+    the values `predict_correlations(config)` reports; (None, None) where it has none."""
+    if config.batch < 2 or not is_centred(config):
+        return None, None
+    q0 = 1.0 if config.input_q is None else config.input_q
+    n0, n = config.input_dim, config.width
+    sw2_in = n0 * weight_moments(config.init, n0, n)[1]
+    sw2 = n * weight_moments(config.init, n, n)[1]
+    sb2 = config.bias_std**2
+    try:
+        q_star, chi_1, _, _, _ = predict_map(
+            math.sqrt(sw2), config.bias_std, config.activation, q0=sw2_in * q0 + sb2
+        )
+        c, chi_c = _fixed_point(config.activation, sw2, sb2, q_star, chi_1)
+    except (ArithmeticError, ValueError):
+        return None, None
+    return c, None if chi_c is None else signed_depth_scale(chi_c)
 
 
 def _none_theory(config: SimConfig, note: str) -> CorrelationTheory:
