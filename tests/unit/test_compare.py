@@ -337,3 +337,64 @@ def test_symmetric_means_are_never_finite_width() -> None:
     rec = record(tanh, 10, "activation", mean=0.5, mean_se=0.01, mean_sq=t.mean_sq, std=t.std)
     report = check(with_theory([rec], {tanh.config_hash: tanh}))
     assert [(d.statistic, d.explanation) for d in report.deviations] == [("mean", UNEXPLAINED)]
+
+
+def _pair_records(c0: float, trials: int = 200, depth: int = 4, width: int = 256) -> list[Any]:
+    """Records of a relu network (He Gaussian weights) pushing two inputs of correlation c0,
+    its per-layer corr and cross simulated in numpy (preactivations and activations)."""
+    rng = np.random.default_rng(11)
+    config = dataclasses.replace(
+        make_config("relu", depth, width), batch=2, input_q=1.0, input_corr=c0
+    )
+    frame, _ = np.linalg.qr(rng.standard_normal((width, 2)))
+    u, v = frame[:, 0], frame[:, 1]
+    x = math.sqrt(width) * np.stack([u, c0 * u + math.sqrt(1.0 - c0 * c0) * v])
+    corr: dict[tuple[int, str], list[float]] = {}
+    cross: dict[tuple[int, str], list[float]] = {}
+    for _ in range(trials):
+        h = x
+        for layer in range(1, depth + 1):
+            z = h @ rng.standard_normal((width, width)) * math.sqrt(2.0 / width)
+            h = np.maximum(z, 0.0)
+            for quantity, values in (("preactivation", z), ("activation", h)):
+                a, b = values
+                corr.setdefault((layer, quantity), []).append(
+                    float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+                )
+                cross.setdefault((layer, quantity), []).append(float(a @ b / width))
+    rows = []
+    for key in corr:
+        c_mean, c_se = stat(np.array(corr[key]))
+        q_mean, q_se = stat(np.array(cross[key]))
+        rows.append(
+            record(
+                config,
+                *key,
+                n_trials=trials,
+                n_finite=trials,
+                corr=c_mean,
+                corr_se=c_se,
+                cross=q_mean,
+                cross_se=q_se,
+            )
+        )
+    return rows
+
+
+def test_correlations_agree_with_the_map_and_wrong_ones_fail() -> None:
+    rows = _pair_records(0.5)
+    key = rows[0]["config_hash"]
+    scored = with_theory(rows, {key: _pair_config(0.5)})
+    zs = [abs(r["z_corr"]) for r in scored]
+    assert len(zs) == 8 and max(zs) < 4.0, zs
+    assert all(r["theory_xi_c"] is not None for r in scored)
+    report = check(scored)
+    assert not [d for d in report.deviations if d.statistic in ("corr", "cross")], report.text()
+    # the same numbers judged as if the inputs had had c0 = 0.3: corr is far off the map
+    failed = check(with_theory(rows, {key: _pair_config(0.3)}))
+    assert not failed.ok
+    assert any(d.statistic == "corr" and d.explanation == UNEXPLAINED for d in failed.deviations)
+
+
+def _pair_config(c0: float) -> SimConfig:
+    return dataclasses.replace(make_config("relu", 4, 256), batch=2, input_q=1.0, input_corr=c0)
