@@ -73,6 +73,8 @@ def _censored_bounds(
     the per-trial dispersion d (std: square roots); a symmetric mean is unbiased. Collapse sets
     a share of the finite trials to 0: the interval extends down to 0.
     """
+    if statistic == "corr":  # over the trials with no zero vector; bounded by 1: no widening
+        return bounds
     p_over, p_collapse = _censoring(record)
     lo, hi = bounds
     dispersion = record.get("theory_dispersion")

@@ -116,7 +116,9 @@ def _fits(
     if grad is not None:
         layers, values, se = grad
         fit = fit_gradient_scale(layers, values, se)
-        by_layer = {int(r["layer"]): r.get("theory_mean_sq") for r in rows}
+        by_layer = {
+            int(r["layer"]): r.get("theory_mean_sq") for r in rows if r["quantity"] == "gradient"
+        }
         predicted = [by_layer.get(int(layer)) for layer in layers]
         out.update(_columns("xi_grad_fit", fit, _like(fit, layers, predicted, se)))
     return out
