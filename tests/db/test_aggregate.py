@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -166,20 +167,27 @@ def test_reused_configuration_keeps_its_results(db: Db) -> None:
         assert _layer_rows(session, config_id) == before
 
 
-def test_empty_samples_store_zeros(db: Db) -> None:
-    """A (layer, quantity) where every trial overflowed: n_finite 0, moments stored as 0.0."""
+def _one_chunk_with_a_dead_record(db: Db, trials: int) -> tuple[int, int, Any]:
+    """A one-chunk sweep and its outcome, whose last (layer, quantity) saw every trial overflow
+    (n_finite 0, no distribution); (sweep id, chunk id, outcome), nothing saved."""
     with session_scope(db.factory) as session:
         sweep_id = create_sweep(
-            session=session, plan=sweep_plan(grid([4], trials=10, chunk_trials=10))
+            session=session, plan=sweep_plan(grid([4], trials=trials, chunk_trials=trials))
         )
         (chunk_id,) = chunk_ids(session=session, sweep_id=sweep_id)
         outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
     record = outcome.records[-1]
     empty = Moments(0, float("nan"), float("nan"))
-    dead = LayerRecord(record.layer, record.quantity, 10, 0, 0, 0, empty, empty, empty)
+    dead = LayerRecord(record.layer, record.quantity, trials, 0, 0, 0, empty, empty, empty)
     outcome = type(outcome)(
         outcome.chunk_index, outcome.n_trials, (*outcome.records[:-1], dead), outcome.provenance
     )
+    return sweep_id, chunk_id, outcome
+
+
+def test_empty_samples_store_zeros(db: Db) -> None:
+    """A (layer, quantity) where every trial overflowed: n_finite 0, moments stored as 0.0."""
+    sweep_id, chunk_id, outcome = _one_chunk_with_a_dead_record(db, 10)
     with session_scope(db.factory) as session:
         assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
         assert aggregate_sweep(session=session, sweep_id=sweep_id) == 1
@@ -197,18 +205,7 @@ def test_one_chunk_configuration_stores_what_the_merge_would(db: Db) -> None:
     quantiles from the stored bytes: every layer_stats column equals `record_values` and
     `quantile_values` of the chunk's records, bit for bit, a record without a distribution
     included."""
-    with session_scope(db.factory) as session:
-        sweep_id = create_sweep(
-            session=session, plan=sweep_plan(grid([4], trials=30, chunk_trials=30))
-        )
-        (chunk_id,) = chunk_ids(session=session, sweep_id=sweep_id)
-        outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
-    record = outcome.records[-1]
-    empty = Moments(0, float("nan"), float("nan"))
-    dead = LayerRecord(record.layer, record.quantity, 30, 0, 0, 0, empty, empty, empty)
-    outcome = type(outcome)(
-        outcome.chunk_index, outcome.n_trials, (*outcome.records[:-1], dead), outcome.provenance
-    )
+    sweep_id, chunk_id, outcome = _one_chunk_with_a_dead_record(db, 30)
     with session_scope(db.factory) as session:
         assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
         config_id = chunk_configuration_id(session=session, chunk_id=chunk_id)
