@@ -31,7 +31,7 @@ from scheduler.spec.model import MAX_CHUNKS, MAX_SWEEP_TRIALS
 from worker.contract import SimConfig
 from worker.errors import MemoryBudgetError
 from worker.memory import check_budget, sub_batch_size
-from worker.seeding import config_seed_key
+from worker.seeding import config_seed_keys
 
 TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials allow
 MIN_CHUNK_TRIALS = 50  # below this the per-chunk overhead dominates
@@ -111,6 +111,7 @@ def group_tasks(
     return tasks
 
 
+@functools.lru_cache(maxsize=1024)  # immutable: configurations of one size share their chunks
 def split_trials(trials: int, chunk_trials: int) -> tuple[ChunkPlan, ...]:
     """Consecutive chunks covering [0, trials); the last may be shorter."""
     if trials < 1 or chunk_trials < 1:
@@ -138,13 +139,15 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
         sizes.append(chunk_trials)
     _check_size(spec, sizes)
     configs: list[ConfigPlan] = []
-    for item, chunk_trials in zip(spec.configurations, sizes, strict=True):
+    hashes = [item.config.config_hash for item in spec.configurations]
+    seed_keys = config_seed_keys(spec.seed, hashes) if hashes else []
+    for item, chunk_trials, seed_key in zip(spec.configurations, sizes, seed_keys, strict=True):
         config = item.config
         configs.append(
             ConfigPlan(
                 config=config,
                 seed=spec.seed,
-                seed_key=config_seed_key(spec.seed, config.config_hash),
+                seed_key=seed_key,
                 trials=spec.trials,
                 chunk_trials=chunk_trials,
                 chunks=split_trials(spec.trials, chunk_trials),

@@ -113,6 +113,11 @@ class Scheme:
     def to_json(self) -> dict[str, ParamValue]:
         return {"name": self.name, **dict(self.params)}
 
+    @functools.cached_property
+    def json_text(self) -> str:
+        """`to_json()` as canonical JSON text (sorted keys, no spaces; computed once)."""
+        return _canonical_dumps(self.to_json())
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str) -> Scheme:
         if isinstance(data, str):
@@ -195,12 +200,40 @@ class SimConfig:
         )
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        """`json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))`, assembled from
+        the schemes' cached `json_text` (the same characters; tests/unit/test_bulk_identity.py)."""
+        fields = {
+            "activation": self.activation.json_text,
+            "batch": _json_value(self.batch),
+            "bias": self.bias.json_text,
+            "depth": _json_value(self.depth),
+            "dtype": _json_value(self.dtype),
+            "init": self.init.json_text,
+            "input_dim": _json_value(self.input_dim),
+            "sampler": _json_value(self.sampler),
+            "v": _json_value(CONTRACT_VERSION),
+            "width": _json_value(self.width),
+        }
+        return "{" + ",".join(f'"{key}":{text}' for key, text in fields.items()) + "}"
 
     @functools.cached_property
     def config_hash(self) -> str:
         """Content address: sha256 of the canonical JSON (hex, 64 chars; computed once)."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _canonical_dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> str:
+    """The canonical JSON of a scalar field: a plain int or text directly, anything else (a
+    bool, a subclass) through json.dumps."""
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is str and value.isascii() and value.isidentifier():
+        return f'"{value}"'
+    return _canonical_dumps(value)
 
 
 @dataclass(frozen=True)
