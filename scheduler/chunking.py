@@ -31,7 +31,7 @@ from scheduler.spec.model import MAX_CHUNKS, MAX_SWEEP_TRIALS
 from worker.contract import SimConfig
 from worker.errors import MemoryBudgetError
 from worker.memory import check_budget, sub_batch_size
-from worker.seeding import config_seed_key
+from worker.seeding import config_seed_keys
 from worker.target import Target
 
 TARGET_CHUNK_SECONDS = 10.0  # aim; a chunk lands in about [5, 10] s when trials allow
@@ -126,6 +126,7 @@ def group_tasks(
     return tasks
 
 
+@functools.lru_cache(maxsize=1024)  # immutable: configurations of one size share their chunks
 def split_trials(
     trials: int, chunk_trials: int, *, start: int = 0, first_index: int = 0
 ) -> tuple[ChunkPlan, ...]:
@@ -155,13 +156,15 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
         sizes.append(chunk_trials)
     _check_size(spec, sizes)
     configs: list[ConfigPlan] = []
-    for item, chunk_trials in zip(spec.configurations, sizes, strict=True):
+    hashes = [item.config.config_hash for item in spec.configurations]
+    seed_keys = config_seed_keys(spec.seed, hashes) if hashes else []
+    for item, chunk_trials, seed_key in zip(spec.configurations, sizes, seed_keys, strict=True):
         config = item.config
         configs.append(
             ConfigPlan(
                 config=config,
                 seed=spec.seed,
-                seed_key=config_seed_key(spec.seed, config.config_hash),
+                seed_key=seed_key,
                 trials=spec.trials,
                 chunk_trials=chunk_trials,
                 chunks=split_trials(spec.trials, chunk_trials),

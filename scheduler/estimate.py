@@ -45,11 +45,14 @@ factor. `benchmarks/bench_estimate.py --calibrate` measures the constants;
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from scheduler.formatting import duration
 from scheduler.plan import SweepPlan
-from scheduler.spec.exactness import conditional_limit
+from scheduler.spec.exactness import conditional_limit, prefetch_limits
 from worker.contract import SimConfig
 from worker.memory import DEFAULT_BUDGET, chunk_bytes, format_bytes, kernel_sizes, sub_batch_size
 from worker.schemes import family, is_iid_gaussian
@@ -59,12 +62,49 @@ GAUSSIAN_DRAW_COST = 3.0  # a normal (or truncated normal) costs ~3 uniforms
 FLOPS_PER_SECOND = 1.5e10  # one core, float32 matmul/QR through TF
 NORMALS_PER_SECOND = DRAWS_PER_SECOND / GAUSSIAN_DRAW_COST  # nominal Gaussian throughput
 
+_T = TypeVar("_T")
 
+
+def cost_key(config: SimConfig) -> tuple[object, ...]:
+    """Every field the nominal model reads (not the activation, nor the bias' std): a sweep of
+    10^5 configurations has few distinct keys."""
+    return (
+        config.init,
+        config.bias.name,
+        config.dtype,
+        config.width,
+        config.input_dim,
+        config.depth,
+        config.batch,
+        config.sampler,
+    )
+
+
+def _by_cost_key(fn: Callable[[SimConfig], _T]) -> Callable[[SimConfig], _T]:
+    """`fn`, computed once per `cost_key` (bounded)."""
+    cache: dict[tuple[object, ...], _T] = {}
+
+    @functools.wraps(fn)
+    def cached(config: SimConfig) -> _T:
+        key = cost_key(config)
+        try:
+            return cache[key]
+        except KeyError:
+            if len(cache) >= 4096:
+                cache.clear()
+            value = cache[key] = fn(config)
+            return value
+
+    return cached
+
+
+@_by_cost_key
 def random_numbers_per_trial(config: SimConfig) -> int:
     """Random numbers one trial of `config` draws (nominal model, module docstring)."""
     return _kernel_draws(config) + _gaussian_extra_draws(config)
 
 
+@_by_cost_key
 def gaussian_numbers_per_trial(config: SimConfig) -> int:
     """How many of `random_numbers_per_trial` are Gaussian (normal or truncated normal)."""
     kernel = 0 if _uniform_kernels(config) else _kernel_draws(config)
@@ -88,6 +128,7 @@ def _qr_flops(fan_in: int, fan_out: int) -> int:
     return 4 * m * n * n - (4 * n**3) // 3
 
 
+@_by_cost_key
 def nominal_seconds_per_trial(config: SimConfig) -> float:
     """Core-seconds of one trial of `config` under the nominal model."""
     total = random_numbers_per_trial(config)
@@ -145,6 +186,11 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
     peak = 0
     longest = 0.0
     n_conditional = n_dense_for_range = 0
+    prefetch_limits(
+        cp.config
+        for cp in plan.configs
+        if cp.config.sampler != "conditional" and is_iid_gaussian(cp.config.init)
+    )
     for cp in plan.configs:
         if cp.config.sampler == "conditional":
             n_conditional += 1
@@ -306,16 +352,21 @@ def wall_estimate(
     traces = 0
     longest = 0.0
     shape_chunks: dict[tuple[object, ...], int] = {}  # graph shape -> chunks that need it
+    costs: dict[tuple[object, ...], tuple[float, float, float]] = {}  # by cost_key
     for cp in plan.configs:
         cfg = cp.config
         n_chunks = len(cp.chunks)
         if not n_chunks:
             continue
-        per_sub = model.call_s[cfg.sampler] + cfg.depth * model.layer_s[cfg.sampler]
-        per_trial = trial_wall_seconds(cfg, model)
-        trace = model.trace_s[cfg.sampler]
-        trace += model.orthogonal_trace_s if cfg.init.name == "orthogonal" else 0.0
-        trace *= model.dtype_factor.get(cfg.dtype, 1.0) ** 0.5
+        known = costs.get(cost_key(cfg))
+        if known is None:
+            per_sub = model.call_s[cfg.sampler] + cfg.depth * model.layer_s[cfg.sampler]
+            per_trial = trial_wall_seconds(cfg, model)
+            trace = model.trace_s[cfg.sampler]
+            trace += model.orthogonal_trace_s if cfg.init.name == "orthogonal" else 0.0
+            trace *= model.dtype_factor.get(cfg.dtype, 1.0) ** 0.5
+            known = costs[cost_key(cfg)] = (per_sub, per_trial, trace)
+        per_sub, per_trial, trace = known
         key = graph_shape(cfg)
         # one trace per (shape, process): a shape's first chunks reach min(P, chunks) processes
         before = min(shape_chunks.get(key, 0), procs)

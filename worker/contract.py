@@ -126,6 +126,11 @@ class Scheme:
     def to_json(self) -> dict[str, ParamValue]:
         return {"name": self.name, **dict(self.params)}
 
+    @functools.cached_property
+    def json_text(self) -> str:
+        """`to_json()` as canonical JSON text (sorted keys, no spaces; computed once)."""
+        return _canonical_dumps(self.to_json())
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str) -> Scheme:
         if isinstance(data, str):
@@ -226,7 +231,27 @@ class SimConfig:
         )
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        """`json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))`, assembled from
+        the schemes' cached `json_text` (the same characters; tests/unit/test_bulk_identity.py)."""
+        fields = {
+            "activation": self.activation.json_text,
+            "batch": _json_value(self.batch),
+            "bias": self.bias.json_text,
+            "depth": _json_value(self.depth),
+            "dtype": _json_value(self.dtype),
+            "init": self.init.json_text,
+            "input_corr": None if self.input_corr is None else _canonical_dumps(self.input_corr),
+            "input_dim": _json_value(self.input_dim),
+            "input_q": None if self.input_q is None else _canonical_dumps(self.input_q),
+            "sampler": _json_value(self.sampler),
+            "v": _json_value(CONTRACT_VERSION),
+            "width": _json_value(self.width),
+        }
+        return (
+            "{"
+            + ",".join(f'"{key}":{text}' for key, text in fields.items() if text is not None)
+            + "}"
+        )
 
     @functools.cached_property
     def config_hash(self) -> str:
@@ -236,6 +261,20 @@ class SimConfig:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _canonical_dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> str:
+    """The canonical JSON of a scalar field: a plain int or text directly, anything else (a
+    bool, a subclass) through json.dumps."""
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is str and value.isascii() and value.isidentifier():
+        return f'"{value}"'
+    return _canonical_dumps(value)
 
 
 @dataclass(frozen=True)

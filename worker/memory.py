@@ -35,6 +35,7 @@ ordinary depths): for those the sub-batch is `budget // trial_bytes` as it alway
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 from worker.contract import SimConfig
 from worker.errors import MemoryBudgetError
@@ -55,7 +56,31 @@ def draw_itemsize(dtype: str) -> int:
     return 8 if dtype == "float64" else 4
 
 
-def kernel_sizes(config: SimConfig) -> tuple[int, int]:
+class _Shape(NamedTuple):
+    """All the model reads of a configuration (a sweep has few distinct ones: cached by it)."""
+
+    dtype: str
+    width: int
+    input_dim: int
+    depth: int
+    batch: int
+    sampler: str
+    geometry: bool  # an input geometry is prescribed (input_q set)
+
+
+def _shape(config: SimConfig) -> _Shape:
+    return _Shape(
+        config.dtype,
+        config.width,
+        config.input_dim,
+        config.depth,
+        config.batch,
+        config.sampler,
+        config.input_q is not None,
+    )
+
+
+def kernel_sizes(config: SimConfig | _Shape) -> tuple[int, int]:
     """(sum, max) over layers of fan_in * fan_out, in closed form (layers 2.. share fans)."""
     first = config.input_dim * config.width
     deep = config.width * config.width
@@ -63,15 +88,15 @@ def kernel_sizes(config: SimConfig) -> tuple[int, int]:
     return total, max(first, deep) if config.depth > 1 else first
 
 
-@functools.lru_cache(maxsize=4096)  # a sweep asks for the same configuration's size many times
-def _raw_trial_bytes(config: SimConfig) -> int:
+@functools.lru_cache(maxsize=4096)  # a sweep asks for the same shape's size many times
+def _raw_trial_bytes(config: _Shape) -> int:
     """The module docstring's per-trial sum, before the x1.25 margin."""
     s = ITEMSIZE[config.dtype]
     d = draw_itemsize(config.dtype)
     widest = max(config.width, config.input_dim)
     copies = 8 if config.batch >= 2 else 4
     acts = 3 * config.depth * config.batch * config.width * s + copies * config.batch * widest * 8
-    if config.input_q is not None:
+    if config.geometry:
         acts += 4 * config.batch * config.input_dim * 8
     if config.sampler == "conditional":
         b = config.batch
@@ -81,27 +106,40 @@ def _raw_trial_bytes(config: SimConfig) -> int:
     return total * s + largest * (d + s) * 2 + acts
 
 
-def layer_trial_bytes(config: SimConfig) -> int:
+def layer_trial_bytes(config: SimConfig | _Shape) -> int:
     """Per-layer bookkeeping bytes of one trial (LAYER_TRIAL_BYTES, or PAIR_TRIAL_BYTES)."""
     return PAIR_TRIAL_BYTES if config.batch >= 2 else LAYER_TRIAL_BYTES
 
 
 def trial_bytes(config: SimConfig) -> int:
     """Conservative peak bytes of one trial of `config` (see module docstring)."""
+    return _trial_bytes(_shape(config))
+
+
+def _trial_bytes(config: _Shape) -> int:
     return int(_raw_trial_bytes(config) * 1.25) + 1024
 
 
 def chunk_bytes(config: SimConfig, sub_batch: int) -> int:
     """Conservative peak bytes of a chunk of `config` run in sub-batches of `sub_batch` trials,
     per-layer bookkeeping included (see module docstring)."""
+    return _chunk_bytes(_shape(config), sub_batch)
+
+
+def _chunk_bytes(config: _Shape, sub_batch: int) -> int:
     deep_trial = _raw_trial_bytes(config) + config.depth * layer_trial_bytes(config)
     bookkeeping = config.depth * LAYER_CHUNK_BYTES
-    return max(sub_batch * trial_bytes(config), sub_batch * deep_trial + bookkeeping)
+    return max(sub_batch * _trial_bytes(config), sub_batch * deep_trial + bookkeeping)
 
 
 def check_budget(config: SimConfig, budget_bytes: int) -> None:
     """MemoryBudgetError unless a chunk of one-trial sub-batches of `config` fits the budget."""
-    need = chunk_bytes(config, 1)
+    _check_budget(_shape(config), budget_bytes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_budget(config: _Shape, budget_bytes: int) -> None:
+    need = _chunk_bytes(config, 1)
     if need <= budget_bytes:
         return
     bookkeeping = config.depth * LAYER_CHUNK_BYTES
@@ -115,7 +153,7 @@ def check_budget(config: SimConfig, budget_bytes: int) -> None:
     raise _over_budget(config, need, budget_bytes, _HINT)
 
 
-def _over_budget(config: SimConfig, need: int, budget: int, hint: str) -> MemoryBudgetError:
+def _over_budget(config: _Shape, need: int, budget: int, hint: str) -> MemoryBudgetError:
     return MemoryBudgetError(
         f"one trial needs about {format_bytes(need)}, over the memory budget of "
         f"{format_bytes(budget)} (depth={config.depth}, width={config.width}, "
@@ -128,11 +166,16 @@ def sub_batch_size(config: SimConfig, n_trials: int, budget_bytes: int = DEFAULT
 
     Raises MemoryBudgetError when one trial (`trial_bytes`) is over the budget; a deep, narrow
     configuration whose bookkeeping does not fit either gets 1 (`check_budget` refuses it)."""
-    per_trial = trial_bytes(config)
+    return _sub_batch_size(_shape(config), n_trials, budget_bytes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sub_batch_size(config: _Shape, n_trials: int, budget_bytes: int) -> int:
+    per_trial = _trial_bytes(config)
     if per_trial > budget_bytes:
         raise _over_budget(config, per_trial, budget_bytes, _HINT)
     size = max(1, min(n_trials, MAX_SUB_BATCH, budget_bytes // per_trial))
-    if size > 1 and chunk_bytes(config, size) > budget_bytes:
+    if size > 1 and _chunk_bytes(config, size) > budget_bytes:
         deep_trial = _raw_trial_bytes(config) + config.depth * layer_trial_bytes(config)
         room = budget_bytes - config.depth * LAYER_CHUNK_BYTES
         size = max(1, min(size, room // deep_trial))

@@ -25,18 +25,25 @@ tests (tests/sim/test_conditional_extremes.py) do not resolve.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
+import contextlib
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scheduler.analysis.theory.finite_width import norm_walk
-from scheduler.analysis.theory.gaussian import moments_at_log_q
+from scheduler.analysis.theory.finite_width import norm_walk, norm_walks
+from scheduler.analysis.theory.gaussian import FloatArray, moments_at_log_q, moments_at_log_qs
 from scheduler.analysis.theory.precision import DTYPE_LIMITS
-from scheduler.analysis.theory.weights import is_centred, weight_moments
-from worker.contract import SimConfig
+from scheduler.analysis.theory.weights import weight_moments
+from worker.contract import Scheme, SimConfig
 
-__all__ = ["TAIL_SD", "Limit", "conditional_limit", "limit_reason"]
+__all__ = [
+    "TAIL_SD",
+    "Limit",
+    "conditional_limit",
+    "conditional_limits",
+    "limit_reason",
+    "prefetch_limits",
+]
 
 TAIL_SD = 6.0
 # Unit roundoff of each dtype (numpy's eps / 2).
@@ -52,7 +59,10 @@ class Limit:
     quantity: str
 
 
-@functools.lru_cache(maxsize=4096)
+_CACHE_SIZE = 1 << 17  # > MAX_CONFIGS: a sweep's limits stay known from expansion to estimate
+_cache: dict[SimConfig, Limit | None] = {}
+
+
 def conditional_limit(config: SimConfig) -> Limit | None:
     """The first (layer, quantity) where the conditional sampler may differ from the dense one
     (module doc); None where it reproduces the dense sampler at every layer of the depth.
@@ -61,41 +71,151 @@ def conditional_limit(config: SimConfig) -> Limit | None:
     log-norm walk; gradients from the top, log E mean_sq(g^D) = log E phi'(z^D)^2 and
     log E mean_sq(g^l) = log E mean_sq(g^{l+1}) + log(n v) + log E phi'(z^l)^2, with the walk's
     spread over the D - l + 1 layers it has crossed."""
-    cfg = dataclasses.replace(config, sampler="dense")
     try:
-        if not is_centred(cfg):
-            return Limit(1, "prediction")
-        mu, var = norm_walk(cfg, cfg.depth)
-        log_nv = math.log(cfg.width * weight_moments(cfg.init, cfg.width, cfg.width)[1])
-        deriv = [
-            moments_at_log_q(cfg.activation, float(mu[layer])).deriv_sq
-            for layer in range(cfg.depth + 1)
-        ]
+        return _cache[config]
+    except KeyError:
+        return conditional_limits([config])[0]
+
+
+def prefetch_limits(configs: Iterable[SimConfig]) -> None:
+    """Compute the limits of `configs` together (`conditional_limits`) ahead of the calls that
+    read them one at a time. Raises nothing: whatever fails here fails again in that call, in
+    its place among the others."""
+    with contextlib.suppress(Exception):  # met again, in its place, by the caller's own call
+        conditional_limits(list(configs))
+
+
+def conditional_limits(configs: Sequence[SimConfig]) -> list[Limit | None]:
+    """`conditional_limit` of each of `configs`, in order. Those not known yet are computed
+    together: one walk per (init, activation, bias, width, input_dim, input_q), as deep as the deepest
+    of them (a walk's first layers do not depend on how far it goes), the walks' moments
+    batched (`finite_width.norm_walks`); the same values, bit for bit, as one at a time."""
+    todo = list(dict.fromkeys(c for c in configs if c not in _cache))
+    groups: dict[tuple[object, ...], list[SimConfig]] = {}
+    for c in todo:
+        key = (c.init, c.activation, c.bias, c.width, c.input_dim, c.input_q)
+        groups.setdefault(key, []).append(c)
+    members = list(groups.values())
+    walks = _walks([(g[0], max(c.depth for c in g)) for g in members])
+    if len(_cache) + len(todo) > _CACHE_SIZE:
+        _cache.clear()
+    for group, walk in zip(members, walks, strict=True):
+        kernels = _Kernels(group[0])
+        for c in group:
+            _cache[c] = _limit(c, kernels, walk)
+    return [_cache[c] if c in _cache else _limit(c, _Kernels(c), None) for c in configs]
+
+
+class _Kernels:
+    """What `is_centred` and log(n v) read of a configuration's kernels (not its depth);
+    `failed` when theory raises on them (every depth is then 'prediction')."""
+
+    def __init__(self, config: SimConfig) -> None:
+        n0, n = config.input_dim, config.width
+        try:
+            self.first_mean = weight_moments(config.init, n0, n)[0]
+            self.deep_mean, v = weight_moments(config.init, n, n)
+            self.log_nv = math.log(config.width * v)
+            self.failed = False
+        except (ArithmeticError, ValueError):
+            self.failed = True
+
+
+class _Walk:
+    """A walk (`norm_walks`) as floats, E phi'(z)^2 at mu[0..horizon], and per dtype the first
+    layer whose preactivations reach the flush range (it does not depend on the depth)."""
+
+    def __init__(self, mu: FloatArray, var: FloatArray, deriv: list[float]) -> None:
+        self.mu, self.var, self.deriv = mu.tolist(), var.tolist(), deriv
+        self.tail = [TAIL_SD * math.sqrt(v) for v in self.var]
+        self.log_deriv = [math.log(d) if d > 0.0 else math.nan for d in deriv]
+        self._first: dict[str, int | None] = {}
+
+    def first_preactivation(self, config: SimConfig, floor: float) -> int | None:
+        key = config.dtype
+        if key not in self._first:
+            self._first[key] = next(
+                (
+                    layer
+                    for layer in range(1, len(self.mu))
+                    if not 0.5
+                    * (
+                        self.mu[layer]
+                        - self.tail[layer]
+                        - math.log(config.input_dim if layer == 1 else config.width)
+                    )
+                    >= floor
+                ),
+                None,
+            )
+        return self._first[key]
+
+
+def _walks(requests: list[tuple[SimConfig, int]]) -> list[_Walk | None]:
+    """The walks (`norm_walks`) with their E phi'^2 per layer; None for a walk theory fails on
+    (its configurations are then computed alone, as `_limit` without a walk)."""
+    try:
+        walks = norm_walks(requests)
+        tops: dict[Scheme, list[int]] = {}
+        for i, (config, _) in enumerate(requests):
+            tops.setdefault(config.activation, []).append(i)
+        last: dict[int, float] = {}
+        for activation, idx in tops.items():
+            top = moments_at_log_qs(activation, [float(walks[i][0][-1]) for i in idx])
+            last.update((i, m.deriv_sq) for i, m in zip(idx, top, strict=True))
+        out: list[_Walk | None] = []
+        for i, ((config, _), (mu, var, used)) in enumerate(zip(requests, walks, strict=True)):
+            zero = moments_at_log_q(config.activation, float(mu[0])).deriv_sq
+            out.append(_Walk(mu, var, [zero, *(m.deriv_sq for m in used), last[i]]))
+        return out
     except (ArithmeticError, ValueError):
-        return Limit(1, "prediction")
-    if cfg.dtype == "float16":
+        if len(requests) == 1:
+            return [None]
+        return [w for r in requests for w in _walks([r])]
+
+
+def _limit(config: SimConfig, kernels: _Kernels, walk: _Walk | None) -> Limit | None:
+    """`conditional_limit` of `config` from its group's kernels and walk (None: its own)."""
+    depth = config.depth
+    if kernels.failed or kernels.first_mean != 0.0 or (depth >= 2 and kernels.deep_mean != 0.0):
+        return Limit(1, "prediction")  # not centred (`is_centred`), or no theory
+    if walk is None:
+        try:
+            mu, var = norm_walk(config, depth)
+            deriv = [
+                moments_at_log_q(config.activation, float(mu[layer])).deriv_sq
+                for layer in range(depth + 1)
+            ]
+        except (ArithmeticError, ValueError):
+            return Limit(1, "prediction")
+        walk = _Walk(mu, var, deriv)
+    if config.dtype == "float16":
         # On CPU a float16 matmul forms its products and sums in float32 and rounds each result
         # to float16 once (`theory.precision.underflow_model`), as the conditional sampler does:
         # from float16 values (>= 2^-24 or 0) no product comes near float32's flush range.
         return None
-    if cfg.input_q is not None and cfg.input_q != 1.0:
+    if config.input_q is not None and config.input_q != 1.0:
         # The walk above is that of inputs of mean square 1; no scale is predicted for others.
         return Limit(1, "prediction")
-    tiny = DTYPE_LIMITS[cfg.dtype][1]
-    floor = math.log(tiny) - (2.0 / 3.0) * math.log(_EPS[cfg.dtype])
-
-    def reached(log_mean_sq: float, log_var: float, fan: int) -> bool:
-        return not 0.5 * (log_mean_sq - TAIL_SD * math.sqrt(log_var) - math.log(fan)) >= floor
-
-    for layer in range(1, cfg.depth + 1):
-        if reached(float(mu[layer]), float(var[layer]), cfg.input_dim if layer == 1 else cfg.width):
-            return Limit(layer, "preactivation")
+    tiny = DTYPE_LIMITS[config.dtype][1]
+    floor = math.log(tiny) - (2.0 / 3.0) * math.log(_EPS[config.dtype])
+    first = walk.first_preactivation(config, floor)
+    if first is not None and first <= depth:
+        return Limit(first, "preactivation")
+    # gradients from the top: a sum in this order, so it is per depth
+    log_fan, log_nv, deriv, log_deriv, tail = (
+        math.log(config.width),
+        kernels.log_nv,
+        walk.deriv,
+        walk.log_deriv,
+        walk.tail,
+    )
     log_g = 0.0
-    for layer in range(cfg.depth, 0, -1):
+    for layer in range(depth, 0, -1):
         if deriv[layer] <= 0.0:
             return Limit(layer, "gradient")
-        log_g += math.log(deriv[layer]) + (log_nv if layer < cfg.depth else 0.0)
-        if reached(log_g, float(var[cfg.depth - layer + 1]), cfg.width):
+        log_g += log_deriv[layer] + (log_nv if layer < depth else 0.0)
+        if not 0.5 * (log_g - tail[depth - layer + 1] - log_fan) >= floor:
             return Limit(layer, "gradient")
     return None
 

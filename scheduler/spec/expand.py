@@ -31,7 +31,7 @@ import numpy as np
 
 from scheduler.analysis.theory.precision import DTYPE_LIMITS
 from scheduler.errors import SpecError
-from scheduler.spec.exactness import conditional_limit, limit_reason
+from scheduler.spec.exactness import conditional_limit, limit_reason, prefetch_limits
 from scheduler.spec.model import (
     MAX_WEIGHT_SECOND_MOMENT,
     PARTNER_AXIS,
@@ -85,18 +85,40 @@ def expand(spec: SweepSpec) -> list[tuple[SimConfig, dict[str, Any]]]:
 
 
 def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
-    """Like `expand`, keeping each configuration's origin (used in budget errors)."""
+    """Like `expand`, keeping each configuration's origin (used in budget errors).
+
+    Two passes with the first error in the same place: every configuration is built up to the
+    first that fails, the exactness limits of those that need one are computed together
+    (`exactness.conditional_limits`), then each configuration's sampler is resolved, in order."""
+    memo = _Memo()
+    drafts: list[_Draft] = []
+    failure: Exception | None = None
+    for origin, located, label_keys in _assignments(spec):
+        try:
+            drafts.append(_draft(located, origin, label_keys, memo))
+        except Exception as e:  # raised once the configurations before it are resolved
+            failure = e
+            break
+    prefetch_limits(
+        d.config for d in drafts if d.requested != "dense" and is_iid_gaussian(d.config.init)
+    )
     out: list[ExpandedConfig] = []
     seen: set[str] = set()
-    for origin, located, label_keys in _assignments(spec):
-        config = _config(located, origin)
+    for d in drafts:
+        try:
+            sampler = resolve_sampler(d.requested, d.config)
+        except SpecError as e:
+            raise SpecError(f"{d.where_sampler}: {e}") from None
+        config = d.config if sampler == "dense" else dataclasses.replace(d.config, sampler=sampler)
         key = config.config_hash
         if key in seen:
             continue
         seen.add(key)
-        by_axis = {axis: value for axis, value, _ in located}
-        axes = {k: axis_label(by_axis[k]) for k in label_keys}
-        out.append(ExpandedConfig(config=config, axes=axes, origin=origin))
+        by_axis = {axis: value for axis, value, _ in d.located}
+        axes = {k: axis_label(by_axis[k]) for k in d.label_keys}
+        out.append(ExpandedConfig(config=config, axes=axes, origin=d.origin))
+    if failure is not None:
+        raise failure
     return out
 
 
@@ -209,43 +231,102 @@ def _partner(axis: str) -> str:
     return PARTNER_AXIS.get(axis, "")
 
 
-def _config(located: list[Located], origin: str) -> SimConfig:
+@dataclass(frozen=True)
+class _Draft:
+    """A configuration built with the dense sampler, and the sampler its spec asks for."""
+
+    config: SimConfig
+    requested: str
+    where_sampler: str
+    origin: str
+    located: list[Located]
+    label_keys: list[str]
+
+
+class _Memo:
+    """What one expansion derives from each axis value object, derived once: the same value
+    object (a grid entry, a fixed value) gives the same scheme, checked once per kernel."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, int], tuple[object, Any]] = {}
+        self._rms: dict[tuple[int, int, int], tuple[Scheme, float]] = {}
+
+    def derive(self, kind: str, value: AxisValue, build: Any) -> Any:
+        """`build(value)`, computed once per (kind, value object)."""
+        key = (kind, id(value))
+        hit = self._values.get(key)
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        result = build(value)
+        self._values[key] = (value, result)
+        return result
+
+    def weight_rms(self, init: Scheme, fan_in: int, fan_out: int) -> float:
+        """`_weight_rms`, once per (scheme object, kernel)."""
+        key = (id(init), fan_in, fan_out)
+        hit = self._rms.get(key)
+        if hit is not None and hit[0] is init:
+            return hit[1]
+        rms = _weight_rms(init, fan_in, fan_out)
+        self._rms[key] = (init, rms)
+        return rms
+
+
+_ZEROS = Scheme("zeros")
+
+
+def _sigma_w_init(value: AxisValue) -> Scheme:
+    s = float(_num(value))
+    return canonical_scheme(
+        INIT_SCHEMES,
+        "variance_scaling",
+        {"scale": s * s, "mode": "fan_in", "distribution": "untruncated_normal"},
+    )
+
+
+def _sigma_b_bias(value: AxisValue) -> Scheme:
+    return _no_zero_std(canonical_scheme(BIAS_SCHEMES, "normal", {"std": float(_num(value))}))
+
+
+def _no_zero_std(bias: Scheme) -> Scheme:
+    """A `normal` bias with std 0 is the zeros bias (module doc)."""
+    return _ZEROS if bias.name == "normal" and bias.num("std") == 0.0 else bias
+
+
+def _draft(located: list[Located], origin: str, label_keys: list[str], memo: _Memo) -> _Draft:
     values = {axis: value for axis, value, _ in located}
     where = {axis: at for axis, _, at in located}
     for axis in ("activation", "depth", "width"):
         if axis not in values:
             raise SpecError(f"{origin}: missing axis {axis!r}")
     if "sigma_w" in values:
-        s = float(_num(values["sigma_w"]))
-        init = canonical_scheme(
-            INIT_SCHEMES,
-            "variance_scaling",
-            {"scale": s * s, "mode": "fan_in", "distribution": "untruncated_normal"},
-        )
+        init = memo.derive("sigma_w", values["sigma_w"], _sigma_w_init)
     elif "init" in values:
-        init = _canonical(INIT_SCHEMES, values["init"])
+        init = memo.derive("init", values["init"], lambda v: _canonical(INIT_SCHEMES, v))
     else:
         raise SpecError(f"{origin}: missing axis 'init' (or sigma_w)")
     if "sigma_b" in values:
-        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": float(_num(values["sigma_b"]))})
+        bias = memo.derive("sigma_b", values["sigma_b"], _sigma_b_bias)
     elif "bias" in values:
-        bias = _canonical(BIAS_SCHEMES, values["bias"])
+        bias = memo.derive(
+            "bias", values["bias"], lambda v: _no_zero_std(_canonical(BIAS_SCHEMES, v))
+        )
     else:
-        bias = Scheme("zeros")
-    if bias.name == "normal" and bias.num("std") == 0.0:
-        bias = Scheme("zeros")
+        bias = _ZEROS
     requested = str(values.get("sampler", "auto"))
     width = int(_num(values["width"]))
     input_dim = int(_num(values.get("input_dim", width)))
     depth = int(_num(values["depth"]))
     kernels = [(input_dim, width)] + ([(width, width)] if depth > 1 else [])
-    _check_weight_scale(init, kernels, where.get("sigma_w", where.get("init", origin)))
+    _check_weight_scale(init, kernels, where.get("sigma_w", where.get("init", origin)), memo)
     input_q, input_corr = _geometry(
         values, where, origin, input_dim, str(values.get("dtype", "float32"))
     )
     config = SimConfig(
         init=init,
-        activation=_canonical(ACTIVATIONS, values["activation"]),
+        activation=memo.derive(
+            "activation", values["activation"], lambda v: _canonical(ACTIVATIONS, v)
+        ),
         depth=depth,
         width=width,
         input_dim=input_dim,
@@ -256,11 +337,7 @@ def _config(located: list[Located], origin: str) -> SimConfig:
         input_q=input_q,
         input_corr=input_corr,
     )
-    try:
-        sampler = resolve_sampler(requested, config)
-    except SpecError as e:
-        raise SpecError(f"{where.get('sampler', origin)}: {e}") from None
-    return dataclasses.replace(config, sampler=sampler)
+    return _Draft(config, requested, where.get("sampler", origin), origin, located, label_keys)
 
 
 def _geometry(
@@ -301,27 +378,34 @@ def _geometry(
     return q0, c0
 
 
-def _check_weight_scale(init: Scheme, kernels: list[tuple[int, int]], where: str) -> None:
+def _check_weight_scale(
+    init: Scheme, kernels: list[tuple[int, int]], where: str, memo: _Memo
+) -> None:
     """Refuse weights whose entries' second moment E[W^2] exceeds MAX_WEIGHT_SECOND_MOMENT (times
-    a fan it would overflow float64). W = shift + scale B (`worker.schemes.law`): E[W^2] is
-    shift^2 + scale^2 E[B^2] + 2 shift scale E[B], computed from values scaled to 1 (no square
-    of a spec number overflows here)."""
+    a fan it would overflow float64)."""
     limit = math.sqrt(MAX_WEIGHT_SECOND_MOMENT)
     for fan_in, fan_out in kernels:
-        entry = law(init, fan_in, fan_out)
-        top = max(abs(entry.shift), abs(entry.scale))
-        if top == 0.0:
-            continue
-        a, b = entry.shift / top, entry.scale / top
-        # E[B], E[B^2]: uniform U[0, 1); normal and orthogonal entries <= N(0, 1) moments
-        e1, e2 = (0.5, 1.0 / 3.0) if entry.kind == "uniform" else (0.0, 1.0)
-        rms = top * math.sqrt(a * a + 2.0 * a * b * e1 + b * b * e2)
+        rms = memo.weight_rms(init, fan_in, fan_out)
         if not rms <= limit:
             raise SpecError(
                 f"{where}: expected weights of root mean square at most {limit:g} (their "
                 f"variance times a fan must stay finite in float64). Received: {init.label} "
                 f"gives {rms:.3g} for a {fan_in}x{fan_out} kernel"
             )
+
+
+def _weight_rms(init: Scheme, fan_in: int, fan_out: int) -> float:
+    """sqrt(E[W^2]) of one entry of a (fan_in, fan_out) kernel. W = shift + scale B
+    (`worker.schemes.law`): E[W^2] is shift^2 + scale^2 E[B^2] + 2 shift scale E[B], computed
+    from values scaled to 1 (no square of a spec number overflows here)."""
+    entry = law(init, fan_in, fan_out)
+    top = max(abs(entry.shift), abs(entry.scale))
+    if top == 0.0:
+        return 0.0
+    a, b = entry.shift / top, entry.scale / top
+    # E[B], E[B^2]: uniform U[0, 1); normal and orthogonal entries <= N(0, 1) moments
+    e1, e2 = (0.5, 1.0 / 3.0) if entry.kind == "uniform" else (0.0, 1.0)
+    return top * math.sqrt(a * a + 2.0 * a * b * e1 + b * b * e2)
 
 
 def _canonical(registry: dict[str, dict[str, Any]], value: AxisValue) -> Scheme:

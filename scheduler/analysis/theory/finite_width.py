@@ -37,14 +37,21 @@ relu gradient's mask is not independent of W^{l+1}: no exact law is claimed ther
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 from scipy import special
 
-from scheduler.analysis.theory.gaussian import FloatArray, activation_fns, moments_at_log_q
+from scheduler.analysis.theory.gaussian import (
+    ActivationMoments,
+    FloatArray,
+    activation_fns,
+    moments_at_log_q,
+    moments_at_log_qs,
+)
 from scheduler.analysis.theory.weights import is_centred, weight_moments
-from worker.contract import SimConfig
+from worker.contract import Scheme, SimConfig
 from worker.schemes import is_iid_gaussian
 
 __all__ = [
@@ -53,6 +60,7 @@ __all__ = [
     "log_chi2_moments",
     "mean_sq_dispersion",
     "norm_walk",
+    "norm_walks",
 ]
 
 LogMoments = tuple[float, float]  # (E[log X], Var[log X])
@@ -142,39 +150,78 @@ def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
     log-slope d log E[phi^2] / d log q. Orthogonal square kernels fix |z^l| = gain |h^{l-1}|:
     only the angular part of Y fluctuates, kappa - 2 in place of kappa (0 for linear).
     """
-    n0, n = config.input_dim, config.width
-    v1 = weight_moments(config.init, n0, n)[1]
-    v = weight_moments(config.init, n, n)[1]
-    sb2 = config.bias_std**2
-    log_sb2 = math.log(sb2) if sb2 > 0.0 else -math.inf
-    linear = activation_fns(config.activation).homogeneous == (1.0, 1.0)
-    radial = 0.0 if config.init.name == "orthogonal" else 2.0  # kappa of the norm of z
-    mu = np.zeros(horizon + 1)
-    var = np.zeros(horizon + 1)
-    if config.input_q is None:  # log |x|^2 / n0 of x ~ N(0, I): log chi^2_n0 / n0
-        x = _log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
-        spread = float(special.polygamma(1, n0 / 2.0))
-    else:  # a prescribed input geometry: |x|^2 / n0 = input_q exactly
-        x, spread = _log(n0 * v1 * config.input_q), 0.0
-    lam = float(np.logaddexp(x, log_sb2))
-    r = _share(x, lam)
-    mu[1], var[1] = lam, r * r * spread
-    for layer in range(2, horizon + 1):
-        m = moments_at_log_q(config.activation, lam)
-        if linear and radial:
+    walk = _Walk(config, horizon)
+    for _ in range(2, horizon + 1):
+        walk.step(moments_at_log_q(config.activation, walk.lam))
+    return walk.result()
+
+
+def norm_walks(
+    walks: Sequence[tuple[SimConfig, int]],
+) -> list[tuple[FloatArray, FloatArray, list[ActivationMoments]]]:
+    """For each (config, horizon): `norm_walk(config, horizon)` (bit for bit) and the
+    activation's moments at lambda_1 .. lambda_{horizon - 1}, the ones the walk stepped with.
+    The walks advance together: each layer's moments of all of them are one
+    `moments_at_log_qs` call per activation."""
+    states = [_Walk(config, horizon) for config, horizon in walks]
+    used: list[list[ActivationMoments]] = [[] for _ in walks]
+    by_activation: dict[Scheme, list[int]] = {}
+    for i, (config, _) in enumerate(walks):
+        by_activation.setdefault(config.activation, []).append(i)
+    for layer in range(2, max((h for _, h in walks), default=0) + 1):
+        for activation, members in by_activation.items():
+            live = [i for i in members if walks[i][1] >= layer]
+            moments = moments_at_log_qs(activation, [states[i].lam for i in live])
+            for i, m in zip(live, moments, strict=True):
+                states[i].step(m)
+                used[i].append(m)
+    return [(*state.result(), u) for state, u in zip(states, used, strict=True)]
+
+
+class _Walk:
+    """`norm_walk`'s state: layers 0..layer done, lambda_layer in `lam` (one home of a step)."""
+
+    def __init__(self, config: SimConfig, horizon: int) -> None:
+        n0, n = config.input_dim, config.width
+        v1 = weight_moments(config.init, n0, n)[1]
+        v = weight_moments(config.init, n, n)[1]
+        sb2 = config.bias_std**2
+        self.log_sb2 = math.log(sb2) if sb2 > 0.0 else -math.inf
+        self.linear = activation_fns(config.activation).homogeneous == (1.0, 1.0)
+        self.radial = 0.0 if config.init.name == "orthogonal" else 2.0  # kappa of |z|'s norm
+        self.n, self.log_nv = n, _log(n * v)
+        self.mu = np.zeros(horizon + 1)
+        self.var = np.zeros(horizon + 1)
+        if config.input_q is None:  # log |x|^2 / n0 of x ~ N(0, I): log chi^2_n0 / n0
+            x = _log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
+            spread = float(special.polygamma(1, n0 / 2.0))
+        else:  # a prescribed input geometry: |x|^2 / n0 = input_q exactly
+            x, spread = _log(n0 * v1 * config.input_q), 0.0
+        self.lam = float(np.logaddexp(x, self.log_sb2))
+        r = _share(x, self.lam)
+        self.mu[1], self.var[1] = self.lam, r * r * spread
+        self.layer = 1
+
+    def step(self, m: ActivationMoments) -> None:
+        """Advance one layer, given the activation's moments at the current lambda."""
+        n, layer = self.n, self.layer + 1
+        if self.linear and self.radial:
             drift = float(special.digamma(n / 2.0)) + math.log(2.0 / n)
             noise = float(special.polygamma(1, n / 2.0))
         else:
-            kappa = max(0.0, m.kurtosis - 3.0 + radial)
+            kappa = max(0.0, m.kurtosis - 3.0 + self.radial)
             drift, noise = -kappa / (2.0 * n), kappa / n
-        x = _log(n * v) + m.log_mean_sq + drift
-        lam = float(np.logaddexp(x, log_sb2))
-        r = _share(x, lam)
-        mu[layer] = lam
-        var[layer] = (r * m.log_slope) ** 2 * var[layer - 1] + r * r * noise
-    mu.setflags(write=False)
-    var.setflags(write=False)
-    return mu, var
+        x = self.log_nv + m.log_mean_sq + drift
+        self.lam = float(np.logaddexp(x, self.log_sb2))
+        r = _share(x, self.lam)
+        self.mu[layer] = self.lam
+        self.var[layer] = (r * m.log_slope) ** 2 * self.var[layer - 1] + r * r * noise
+        self.layer = layer
+
+    def result(self) -> tuple[FloatArray, FloatArray]:
+        self.mu.setflags(write=False)
+        self.var.setflags(write=False)
+        return self.mu, self.var
 
 
 def _log(x: float) -> float:

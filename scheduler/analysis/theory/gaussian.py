@@ -17,8 +17,9 @@ rule, with the inner panels aligned on the kink of each row.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -38,6 +39,7 @@ __all__ = [
     "arccos_kernels",
     "bivariate_expectation",
     "moments_at_log_q",
+    "moments_at_log_qs",
     "normal_pdf",
     "panel_rule",
 ]
@@ -197,8 +199,13 @@ _U_FEATURES = 40.0
 
 def panel_rule(edges: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Gauss-Legendre nodes and weights on each panel [edges[k], edges[k+1]]."""
-    half = (edges[1:] - edges[:-1])[:, None] / 2.0
-    mid = (edges[1:] + edges[:-1])[:, None] / 2.0
+    return panel_rule_between(edges[:-1], edges[1:])
+
+
+def panel_rule_between(left: FloatArray, right: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes and weights on each panel [left[k], right[k]], panel after panel."""
+    half = (right - left)[:, None] / 2.0
+    mid = (right + left)[:, None] / 2.0
     nodes = mid + half * _GL_X[None, :]
     weights = half * _GL_W[None, :] + 0.0 * nodes
     return nodes.ravel(), weights.ravel()
@@ -211,18 +218,50 @@ def _gauss_rule(s: float, fine: float = 1.0) -> tuple[FloatArray, FloatArray]:
     Panel edges in z: 0, every 0.5 up to 12, every u = 1 .. 40 (u = s z) and, when fine < 1,
     u = fine * 2^k below 1 (graded towards a feature of width `fine` at u = 0).
     """
-    pieces = [np.arange(0.0, _Z_MAX + 0.25, 0.5), np.arange(1.0, _U_FEATURES + 0.5) / s]
-    if fine < 1.0:
-        pieces.append(fine * 2.0 ** np.arange(math.ceil(-math.log2(fine))) / s)
-    edges = np.concatenate(pieces)
-    edges = np.unique(edges[(edges >= 0.0) & (edges <= _Z_MAX)])
-    edges = edges[np.concatenate(([True], np.diff(edges) > 1e-13 * _Z_MAX))]
-    x, w = panel_rule(edges)
-    z = np.concatenate((-x[::-1], x))
-    w = np.concatenate((w[::-1], w)) * normal_pdf(z)
+    z, w, _ = _gauss_rules([s], fine)
     z.setflags(write=False)
     w.setflags(write=False)
     return z, w
+
+
+_EDGE_PAD = 1e300  # sorts after every edge in [0, _Z_MAX]; differences between pads are 0
+
+
+def _gauss_rules(
+    scales: Sequence[float], fine: float = 1.0
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.intp]]:
+    """`_gauss_rule(s, fine)` for each s of `scales`, one after the other in flat (z, w) arrays:
+    row r is [bounds[r], bounds[r + 1]). Every element is computed by the same operations as
+    for one s alone (edges sorted per row, out-of-range ones padded past the end; each row's
+    rule -x[::-1], x gathered by index), so each row is that rule bit for bit."""
+    s = np.asarray(scales, dtype=np.float64)[:, None]
+    pieces = [
+        np.broadcast_to(np.arange(0.0, _Z_MAX + 0.25, 0.5), (s.shape[0], 25)),
+        np.arange(1.0, _U_FEATURES + 0.5)[None, :] / s,
+    ]
+    if fine < 1.0:
+        pieces.append((fine * 2.0 ** np.arange(math.ceil(-math.log2(fine))))[None, :] / s)
+    edges = np.concatenate(pieces, axis=1)
+    edges = np.sort(np.where((edges >= 0.0) & (edges <= _Z_MAX), edges, _EDGE_PAD), axis=1)
+    keep = np.ones(edges.shape, dtype=bool)
+    keep[:, 1:] = (np.diff(edges, axis=1) > 1e-13 * _Z_MAX) & (edges[:, 1:] <= _Z_MAX)
+    kept = edges[keep]  # row after row, ascending
+    n_edges = keep.sum(axis=1)
+    last = np.cumsum(n_edges) - 1
+    left = np.ones(kept.size, dtype=bool)
+    left[last] = False  # a row's last edge starts no panel
+    starts = np.flatnonzero(left)
+    x, wx = panel_rule_between(kept[starts], kept[starts + 1])
+    half = (n_edges - 1) * _GL_X.size  # nodes of each row's positive half
+    first = np.concatenate(([0], np.cumsum(half)[:-1]))  # where each row's x starts in x
+    bounds = np.concatenate(([0], np.cumsum(2 * half)))
+    local = np.arange(bounds[-1]) - np.repeat(bounds[:-1], 2 * half)
+    n = np.repeat(half, 2 * half)
+    neg = local < n
+    src = np.repeat(first, 2 * half) + np.where(neg, n - 1 - local, local - n)
+    z = np.where(neg, -x[src], x[src])
+    w = wx[src] * normal_pdf(z)
+    return z, w, bounds
 
 
 def _expect(fn: Callable[[FloatArray], FloatArray], s: float) -> float:
@@ -330,50 +369,84 @@ def _homogeneous_moments(
 @lru_cache(maxsize=65536)
 def moments_at_log_q(activation: Scheme, log_q: float) -> ActivationMoments:
     """ActivationMoments at q = exp(log_q); asymptotic forms where q is extreme."""
+    return moments_at_log_qs(activation, [log_q])[0]
+
+
+_ROWS_PER_PASS = 16  # rules evaluated together (their nodes stay in cache)
+
+
+def moments_at_log_qs(activation: Scheme, log_qs: Sequence[float]) -> list[ActivationMoments]:
+    """`moments_at_log_q(activation, l)` for each l of `log_qs`: closed forms where they apply,
+    the quadratures of the others together (`_gauss_rules`; each value bit for bit the one
+    log_q alone gives: the same elementwise operations, one np.dot per row)."""
     act = activation_fns(activation)
-    if act.homogeneous is not None:
-        return _homogeneous_moments(*act.homogeneous, log_q)
-    if log_q > _LOG_Q_HI:
-        if act.slopes_inf is not None:
-            return _homogeneous_moments(*act.slopes_inf, log_q)
-        log_q = _LOG_Q_HI  # bounded: moments have converged to their q -> inf limits
-    if log_q < _LOG_Q_LO:
-        if act.slopes_zero is not None:
-            return _homogeneous_moments(*act.slopes_zero, log_q)
-        log_q = _LOG_Q_LO  # phi(0) != 0: moments have converged to phi(0)^k
-    s = math.exp(0.5 * log_q)
+    out: list[ActivationMoments | None] = []
+    pending: list[tuple[int, float]] = []  # (index in out, log q of the quadrature)
+    for log_q in log_qs:
+        if act.homogeneous is not None:
+            out.append(_homogeneous_moments(*act.homogeneous, log_q))
+            continue
+        if log_q > _LOG_Q_HI:
+            if act.slopes_inf is not None:
+                out.append(_homogeneous_moments(*act.slopes_inf, log_q))
+                continue
+            log_q = _LOG_Q_HI  # bounded: moments have converged to their q -> inf limits
+        if log_q < _LOG_Q_LO:
+            if act.slopes_zero is not None:
+                out.append(_homogeneous_moments(*act.slopes_zero, log_q))
+                continue
+            log_q = _LOG_Q_LO  # phi(0) != 0: moments have converged to phi(0)^k
+        pending.append((len(out), log_q))
+        out.append(None)
+    for at in range(0, len(pending), _ROWS_PER_PASS):
+        part = pending[at : at + _ROWS_PER_PASS]
+        for (i, _), m in zip(part, _quadrature_moments(act, [q for _, q in part]), strict=True):
+            out[i] = m
+    return [m for m in out if m is not None]
+
+
+def _quadrature_moments(act: ActivationFns, log_qs: list[float]) -> list[ActivationMoments]:
+    """Moments of `act` at each log q by quadrature (rows of `_gauss_rules`)."""
+    scales = [math.exp(0.5 * log_q) for log_q in log_qs]
     # Normalise by s where phi grows like u (so phi^4 neither overflows nor underflows).
-    norm = (
+    norms = [
         s
         if (act.slopes_inf is not None and s > 1.0) or (act.slopes_zero is not None and s < 1.0)
         else 1.0
-    )
-    z, w = _gauss_rule(s)
-    u = s * z
-    fn = act.f(u) / norm
-    peak = float(np.max(np.abs(fn)))
-    if peak > 1.0:  # a large parameter (elu alpha up to 1e150): fn^4 must not overflow
-        fn = fn / peak
-        norm *= peak
+        for s in scales
+    ]
+    z, w, bounds = _gauss_rules(scales)
+    sizes = np.diff(bounds)
+    u = np.repeat(scales, sizes) * z
+    fn = act.f(u) / np.repeat(norms, sizes)
+    peaks = np.maximum.reduceat(np.abs(fn), bounds[:-1])
+    rows = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds.tolist())]
+    for r, peak in enumerate(peaks.tolist()):
+        if peak > 1.0:  # a large parameter (elu alpha up to 1e150): fn^4 must not overflow
+            fn[rows[r]] = fn[rows[r]] / peak
+            norms[r] *= peak
     d1 = act.d1(u)
-    m1n = float(np.dot(w, fn))
-    m2n = float(np.dot(w, fn * fn))
-    m4n = float(np.dot(w, fn**4))
-    d2 = float(np.dot(w, d1 * d1))
-    curv_n = float(np.dot(w, act.d2(u) * fn))
+    fn2, fn4, d1_sq, curv = fn * fn, fn**4, d1 * d1, act.d2(u) * fn
     # d log E[phi^2] / d log q = E[u phi(u) phi'(u)] / E[phi^2] (Stein, d/dq E f(sqrt(q) z) =
     # E[z f'(sqrt(q) z)] / (2 sqrt q)): one expectation, no cancellation of E[phi'^2] against
     # E[phi'' phi] at large q.
-    slope_n = float(np.dot(w, (u / norm) * fn * d1))
-    return ActivationMoments(
-        mean=m1n * norm,
-        mean_sq=m2n * norm * norm,
-        deriv_sq=d2,
-        curvature=curv_n * norm,
-        kurtosis=m4n / m2n**2,
-        log_mean_sq=math.log(m2n) + 2.0 * math.log(norm),
-        log_slope=slope_n / m2n,
-    )
+    slope = (u / np.repeat(norms, sizes)) * fn * d1
+    out = []
+    for r, norm in enumerate(norms):
+        row, wr = rows[r], w[rows[r]]
+        m2n = float(np.dot(wr, fn2[row]))
+        out.append(
+            ActivationMoments(
+                mean=float(np.dot(wr, fn[row])) * norm,
+                mean_sq=m2n * norm * norm,
+                deriv_sq=float(np.dot(wr, d1_sq[row])),
+                curvature=float(np.dot(wr, curv[row])) * norm,
+                kurtosis=float(np.dot(wr, fn4[row])) / m2n**2,
+                log_mean_sq=math.log(m2n) + 2.0 * math.log(norm),
+                log_slope=float(np.dot(wr, slope[row])) / m2n,
+            )
+        )
+    return out
 
 
 def activation_moments(activation: Scheme, q: float) -> ActivationMoments:

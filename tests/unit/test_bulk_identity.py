@@ -1,0 +1,144 @@
+"""The bulk paths of validation give what the one-at-a-time definitions give, bit for bit:
+seed keys against numpy's SeedSequence, canonical JSON against json.dumps, batched Gaussian
+moments and walks against one log q / one configuration at a time, and the exactness limits of
+a batch against each configuration alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from scheduler.analysis.theory import gaussian
+from scheduler.analysis.theory.finite_width import norm_walk, norm_walks
+from scheduler.spec import exactness
+from worker.contract import (
+    ACTIVATIONS,
+    BIAS_SCHEMES,
+    INIT_SCHEMES,
+    Scheme,
+    SimConfig,
+    canonical_scheme,
+)
+from worker.seeding import config_seed_key, config_seed_keys
+
+
+def _reference_key(seed: int, config_hash: str) -> int:
+    words = [int(config_hash[i : i + 8], 16) for i in range(0, 32, 8)]
+    ss = np.random.SeedSequence(entropy=[seed, *words])
+    return int(ss.generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 2**32 - 1, 2**32, 2**40 + 7, 2**64 - 1, 2**70 + 5])
+def test_seed_keys_are_seedsequence_words(seed: int) -> None:
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
+    hashes += ["0" * 64, "f" * 64, "F" * 64]
+    expected = [_reference_key(seed, h) for h in hashes]
+    assert config_seed_keys(seed, hashes) == expected
+    assert config_seed_key(seed, hashes[0]) == expected[0]
+
+
+def test_seed_keys_refuse_a_negative_seed() -> None:
+    with pytest.raises(ValueError, match="seed: expected a non-negative integer"):
+        config_seed_keys(-1, ["0" * 64])
+
+
+def _configs(n: int, rng: random.Random) -> list[SimConfig]:
+    out = []
+    for _ in range(n):
+        name = rng.choice(list(ACTIVATIONS))
+        params = {"alpha": rng.choice([0.01, 0.2, 5.0])} if name in ("leaky_relu", "elu") else {}
+        init = rng.choice(
+            [
+                canonical_scheme(
+                    INIT_SCHEMES,
+                    "variance_scaling",
+                    {"scale": rng.uniform(0.01, 9.0), "distribution": "untruncated_normal"},
+                ),
+                canonical_scheme(INIT_SCHEMES, "normal", {"std": rng.choice([0.0, 0.05, 3.0])}),
+                canonical_scheme(INIT_SCHEMES, "normal", {"std": 0.1, "mean": 0.1}),
+                canonical_scheme(INIT_SCHEMES, "orthogonal", {"gain": 1.0}),
+            ]
+        )
+        std = rng.choice([0.0, 0.05, 0.5, 1e-30])
+        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": std}) if std else Scheme("zeros")
+        input_q = rng.choice([None, None, 1.0, 0.3, 1e-7])
+        input_corr = None if input_q is None else rng.choice([None, 0.6, -0.25])
+        out.append(
+            SimConfig(
+                init=init,
+                activation=canonical_scheme(ACTIVATIONS, name, params),
+                depth=rng.choice([1, 2, 3, 10, 60, 300]),
+                width=rng.choice([2, 16, 64]),
+                input_dim=rng.choice([2, 16]),
+                dtype=rng.choice(["float32", "float64", "float16", "bfloat16"]),
+                bias=bias,
+                sampler=rng.choice(["dense", "conditional"]),
+                batch=1 if input_corr is None else 2,
+                input_q=input_q,
+                input_corr=input_corr,
+            )
+        )
+    return out
+
+
+def test_canonical_json_is_json_dumps() -> None:
+    for config in _configs(300, random.Random(1)):
+        expected = json.dumps(config.to_json(), sort_keys=True, separators=(",", ":"))
+        assert config.canonical_json() == expected
+    odd = SimConfig(Scheme("normal", (("std", -0.0),)), Scheme('t"x'), 2, 3, 3, dtype="é")
+    assert odd.canonical_json() == json.dumps(odd.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+def _bits(m: gaussian.ActivationMoments) -> tuple[str, ...]:
+    return tuple(float(v).hex() for v in dataclasses.astuple(m))
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_batched_moments_are_the_single_ones(name: str) -> None:
+    activation = canonical_scheme(ACTIVATIONS, name, {})
+    rng = np.random.default_rng(0)
+    log_qs = [float(x) for x in rng.uniform(-8.0, 8.0, 40)]
+    log_qs += [0.0, math.log(1e150) + 1.0, math.log(1e-150) - 1.0, 300.0, -300.0]
+    batch = gaussian.moments_at_log_qs(activation, log_qs)
+    for log_q, m in zip(log_qs, batch, strict=True):
+        gaussian.moments_at_log_q.cache_clear()
+        assert _bits(m) == _bits(gaussian.moments_at_log_q(activation, log_q)), log_q
+
+
+def test_batched_rules_are_the_single_ones() -> None:
+    scales = [1e-9, 0.3, 1.0, 1 / 3, 12.0, 40.0, 1e9, *np.exp(np.linspace(-30, 30, 50))]
+    for fine in (1.0, 0.3, 1e-9):
+        z, w, bounds = gaussian._gauss_rules(scales, fine)
+        for r, s in enumerate(scales):
+            gaussian._gauss_rule.cache_clear()
+            z1, w1 = gaussian._gauss_rule(float(s), fine)
+            row = slice(bounds[r], bounds[r + 1])
+            assert z[row].tobytes() == z1.tobytes() and w[row].tobytes() == w1.tobytes()
+
+
+def test_walks_together_are_walks_alone() -> None:
+    configs = _configs(40, random.Random(2))
+    walks = norm_walks([(c, c.depth) for c in configs])
+    for c, (mu, var, used) in zip(configs, walks, strict=True):
+        norm_walk.cache_clear()
+        mu1, var1 = norm_walk(c, c.depth)
+        assert mu.tobytes() == mu1.tobytes() and var.tobytes() == var1.tobytes()
+        assert len(used) == c.depth - 1
+
+
+def test_limits_together_are_limits_alone() -> None:
+    configs = _configs(400, random.Random(3))
+    exactness._cache.clear()
+    together = exactness.conditional_limits(configs)
+    alone = []
+    for c in configs:
+        exactness._cache.clear()
+        alone.append(exactness.conditional_limit(c))
+    assert together == alone
+    assert any(limit is None for limit in alone) and any(limit is not None for limit in alone)
