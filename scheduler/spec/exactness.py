@@ -31,7 +31,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from scheduler.analysis.theory.finite_width import norm_walk, norm_walks
-from scheduler.analysis.theory.gaussian import FloatArray, moments_at_log_q, moments_at_log_qs
+from scheduler.analysis.theory.gaussian import (
+    FloatArray,
+    moments_at_log_q,
+    moments_at_log_qs,
+)
+from scheduler.analysis.theory.moment_table import HI as TABLE_HI
+from scheduler.analysis.theory.moment_table import LO as TABLE_LO
+from scheduler.analysis.theory.moment_table import STEP as TABLE_STEP
+from scheduler.analysis.theory.moment_table import MomentTable, OutOfTable, moment_table
 from scheduler.analysis.theory.precision import DTYPE_LIMITS
 from scheduler.analysis.theory.weights import weight_moments
 from worker.contract import Scheme, SimConfig
@@ -87,23 +95,118 @@ def prefetch_limits(configs: Iterable[SimConfig]) -> None:
 
 def conditional_limits(configs: Sequence[SimConfig]) -> list[Limit | None]:
     """`conditional_limit` of each of `configs`, in order. Those not known yet are computed
-    together: one walk per (init, activation, bias, width, input_dim, input_q), as deep as the deepest
-    of them (a walk's first layers do not depend on how far it goes), the walks' moments
-    batched (`finite_width.norm_walks`); the same values, bit for bit, as one at a time."""
+    together: one walk per (init, activation, bias, width, input_dim, input_q), as deep as the
+    deepest of them (a walk's first layers do not depend on how far it goes), the walks' moments
+    batched (`finite_width.norm_walks`); the same values, bit for bit, as one at a time. Many
+    walks of one smooth activation are screened first on its tabulated moments (`_screen`):
+    a group cleared there has no limit, as the exact walk would find; the others walk exactly."""
     todo = list(dict.fromkeys(c for c in configs if c not in _cache))
     groups: dict[tuple[object, ...], list[SimConfig]] = {}
     for c in todo:
         key = (c.init, c.activation, c.bias, c.width, c.input_dim, c.input_q)
         groups.setdefault(key, []).append(c)
     members = list(groups.values())
-    walks = _walks([(g[0], max(c.depth for c in g)) for g in members])
+    kernels = [_Kernels(g[0]) for g in members]
+    cleared = _screen(members, kernels)
+    exact = [i for i, ok in enumerate(cleared) if not ok]
+    walks: list[_Walk | None] = [None] * len(members)
+    for i, walk in zip(
+        exact,
+        _walks([(members[i][0], max(c.depth for c in members[i])) for i in exact]),
+        strict=True,
+    ):
+        walks[i] = walk
     if len(_cache) + len(todo) > _CACHE_SIZE:
         _cache.clear()
-    for group, walk in zip(members, walks, strict=True):
-        kernels = _Kernels(group[0])
+    for group, kernel, walk, ok in zip(members, kernels, walks, cleared, strict=True):
         for c in group:
-            _cache[c] = _limit(c, kernels, walk)
+            _cache[c] = _limit(c, kernel, walk, cleared=ok)
     return [_cache[c] if c in _cache else _limit(c, _Kernels(c), None) for c in configs]
+
+
+# A table costs about as much as this many exact moments per grid point: below that many walk
+# layers of one activation the exact walks are cheaper.
+_SCREEN_MIN_LAYERS = 2 * round((TABLE_HI - TABLE_LO) / TABLE_STEP)
+_SCREEN_MARGIN = 1.0  # nats of log-scale headroom a screened decision keeps beyond its bounds
+_TAIL_SLACK = 1.5  # the screened walk's tail may be this much short of the exact one
+
+
+def _screen(members: list[list[SimConfig]], kernels: list[_Kernels]) -> list[bool]:
+    """Per group: True when its walk on the activation's tabulated moments
+    (`theory.moment_table`) shows every member clear of the flush range with room for the
+    table's error bounds, propagated along the walk (so the exact walk clears it too).
+
+    Along the screened walk, lambda_l is within E_l of the exact one, E_1 = 0 and
+    E_l = e(log E phi^2) + L(log E phi^2) E_{l-1} + (e(kurtosis) + L(kurtosis) E_{l-1}) / 2n
+    (e: the interpolation error bound, L: the Lipschitz bound of a field; the step from x to
+    lambda = logaddexp(x, log sigma_b^2) is 1-Lipschitz); the log of a gradient's mean square
+    within G = sum_k e(log E phi'^2) + L(log E phi'^2) E_k. A member is cleared when each of
+    its tests (`_limit`) holds for mu - E (or log g - G), a tail _TAIL_SLACK times as wide,
+    and _SCREEN_MARGIN nats more."""
+    cleared = [False] * len(members)
+    by_activation: dict[Scheme, list[int]] = {}
+    for i, (group, kernel) in enumerate(zip(members, kernels, strict=True)):
+        if not kernel.failed and kernel.first_mean == 0.0 and kernel.deep_mean == 0.0:
+            by_activation.setdefault(group[0].activation, []).append(i)
+    for activation, idx in by_activation.items():
+        horizons = [max(c.depth for c in members[i]) for i in idx]
+        if sum(horizons) < _SCREEN_MIN_LAYERS:
+            continue
+        try:
+            table = moment_table(activation)
+        except OutOfTable:
+            continue
+        if not max(table.error[f] for f in ("log_mean_sq", "kurtosis", "log_slope")) < 1e-2:
+            continue
+        requests = [(members[i][0], h) for i, h in zip(idx, horizons, strict=True)]
+        try:
+            walks = norm_walks(requests, table.moments_at)
+        except (ArithmeticError, ValueError):
+            continue
+        for i, (mu, var, _) in zip(idx, walks, strict=True):
+            cleared[i] = _cleared(members[i], kernels[i], table, mu, var)
+    return cleared
+
+
+def _cleared(
+    group: list[SimConfig], kernels: _Kernels, table: MomentTable, mu: FloatArray, var: FloatArray
+) -> bool:
+    """`_screen`'s test of one group from its screened walk (mu, var over 0..horizon)."""
+    if not (float(mu.min()) >= TABLE_LO and float(mu.max()) <= TABLE_HI):
+        return False
+    head = group[0]
+    n = head.width
+    e_m, l_m = table.error["log_mean_sq"], table.slope_bound["log_mean_sq"]
+    e_k, l_k = table.error["kurtosis"], table.slope_bound["kurtosis"]
+    e_d, l_d = table.error["log_deriv_sq"], table.slope_bound["log_deriv_sq"]
+    if not math.isfinite(e_d + l_d + e_m + l_m + e_k + l_k):
+        return False
+    horizon = len(mu) - 1
+    err = [0.0, 0.0]
+    for _ in range(2, horizon + 1):
+        err.append(e_m + l_m * err[-1] + (e_k + l_k * err[-1]) / (2.0 * n))
+    log_deriv = table.field("log_deriv_sq", mu).tolist()
+    tail = [_TAIL_SLACK * TAIL_SD * math.sqrt(v) for v in var.tolist()]
+    mus = mu.tolist()
+    for dtype in {c.dtype for c in group if c.dtype != "float16"}:
+        floor = _floor(dtype) + _SCREEN_MARGIN
+        for layer in range(1, horizon + 1):
+            fan = head.input_dim if layer == 1 else n
+            if not 0.5 * (mus[layer] - err[layer] - tail[layer] - math.log(fan)) >= floor:
+                return False
+        for depth in {c.depth for c in group if c.dtype == dtype}:
+            log_g = low = 0.0
+            for layer in range(depth, 0, -1):
+                log_g += log_deriv[layer] + (kernels.log_nv if layer < depth else 0.0)
+                low += e_d + l_d * err[layer]
+                if not 0.5 * (log_g - low - tail[depth - layer + 1] - math.log(n)) >= floor:
+                    return False
+    return True
+
+
+def _floor(dtype: str) -> float:
+    """log of the products' size below which a dense matmul's flushes matter (module doc)."""
+    return math.log(DTYPE_LIMITS[dtype][1]) - (2.0 / 3.0) * math.log(_EPS[dtype])
 
 
 class _Kernels:
@@ -174,12 +277,15 @@ def _walks(requests: list[tuple[SimConfig, int]]) -> list[_Walk | None]:
         return [w for r in requests for w in _walks([r])]
 
 
-def _limit(config: SimConfig, kernels: _Kernels, walk: _Walk | None) -> Limit | None:
-    """`conditional_limit` of `config` from its group's kernels and walk (None: its own)."""
+def _limit(
+    config: SimConfig, kernels: _Kernels, walk: _Walk | None, *, cleared: bool = False
+) -> Limit | None:
+    """`conditional_limit` of `config` from its group's kernels and walk (None: its own;
+    `cleared`: its group passed `_screen`, so the walk's tests hold)."""
     depth = config.depth
     if kernels.failed or kernels.first_mean != 0.0 or (depth >= 2 and kernels.deep_mean != 0.0):
         return Limit(1, "prediction")  # not centred (`is_centred`), or no theory
-    if walk is None:
+    if walk is None and not cleared:
         try:
             mu, var = norm_walk(config, depth)
             deriv = [
@@ -197,8 +303,9 @@ def _limit(config: SimConfig, kernels: _Kernels, walk: _Walk | None) -> Limit | 
     if config.input_q is not None and config.input_q != 1.0:
         # The walk above is that of inputs of mean square 1; no scale is predicted for others.
         return Limit(1, "prediction")
-    tiny = DTYPE_LIMITS[config.dtype][1]
-    floor = math.log(tiny) - (2.0 / 3.0) * math.log(_EPS[config.dtype])
+    if walk is None:  # cleared by `_screen`: every test below holds
+        return None
+    floor = _floor(config.dtype)
     first = walk.first_preactivation(config, floor)
     if first is not None and first <= depth:
         return Limit(first, "preactivation")

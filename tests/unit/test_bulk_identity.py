@@ -142,3 +142,48 @@ def test_limits_together_are_limits_alone() -> None:
         alone.append(exactness.conditional_limit(c))
     assert together == alone
     assert any(limit is None for limit in alone) and any(limit is not None for limit in alone)
+
+
+def test_screened_limits_are_the_exact_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walks of smooth activations screened on tabulated moments (`exactness._screen`) decide
+    as the exact walks do, on a grid whose deep gradients cross the flush range's floor."""
+    configs = [
+        SimConfig(
+            init=canonical_scheme(
+                INIT_SCHEMES,
+                "variance_scaling",
+                {"scale": sw * sw, "distribution": "untruncated_normal"},
+            ),
+            activation=canonical_scheme(ACTIVATIONS, name, {}),
+            depth=depth,
+            width=32,
+            input_dim=32,
+            dtype=dtype,
+            bias=canonical_scheme(BIAS_SCHEMES, "normal", {"std": sb}) if sb else Scheme("zeros"),
+        )
+        for name in ("tanh", "gelu", "sigmoid")
+        for sw in (0.4, 0.7, 0.9, 1.0, 1.2, 1.6, 2.5, 4.0)
+        for sb in (0.0, 0.3, 1.0)
+        for depth in (30, 150, 300)
+        for dtype in ("float32", "bfloat16", "float64")
+    ]
+    screened: list[bool] = []
+    real_screen = exactness._screen
+
+    def spy(members, kernels):  # type: ignore[no-untyped-def]
+        out = real_screen(members, kernels)
+        screened.extend(out)
+        return out
+
+    monkeypatch.setattr(exactness, "_screen", spy)
+    exactness._cache.clear()
+    fast = exactness.conditional_limits(configs)
+    monkeypatch.setattr(exactness, "_SCREEN_MIN_LAYERS", 10**9)
+    exactness._cache.clear()
+    exact = exactness.conditional_limits(configs)
+    exactness._cache.clear()
+    assert fast == exact
+    n_cleared = sum(screened[: len(screened) // 2])
+    assert n_cleared >= 5, n_cleared  # the screen decided groups itself
+    assert sum(limit is not None and limit.quantity == "gradient" for limit in exact) >= 20
+    assert sum(limit is None for limit in exact) >= 100

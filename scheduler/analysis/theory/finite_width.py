@@ -37,7 +37,7 @@ relu gradient's mask is not independent of W^{l+1}: no exact law is claimed ther
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -156,13 +156,17 @@ def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
     return walk.result()
 
 
+MomentsFn = Callable[[Scheme, Sequence[float]], list[ActivationMoments]]
+
+
 def norm_walks(
     walks: Sequence[tuple[SimConfig, int]],
+    moments_at: MomentsFn = moments_at_log_qs,
 ) -> list[tuple[FloatArray, FloatArray, list[ActivationMoments]]]:
     """For each (config, horizon): `norm_walk(config, horizon)` (bit for bit) and the
     activation's moments at lambda_1 .. lambda_{horizon - 1}, the ones the walk stepped with.
-    The walks advance together: each layer's moments of all of them are one
-    `moments_at_log_qs` call per activation."""
+    The walks advance together: each layer's moments of all of them are one `moments_at` call
+    per activation (`moments_at_log_qs`; another rule, e.g. a table, gives that rule's walk)."""
     states = [_Walk(config, horizon) for config, horizon in walks]
     used: list[list[ActivationMoments]] = [[] for _ in walks]
     by_activation: dict[Scheme, list[int]] = {}
@@ -171,7 +175,7 @@ def norm_walks(
     for layer in range(2, max((h for _, h in walks), default=0) + 1):
         for activation, members in by_activation.items():
             live = [i for i in members if walks[i][1] >= layer]
-            moments = moments_at_log_qs(activation, [states[i].lam for i in live])
+            moments = moments_at(activation, [states[i].lam for i in live])
             for i, m in zip(live, moments, strict=True):
                 states[i].step(m)
                 used[i].append(m)
