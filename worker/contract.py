@@ -34,6 +34,7 @@ signal backpropagated from k inputs; without one, r is drawn per input as before
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -252,6 +253,19 @@ class SimConfig:
             + ",".join(f'"{key}":{text}' for key, text in fields.items() if text is not None)
             + "}"
         )
+
+    def __hash__(self) -> int:
+        """The fields' hash, computed once (sets and dicts of 10^5 configurations ask often)."""
+        try:
+            return int(self.__dict__["_field_hash"])
+        except KeyError:
+            value = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            self.__dict__["_field_hash"] = value
+            return value
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the cached hash (str hashes differ between processes)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_field_hash"}
 
     @functools.cached_property
     def config_hash(self) -> str:

@@ -30,7 +30,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scheduler.analysis.theory.finite_width import norm_walk, norm_walks
+import numpy as np
+
+from scheduler.analysis.theory.finite_width import norm_walk, norm_walks, walk_arrays
 from scheduler.analysis.theory.gaussian import (
     FloatArray,
     moments_at_log_q,
@@ -39,7 +41,7 @@ from scheduler.analysis.theory.gaussian import (
 from scheduler.analysis.theory.moment_table import HI as TABLE_HI
 from scheduler.analysis.theory.moment_table import LO as TABLE_LO
 from scheduler.analysis.theory.moment_table import STEP as TABLE_STEP
-from scheduler.analysis.theory.moment_table import MomentTable, OutOfTable, moment_table
+from scheduler.analysis.theory.moment_table import MomentTable, moment_table
 from scheduler.analysis.theory.precision import DTYPE_LIMITS
 from scheduler.analysis.theory.weights import weight_moments
 from worker.contract import Scheme, SimConfig
@@ -133,8 +135,9 @@ _TAIL_SLACK = 1.5  # the screened walk's tail may be this much short of the exac
 
 def _screen(members: list[list[SimConfig]], kernels: list[_Kernels]) -> list[bool]:
     """Per group: True when its walk on the activation's tabulated moments
-    (`theory.moment_table`) shows every member clear of the flush range with room for the
-    table's error bounds, propagated along the walk (so the exact walk clears it too).
+    (`theory.moment_table`, `finite_width.walk_arrays`) shows every member clear of the flush
+    range with room for the table's error bounds, propagated along the walk (so the exact walk
+    clears it too).
 
     Along the screened walk, lambda_l is within E_l of the exact one, E_1 = 0 and
     E_l = e(log E phi^2) + L(log E phi^2) E_{l-1} + (e(kurtosis) + L(kurtosis) E_{l-1}) / 2n
@@ -142,7 +145,7 @@ def _screen(members: list[list[SimConfig]], kernels: list[_Kernels]) -> list[boo
     lambda = logaddexp(x, log sigma_b^2) is 1-Lipschitz); the log of a gradient's mean square
     within G = sum_k e(log E phi'^2) + L(log E phi'^2) E_k. A member is cleared when each of
     its tests (`_limit`) holds for mu - E (or log g - G), a tail _TAIL_SLACK times as wide,
-    and _SCREEN_MARGIN nats more."""
+    and _SCREEN_MARGIN nats more, at its group's strictest dtype floor."""
     cleared = [False] * len(members)
     by_activation: dict[Scheme, list[int]] = {}
     for i, (group, kernel) in enumerate(zip(members, kernels, strict=True)):
@@ -150,58 +153,70 @@ def _screen(members: list[list[SimConfig]], kernels: list[_Kernels]) -> list[boo
             by_activation.setdefault(group[0].activation, []).append(i)
     for activation, idx in by_activation.items():
         horizons = [max(c.depth for c in members[i]) for i in idx]
-        if sum(horizons) < _SCREEN_MIN_LAYERS:
-            continue
-        try:
-            table = moment_table(activation)
-        except OutOfTable:
-            continue
+        table = moment_table(activation)
+        if table.homogeneous is None and sum(horizons) < _SCREEN_MIN_LAYERS:
+            continue  # fewer walk layers than the table's grid: the exact walks are cheaper
         if not max(table.error[f] for f in ("log_mean_sq", "kurtosis", "log_slope")) < 1e-2:
             continue
-        requests = [(members[i][0], h) for i, h in zip(idx, horizons, strict=True)]
         try:
-            walks = norm_walks(requests, table.moments_at)
+            ok = _cleared([members[i] for i in idx], [kernels[i] for i in idx], table)
         except (ArithmeticError, ValueError):
             continue
-        for i, (mu, var, _) in zip(idx, walks, strict=True):
-            cleared[i] = _cleared(members[i], kernels[i], table, mu, var)
+        for i, good in zip(idx, ok, strict=True):
+            cleared[i] = good
     return cleared
 
 
 def _cleared(
-    group: list[SimConfig], kernels: _Kernels, table: MomentTable, mu: FloatArray, var: FloatArray
-) -> bool:
-    """`_screen`'s test of one group from its screened walk (mu, var over 0..horizon)."""
-    if not (float(mu.min()) >= TABLE_LO and float(mu.max()) <= TABLE_HI):
-        return False
-    head = group[0]
-    n = head.width
+    groups: list[list[SimConfig]], kernels: list[_Kernels], table: MomentTable
+) -> list[bool]:
+    """`_screen`'s test of groups of one activation, their walks together (arrays over groups
+    and layers)."""
+    heads = [g[0] for g in groups]
+    horizon = max(c.depth for g in groups for c in g)
+    mu, var = walk_arrays(heads, horizon, table.clamped)
+    n = np.array([h.width for h in heads], dtype=np.float64)[:, None]
     e_m, l_m = table.error["log_mean_sq"], table.slope_bound["log_mean_sq"]
     e_k, l_k = table.error["kurtosis"], table.slope_bound["kurtosis"]
     e_d, l_d = table.error["log_deriv_sq"], table.slope_bound["log_deriv_sq"]
     if not math.isfinite(e_d + l_d + e_m + l_m + e_k + l_k):
-        return False
-    horizon = len(mu) - 1
-    err = [0.0, 0.0]
-    for _ in range(2, horizon + 1):
-        err.append(e_m + l_m * err[-1] + (e_k + l_k * err[-1]) / (2.0 * n))
-    log_deriv = table.field("log_deriv_sq", mu).tolist()
-    tail = [_TAIL_SLACK * TAIL_SD * math.sqrt(v) for v in var.tolist()]
-    mus = mu.tolist()
-    for dtype in {c.dtype for c in group if c.dtype != "float16"}:
-        floor = _floor(dtype) + _SCREEN_MARGIN
-        for layer in range(1, horizon + 1):
-            fan = head.input_dim if layer == 1 else n
-            if not 0.5 * (mus[layer] - err[layer] - tail[layer] - math.log(fan)) >= floor:
-                return False
-        for depth in {c.depth for c in group if c.dtype == dtype}:
-            log_g = low = 0.0
-            for layer in range(depth, 0, -1):
-                log_g += log_deriv[layer] + (kernels.log_nv if layer < depth else 0.0)
-                low += e_d + l_d * err[layer]
-                if not 0.5 * (log_g - low - tail[depth - layer + 1] - math.log(n)) >= floor:
-                    return False
-    return True
+        return [False] * len(groups)
+    err = np.zeros_like(mu)
+    for layer in range(2, horizon + 1):
+        prev = err[:, layer - 1 : layer]
+        err[:, layer : layer + 1] = e_m + l_m * prev + (e_k + l_k * prev) / (2.0 * n)
+    inside = np.isfinite(mu) & (mu >= table.lo) & (mu <= table.hi)
+    log_deriv = table.clamped("log_deriv_sq", mu)
+    tail = _TAIL_SLACK * TAIL_SD * np.sqrt(np.maximum(var, 0.0))
+    log_nv = np.array([k.log_nv for k in kernels])
+    fan = np.log(np.array([[h.input_dim] + [h.width] * horizon for h in heads], dtype=np.float64))[
+        :, 1:
+    ]
+    # per member depth: the groups with a member of that depth, and the strictest floor of
+    # those members' dtypes (float16: none)
+    floors: dict[int, dict[int, float]] = {}
+    for r, g in enumerate(groups):
+        for c in g:
+            if c.dtype != "float16":
+                at = floors.setdefault(c.depth, {})
+                at[r] = max(at.get(r, -math.inf), _floor(c.dtype))
+    room = 0.5 * (mu[:, 1:] - err[:, 1:] - tail[:, 1:] - fan)  # preactivations, layers 1..H
+    log_width = np.log(n[:, 0])
+    ok = np.ones(len(groups), dtype=bool)
+    for depth, by_row in floors.items():
+        rows = np.fromiter(by_row, dtype=np.intp, count=len(by_row))
+        limit = np.fromiter(by_row.values(), dtype=np.float64, count=len(by_row))[:, None]
+        limit = limit + _SCREEN_MARGIN
+        good = inside[rows, : depth + 1].all(axis=1) & (room[rows, :depth] >= limit).all(axis=1)
+        steps = log_deriv[rows, 1 : depth + 1] + log_nv[rows, None]
+        steps[:, -1] -= log_nv[rows]  # the top layer's gradient is phi' of the readout alone
+        log_g = np.cumsum(steps[:, ::-1], axis=1)[:, ::-1]  # layer l: the sum over l..depth
+        low = np.cumsum((e_d + l_d * err[rows, 1 : depth + 1])[:, ::-1], axis=1)[:, ::-1]
+        grad_tail = tail[rows, depth:0:-1]  # tail[depth - l + 1] for l = 1..depth
+        grad_room = 0.5 * (log_g - low - grad_tail - log_width[rows, None])
+        good &= np.isfinite(steps).all(axis=1) & (grad_room >= limit).all(axis=1)
+        ok[rows] &= good
+    return [bool(v) for v in ok]
 
 
 def _floor(dtype: str) -> float:

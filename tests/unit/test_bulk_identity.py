@@ -161,7 +161,7 @@ def test_screened_limits_are_the_exact_ones(monkeypatch: pytest.MonkeyPatch) -> 
             dtype=dtype,
             bias=canonical_scheme(BIAS_SCHEMES, "normal", {"std": sb}) if sb else Scheme("zeros"),
         )
-        for name in ("tanh", "gelu", "sigmoid")
+        for name in ("tanh", "gelu", "sigmoid", "relu", "linear")
         for sw in (0.4, 0.7, 0.9, 1.0, 1.2, 1.6, 2.5, 4.0)
         for sb in (0.0, 0.3, 1.0)
         for depth in (30, 150, 300)

@@ -182,6 +182,55 @@ def norm_walks(
     return [(*state.result(), u) for state, u in zip(states, used, strict=True)]
 
 
+FieldsFn = Callable[[str, FloatArray], FloatArray]
+
+
+def walk_arrays(
+    configs: Sequence[SimConfig], horizon: int, fields: FieldsFn
+) -> tuple[FloatArray, FloatArray]:
+    """`norm_walk` of each of `configs` (one activation) to `horizon`, as arrays over the
+    configurations, with the activation's moments read from `fields(name, log_qs)` (a
+    `theory.moment_table.MomentTable.field`): mu and var of shape (len(configs), horizon + 1).
+    The steps are `_Walk`'s, in numpy: the same to rounding, not bit for bit (for screening)."""
+    k = len(configs)
+    n0 = np.array([c.input_dim for c in configs], dtype=np.float64)
+    n = np.array([c.width for c in configs], dtype=np.float64)
+    v1 = np.array([weight_moments(c.init, c.input_dim, c.width)[1] for c in configs])
+    v = np.array([weight_moments(c.init, c.width, c.width)[1] for c in configs])
+    sb2 = np.array([c.bias_std**2 for c in configs])
+    q0 = np.array([np.nan if c.input_q is None else c.input_q for c in configs])
+    radial = np.array([0.0 if c.init.name == "orthogonal" else 2.0 for c in configs])
+    linear = activation_fns(configs[0].activation).homogeneous == (1.0, 1.0) if k else False
+    mu, var = np.zeros((k, horizon + 1)), np.zeros((k, horizon + 1))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_sb2, log_nv = np.log(sb2), np.log(n * v)
+        x = np.where(
+            np.isnan(q0),
+            np.log(n0 * v1) + special.digamma(n0 / 2.0) + np.log(2.0 / n0),
+            np.log(n0 * v1 * q0),
+        )
+        spread = np.where(np.isnan(q0), special.polygamma(1, n0 / 2.0), 0.0)
+        lam = np.logaddexp(x, log_sb2)
+        r = np.where(x > -np.inf, np.exp(x - lam), 0.0)
+        mu[:, 1], var[:, 1] = lam, r * r * spread
+        lin_drift = special.digamma(n / 2.0) + np.log(2.0 / n)
+        lin_noise = special.polygamma(1, n / 2.0)
+        for layer in range(2, horizon + 1):
+            if linear:
+                drift = np.where(radial > 0, lin_drift, 0.0)
+                noise = np.where(radial > 0, lin_noise, 0.0)
+            else:
+                kappa = np.maximum(0.0, fields("kurtosis", lam) - 3.0 + radial)
+                drift, noise = -kappa / (2.0 * n), kappa / n
+            slope = fields("log_slope", lam)
+            x = log_nv + fields("log_mean_sq", lam) + drift
+            lam = np.logaddexp(x, log_sb2)
+            r = np.where(x > -np.inf, np.exp(x - lam), 0.0)
+            mu[:, layer] = lam
+            var[:, layer] = (r * slope) ** 2 * var[:, layer - 1] + r * r * noise
+    return mu, var
+
+
 class _Walk:
     """`norm_walk`'s state: layers 0..layer done, lambda_layer in `lam` (one home of a step)."""
 
