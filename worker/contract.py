@@ -263,6 +263,15 @@ class SimConfig:
             self.__dict__["_field_hash"] = value
             return value
 
+    def with_sampler(self, sampler: str) -> SimConfig:
+        """This configuration with another sampler (`dataclasses.replace`, without its
+        per-field checks: 10^5 of them in an expansion)."""
+        fields = {f: self.__dict__[f] for f in _SIM_CONFIG_FIELDS}
+        fields["sampler"] = sampler
+        new = object.__new__(SimConfig)
+        new.__dict__.update(fields)
+        return new
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the cached hash (str hashes differ between processes)."""
         return {k: v for k, v in self.__dict__.items() if k != "_field_hash"}
@@ -271,6 +280,9 @@ class SimConfig:
     def config_hash(self) -> str:
         """Content address: sha256 of the canonical JSON (hex, 64 chars; computed once)."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+_SIM_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(SimConfig))
 
 
 def _optional_float(value: Any) -> float | None:

@@ -20,7 +20,6 @@ int_uniform low + floor(u (high - low + 1)); choice values[floor(u n)].
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import math
@@ -109,7 +108,7 @@ def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
             sampler = resolve_sampler(d.requested, d.config)
         except SpecError as e:
             raise SpecError(f"{d.where_sampler}: {e}") from None
-        config = d.config if sampler == "dense" else dataclasses.replace(d.config, sampler=sampler)
+        config = d.config if sampler == "dense" else d.config.with_sampler(sampler)
         key = config.config_hash
         if key in seen:
             continue
