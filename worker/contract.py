@@ -127,6 +127,18 @@ class Scheme:
     def to_json(self) -> dict[str, ParamValue]:
         return {"name": self.name, **dict(self.params)}
 
+    def __hash__(self) -> int:
+        """The fields' hash, computed once (not pickled: str hashes differ between processes)."""
+        try:
+            return int(self.__dict__["_field_hash"])
+        except KeyError:
+            value = hash((self.name, self.params))
+            self.__dict__["_field_hash"] = value
+            return value
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_field_hash"}
+
     @functools.cached_property
     def json_text(self) -> str:
         """`to_json()` as canonical JSON text (sorted keys, no spaces; computed once)."""
@@ -234,24 +246,16 @@ class SimConfig:
     def canonical_json(self) -> str:
         """`json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))`, assembled from
         the schemes' cached `json_text` (the same characters; tests/unit/test_bulk_identity.py)."""
-        fields = {
-            "activation": self.activation.json_text,
-            "batch": _json_value(self.batch),
-            "bias": self.bias.json_text,
-            "depth": _json_value(self.depth),
-            "dtype": _json_value(self.dtype),
-            "init": self.init.json_text,
-            "input_corr": None if self.input_corr is None else _canonical_dumps(self.input_corr),
-            "input_dim": _json_value(self.input_dim),
-            "input_q": None if self.input_q is None else _canonical_dumps(self.input_q),
-            "sampler": _json_value(self.sampler),
-            "v": _json_value(CONTRACT_VERSION),
-            "width": _json_value(self.width),
-        }
+        corr = (
+            "" if self.input_corr is None else f',"input_corr":{_canonical_dumps(self.input_corr)}'
+        )
+        q0 = "" if self.input_q is None else f',"input_q":{_canonical_dumps(self.input_q)}'
         return (
-            "{"
-            + ",".join(f'"{key}":{text}' for key, text in fields.items() if text is not None)
-            + "}"
+            f'{{"activation":{self.activation.json_text},"batch":{_json_value(self.batch)},'
+            f'"bias":{self.bias.json_text},"depth":{_json_value(self.depth)},'
+            f'"dtype":{_json_value(self.dtype)},"init":{self.init.json_text}{corr},'
+            f'"input_dim":{_json_value(self.input_dim)}{q0},"sampler":{_json_value(self.sampler)},'
+            f'"v":{_json_value(CONTRACT_VERSION)},"width":{_json_value(self.width)}}}'
         )
 
     def __hash__(self) -> int:
