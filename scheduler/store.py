@@ -549,13 +549,13 @@ def sweep_config_refs(
     )
     connection = session.connection()  # Core execution: plain rows, no ORM loading step
     if config_hashes is None:
-        rows: list[Any] = list(connection.execute(query))
+        rows: list[Any] = list(connection.execute(query).all())
     else:
         hashes = list(dict.fromkeys(config_hashes))
         rows = []
         for i in range(0, len(hashes), _IN_BATCH):
             batch = hashes[i : i + _IN_BATCH]
-            rows.extend(connection.execute(query.where(Configuration.config_hash.in_(batch))))
+            rows.extend(connection.execute(query.where(Configuration.config_hash.in_(batch))).all())
         rows.sort(key=lambda row: int(row[2]))
     loads = json.loads
     return [
