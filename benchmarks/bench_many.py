@@ -17,6 +17,12 @@ shape and process).
 
     python benchmarks/bench_many.py                                  # 50 x 20 x 5 x 2 = 10,000
     python benchmarks/bench_many.py --sigma-w 10 --sigma-b 5         # 500 configurations
+
+`--bulk N` measures the bookkeeping of a sweep of N configurations instead (`benchmarks/bulk.py`:
+validate, record, a reconciler pass, one configuration's results, full exports; on SQLite and
+on a throwaway PostgreSQL cluster), with synthetic statistics in place of the compute:
+
+    python benchmarks/bench_many.py --bulk 100000
 """
 
 from __future__ import annotations
@@ -117,7 +123,19 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--bulk", type=int, metavar="N", help="the bookkeeping of N configurations instead"
+    )
+    parser.add_argument("--skip-validate", action="store_true", help="--bulk: no validate phase")
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql", help="--bulk: comma-separated databases"
+    )
     args = parser.parse_args()
+    if args.bulk:
+        from benchmarks.bulk import bulk
+
+        bulk(args.bulk, validate=not args.skip_validate, backends=args.backends.split(","))
+        return
     depths = [int(d) for d in args.depths.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="bench_many_") as tmp:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, status_check
@@ -21,6 +30,8 @@ class Chunk(Base):
     __table_args__ = (
         UniqueConstraint("configuration_id", "chunk_index"),
         CheckConstraint(status_check(CHUNK_STATUSES), name="status"),
+        # the chunks in flight or to send, found without scanning the done ones (0007)
+        Index("ix_chunks_status_enqueued_at", "status", "enqueued_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, status_check
@@ -24,7 +24,10 @@ class Configuration(Base):
     """One configuration under a seed (and a target), with typed axis columns to filter on."""
 
     __tablename__ = "configurations"
-    __table_args__ = (CheckConstraint(status_check(CONFIG_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(status_check(CONFIG_STATUSES), name="status"),
+        Index("ix_configurations_status", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -50,6 +53,8 @@ class Configuration(Base):
     dtype: Mapped[str] = mapped_column(String(16), index=True)
     bias_std: Mapped[float] = mapped_column(index=True)
     sampler: Mapped[str] = mapped_column(String(16), index=True)
+    input_q: Mapped[float | None]  # NULL: i.i.d. N(0, 1) inputs (migration 0007)
+    input_corr: Mapped[float | None]
 
     status: Mapped[str] = mapped_column(String(16), default="pending")
     aggregated_at: Mapped[datetime | None]

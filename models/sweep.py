@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, status_check, utcnow
@@ -51,6 +51,7 @@ class SweepConfiguration(Base):
     """A configuration's place in a sweep: its position and the user's axis values."""
 
     __tablename__ = "sweep_configurations"
+    __table_args__ = (Index("ix_sweep_configurations_sweep_id_position", "sweep_id", "position"),)
 
     sweep_id: Mapped[int] = mapped_column(
         ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from scheduler.activity import chunk_activity, chunk_provenance, config_devices
 from scheduler.analysis.records import (
+    PARAM_KEYS,
+    RECORD_KEYS,
     ConfigResults,
     Record,
     column_kinds,
@@ -34,7 +36,7 @@ from scheduler.analysis.records import (
 )
 from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
-from scheduler.where import Term, Where, check_columns, where_terms
+from scheduler.where import Term, Where, check_columns, row_matches, where_terms
 from worker.aggregate import (
     layer_stat_rows,
     partial_records,
@@ -230,10 +232,31 @@ class ResultStream:
             known = THEORY_KINDS
         self.kinds = column_kinds(self.columns, (r.axes for r in self._refs), known)
         axis_columns = [c for c in self.columns if c not in known]
-        self._filters["where"] = _checked_terms(self._filters.get("where"), axis_columns)
+        terms = _checked_terms(self._filters.get("where"), axis_columns)
+        self._filters["where"] = terms
         self.n_configs = len(self._refs)
         self.n_complete = 0
         self.n_with_trials = 0
+        # Terms on configuration columns choose configurations before any statistic is read;
+        # those left out still count towards the completeness figures, as in `result_set`.
+        on_config = [t for t in terms if t.key not in RECORD_KEYS]
+        if on_config:
+            from scheduler.store import configs_with_done_chunks
+
+            kept: list[ConfigRef] = []
+            dropped: list[ConfigRef] = []
+            for ref in self._refs:
+                head = ref_head(sweep_id, ref)
+                chosen = row_matches(on_config, head, last=head["depth"])
+                (kept if chosen else dropped).append(ref)
+            self._refs = kept
+            done = [r.id for r in dropped if r.status == "done"]
+            self.n_complete += len(done)
+            self.n_with_trials += len(done) + len(
+                configs_with_done_chunks(
+                    session=session, configuration_ids=[r.id for r in dropped if r.status != "done"]
+                )
+            )
 
     @property
     def complete(self) -> bool:
@@ -258,6 +281,15 @@ class ResultStream:
         for start in range(0, len(self._refs), self._batch_size):
             batch = self._refs[start : start + self._batch_size]
             ids = [r.id for r in batch]
+            if columnar and all(r.status == "done" for r in batch):
+                # complete when the stream began, and aggregation replaces rows atomically
+                rows = layer_stat_rows(session=session, configuration_ids=ids, histograms=False)
+                self.n_complete += len(batch)
+                self.n_with_trials += len({row[0] for row in rows})
+                yield StatBatch(
+                    config_ids=ids, heads=[ref_head(sweep_id, r) for r in batch], rows=rows
+                )
+                continue
             infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
             open_ids = [info.id for info in infos if info.status != "done"]
             rows = layer_stat_rows(
@@ -308,9 +340,9 @@ def result_stream(
     that is not the sweep's is a UserError), filtered as `result_rows` filters."""
     from scheduler.store import sweep_config_refs
 
-    refs = sweep_config_refs(session=session, sweep_id=sweep_id)
-    if configs is not None:
-        wanted = dict.fromkeys(configs)
+    wanted = None if configs is None else list(dict.fromkeys(configs))
+    refs = sweep_config_refs(session=session, sweep_id=sweep_id, config_hashes=wanted)
+    if wanted is not None:
         known = {r.config_hash for r in refs}
         missing = [h for h in wanted if h not in known]
         if missing:
@@ -318,10 +350,22 @@ def result_stream(
                 f"configs: {missing[0]!r} is not a configuration of sweep {sweep_id} "
                 "(give full config_hash values, as the results print them)"
             )
-        refs = [r for r in refs if r.config_hash in wanted]
     return ResultStream(
         session, sweep_id, refs, theory=theory, batch_size=batch_size, filters=filters
     )
+
+
+def ref_head(sweep_id: int, ref: ConfigRef) -> dict[str, Any]:
+    """`result_head` of a configuration from its light reference (its typed parameter columns,
+    `scheduler.store.PARAM_COLUMNS`, are its `config_params`): no SimConfig parsed."""
+    params = dict(zip(PARAM_KEYS, ref.params, strict=True))
+    return {
+        "sweep_id": sweep_id,
+        "config_hash": ref.config_hash,
+        **params,
+        **{k: v for k, v in ref.axes.items() if k not in params},
+        "complete": ref.status == "done",
+    }
 
 
 def theory_records(

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import Chunk, Configuration, Sweep, SweepConfiguration, utcnow
+from models import CONFIG_STATUSES, Chunk, Configuration, Sweep, SweepConfiguration, utcnow
 from models.db import session_scope
 from scheduler.chunking import (
     TASK_SECONDS,
@@ -45,6 +45,7 @@ from scheduler.growth import within_frontier
 
 log = logging.getLogger(__name__)
 
+OPEN_CONFIG_STATUSES = tuple(s for s in CONFIG_STATUSES if s != "done")  # not aggregated
 Send = Callable[[Sequence[int], str], None]  # (chunk ids of one task, queue)
 
 
@@ -79,11 +80,19 @@ def active_sweep_ids(session: Session) -> list[int]:
     )
 
 
-def _sweep_chunks(sweep_ids: list[int]):  # type: ignore[no-untyped-def]
+def _in_sweeps(sweep_ids: list[int]) -> ColumnElement[bool]:
+    """SQL: the chunk's configuration is linked to one of `sweep_ids`.
+
+    A correlated EXISTS, so the planner starts from the chunks the status index finds (the
+    running or pending ones) and probes their links, never listing every chunk of the sweeps.
+    """
     return (
-        select(Chunk.id)
-        .join(SweepConfiguration, SweepConfiguration.configuration_id == Chunk.configuration_id)
-        .where(SweepConfiguration.sweep_id.in_(sweep_ids))
+        select(SweepConfiguration.configuration_id)
+        .where(
+            SweepConfiguration.configuration_id == Chunk.configuration_id,
+            SweepConfiguration.sweep_id.in_(sweep_ids),
+        )
+        .exists()
     )
 
 
@@ -105,7 +114,7 @@ def reconcile_once(
         ids = sweep_ids if sweep_ids is not None else active_sweep_ids(session)
         if not ids:
             return report
-        in_sweeps = Chunk.id.in_(_sweep_chunks(ids).scalar_subquery())
+        in_sweeps = _in_sweeps(ids)
         stale_before = now - timedelta(seconds=policy.stale_after_s)
         report.stale = _rowcount(
             session.execute(
@@ -169,12 +178,7 @@ def reconcile_once(
     report.tasks = len(to_send)
 
     with session_scope(factory) as session:
-        ready = session.scalars(
-            select(Configuration.id)
-            .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
-            .where(SweepConfiguration.sweep_id.in_(ids), Configuration.status != "done")
-            .distinct()
-        ).all()
+        ready = session.scalars(_ready_configurations(ids)).all()
     for config_id in ready:
         with session_scope(factory) as session:
             report.aggregated += int(aggregate_config(session=session, configuration_id=config_id))
@@ -187,6 +191,31 @@ def reconcile_once(
             ):
                 report.finished.append(sweep_id)
     return report
+
+
+def _ready_configurations(sweep_ids: list[int]) -> Select[Any]:
+    """The configurations of `sweep_ids` worth aggregating now: not aggregated, and either
+    with every chunk done or targeted (`aggregate_config` decides those). Found from the
+    configuration status index, so the aggregated ones (most, late in a sweep) cost nothing."""
+    unfinished = (
+        select(Chunk.id)
+        .where(Chunk.configuration_id == Configuration.id, Chunk.status != "done")
+        .exists()
+    )
+    linked = (
+        select(SweepConfiguration.configuration_id)
+        .where(
+            SweepConfiguration.configuration_id == Configuration.id,
+            SweepConfiguration.sweep_id.in_(sweep_ids),
+        )
+        .exists()
+    )
+    return (
+        select(Configuration.id)
+        .where(Configuration.status.in_(OPEN_CONFIG_STATUSES), linked)
+        .where(or_(~unfinished, Configuration.target_json.is_not(None)))
+        .order_by(Configuration.id)
+    )
 
 
 # config_hash -> nominal seconds per trial: content-addressed, so right for any database

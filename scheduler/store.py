@@ -41,6 +41,7 @@ from worker.target import Target
 
 MAX_BIGINT = (1 << 63) - 1
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit, planner-friendly sizes)
+INSERT_BATCH = 5_000  # rows per executemany of new configurations (RETURNING their ids)
 
 
 @dataclass(frozen=True)
@@ -113,19 +114,20 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
         plans={ids[key]: config_plan for key, (_, config_plan) in plans.items() if key in ids},
         chunk_trials=plan.spec_json.get("chunk_trials"),
     )
-    new = {
-        key: _new_configuration(config_plan)
-        for key, (_, config_plan) in plans.items()
-        if key not in ids
-    }
-    session.add_all(new.values())
-    try:
-        session.flush()
-    except IntegrityError as e:  # another sweep inserted the same run_key since our SELECT
-        raise TransientStoreError(
-            f"sweep {plan.name!r}: a concurrent submission created the same configurations; retry"
-        ) from e
-    ids.update({key: row.id for key, row in new.items()})
+    new = [key for key in plans if key not in ids]
+    session.flush()  # the sweep's row (its id) before the Core statements below
+    configurations = _table(Configuration)
+    returning = insert(configurations).returning(configurations.c.id, sort_by_parameter_order=True)
+    for i in range(0, len(new), INSERT_BATCH):
+        keys = new[i : i + INSERT_BATCH]
+        try:
+            found = session.execute(returning, [_new_configuration(plans[k][1]) for k in keys])
+        except IntegrityError as e:  # another sweep inserted the same run_key since our SELECT
+            raise TransientStoreError(
+                f"sweep {plan.name!r}: a concurrent submission created the same configurations; "
+                "retry"
+            ) from e
+        ids.update(zip(keys, found.scalars(), strict=True))
 
     links = [
         {
@@ -138,21 +140,22 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
     ]
     if links:
         session.execute(insert(_table(SweepConfiguration)), links)
-    chunks = [
-        {
-            "configuration_id": new[key].id,
-            "chunk_index": chunk.chunk_index,
-            "trial_start": chunk.trial_start,
-            "n_trials": chunk.n_trials,
-            "status": "pending",
-            "attempts": 0,
-            "queue": config_plan.queue,
-            "seed_key": config_plan.seed_key,
-        }
-        for key, (_, config_plan) in plans.items()
-        if key in new
-        for chunk in config_plan.chunks
-    ]
+    chunks: list[dict[str, Any]] = []
+    for key in new:
+        config_plan = plans[key][1]
+        chunks.extend(
+            {
+                "configuration_id": ids[key],
+                "chunk_index": chunk.chunk_index,
+                "trial_start": chunk.trial_start,
+                "n_trials": chunk.n_trials,
+                "status": "pending",
+                "attempts": 0,
+                "queue": config_plan.queue,
+                "seed_key": config_plan.seed_key,
+            }
+            for chunk in config_plan.chunks
+        )
     if chunks:
         session.execute(insert(_table(Chunk)), chunks)  # Core executemany: no ORM overhead
     return sweep.id
@@ -175,9 +178,10 @@ def _config_ids_by_run_key(session: Session, run_keys: Iterable[str]) -> dict[st
     return found
 
 
-def _new_configuration(plan: ConfigPlan) -> Configuration:
+def _new_configuration(plan: ConfigPlan) -> dict[str, Any]:
+    """The configurations row of a configuration not stored yet."""
     config = plan.config
-    return Configuration(
+    return dict(
         run_key=plan.run_key,
         config_hash=config.config_hash,
         config_json=config.canonical_json(),
@@ -197,9 +201,13 @@ def _new_configuration(plan: ConfigPlan) -> Configuration:
         dtype=config.dtype,
         bias_std=config.bias_std,
         sampler=config.sampler,
+        input_q=config.input_q,
+        input_corr=config.input_corr,
         status="pending",
         target_json=None if plan.target is None else plan.target.canonical_json(),
         frontier=first_frontier(plan),
+        stop_chunk=None,
+        aggregated_at=None,
     )
 
 
@@ -370,10 +378,10 @@ def refresh_sweep_status(*, session: Session, sweep_id: int) -> str:
     A cancelled sweep stays cancelled unless all of its work is done.
     """
     sweep = _require_sweep(session, sweep_id)
-    counts = get_sweep(session=session, sweep_id=sweep_id).chunk_counts
-    if counts["done"] + counts["skipped"] == sum(counts.values()):
+    left = {s for s in ("pending", "running", "failed") if _has_chunk(session, sweep_id, s)}
+    if not left:
         status = "done"
-    elif counts["failed"] and not counts["running"] and not _sendable(session, sweep_id):
+    elif "failed" in left and "running" not in left and not _sendable(session, sweep_id):
         status = "partial"
     else:
         status = "running"
@@ -382,6 +390,21 @@ def refresh_sweep_status(*, session: Session, sweep_id: int) -> str:
     if status != sweep.status:
         set_sweep_status(session=session, sweep_id=sweep_id, status=status)
     return status
+
+
+def _has_chunk(session: Session, sweep_id: int, status: str) -> bool:
+    """Some chunk of the sweep has `status`: found from the status index, one probe of the
+    links per candidate (the cost follows the chunks in that status, not the sweep's size)."""
+    linked = (
+        select(SweepConfiguration.configuration_id)
+        .where(
+            SweepConfiguration.configuration_id == Chunk.configuration_id,
+            SweepConfiguration.sweep_id == sweep_id,
+        )
+        .exists()
+    )
+    found = session.scalar(select(Chunk.id).where(Chunk.status == status, linked).limit(1))
+    return found is not None
 
 
 def _sendable(session: Session, sweep_id: int) -> bool:
@@ -424,9 +447,14 @@ def reset_chunks(
 
 
 def sweep_config_rows(
-    *, session: Session, sweep_id: int, configuration_ids: Sequence[int] | None = None
+    *,
+    session: Session,
+    sweep_id: int,
+    configuration_ids: Sequence[int] | None = None,
+    targeted: bool = False,
 ) -> list[ConfigInfo]:
-    """The sweep's configurations in position order; only `configuration_ids` when given.
+    """The sweep's configurations in position order; only `configuration_ids` when given, only
+    those with a precision target when `targeted`.
 
     With `configuration_ids` (a batch of `sweep_config_refs`, read in statements of at most
     500 ids), a streamed read pages over a sweep of any size in bounded memory; the sweep is
@@ -440,6 +468,8 @@ def sweep_config_rows(
         .where(SweepConfiguration.sweep_id == sweep_id)
         .order_by(SweepConfiguration.position)
     )
+    if targeted:
+        query = query.where(Configuration.target_json.is_not(None))
     if configuration_ids is None:
         rows = list(session.execute(query))
     else:
@@ -467,43 +497,93 @@ def sweep_config_rows(
     ]
 
 
+# The typed parameter columns of a configuration, in `ConfigRef.params` order: written from its
+# SimConfig when it is created (`_new_configuration`), so they are its `config_params` values.
+PARAM_COLUMNS: tuple[str, ...] = (
+    "init_label",
+    "activation_label",
+    "depth",
+    "width",
+    "input_dim",
+    "batch",
+    "dtype",
+    "bias_std",
+    "sampler",
+    "input_q",
+    "input_corr",
+)
+
+
 @dataclass(frozen=True)
 class ConfigRef:
-    """A configuration's place in a sweep without its parameters: what a streamed read pages
-    over (and the axis values that fix an export's columns before the first row)."""
+    """A configuration's place in a sweep without its parsed SimConfig: what a streamed read
+    pages over (and the axis values that fix an export's columns before the first row), with
+    its typed parameter columns (`PARAM_COLUMNS`, in that order)."""
 
     id: int
     config_hash: str
     position: int
     axes: dict[str, Any]
     status: str
+    params: tuple[Any, ...] = ()
 
 
-def sweep_config_refs(*, session: Session, sweep_id: int) -> list[ConfigRef]:
-    """The sweep's configurations in position order, light (one statement, no config JSON)."""
+def sweep_config_refs(
+    *, session: Session, sweep_id: int, config_hashes: Iterable[str] | None = None
+) -> list[ConfigRef]:
+    """The sweep's configurations in position order, light (one statement, no config JSON);
+    only those whose hash is in `config_hashes` when given (a statement per 500 of them)."""
     _require_sweep(session, sweep_id)
-    rows = session.execute(
+    query = (
         select(
             Configuration.id,
             Configuration.config_hash,
             SweepConfiguration.position,
             SweepConfiguration.axes_json,
             Configuration.status,
+            *(getattr(Configuration, name) for name in PARAM_COLUMNS),
         )
         .join(SweepConfiguration, SweepConfiguration.configuration_id == Configuration.id)
         .where(SweepConfiguration.sweep_id == sweep_id)
         .order_by(SweepConfiguration.position)
     )
+    connection = session.connection()  # Core execution: plain rows, no ORM loading step
+    if config_hashes is None:
+        rows: list[Any] = list(connection.execute(query).all())
+    else:
+        hashes = list(dict.fromkeys(config_hashes))
+        rows = []
+        for i in range(0, len(hashes), _IN_BATCH):
+            batch = hashes[i : i + _IN_BATCH]
+            rows.extend(connection.execute(query.where(Configuration.config_hash.in_(batch))).all())
+        rows.sort(key=lambda row: int(row[2]))
+    loads = json.loads
     return [
         ConfigRef(
-            id=int(id_),
-            config_hash=str(config_hash),
-            position=int(position),
-            axes=json.loads(axes_json),
-            status=str(status),
+            id=int(row[0]),
+            config_hash=str(row[1]),
+            position=int(row[2]),
+            axes=loads(row[3]),
+            status=str(row[4]),
+            params=tuple(row[5:]),
         )
-        for id_, config_hash, position, axes_json, status in rows
+        for row in rows
     ]
+
+
+def configs_with_done_chunks(*, session: Session, configuration_ids: Sequence[int]) -> set[int]:
+    """Those of `configuration_ids` with at least one chunk done (a statement per 500)."""
+    ids = list(configuration_ids)
+    found: set[int] = set()
+    for i in range(0, len(ids), _IN_BATCH):
+        found.update(
+            session.scalars(
+                select(Chunk.configuration_id)
+                .where(Chunk.configuration_id.in_(ids[i : i + _IN_BATCH]), Chunk.status == "done")
+                .distinct()
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)

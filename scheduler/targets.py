@@ -61,14 +61,18 @@ class TargetState:
 def target_states(*, session: Session, sweep_id: int) -> list[TargetState]:
     """The targeted configurations of the sweep, in position order (none: an empty list)."""
     from scheduler.store import sweep_config_rows
-    from worker.aggregate import partial_records, sweep_layer_records
+    from worker.aggregate import layer_stat_rows, partial_records, records_by_configuration
 
-    infos = [i for i in sweep_config_rows(session=session, sweep_id=sweep_id) if i.target]
+    infos = sweep_config_rows(session=session, sweep_id=sweep_id, targeted=True)
     if not infos:
         return []
-    by_id = sweep_layer_records(session=session, sweep_id=sweep_id)
-    if any(info.status != "done" for info in infos):
-        by_id.update(partial_records(session=session, sweep_id=sweep_id))
+    ids = [info.id for info in infos]
+    by_id = records_by_configuration(layer_stat_rows(session=session, configuration_ids=ids))
+    open_ids = [info.id for info in infos if info.status != "done"]
+    if open_ids:
+        by_id.update(
+            partial_records(session=session, sweep_id=sweep_id, configuration_ids=open_ids)
+        )
     out = []
     for info in infos:
         target = info.target

@@ -293,3 +293,106 @@ def test_columnar_batches_are_the_records_bit_for_bit(
     assert text.getvalue() == "".join(
         json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in found.records
     )
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "activation=tanh",
+        "sigma_w>1 layer=last",
+        "tag=a flag=true",
+        "label=none",
+        "width>=5 quantity=gradient",
+        "complete=false",
+    ],
+)
+def test_configuration_terms_choose_configurations_before_reading(
+    db: Db, sweep: int, tmp_path: Path, where: str
+) -> None:
+    """Terms on configuration columns pick configurations from their references, before any
+    statistic is read; the rows, the columns and the completeness counts are those of one
+    read filtered row by row, and the exports hold the same values."""
+    found = _one_read(db, sweep, where=where)
+    as_json = json.loads(json.dumps(found.records, allow_nan=False))
+    assert as_json
+    rows, stream = _streamed(db, sweep, where=where, batch_size=2)
+    assert stream.columns == found.columns
+    assert [list(r) for r in rows] == [list(r) for r in as_json]
+    assert_same_rows(as_json, rows, {c: "json" for c in stream.columns})
+    counts = (stream.n_configs, stream.n_complete, stream.n_with_trials)
+    assert counts == (found.n_configs, found.n_complete, found.n_with_trials)
+
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep, where=where, batch_size=2)
+        assert write_parquet(stream, tmp_path / "w.parquet") == len(as_json)
+        stream = result_stream(session=session, sweep_id=sweep, where=where, batch_size=3)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    assert [json.loads(line) for line in text.getvalue().splitlines()] == as_json
+    table = pq.read_table(tmp_path / "w.parquet")
+    assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
+    frame = results(sweep, db=db.url, where=where)
+    assert len(frame) == len(as_json)
+
+
+def test_only_the_chosen_configurations_are_read(db: Db, sweep: int) -> None:
+    """`configs=` and configuration terms read the statistics of the chosen configurations
+    only (one configuration: a handful of statements, whatever the sweep's size)."""
+    full = results(sweep, db=db.url)
+    one = full["config_hash"].iloc[0]
+    sent: list[tuple[str, Any]] = []
+
+    def on_execute(*args: Any) -> None:
+        sent.append((args[2], args[3]))
+
+    event.listen(db.engine, "before_cursor_execute", on_execute)
+    try:
+        with session_scope(db.factory) as session:
+            stream = result_stream(session=session, sweep_id=sweep, configs=[one])
+            rows = [r for batch in stream for r in batch]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_execute)
+    assert {r["config_hash"] for r in rows} == {one}
+    statements = [sql for sql, _ in sent if not sql.startswith("BEGIN")]
+    assert len(statements) <= 4, statements  # the sweep, references, configuration, rows
+    stats = [p for sql, p in sent if "FROM layer_stats" in sql]
+    assert len(stats) == 1  # one configuration's rows, by its id
+
+
+def test_the_input_geometry_columns_are_bit_for_bit(db: Db, tmp_path: Path) -> None:
+    """A complete sweep with correlated inputs: the columnar export's configuration columns
+    (typed columns, not the parsed JSON) are the JSON path's, input_q and input_corr too."""
+    plans = [
+        config_plan(
+            sim_config(depth=2, width=3, batch=2, input_q=q, input_corr=c),
+            seed=4,
+            trials=3,
+            chunk_trials=3,
+            axes={"q": q},
+        )
+        for q, c in ((None, None), (0.5, None), (2.0, -0.25))
+    ]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=4))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 3
+    found = _one_read(db, sweep_id)
+    as_json = json.loads(json.dumps(found.records, allow_nan=False))
+    assert {(r["input_q"], r["input_corr"]) for r in as_json} == {
+        (None, None),
+        (0.5, None),
+        (2.0, -0.25),
+    }
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id)
+        assert all(isinstance(p, StatBatch) for p in stream.parts())
+        stream = result_stream(session=session, sweep_id=sweep_id)
+        assert write_parquet(stream, tmp_path / "g.parquet") == len(as_json)
+        stream = result_stream(session=session, sweep_id=sweep_id)
+        text = io.StringIO()
+        write_jsonl(stream, text)
+    assert [json.loads(line) for line in text.getvalue().splitlines()] == as_json
+    table = pq.read_table(tmp_path / "g.parquet")
+    assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)

@@ -244,3 +244,58 @@ def test_0006_rekeys_old_configurations_which_then_grow(empty_url: str) -> None:
             assert (task.chunk_index, task.trial_start, task.n_trials) == (2, 20, 20)
     finally:
         engine.dispose()
+
+
+def test_0007_fills_the_input_geometry_of_stored_configurations(empty_url: str) -> None:
+    """Configurations stored before 0007 get input_q and input_corr from their JSON (NULL for
+    i.i.d. inputs), so the streamed export's columns match a parse of the JSON."""
+    from scheduler.store import sweep_config_refs
+    from tests.db.builders import config_plan, sim_config
+
+    upgrade(empty_url, "0006")
+    engine = make_engine(empty_url)
+    factory = make_session_factory(engine)
+    try:
+        geometry = sim_config(width=4, batch=2, input_q=1.5, input_corr=0.25)
+        plans = [config_plan(geometry), config_plan(sim_config(width=5))]
+        with engine.begin() as conn:  # rows as 0006 code wrote them: no input columns
+            conn.execute(
+                sa.text(
+                    "INSERT INTO configurations (run_key, config_hash, config_json, seed, "
+                    "seed_key, trials, chunk_trials, queue, init_name, init_label, "
+                    "activation_name, activation_label, depth, width, input_dim, batch, dtype, "
+                    "bias_std, sampler, status) VALUES (:key, :hash, :json, 7, 1, 40, 10, 'cpu', "
+                    "'he_normal', :init, 'tanh', :act, :depth, :width, :input_dim, :batch, "
+                    ":dtype, :bias, :sampler, 'pending')"
+                ),
+                [
+                    {
+                        "key": p.run_key,
+                        "hash": p.config.config_hash,
+                        "json": p.config.canonical_json(),
+                        "init": p.config.init.label,
+                        "act": p.config.activation.label,
+                        "depth": p.config.depth,
+                        "width": p.config.width,
+                        "input_dim": p.config.input_dim,
+                        "batch": p.config.batch,
+                        "dtype": p.config.dtype,
+                        "bias": p.config.bias_std,
+                        "sampler": p.config.sampler,
+                    }
+                    for p in plans
+                ],
+            )
+        upgrade(empty_url)
+        with engine.begin() as conn:
+            found = conn.execute(
+                sa.text("SELECT width, input_q, input_corr FROM configurations ORDER BY width")
+            ).all()
+        assert [tuple(r) for r in found] == [(4, 1.5, 0.25), (5, None, None)]
+        assert not _diffs(empty_url)
+        with session_scope(factory) as session:  # a new sweep links them; refs carry them
+            sweep = create_sweep(session=session, plan=sweep_plan(plans))
+            refs = sweep_config_refs(session=session, sweep_id=sweep)
+        assert [r.params[-2:] for r in refs] == [(1.5, 0.25), (None, None)]
+    finally:
+        engine.dispose()
