@@ -121,8 +121,15 @@ def conditional_limits(configs: Sequence[SimConfig]) -> list[Limit | None]:
     if len(_cache) + len(todo) > _CACHE_SIZE:
         _cache.clear()
     for group, kernel, walk, ok in zip(members, kernels, walks, cleared, strict=True):
-        for c in group:
-            _cache[c] = _limit(c, kernel, walk, cleared=ok)
+        if ok:  # a cleared group's limits depend on the dtype alone (`_limit`)
+            by_dtype: dict[str, Limit | None] = {}
+            for c in group:
+                if c.dtype not in by_dtype:
+                    by_dtype[c.dtype] = _limit(c, kernel, None, cleared=True)
+                _cache[c] = by_dtype[c.dtype]
+        else:
+            for c in group:
+                _cache[c] = _limit(c, kernel, walk)
     return [_cache[c] if c in _cache else _limit(c, _Kernels(c), None) for c in configs]
 
 
