@@ -117,7 +117,9 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
     new = [key for key in plans if key not in ids]
     session.flush()  # the sweep's row (its id) before the Core statements below
     configurations = _table(Configuration)
-    returning = insert(configurations).returning(configurations.c.id, sort_by_parameter_order=True)
+    # RETURNING in any order, matched by run_key: with sort_by_parameter_order SQLite would
+    # insert one row per statement
+    returning = insert(configurations).returning(configurations.c.run_key, configurations.c.id)
     for i in range(0, len(new), INSERT_BATCH):
         keys = new[i : i + INSERT_BATCH]
         try:
@@ -127,7 +129,10 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
                 f"sweep {plan.name!r}: a concurrent submission created the same configurations; "
                 "retry"
             ) from e
-        ids.update(zip(keys, found.scalars(), strict=True))
+        got = {key: id_ for key, id_ in found}
+        if len(got) != len(keys) or any(k not in got for k in keys):
+            raise AssertionError("RETURNING did not give one id per inserted configuration")
+        ids.update(got)
 
     links = [
         {
