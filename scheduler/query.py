@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from worker.aggregate import (
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
+    from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
     from scheduler.analysis.compare import CheckReport, Predictor
@@ -531,7 +533,7 @@ def results(
     """
     import pandas as pd
 
-    from models.db import make_engine, make_session_factory, resolve_url, session_scope
+    from models.db import make_session_factory, resolve_url, session_scope
 
     if isinstance(columns, str):
         raise TypeError("columns: expected a list of column names, not one string")
@@ -539,7 +541,7 @@ def results(
         raise TypeError("configs: expected a list of config_hash values, not one string")
     wanted = None if columns is None else list(dict.fromkeys(columns))
     rows: list[dict[str, Any]] = []
-    engine = make_engine(resolve_url(db), read_only=True)
+    engine = _reading_engine(resolve_url(db))
     try:
         with session_scope(make_session_factory(engine)) as session:
             stream = result_stream(
@@ -568,6 +570,29 @@ def results(
     if wanted is None:
         return pd.DataFrame.from_records(rows)
     return pd.DataFrame.from_records(rows, columns=wanted)
+
+
+def _reading_engine(url: str) -> Engine:
+    """`results()`'s read-only engine of `url`, kept for the process so that its compiled
+    statements are reused (its connections are closed after every call); made again, with
+    `make_engine`'s checks, when a SQLite file has gone."""
+    from sqlalchemy.engine import make_url
+
+    engine = _ENGINES.get(url)
+    if engine is not None and make_url(url).get_backend_name() == "sqlite":
+        path = make_url(url).database or ""
+        if not os.path.isfile(path):
+            engine = None
+    if engine is None:
+        from models.db import make_engine
+
+        engine = _ENGINES[url] = make_engine(url, read_only=True)
+        while len(_ENGINES) > 8:
+            _ENGINES.pop(next(iter(_ENGINES))).dispose()
+    return engine
+
+
+_ENGINES: dict[str, Engine] = {}
 
 
 # --------------------------------------------------------------------------- output

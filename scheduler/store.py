@@ -560,7 +560,13 @@ def sweep_config_refs(
         rows = []
         for i in range(0, len(hashes), _IN_BATCH):
             batch = hashes[i : i + _IN_BATCH]
-            rows.extend(connection.execute(query.where(Configuration.config_hash.in_(batch))).all())
+            # the ids by the hash index first: given only the hashes, SQLite would walk the
+            # whole sweep's links (sweep_id index) and look each configuration up
+            ids = connection.execute(
+                select(Configuration.id).where(Configuration.config_hash.in_(batch))
+            ).scalars()
+            chosen = query.order_by(None).where(SweepConfiguration.configuration_id.in_(list(ids)))
+            rows.extend(connection.execute(chosen).all())
         rows.sort(key=lambda row: int(row[2]))
     loads = json.loads
     return [
