@@ -52,7 +52,6 @@ from typing import TypeVar
 
 from scheduler.formatting import duration
 from scheduler.plan import SweepPlan
-from scheduler.spec.exactness import conditional_limit, prefetch_limits
 from worker.contract import SimConfig
 from worker.memory import DEFAULT_BUDGET, chunk_bytes, format_bytes, kernel_sizes, sub_batch_size
 from worker.schemes import family, is_iid_gaussian
@@ -181,6 +180,8 @@ class WorkEstimate:
 
 def estimate(plan: SweepPlan) -> WorkEstimate:
     """Nominal totals of `plan` (raises worker.memory.MemoryBudgetError for an unchecked plan)."""
+    from scheduler.spec.exactness import conditional_limit, prefetch_limits  # theory (scipy)
+
     normals = 0
     seconds = 0.0
     peak = 0

@@ -28,9 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.analysis.theory.precision import DTYPE_LIMITS
 from scheduler.errors import SpecError
-from scheduler.spec.exactness import conditional_limit, limit_reason, prefetch_limits
 from scheduler.spec.model import (
     MAX_WEIGHT_SECOND_MOMENT,
     PARTNER_AXIS,
@@ -89,6 +87,8 @@ def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
     Two passes with the first error in the same place: every configuration is built up to the
     first that fails, the exactness limits of those that need one are computed together
     (`exactness.conditional_limits`), then each configuration's sampler is resolved, in order."""
+    from scheduler.spec.exactness import prefetch_limits  # theory (scipy): when needed only
+
     memo = _Memo()
     drafts: list[_Draft] = []
     failure: Exception | None = None
@@ -129,6 +129,8 @@ def resolve_sampler(requested: str, config: SimConfig) -> str:
     (without location) for an inexact request."""
     if requested == "dense":
         return "dense"
+    from scheduler.spec.exactness import conditional_limit, limit_reason
+
     init = config.init
     gaussian = is_iid_gaussian(init)
     if requested not in ("auto", "conditional"):
@@ -367,6 +369,8 @@ def _geometry(
             )
         q0 = 1.0 if q0 is None else q0
     if q0 is not None:
+        from scheduler.analysis.theory.precision import DTYPE_LIMITS
+
         top, tiny, _ = DTYPE_LIMITS.get(dtype, DTYPE_LIMITS["float32"])
         if not (math.sqrt(q0) >= tiny and math.sqrt(q0) * math.sqrt(input_dim) <= top):
             raise SpecError(
