@@ -15,13 +15,48 @@ ROOT = Path(__file__).resolve().parent.parent
 _FOLDER_MARKS = {"unit": "unit", "sim": "sim", "db": "db", "integration": "integration"}
 
 
+# The files that take minutes, longest first (measured with 2 processes). `make test` hands whole
+# files to its processes in collection order (--dist loadfile --no-loadscope-reorder): starting
+# the long ones first keeps both processes busy till the end instead of one finishing a long file
+# alone. Other files keep their order, after these. A wrong or stale entry costs time, never a test.
+LONG_FILES = (  # seconds of a loaded 2-process run, for reference
+    "integration/test_distributed.py",  # 958
+    "sim/test_conditional.py",  # 756
+    "integration/test_lifecycle.py",  # 672
+    "integration/test_hostile_input.py",  # 654
+    "integration/test_local_run.py",  # 502
+    "sim/test_conditional_extremes.py",  # 420
+    "integration/test_cli_output.py",  # 340
+    "integration/test_report.py",  # 325
+    "integration/test_ui.py",  # 323
+    "integration/test_extreme_theory.py",  # 285
+    "integration/test_cli_errors.py",  # 257
+    "integration/test_partial.py",  # 254
+    "integration/test_targets.py",  # 232
+    "sim/test_traces.py",  # 228
+    "integration/test_netns.py",  # 214
+    "integration/test_where.py",  # 203
+    "integration/test_plot_cli.py",  # 198
+    "integration/test_api.py",  # 164
+    "sim/test_correlation_map.py",  # 150
+)
+
+
+def _long_first(item: pytest.Item) -> int:
+    path = Path(str(item.fspath))
+    name = f"{path.parent.name}/{path.name}"
+    return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test carries the marker of its folder (tests/unit -> unit, ...)."""
+    """Every test carries the marker of its folder (tests/unit -> unit, ...); the long files
+    come first (a stable sort: the order within a file is unchanged)."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         mark = _FOLDER_MARKS.get(folder)
         if mark is not None and mark not in item.keywords:
             item.add_marker(getattr(pytest.mark, mark))
+    items.sort(key=_long_first)
 
 
 def run_cli(

@@ -234,7 +234,7 @@ def _large_sweep(db: str, n: int = 10_000, depth: int = 2) -> int:
                                 "mean_sq_m2": float(m[2]),
                             }
                         )
-            session.execute(sa.insert(LayerStat), rows)
+            session.execute(sa.insert(LayerStat.__table__), rows)  # Core executemany, not ORM bulk
             now = utcnow()
             session.execute(sa.update(Configuration).values(status="done", aggregated_at=now))
             session.execute(sa.update(Chunk).values(status="done", started_at=now, finished_at=now))

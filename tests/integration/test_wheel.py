@@ -64,7 +64,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(out / "dist"),
-            str(ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,
@@ -78,10 +78,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert not any(n.startswith("alembic/") for n in names)  # never a package named alembic
 
     env_dir = out / "venv"
-    venv.create(env_dir, with_pip=True)
+    # No pip inside (ensurepip costs tens of seconds): this environment's pip installs into it.
+    venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "-q",
+            "--no-cache-dir",
+            str(wheel),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
