@@ -37,7 +37,7 @@ from scheduler.analysis.records import (
     record_columns,
 )
 from scheduler.query import StatBatch
-from worker.aggregate import STAT_ROW, uncapped
+from worker.aggregate import uncapped
 from worker.contract import OBSERVABLES, QUANTITIES
 
 if TYPE_CHECKING:
@@ -86,75 +86,60 @@ def record_batch(records: list[Record], schema: pa.Schema, kinds: dict[str, str]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-_QUANTITY_ORDER = {q: i for i, q in enumerate(QUANTITIES)}
-_COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
-_AT = {name: i for i, name in enumerate(STAT_ROW)}  # where each column is in a row tuple
 _QUANTITY_NAMES = np.array(QUANTITIES, dtype=object)
+_COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
 _LOG_PARTS = ("n", "mean", "m2", "m3", "m4")
 
 
 @dataclass(frozen=True)
 class _Columns:
     """A StatBatch's rows in record order, column by column: the configuration (its position
-    in the batch) of each row, layer, quantity, counts, and record_row's float columns."""
+    in the batch) of each row, layer, quantity (its index in QUANTITIES), counts, and
+    record_row's float columns."""
 
     config: npt.NDArray[np.int64]
     layer: npt.NDArray[np.int64]
-    quantity: npt.NDArray[np.object_]
+    quantity: npt.NDArray[np.int64]
     counts: dict[str, npt.NDArray[np.int64]]
     stats: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]]
 
 
 def _columns(batch: StatBatch) -> _Columns:
-    columns = list(zip(*batch.rows, strict=True)) if batch.rows else [()] * len(STAT_ROW)
-    position = {cid: i for i, cid in enumerate(batch.config_ids)}
-    config = np.array([position[c] for c in columns[_AT["configuration_id"]]], dtype=np.int64)
-    layer = np.array(columns[_AT["layer"]], dtype=np.int64)
-    quantity = np.array([_QUANTITY_ORDER[q] for q in columns[_AT["quantity"]]], dtype=np.int64)
-    order = np.lexsort((quantity, layer, config))  # position, then (layer, quantity order)
-    counts = {k: np.array(columns[_AT[k]], dtype=np.int64)[order] for k in _COUNTS}
+    read = batch.columns
+    ids = np.asarray(batch.config_ids, dtype=np.int64)
+    by_id = np.argsort(ids, kind="stable")
+    found = np.searchsorted(ids[by_id], read["configuration_id"])
+    config = by_id[np.minimum(found, len(ids) - 1)] if len(ids) else found
+    if not np.array_equal(ids[config], read["configuration_id"]):
+        raise ValueError("a StatBatch holds rows of a configuration it does not list")
+    order = np.lexsort((read["quantity"], read["layer"], config))  # position, (layer, quantity)
+
+    def column(name: str) -> npt.NDArray[Any]:
+        return read[name][order]
+
+    counts = {k: column(k) for k in _COUNTS}
     moments = {
         name: (
-            uncapped(np.array(columns[_AT[f"{name}_mean"]], dtype=np.float64)[order]),
-            uncapped(np.array(columns[_AT[f"{name}_m2"]], dtype=np.float64)[order]),
-            np.array(columns[_AT[f"{name}_exp2"]], dtype=np.int64)[order],
+            uncapped(column(f"{name}_mean")),
+            uncapped(column(f"{name}_m2")),
+            column(f"{name}_exp2"),
         )
         for name in OBSERVABLES
     }
+    log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
+    cross = (uncapped(column("cross_mean")), uncapped(column("cross_m2")), column("cross_exp2"))
+    corr = (column("corr_n"), column("corr_mean"), column("corr_m2"))
     return _Columns(
         config=config[order],
-        layer=layer[order],
-        quantity=_QUANTITY_NAMES[quantity[order]],
+        layer=column("layer"),
+        quantity=column("quantity"),
         counts=counts,
         stats={
             **record_columns(counts["n_finite"], moments),
-            **_distributions(columns, order),
-            **_pairs(columns, order, counts["n_finite"]),
+            **distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS}),
+            **pair_columns(cross, corr, counts["n_finite"]),
         },
     )
-
-
-def _distributions(columns: list[Any], order: npt.NDArray[np.int64]) -> dict[str, Any]:
-    """`distribution_columns` of the rows (record order) from their stored values."""
-
-    def column(name: str) -> npt.NDArray[np.float64]:
-        return np.array(columns[_AT[name]], dtype=np.float64)[order]  # None -> NaN
-
-    log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
-    return distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS})
-
-
-def _pairs(
-    columns: list[Any], order: npt.NDArray[np.int64], n_finite: npt.NDArray[np.int64]
-) -> dict[str, Any]:
-    """`pair_columns` of the rows (record order) from their stored values."""
-
-    def column(name: str) -> npt.NDArray[np.float64]:
-        return np.array(columns[_AT[name]], dtype=np.float64)[order]  # None -> NaN
-
-    cross = (uncapped(column("cross_mean")), uncapped(column("cross_m2")), column("cross_exp2"))
-    corr = (column("corr_n"), column("corr_mean"), column("corr_m2"))
-    return pair_columns(cross, corr, n_finite)
 
 
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
@@ -170,7 +155,7 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
         if name == "layer":
             array = pa.array(c.layer, type=field.type)
         elif name == "quantity":
-            array = pa.array(c.quantity, type=field.type)
+            array = pa.array(QUANTITIES, type=field.type).take(pa.array(c.quantity))
         elif name in c.counts:
             array = pa.array(c.counts[name], type=field.type)
         elif name in c.stats:
@@ -191,7 +176,7 @@ def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
     c = _columns(batch)
     values: dict[str, list[Any]] = {
         "layer": c.layer.tolist(),
-        "quantity": c.quantity.tolist(),
+        "quantity": _QUANTITY_NAMES[c.quantity].tolist(),
         **{k: v.tolist() for k, v in c.counts.items()},
     }
     for name, (column, valid) in c.stats.items():
