@@ -50,6 +50,7 @@ __all__ = [
     "arrow_schema",
     "record_batch",
     "stat_batch",
+    "stat_lines",
     "stat_records",
     "write_jsonl",
     "write_parquet",
@@ -144,29 +145,74 @@ def _columns(batch: StatBatch) -> _Columns:
 
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
     """The RecordBatch of a `StatBatch`, column by column (numpy, no record built): the rows
-    `record_batch` makes of the same configurations' records, in the same order."""
+    `record_batch` makes of the same configurations' records, in the same order. Every array
+    is made from its buffers (`pa.array` would import pandas, a second's start-up)."""
     import pyarrow as pa
 
     c = _columns(batch)
-    take = pa.array(c.config)
+    take = _arrow(c.config, None, pa.int64())
     arrays = []
     for field in schema:
         name = field.name
         if name == "layer":
-            array = pa.array(c.layer, type=field.type)
+            array = _arrow(c.layer, None, field.type)
         elif name == "quantity":
-            array = pa.array(QUANTITIES, type=field.type).take(pa.array(c.quantity))
+            array = _small_array(list(QUANTITIES), field.type).take(
+                _arrow(c.quantity, None, pa.int64())
+            )
         elif name in c.counts:
-            array = pa.array(c.counts[name], type=field.type)
+            array = _arrow(c.counts[name], None, field.type)
         elif name in c.stats:
             values, valid = c.stats[name]
-            array = pa.array(values, mask=~valid, type=field.type)
+            array = _arrow(values, valid, field.type)
         else:  # a configuration column: one value per configuration, repeated per row
             kind = kinds[name]
             per_config = [kind_value(head.get(name), kind) for head in batch.heads]
-            array = pa.array(per_config, type=field.type).take(take)
+            array = _small_array(per_config, field.type).take(take)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _arrow(
+    values: npt.NDArray[Any], valid: npt.NDArray[np.bool_] | None, type: pa.DataType
+) -> pa.Array:
+    """An int64 or float64 Arrow array of `values`, null where not `valid`, from their buffers."""
+    import pyarrow as pa
+
+    dtype = np.float64 if pa.types.is_floating(type) else np.int64
+    data = np.ascontiguousarray(values, dtype=dtype)
+    n = len(data)
+    if valid is None or valid.all():
+        return pa.Array.from_buffers(type, n, [None, pa.py_buffer(data)], null_count=0)
+    bits = np.packbits(valid, bitorder="little")
+    nulls = n - int(np.count_nonzero(valid))
+    return pa.Array.from_buffers(
+        type, n, [pa.py_buffer(bits), pa.py_buffer(data)], null_count=nulls
+    )
+
+
+def _small_array(values: list[Any], type: pa.DataType) -> pa.Array:
+    """An Arrow array of `type` (int64, float64, bool or string) holding `values` (None: null),
+    from its buffers."""
+    import pyarrow as pa
+
+    n = len(values)
+    valid = np.array([v is not None for v in values], dtype=bool)
+    bits = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
+    nulls = n - int(np.count_nonzero(valid))
+    if pa.types.is_string(type):
+        data = [b"" if v is None else v.encode() for v in values]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum([len(d) for d in data], out=offsets[1:])
+        buffers = [bits, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    elif pa.types.is_boolean(type):
+        flags = np.array([bool(v) for v in values], dtype=bool)
+        buffers = [bits, pa.py_buffer(np.packbits(flags, bitorder="little"))]
+    else:
+        dtype = np.float64 if pa.types.is_floating(type) else np.int64
+        data = np.array([0 if v is None else v for v in values], dtype=dtype)
+        buffers = [bits, pa.py_buffer(data)]
+    return pa.Array.from_buffers(type, n, buffers, null_count=nulls)
 
 
 def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
@@ -190,6 +236,39 @@ def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
         {**heads[i], **dict(zip(keys, row, strict=True))}
         for i, row in zip(c.config.tolist(), rows, strict=True)
     ]
+
+
+def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
+    """The JSON lines of a `StatBatch`: `dumps` of each of its `stat_records` and a newline,
+    the same text, written column by column (each configuration's head encoded once, each
+    value by the `repr` `json` writes; no dict per record)."""
+    heads = batch.heads
+    if any(key in RECORD_KEYS for head in heads for key in head):  # a record key replaces it
+        return "".join([dumps(r) + "\n" for r in stat_records(batch)])
+    c = _columns(batch)
+    prefixes = np.array([dumps(head)[:-1] + ("," if head else "") for head in heads], dtype=object)
+    quantities = np.array([dumps(q) for q in QUANTITIES], dtype=object)
+    values: dict[str, list[str]] = {
+        "layer": list(map(str, c.layer.tolist())),
+        "quantity": quantities[c.quantity].tolist(),
+        **{k: list(map(str, v.tolist())) for k, v in c.counts.items()},
+    }
+    for name, (column, valid) in c.stats.items():
+        if column.dtype.kind == "f":
+            if not np.isfinite(column[valid]).all():  # as json.dumps(allow_nan=False) refuses
+                raise ValueError(f"{name}: out of range float values are not JSON compliant")
+            text = list(map(float.__repr__, column.tolist()))
+        else:
+            text = list(map(str, column.tolist()))
+        if not valid.all():
+            marked = np.array(text, dtype=object)
+            marked[~valid] = "null"
+            text = marked.tolist()
+        values[name] = text
+    keys = list(RECORD_KEYS)
+    line = "%s" + ",".join(dumps(k).replace("%", "%%") + ":%s" for k in keys) + "}\n"
+    rows = zip(prefixes[c.config].tolist(), *(values[k] for k in keys), strict=True)
+    return "".join(map(line.__mod__, rows))
 
 
 @contextmanager
@@ -244,10 +323,12 @@ def write_jsonl(stream: ResultStream, out: Path | IO[str]) -> int:
         n = 0
         dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
         for part in stream.parts():
-            records = stat_records(part) if isinstance(part, StatBatch) else part
-            if records:
-                f.write("".join([dumps(r) + "\n" for r in records]))
-                n += len(records)
+            if isinstance(part, StatBatch):
+                f.write(stat_lines(part, dumps))
+                n += len(part.columns["layer"])
+            elif part:
+                f.write("".join([dumps(r) + "\n" for r in part]))
+                n += len(part)
         return n
 
     if isinstance(out, Path):

@@ -341,14 +341,23 @@ def _copied_columns(dbapi: Any, sql: str) -> dict[str, npt.NDArray[Any]]:
     )
     out: dict[str, npt.NDArray[Any]] = {}
     for c in names:
-        column = table.column(c)
-        if c in STAT_INT_COLUMNS:
-            if column.null_count:
-                raise ValueError(f"layer_stats: {c} is NULL")
-            out[c] = column.to_numpy()
-        else:
-            out[c] = column.to_numpy()  # NULL -> NaN
+        column = table.column(c).combine_chunks()
+        if c in STAT_INT_COLUMNS and column.null_count:
+            raise ValueError(f"layer_stats: {c} is NULL")
+        out[c] = _numpy(column, np.int64 if c in STAT_INT_COLUMNS else np.float64)
     return out
+
+
+def _numpy(array: Any, dtype: type[np.generic]) -> npt.NDArray[Any]:
+    """A fixed-width pyarrow array's values as numpy, NaN where null (from its buffers:
+    pyarrow's own conversions import pandas, a second's start-up)."""
+    n, offset = len(array), array.offset
+    validity, data = array.buffers()
+    values = np.frombuffer(data, dtype=dtype)[offset : offset + n].copy()
+    if array.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        values[~bits[offset : offset + n].astype(bool)] = np.nan
+    return values
 
 
 def uncapped(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
