@@ -201,10 +201,10 @@ def _small_array(values: list[Any], type: pa.DataType) -> pa.Array:
     bits = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
     nulls = n - int(np.count_nonzero(valid))
     if pa.types.is_string(type):
-        data = [b"" if v is None else v.encode() for v in values]
+        encoded = [b"" if v is None else v.encode() for v in values]
         offsets = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum([len(d) for d in data], out=offsets[1:])
-        buffers = [bits, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        buffers = [bits, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
     elif pa.types.is_boolean(type):
         flags = np.array([bool(v) for v in values], dtype=bool)
         buffers = [bits, pa.py_buffer(np.packbits(flags, bitorder="little"))]
