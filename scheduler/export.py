@@ -9,6 +9,11 @@ Parquet, the row group being filled), so memory stays bounded whatever the numbe
   int64, float64, bool and string, all nullable; None is null, never NaN. An axis column whose
   values mix kinds is a string column (`records.kind_value`: the string, or the value's JSON).
 
+A batch of complete configurations (`StatBatch`) is never built as records: its statistics
+come as numpy columns (`worker.aggregate.layer_stat_columns`), the record columns are computed
+column by column, Arrow arrays are made from their buffers, and each JSON line is one `%`
+template filled with the `repr` of each value and the configuration's head, encoded once.
+
 A file is written beside its target and renamed into place when complete, so a failed export
 never leaves a truncated file under the name asked for.
 """
