@@ -138,12 +138,16 @@ def export_here(db: str, sweep_id: int, fmt: str, out: str) -> None:
     from scheduler.cli.results import results
 
     before = peak_rss()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         results.main([str(sweep_id), "--db", db, "--format", fmt, "-o", out], standalone_mode=False)
     finally:
-        seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "peak_rss": peak_rss(), "imports_rss": before}))
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(
+        json.dumps(
+            {"seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak_rss(), "imports_rss": before}
+        )
+    )
 
 
 def export(db: str, sweep_id: int, fmt: str, out: Path) -> dict[str, Any]:
@@ -219,7 +223,8 @@ def run(url: str, db: str, tmp: Path, args: argparse.Namespace) -> None:
         assert rows == n_rows, (fmt, rows, n_rows)
         print(
             f"{fmt:>8}: {rows:,} rows in {figures['seconds']:.2f} s = "
-            f"{rows / figures['seconds']:,.0f} rows/s, peak RSS "
+            f"{rows / figures['seconds']:,.0f} rows/s ({figures['cpu_seconds']:.2f} s of this "
+            "process's CPU), peak RSS "
             f"{figures['peak_rss'] / 2**20:.0f} MiB ({figures['imports_rss'] / 2**20:.0f} MiB "
             f"after imports), file {figures['bytes'] / 2**20:.1f} MiB"
         )

@@ -9,6 +9,11 @@ Parquet, the row group being filled), so memory stays bounded whatever the numbe
   int64, float64, bool and string, all nullable; None is null, never NaN. An axis column whose
   values mix kinds is a string column (`records.kind_value`: the string, or the value's JSON).
 
+A batch of complete configurations (`StatBatch`) is never built as records: its statistics
+come as numpy columns (`worker.aggregate.layer_stat_columns`), the record columns are computed
+column by column, Arrow arrays are made from their buffers, and each JSON line is one `%`
+template filled with the `repr` of each value and the configuration's head, encoded once.
+
 A file is written beside its target and renamed into place when complete, so a failed export
 never leaves a truncated file under the name asked for.
 """
@@ -37,7 +42,7 @@ from scheduler.analysis.records import (
     record_columns,
 )
 from scheduler.query import StatBatch
-from worker.aggregate import STAT_ROW, uncapped
+from worker.aggregate import uncapped
 from worker.contract import OBSERVABLES, QUANTITIES
 
 if TYPE_CHECKING:
@@ -50,6 +55,7 @@ __all__ = [
     "arrow_schema",
     "record_batch",
     "stat_batch",
+    "stat_lines",
     "stat_records",
     "write_jsonl",
     "write_parquet",
@@ -86,102 +92,132 @@ def record_batch(records: list[Record], schema: pa.Schema, kinds: dict[str, str]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-_QUANTITY_ORDER = {q: i for i, q in enumerate(QUANTITIES)}
-_COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
-_AT = {name: i for i, name in enumerate(STAT_ROW)}  # where each column is in a row tuple
 _QUANTITY_NAMES = np.array(QUANTITIES, dtype=object)
+_COUNTS = ("n_trials", "n_finite", "n_first_nonfinite", "n_collapsed")
 _LOG_PARTS = ("n", "mean", "m2", "m3", "m4")
 
 
 @dataclass(frozen=True)
 class _Columns:
     """A StatBatch's rows in record order, column by column: the configuration (its position
-    in the batch) of each row, layer, quantity, counts, and record_row's float columns."""
+    in the batch) of each row, layer, quantity (its index in QUANTITIES), counts, and
+    record_row's float columns."""
 
     config: npt.NDArray[np.int64]
     layer: npt.NDArray[np.int64]
-    quantity: npt.NDArray[np.object_]
+    quantity: npt.NDArray[np.int64]
     counts: dict[str, npt.NDArray[np.int64]]
     stats: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]]
 
 
 def _columns(batch: StatBatch) -> _Columns:
-    columns = list(zip(*batch.rows, strict=True)) if batch.rows else [()] * len(STAT_ROW)
-    position = {cid: i for i, cid in enumerate(batch.config_ids)}
-    config = np.array([position[c] for c in columns[_AT["configuration_id"]]], dtype=np.int64)
-    layer = np.array(columns[_AT["layer"]], dtype=np.int64)
-    quantity = np.array([_QUANTITY_ORDER[q] for q in columns[_AT["quantity"]]], dtype=np.int64)
-    order = np.lexsort((quantity, layer, config))  # position, then (layer, quantity order)
-    counts = {k: np.array(columns[_AT[k]], dtype=np.int64)[order] for k in _COUNTS}
+    read = batch.columns
+    ids = np.asarray(batch.config_ids, dtype=np.int64)
+    by_id = np.argsort(ids, kind="stable")
+    found = np.searchsorted(ids[by_id], read["configuration_id"])
+    config = by_id[np.minimum(found, len(ids) - 1)] if len(ids) else found
+    if not np.array_equal(ids[config], read["configuration_id"]):
+        raise ValueError("a StatBatch holds rows of a configuration it does not list")
+    order = np.lexsort((read["quantity"], read["layer"], config))  # position, (layer, quantity)
+
+    def column(name: str) -> npt.NDArray[Any]:
+        return read[name][order]
+
+    counts = {k: column(k) for k in _COUNTS}
     moments = {
         name: (
-            uncapped(np.array(columns[_AT[f"{name}_mean"]], dtype=np.float64)[order]),
-            uncapped(np.array(columns[_AT[f"{name}_m2"]], dtype=np.float64)[order]),
-            np.array(columns[_AT[f"{name}_exp2"]], dtype=np.int64)[order],
+            uncapped(column(f"{name}_mean")),
+            uncapped(column(f"{name}_m2")),
+            column(f"{name}_exp2"),
         )
         for name in OBSERVABLES
     }
+    log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
+    cross = (uncapped(column("cross_mean")), uncapped(column("cross_m2")), column("cross_exp2"))
+    corr = (column("corr_n"), column("corr_mean"), column("corr_m2"))
     return _Columns(
         config=config[order],
-        layer=layer[order],
-        quantity=_QUANTITY_NAMES[quantity[order]],
+        layer=column("layer"),
+        quantity=column("quantity"),
         counts=counts,
         stats={
             **record_columns(counts["n_finite"], moments),
-            **_distributions(columns, order),
-            **_pairs(columns, order, counts["n_finite"]),
+            **distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS}),
+            **pair_columns(cross, corr, counts["n_finite"]),
         },
     )
 
 
-def _distributions(columns: list[Any], order: npt.NDArray[np.int64]) -> dict[str, Any]:
-    """`distribution_columns` of the rows (record order) from their stored values."""
-
-    def column(name: str) -> npt.NDArray[np.float64]:
-        return np.array(columns[_AT[name]], dtype=np.float64)[order]  # None -> NaN
-
-    log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
-    return distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS})
-
-
-def _pairs(
-    columns: list[Any], order: npt.NDArray[np.int64], n_finite: npt.NDArray[np.int64]
-) -> dict[str, Any]:
-    """`pair_columns` of the rows (record order) from their stored values."""
-
-    def column(name: str) -> npt.NDArray[np.float64]:
-        return np.array(columns[_AT[name]], dtype=np.float64)[order]  # None -> NaN
-
-    cross = (uncapped(column("cross_mean")), uncapped(column("cross_m2")), column("cross_exp2"))
-    corr = (column("corr_n"), column("corr_mean"), column("corr_m2"))
-    return pair_columns(cross, corr, n_finite)
-
-
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
     """The RecordBatch of a `StatBatch`, column by column (numpy, no record built): the rows
-    `record_batch` makes of the same configurations' records, in the same order."""
+    `record_batch` makes of the same configurations' records, in the same order. Every array
+    is made from its buffers (`pa.array` would import pandas, a second's start-up)."""
     import pyarrow as pa
 
     c = _columns(batch)
-    take = pa.array(c.config)
+    take = _arrow(c.config, None, pa.int64())
     arrays = []
     for field in schema:
         name = field.name
         if name == "layer":
-            array = pa.array(c.layer, type=field.type)
+            array = _arrow(c.layer, None, field.type)
         elif name == "quantity":
-            array = pa.array(c.quantity, type=field.type)
+            array = _small_array(list(QUANTITIES), field.type).take(
+                _arrow(c.quantity, None, pa.int64())
+            )
         elif name in c.counts:
-            array = pa.array(c.counts[name], type=field.type)
+            array = _arrow(c.counts[name], None, field.type)
         elif name in c.stats:
             values, valid = c.stats[name]
-            array = pa.array(values, mask=~valid, type=field.type)
+            array = _arrow(values, valid, field.type)
         else:  # a configuration column: one value per configuration, repeated per row
             kind = kinds[name]
             per_config = [kind_value(head.get(name), kind) for head in batch.heads]
-            array = pa.array(per_config, type=field.type).take(take)
+            array = _small_array(per_config, field.type).take(take)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _arrow(
+    values: npt.NDArray[Any], valid: npt.NDArray[np.bool_] | None, type: pa.DataType
+) -> pa.Array:
+    """An int64 or float64 Arrow array of `values`, null where not `valid`, from their buffers."""
+    import pyarrow as pa
+
+    dtype = np.float64 if pa.types.is_floating(type) else np.int64
+    data = np.ascontiguousarray(values, dtype=dtype)
+    n = len(data)
+    if valid is None or valid.all():
+        return pa.Array.from_buffers(type, n, [None, pa.py_buffer(data)], null_count=0)
+    bits = np.packbits(valid, bitorder="little")
+    nulls = n - int(np.count_nonzero(valid))
+    return pa.Array.from_buffers(
+        type, n, [pa.py_buffer(bits), pa.py_buffer(data)], null_count=nulls
+    )
+
+
+def _small_array(values: list[Any], type: pa.DataType) -> pa.Array:
+    """An Arrow array of `type` (int64, float64, bool or string) holding `values` (None: null),
+    from its buffers."""
+    import pyarrow as pa
+
+    n = len(values)
+    valid = np.array([v is not None for v in values], dtype=bool)
+    bits = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
+    nulls = n - int(np.count_nonzero(valid))
+    if pa.types.is_string(type):
+        encoded = [b"" if v is None else v.encode() for v in values]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        buffers = [bits, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    elif pa.types.is_boolean(type):
+        flags = np.array([bool(v) for v in values], dtype=bool)
+        buffers = [bits, pa.py_buffer(np.packbits(flags, bitorder="little"))]
+    else:
+        dtype = np.float64 if pa.types.is_floating(type) else np.int64
+        data = np.array([0 if v is None else v for v in values], dtype=dtype)
+        buffers = [bits, pa.py_buffer(data)]
+    return pa.Array.from_buffers(type, n, buffers, null_count=nulls)
 
 
 def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
@@ -191,7 +227,7 @@ def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
     c = _columns(batch)
     values: dict[str, list[Any]] = {
         "layer": c.layer.tolist(),
-        "quantity": c.quantity.tolist(),
+        "quantity": _QUANTITY_NAMES[c.quantity].tolist(),
         **{k: v.tolist() for k, v in c.counts.items()},
     }
     for name, (column, valid) in c.stats.items():
@@ -205,6 +241,39 @@ def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
         {**heads[i], **dict(zip(keys, row, strict=True))}
         for i, row in zip(c.config.tolist(), rows, strict=True)
     ]
+
+
+def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
+    """The JSON lines of a `StatBatch`: `dumps` of each of its `stat_records` and a newline,
+    the same text, written column by column (each configuration's head encoded once, each
+    value by the `repr` `json` writes; no dict per record)."""
+    heads = batch.heads
+    if any(key in RECORD_KEYS for head in heads for key in head):  # a record key replaces it
+        return "".join([dumps(r) + "\n" for r in stat_records(batch)])
+    c = _columns(batch)
+    prefixes = np.array([dumps(head)[:-1] + ("," if head else "") for head in heads], dtype=object)
+    quantities = np.array([dumps(q) for q in QUANTITIES], dtype=object)
+    values: dict[str, list[str]] = {
+        "layer": list(map(str, c.layer.tolist())),
+        "quantity": quantities[c.quantity].tolist(),
+        **{k: list(map(str, v.tolist())) for k, v in c.counts.items()},
+    }
+    for name, (column, valid) in c.stats.items():
+        if column.dtype.kind == "f":
+            if not np.isfinite(column[valid]).all():  # as json.dumps(allow_nan=False) refuses
+                raise ValueError(f"{name}: out of range float values are not JSON compliant")
+            text = list(map(float.__repr__, column.tolist()))
+        else:
+            text = list(map(str, column.tolist()))
+        if not valid.all():
+            marked = np.array(text, dtype=object)
+            marked[~valid] = "null"
+            text = marked.tolist()
+        values[name] = text
+    keys = list(RECORD_KEYS)
+    line = "%s" + ",".join(dumps(k).replace("%", "%%") + ":%s" for k in keys) + "}\n"
+    rows = zip(prefixes[c.config].tolist(), *(values[k] for k in keys), strict=True)
+    return "".join(map(line.__mod__, rows))
 
 
 @contextmanager
@@ -259,10 +328,12 @@ def write_jsonl(stream: ResultStream, out: Path | IO[str]) -> int:
         n = 0
         dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
         for part in stream.parts():
-            records = stat_records(part) if isinstance(part, StatBatch) else part
-            if records:
-                f.write("".join([dumps(r) + "\n" for r in records]))
-                n += len(records)
+            if isinstance(part, StatBatch):
+                f.write(stat_lines(part, dumps))
+                n += len(part.columns["layer"])
+            elif part:
+                f.write("".join([dumps(r) + "\n" for r in part]))
+                n += len(part)
         return n
 
     if isinstance(out, Path):

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
+
 from scheduler.activity import chunk_activity, chunk_provenance, config_devices
 from scheduler.analysis.records import (
     PARAM_KEYS,
@@ -39,6 +42,7 @@ from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
 from scheduler.where import Term, Where, check_columns, row_matches, where_terms
 from worker.aggregate import (
+    layer_stat_columns,
     layer_stat_rows,
     partial_records,
     records_by_configuration,
@@ -186,13 +190,17 @@ def result_set(
 @dataclass(frozen=True)
 class StatBatch:
     """A batch of complete configurations, unbuilt, for a columnar writer: each configuration's
-    id and head columns (`result_head`) in position order, and their aggregated rows as plain
-    tuples (`worker.aggregate.layer_stat_rows`: configuration id, then
-    `worker.persist.STAT_FIELDS`), unordered."""
+    id and head columns (`result_head`) in position order, and their aggregated rows column by
+    column (`worker.aggregate.layer_stat_columns`: numpy arrays), unordered."""
 
     config_ids: list[int]
     heads: list[dict[str, Any]]
-    rows: list[Any]
+    columns: dict[str, npt.NDArray[Any]]
+
+    @property
+    def n_with_rows(self) -> int:
+        """How many of the configurations have rows."""
+        return len(np.unique(self.columns["configuration_id"]))
 
 
 class ResultStream:
@@ -285,22 +293,20 @@ class ResultStream:
             ids = [r.id for r in batch]
             if columnar and all(r.status == "done" for r in batch):
                 # complete when the stream began, and aggregation replaces rows atomically
-                rows = layer_stat_rows(session=session, configuration_ids=ids, histograms=False)
-                self.n_complete += len(batch)
-                self.n_with_trials += len({row[0] for row in rows})
-                yield StatBatch(
-                    config_ids=ids, heads=[ref_head(sweep_id, r) for r in batch], rows=rows
+                part = StatBatch(
+                    config_ids=ids,
+                    heads=[ref_head(sweep_id, r) for r in batch],
+                    columns=layer_stat_columns(session=session, configuration_ids=ids),
                 )
+                self.n_complete += len(batch)
+                self.n_with_trials += part.n_with_rows
+                yield part
                 continue
             infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
             open_ids = [info.id for info in infos if info.status != "done"]
-            rows = layer_stat_rows(
-                session=session, configuration_ids=ids, histograms=not (columnar and not open_ids)
-            )
             self.n_complete += len(infos) - len(open_ids)
             if columnar and not open_ids:
-                self.n_with_trials += len({row[0] for row in rows})
-                yield StatBatch(
+                part = StatBatch(
                     config_ids=[info.id for info in infos],
                     heads=[
                         result_head(
@@ -308,9 +314,12 @@ class ResultStream:
                         )
                         for info in infos
                     ],
-                    rows=rows,
+                    columns=layer_stat_columns(session=session, configuration_ids=ids),
                 )
+                self.n_with_trials += part.n_with_rows
+                yield part
                 continue
+            rows = layer_stat_rows(session=session, configuration_ids=ids)
             by_id = records_by_configuration(rows)
             if open_ids:
                 by_id.update(

@@ -22,10 +22,12 @@ from sqlalchemy import delete, exists, insert, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
-from worker.contract import OBSERVABLES, QUANTILES, LayerRecord, merge_records
+from worker.contract import OBSERVABLES, QUANTILES, QUANTITIES, LayerRecord, merge_records
 from worker.histogram import batch_quantiles
 from worker.persist import (
     CAP,
+    LOG_FIELDS,
+    PAIR_FIELDS,
     QUANTILE_FIELDS,
     STAT_FIELDS,
     quantile_rows,
@@ -40,6 +42,24 @@ _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
 # a `layer_stat_rows` tuple
 STAT_ROW: tuple[str, ...] = ("configuration_id", *STAT_FIELDS, *QUANTILE_FIELDS)
 _HISTOGRAMS = frozenset(f for f in STAT_FIELDS if f.endswith("_hist"))
+# The columns of `layer_stat_columns`: int64 (never NULL; `quantity` is its index in
+# QUANTITIES), then float64 (NaN where NULL: the nullable counts and exponents too).
+STAT_INT_COLUMNS: tuple[str, ...] = (
+    "configuration_id",
+    "layer",
+    "quantity",
+    "n_trials",
+    "n_finite",
+    "n_first_nonfinite",
+    "n_collapsed",
+    *(f"{name}_exp2" for name in OBSERVABLES),
+)
+STAT_FLOAT_COLUMNS: tuple[str, ...] = (
+    *(f"{name}_{part}" for name in OBSERVABLES for part in ("mean", "m2")),
+    *LOG_FIELDS,
+    *PAIR_FIELDS,
+    *QUANTILE_FIELDS,
+)
 
 
 def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
@@ -235,6 +255,109 @@ def layer_stat_rows(
             ).all()
         )
     return rows
+
+
+def layer_stat_columns(
+    *, session: Session, configuration_ids: Sequence[int]
+) -> dict[str, npt.NDArray[Any]]:
+    """The aggregated rows of these configurations column by column (`STAT_INT_COLUMNS` as
+    int64, `STAT_FLOAT_COLUMNS` as float64 with NaN where NULL), unordered, bit for bit the
+    values `layer_stat_rows` reads: no histogram, no Python object per value where the driver
+    allows (PostgreSQL through psycopg: `COPY ... TO STDOUT` as CSV, parsed by pyarrow; any
+    other driver: plain DBAPI tuples into one numpy record array), one statement per 500 ids."""
+    ids = [int(i) for i in configuration_ids]  # ints: written into the statement as they are
+    quantity = " ".join(f"WHEN '{q}' THEN {i}" for i, q in enumerate(QUANTITIES))
+    selected = ", ".join(
+        f"CASE quantity {quantity} ELSE -1 END" if c == "quantity" else c
+        for c in (*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS)
+    )
+    connection = session.connection()
+    dbapi = connection.connection.dbapi_connection
+    copy = connection.dialect.driver == "psycopg"
+    parts: list[dict[str, npt.NDArray[Any]]] = []
+    for i in range(0, len(ids), _IN_BATCH):
+        sql = (
+            f"SELECT {selected} FROM {LayerStat.__tablename__} "
+            f"WHERE configuration_id IN ({', '.join(map(str, ids[i : i + _IN_BATCH]))})"
+        )
+        parts.append(_copied_columns(dbapi, sql) if copy else _fetched_columns(dbapi, sql))
+    if not parts:
+        parts.append(_fetched_columns(None, None))
+    out = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    if np.any(out["quantity"] < 0):
+        raise ValueError("layer_stats: a row's quantity is none of " + ", ".join(QUANTITIES))
+    return out
+
+
+_ROW_DTYPE = np.dtype(
+    [(c, np.int64) for c in STAT_INT_COLUMNS] + [(c, np.float64) for c in STAT_FLOAT_COLUMNS]
+)
+
+
+def _fetched_columns(dbapi: Any, sql: str | None) -> dict[str, npt.NDArray[Any]]:
+    """The rows of `sql` (None: no row) through a DBAPI cursor, as contiguous columns."""
+    rows: list[Any] = []
+    if sql is not None:
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    if rows and not isinstance(rows[0], tuple):  # a driver's own row type
+        rows = [tuple(r) for r in rows]
+    table = np.array(rows, dtype=_ROW_DTYPE)
+    return {c: np.ascontiguousarray(table[c]) for c in _ROW_DTYPE.names or ()}
+
+
+def _copied_columns(dbapi: Any, sql: str) -> dict[str, npt.NDArray[Any]]:
+    """The rows of `sql` through PostgreSQL's COPY as CSV (floats in their shortest exact
+    text, `extra_float_digits`), parsed by pyarrow, as columns."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with dbapi.cursor() as cursor:
+        cursor.execute("SELECT set_config('extra_float_digits', '3', true)")
+        buffer = bytearray()
+        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for block in copy:
+                buffer += block
+    names = [*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS]
+    if not buffer:
+        return _fetched_columns(None, None)
+    table = pcsv.read_csv(
+        pa.py_buffer(buffer),
+        read_options=pcsv.ReadOptions(column_names=names),
+        parse_options=pcsv.ParseOptions(newlines_in_values=False),
+        convert_options=pcsv.ConvertOptions(
+            column_types={
+                **{c: pa.int64() for c in STAT_INT_COLUMNS},
+                **{c: pa.float64() for c in STAT_FLOAT_COLUMNS},
+            },
+            null_values=[""],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    out: dict[str, npt.NDArray[Any]] = {}
+    for c in names:
+        column = table.column(c).combine_chunks()
+        if c in STAT_INT_COLUMNS and column.null_count:
+            raise ValueError(f"layer_stats: {c} is NULL")
+        out[c] = _numpy(column, np.int64 if c in STAT_INT_COLUMNS else np.float64)
+    return out
+
+
+def _numpy(array: Any, dtype: type[np.generic]) -> npt.NDArray[Any]:
+    """A fixed-width pyarrow array's values as numpy, NaN where null (from its buffers:
+    pyarrow's own conversions import pandas, a second's start-up)."""
+    n, offset = len(array), array.offset
+    validity, data = array.buffers()
+    values = np.frombuffer(data, dtype=dtype)[offset : offset + n].copy()
+    if array.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        values[~bits[offset : offset + n].astype(bool)] = np.nan
+    return values
 
 
 def uncapped(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

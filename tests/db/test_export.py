@@ -258,7 +258,7 @@ def test_columnar_batches_are_the_records_bit_for_bit(
             seed=3,
             trials=1 if i % 2 else 5,  # one trial: no SE, and no mean where it overflowed
             chunk_trials=1 + i % 3,
-            axes={"sigma_w": 0.5 * i, "label": None if i == 2 else f"l{i}"},
+            axes={"sigma_w": 0.5 * i, "label": None if i == 2 else f'l{i}·é"%s'},
         )
         for i in range(10)
     ]
