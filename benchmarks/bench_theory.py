@@ -12,8 +12,9 @@ Then, each in a fresh process (imports before the clock):
 
   results   `initsweep results SWEEP --format F -o FILE` without theory (the read and write);
   theory    the same with `--theory`: the figure the issue's target (< 10 s at 10,000) is for;
-  step      the theory step alone: `scheduler.analysis.compare.with_theory` on the records
-            `scheduler.query.result_records` read (with the devices' predictor, as the CLI).
+  step      the theory step alone: `scheduler.analysis.compare.with_theory` on the batches
+            of records `scheduler.query.result_stream` reads (with the devices' predictor),
+            as the streamed CLI calls it.
 
     python benchmarks/bench_theory.py                          # 10,000 configurations
     python benchmarks/bench_theory.py --sigma-w 5 --sigma-b 4  # 200 (a slow theory's scale)
@@ -117,22 +118,24 @@ def results_here(db: str, sweep_id: int, fmt: str, out: str, theory: bool) -> No
 
 
 def step_here(db: str, sweep_id: int) -> None:
-    """In this (fresh) process: read the records, then time `with_theory` alone."""
+    """In this (fresh) process: read the records in the CLI's batches (`result_stream`), then
+    time `with_theory` alone on each batch, as the streamed `results --theory` calls it."""
     from models.db import session_scope as scope
-    from scheduler.analysis.compare import device_predictor, with_theory
     from scheduler.activity import config_devices
+    from scheduler.analysis.compare import device_predictor, with_theory
     from scheduler.database import open_database
-    from scheduler.query import result_records
+    from scheduler.query import result_stream
 
     with open_database(db, read_only=True) as factory, scope(factory) as session:
         start = time.perf_counter()
-        records = result_records(session=session, sweep_id=sweep_id)
+        batches = list(result_stream(session=session, sweep_id=sweep_id))
         devices = config_devices(session=session, sweep_id=sweep_id)
         read = time.perf_counter() - start
+    predictor = device_predictor(devices)
     start, cpu = time.perf_counter(), time.process_time()
-    rows = with_theory(records, predictor=device_predictor(devices))
+    rows = sum(len(with_theory(batch, predictor=predictor)) for batch in batches)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "read": read, "rows": len(rows)}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "read": read, "rows": rows}))
 
 
 def fresh(*args: str) -> dict[str, float]:

@@ -269,8 +269,8 @@ class _Walk:
         self.radial = 0.0 if start.orthogonal else 2.0  # kappa of |z|'s norm
         self.n, self.log_nv = n, _log(n * v)
         if start.input_q is None:  # log |x|^2 / n0 of x ~ N(0, I): log chi^2_n0 / n0
-            x = _log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
-            spread = float(special.polygamma(1, n0 / 2.0))
+            x = _log(n0 * v1) + _digamma(n0 / 2.0) + math.log(2.0 / n0)
+            spread = _trigamma(n0 / 2.0)
         else:  # a prescribed input geometry: |x|^2 / n0 = input_q exactly
             x, spread = _log(n0 * v1 * start.input_q), 0.0
         self.lam = float(np.logaddexp(x, self.log_sb2))
@@ -287,8 +287,8 @@ class _Walk:
         """Advance one layer, given the activation's moments at the current lambda."""
         n = self.n
         if self.linear and self.radial:
-            drift = float(special.digamma(n / 2.0)) + math.log(2.0 / n)
-            noise = float(special.polygamma(1, n / 2.0))
+            drift = _digamma(n / 2.0) + math.log(2.0 / n)
+            noise = _trigamma(n / 2.0)
         else:
             kappa = max(0.0, m.kurtosis - 3.0 + self.radial)
             drift, noise = -kappa / (2.0 * n), kappa / n
@@ -310,6 +310,18 @@ class _Walk:
         return mu, var, self.used[: max(0, horizon - 1)]
 
 
+@lru_cache(maxsize=1024)
+def _digamma(x: float) -> float:
+    """psi(x) (a walk asks for the same few values at every layer)."""
+    return float(special.digamma(x))
+
+
+@lru_cache(maxsize=1024)
+def _trigamma(x: float) -> float:
+    """psi'(x)."""
+    return float(special.polygamma(1, x))
+
+
 def _log(x: float) -> float:
     """log x, -inf at 0 (zero weights: the walk sits at q = sigma_b^2 or at log q = -inf)."""
     return math.log(x) if x > 0.0 else -math.inf
@@ -320,6 +332,7 @@ def _share(x: float, lam: float) -> float:
     return math.exp(x - lam) if x > -math.inf else 0.0
 
 
+@lru_cache(maxsize=65536)
 def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
     """Relative variance over trials of one row's mean_sq(z^layer): E[ms^2] / E[ms]^2 - 1.
 
@@ -354,7 +367,7 @@ def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
             )
         return math.expm1(log_ratio)
     _, var = norm_walk(config, layer)
-    radial_var = 0.0 if ortho else float(special.polygamma(1, n / 2.0))
+    radial_var = 0.0 if ortho else _trigamma(n / 2.0)
     return math.expm1(var[layer] + radial_var)
 
 

@@ -385,20 +385,23 @@ def cached_moments_at_log_qs(
     """`moments_at_log_qs(activation, log_qs)`, each distinct log q computed once per process:
     those not seen before by one `moments_at_log_qs` call (in order of first appearance), the
     rest from a memo of its earlier answers (the same values; cleared when it holds
-    `_MEMO_SIZE`; a nan asks `moments_at_log_qs` directly). Walks that settle on a fixed point, and configurations sharing a prefix of
-    their walk, ask for the same log q again."""
+    `_MEMO_SIZE`; closed forms and nan are `moments_at_log_qs` directly). Walks that settle on
+    a fixed point, and configurations sharing a prefix of their walk, ask for the same log q
+    again."""
+    if activation_fns(activation).homogeneous is not None:  # closed forms: no memo
+        return moments_at_log_qs(activation, log_qs)
     keys = [(activation, float(log_q)) for log_q in log_qs]
     if any(math.isnan(log_q) for _, log_q in keys):  # nan != nan: no memo
         return moments_at_log_qs(activation, log_qs)
-    missing = list(dict.fromkeys(k for k in keys if k not in _memo))
+    known = {k: _memo[k] for k in keys if k in _memo}
+    missing = list(dict.fromkeys(k for k in keys if k not in known))
     if missing:
+        found = moments_at_log_qs(activation, [log_q for _, log_q in missing])
+        known.update(zip(missing, found, strict=True))
         if len(_memo) + len(missing) > _MEMO_SIZE:
             _memo.clear()
-        found = moments_at_log_qs(activation, [log_q for _, log_q in missing])
         _memo.update(zip(missing, found, strict=True))
-        fresh = dict(zip(missing, found, strict=True))
-        return [fresh[k] if k in fresh else _memo[k] for k in keys]
-    return [_memo[k] for k in keys]
+    return [known[k] for k in keys]
 
 
 def forget_moments() -> None:

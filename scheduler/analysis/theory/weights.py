@@ -10,6 +10,7 @@ law (a shared bug would agree with itself).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from worker.contract import INIT_SCHEMES, TRUNCATED_NORMAL_STD, ParamValue, Scheme, SimConfig
 from worker.schemes import KERAS_PRESETS
@@ -67,6 +68,7 @@ def _variance_scaling(scale: float, mode: str, fan_in: int, fan_out: int) -> flo
 
 # Derived here independently of `worker.schemes.law` (the law the simulator samples) on purpose:
 # theory is the check against the simulator. tests/unit/test_schemes.py pins the two together.
+@lru_cache(maxsize=4096)
 def weight_moments(init: Scheme, fan_in: int, fan_out: int) -> tuple[float, float]:
     """(mean, variance) of one kernel entry of `init` for a (fan_in, fan_out) kernel.
 
@@ -126,6 +128,7 @@ def weight_moments(init: Scheme, fan_in: int, fan_out: int) -> tuple[float, floa
     raise ValueError(f"init: unknown weight scheme. Received: {name!r}")
 
 
+@lru_cache(maxsize=16384)
 def is_centred(config: SimConfig) -> bool:
     """Every kernel of `config` has mean-zero entries (the first, and the square ones above it)."""
     n0, n = config.input_dim, config.width
