@@ -27,7 +27,7 @@ from worker.contract import (
 
 
 def _configs(n: int, rng: random.Random) -> list[SimConfig]:
-    inits = [
+    inits: list[tuple[str, dict[str, Any]]] = [
         ("variance_scaling", {"scale": 1.0, "distribution": "untruncated_normal"}),
         ("variance_scaling", {"scale": 6.0, "distribution": "untruncated_normal"}),
         ("normal", {"std": 3.0}),  # overflow within the depth
