@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,7 @@ from scheduler.analysis.theory import (
     exact_log_mean_sq,
     finite_width_note,
     predict,
+    predict_many,
 )
 from scheduler.analysis.verdict import (
     CENSORED,
@@ -89,10 +90,12 @@ __all__ = [
     "UNEXPLAINED",
     "CheckReport",
     "Deviation",
+    "DevicePredictor",
     "Predictor",
     "check",
     "device_predictor",
     "family_bound",
+    "predict_all",
     "theories",
     "with_theory",
 ]
@@ -143,22 +146,42 @@ THEORY_KINDS: dict[str, str] = {
 LAYER_TOLERANCE = 2
 
 
-def device_predictor(devices: Mapping[str, str | None]) -> Predictor:
+class DevicePredictor:
     """`predict` of each configuration on the device that computed it (`devices`: config_hash
     -> a chunk provenance device name; CPU where absent), which sets its dtype's subnormal
-    behaviour (`precision.underflow_model`)."""
+    behaviour (`precision.underflow_model`); `many` predicts many together (`predict_many`)."""
 
-    def on_device(config: SimConfig) -> ConfigTheory:
-        return predict(config, device=devices.get(config.config_hash))
+    def __init__(self, devices: Mapping[str, str | None]) -> None:
+        self.devices = devices
 
-    return on_device
+    def __call__(self, config: SimConfig) -> ConfigTheory:
+        return predict(config, device=self.devices.get(config.config_hash))
+
+    def many(self, configs: Sequence[SimConfig]) -> list[ConfigTheory]:
+        """`self(config)` of each configuration, computed together."""
+        return predict_many(configs, [self.devices.get(c.config_hash) for c in configs])
+
+
+def device_predictor(devices: Mapping[str, str | None]) -> DevicePredictor:
+    """The `DevicePredictor` of `devices` (config_hash -> a chunk provenance device name)."""
+    return DevicePredictor(devices)
+
+
+def predict_all(configs: Sequence[SimConfig], predictor: Predictor = predict) -> list[ConfigTheory]:
+    """`predictor(config)` of each configuration: `predict_many` when the predictor is `predict`
+    or a `DevicePredictor` (the same values, computed together), else one call each."""
+    if predictor is predict:
+        return predict_many(configs)
+    if isinstance(predictor, DevicePredictor):
+        return predictor.many(configs)
+    return [predictor(c) for c in configs]
 
 
 def theories(
     configs: Mapping[str, SimConfig], predictor: Predictor = predict
 ) -> dict[str, ConfigTheory]:
-    """`predictor(config)` for every configuration, by config_hash (one call per configuration)."""
-    return {h: predictor(c) for h, c in configs.items()}
+    """`predictor(config)` for every configuration, by config_hash (`predict_all`)."""
+    return dict(zip(configs, predict_all(list(configs.values()), predictor), strict=True))
 
 
 def _z(observed: Any, predicted: float | None, se: Any) -> float | None:
@@ -214,24 +237,35 @@ def with_theory(
 
     Each record's configuration is `configs[config_hash]` when `configs` is given, else the one
     it carries (`Record.config`); the copies carry it too. `predictor` (default `predict`) is
-    called once per configuration, so a test can inject a wrong prediction.
+    called once per configuration (`predict_all`: all of them together where it can), so a test
+    can inject a wrong prediction.
     """
+    rows = list(records)
+    known: dict[str, SimConfig] = {}
+    for record in rows:
+        key = str(record["config_hash"])
+        if key not in known:
+            found = config_of(record) if configs is None else configs.get(key)
+            if found is not None:
+                known[key] = found
     cache: dict[str, _Cached] = {}
+    for (key, each), theory in zip(
+        known.items(), predict_all(list(known.values()), predictor), strict=True
+    ):
+        by_key = {(t.layer, t.quantity): t for t in theory.layers}
+        exact = exact_log_mean_sq(each) or {}
+        cache[key] = (theory, by_key, _width_note(each), exact)
+    blank = dict.fromkeys(THEORY_KEYS)
     out: list[Record] = []
-    for record in records:
+    for record in rows:
         key = str(record["config_hash"])
         config = config_of(record) if configs is None else configs.get(key)
         row = Record(record, config)
-        row.update(dict.fromkeys(THEORY_KEYS))
+        row.update(blank)
         row["theory_exact"] = False
         if config is None:
             out.append(row)
             continue
-        if key not in cache:
-            theory = predictor(config)
-            by_key = {(t.layer, t.quantity): t for t in theory.layers}
-            exact = exact_log_mean_sq(config) or {}
-            cache[key] = (theory, by_key, _width_note(config), exact)
         theory, by_key, note, exact = cache[key]
         row["finite_width"] = note
         row["theory_overflow_layer"] = theory.overflow_layer

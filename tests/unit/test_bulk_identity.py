@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from scheduler.analysis.theory import gaussian
-from scheduler.analysis.theory.finite_width import norm_walk, norm_walks
+from scheduler.analysis.theory.finite_width import forget_walks, norm_walk, norm_walks
 from scheduler.spec import exactness
 from worker.contract import (
     ACTIVATIONS,
@@ -107,7 +107,7 @@ def test_batched_moments_are_the_single_ones(name: str) -> None:
     log_qs += [0.0, math.log(1e150) + 1.0, math.log(1e-150) - 1.0, 300.0, -300.0]
     batch = gaussian.moments_at_log_qs(activation, log_qs)
     for log_q, m in zip(log_qs, batch, strict=True):
-        gaussian.moments_at_log_q.cache_clear()
+        gaussian.forget_moments()
         assert _bits(m) == _bits(gaussian.moments_at_log_q(activation, log_q)), log_q
 
 
@@ -126,7 +126,7 @@ def test_walks_together_are_walks_alone() -> None:
     configs = _configs(40, random.Random(2))
     walks = norm_walks([(c, c.depth) for c in configs])
     for c, (mu, var, used) in zip(configs, walks, strict=True):
-        norm_walk.cache_clear()
+        forget_walks()
         mu1, var1 = norm_walk(c, c.depth)
         assert mu.tobytes() == mu1.tobytes() and var.tobytes() == var1.tobytes()
         assert len(used) == c.depth - 1

@@ -49,6 +49,7 @@ from scheduler.analysis.theory.meanfield import (
     LayerTheory,
     critical_sigma_w,
     predict,
+    predict_many,
     predict_map,
 )
 from scheduler.analysis.theory.precision import (
@@ -94,6 +95,7 @@ __all__ = [
     "overflow_layer",
     "predict",
     "predict_correlations",
+    "predict_many",
     "predict_map",
     "underflow_cdf",
     "underflow_layer",

@@ -43,7 +43,7 @@ from scheduler.analysis.theory.gaussian import activation_fns, activation_moment
 from scheduler.analysis.theory.weights import is_centred, weight_moments
 from worker.contract import Scheme, SimConfig
 
-__all__ = ["FINITE_WIDTH_MULTIPLE", "Bounds", "layer_bounds"]
+__all__ = ["FINITE_WIDTH_MULTIPLE", "Bounds", "layer_bounds", "log_derivative_points"]
 
 # The allowance is this many times the second-order finite-width term (plus the next order).
 FINITE_WIDTH_MULTIPLE = 3.0
@@ -70,13 +70,18 @@ def _log_derivatives(activation: Scheme, q: float, which: str) -> tuple[float, f
         f = getattr(activation_moments(activation, q), which)
         power = {"mean_sq": 1.0, "mean": 0.5, "deriv_sq": 0.0}[which]
         return f, power * f, power * (power - 1.0) * f
-    values = [
-        getattr(activation_moments(activation, q * math.exp(k * _STEP)), which) for k in (-1, 0, 1)
-    ]
-    low, mid, high = values
+    low, mid, high = (
+        getattr(activation_moments(activation, p), which) for p in log_derivative_points(q)
+    )
     d1 = (high - low) / (2.0 * _STEP)
     d2 = (high - 2.0 * mid + low) / _STEP**2
     return mid, d1, d2 - d1
+
+
+def log_derivative_points(q: float) -> tuple[float, float, float]:
+    """The variances q e^-h, q, q e^h (h = 0.02) at which `layer_bounds` evaluates each
+    activation moment at q^l (central differences in log q), for evaluating them ahead."""
+    return q * math.exp(-_STEP), q * math.exp(0 * _STEP), q * math.exp(_STEP)
 
 
 def _interval(p: float | None, delta: float, floor: float) -> tuple[float, float] | None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -47,7 +48,7 @@ from scheduler.analysis.theory.gaussian import (
     ActivationMoments,
     FloatArray,
     activation_fns,
-    moments_at_log_q,
+    cached_moments_at_log_qs,
     moments_at_log_qs,
 )
 from scheduler.analysis.theory.weights import is_centred, weight_moments
@@ -55,12 +56,15 @@ from worker.contract import Scheme, SimConfig
 from worker.schemes import is_iid_gaussian
 
 __all__ = [
+    "WalkStart",
     "exact_log_mean_sq",
     "finite_width_note",
+    "forget_walks",
     "log_chi2_moments",
     "mean_sq_dispersion",
     "norm_walk",
     "norm_walks",
+    "walk_start",
 ]
 
 LogMoments = tuple[float, float]  # (E[log X], Var[log X])
@@ -149,14 +153,48 @@ def norm_walk(config: SimConfig, horizon: int) -> tuple[FloatArray, FloatArray]:
     trigamma of chi^2_n / n for linear), and the fluctuation of lambda_l propagates with the
     log-slope d log E[phi^2] / d log q. Orthogonal square kernels fix |z^l| = gain |h^{l-1}|:
     only the angular part of Y fluctuates, kappa - 2 in place of kappa (0 for linear).
+    `norm_walks` with one walk.
     """
-    walk = _Walk(config, horizon)
-    for _ in range(2, horizon + 1):
-        walk.step(moments_at_log_q(config.activation, walk.lam))
-    return walk.result()
+    mu, var, _ = norm_walks([(config, horizon)])[0]
+    return mu, var
 
 
 MomentsFn = Callable[[Scheme, Sequence[float]], list[ActivationMoments]]
+
+
+@dataclass(frozen=True)
+class WalkStart:
+    """What a walk depends on (configurations that agree here walk alike, whatever their
+    depth): the activation, input and layer widths n0 and n, the entry variances v1 (first
+    kernel) and v (square ones), sigma_b^2, orthogonal kernels, the prescribed input q."""
+
+    activation: Scheme
+    n0: int
+    n: int
+    v1: float
+    v: float
+    sb2: float
+    orthogonal: bool
+    input_q: float | None
+
+
+def walk_start(config: SimConfig) -> WalkStart:
+    """The `WalkStart` of `config`."""
+    n0, n = config.input_dim, config.width
+    return WalkStart(
+        activation=config.activation,
+        n0=n0,
+        n=n,
+        v1=weight_moments(config.init, n0, n)[1],
+        v=weight_moments(config.init, n, n)[1],
+        sb2=config.bias_std**2,
+        orthogonal=config.init.name == "orthogonal",
+        input_q=config.input_q,
+    )
+
+
+_SHARED_WALKS = 8192  # walks `norm_walks` keeps (each a few kB); cleared when full
+_shared: dict[WalkStart, _Walk] = {}
 
 
 def norm_walks(
@@ -165,21 +203,58 @@ def norm_walks(
 ) -> list[tuple[FloatArray, FloatArray, list[ActivationMoments]]]:
     """For each (config, horizon): `norm_walk(config, horizon)` (bit for bit) and the
     activation's moments at lambda_1 .. lambda_{horizon - 1}, the ones the walk stepped with.
+
     The walks advance together: each layer's moments of all of them are one `moments_at` call
-    per activation (`moments_at_log_qs`; another rule, e.g. a table, gives that rule's walk)."""
-    states = [_Walk(config, horizon) for config, horizon in walks]
-    used: list[list[ActivationMoments]] = [[] for _ in walks]
-    by_activation: dict[Scheme, list[int]] = {}
-    for i, (config, _) in enumerate(walks):
-        by_activation.setdefault(config.activation, []).append(i)
-    for layer in range(2, max((h for _, h in walks), default=0) + 1):
+    per activation (`moments_at_log_qs`; another rule, e.g. a table, gives that rule's walk).
+    With the default rule, walks are kept per `WalkStart` for the process and extended when a
+    longer horizon is asked for: configurations that differ only in depth share one walk, each
+    reading its prefix (a step depends only on the layers below it), and the moments come from
+    `cached_moments_at_log_qs` (the same values, each distinct lambda computed once).
+    """
+    if moments_at is moments_at_log_qs:
+        if len(_shared) + len(walks) > _SHARED_WALKS:
+            _shared.clear()
+        states = []
+        for config, _ in walks:
+            start = walk_start(config)
+            if start not in _shared:
+                _shared[start] = _Walk(start)
+            states.append(_shared[start])
+        _advance(states, [h for _, h in walks], cached_moments_at_log_qs)
+    else:
+        states = [_Walk(walk_start(config)) for config, _ in walks]
+        _advance(states, [h for _, h in walks], moments_at)
+    return [state.result(h) for state, (_, h) in zip(states, walks, strict=True)]
+
+
+def forget_walks() -> None:
+    """Empty the walks `norm_walks` keeps and `norm_walk`'s cache."""
+    _shared.clear()
+    norm_walk.cache_clear()
+
+
+def _advance(states: Sequence[_Walk], horizons: Sequence[int], moments_at: MomentsFn) -> None:
+    """Step every walk of `states` (the same object may appear more than once) up to the
+    largest of its `horizons`, layer by layer, one `moments_at` call per activation and layer
+    for the walks still short of it."""
+    target: dict[int, int] = {}
+    walk_of: dict[int, _Walk] = {}
+    for state, h in zip(states, horizons, strict=True):
+        target[id(state)] = max(target.get(id(state), 0), h)
+        walk_of[id(state)] = state
+    by_activation: dict[Scheme, list[_Walk]] = {}
+    for key, state in walk_of.items():
+        if state.layer < target[key]:
+            by_activation.setdefault(state.activation, []).append(state)
+    top = max((target[id(s)] for group in by_activation.values() for s in group), default=0)
+    for layer in range(2, top + 1):
         for activation, members in by_activation.items():
-            live = [i for i in members if walks[i][1] >= layer]
-            moments = moments_at(activation, [states[i].lam for i in live])
-            for i, m in zip(live, moments, strict=True):
-                states[i].step(m)
-                used[i].append(m)
-    return [(*state.result(), u) for state, u in zip(states, used, strict=True)]
+            live = [s for s in members if s.layer == layer - 1 and target[id(s)] >= layer]
+            if not live:
+                continue
+            moments = moments_at(activation, [s.lam for s in live])
+            for s, m in zip(live, moments, strict=True):
+                s.step(m)
 
 
 FieldsFn = Callable[[str, FloatArray], FloatArray]
@@ -232,49 +307,68 @@ def walk_arrays(
 
 
 class _Walk:
-    """`norm_walk`'s state: layers 0..layer done, lambda_layer in `lam` (one home of a step)."""
+    """`norm_walk`'s state: layers 0..layer done, lambda_layer in `lam` (one home of a step);
+    it grows as it steps, so that a longer horizon extends it."""
 
-    def __init__(self, config: SimConfig, horizon: int) -> None:
-        n0, n = config.input_dim, config.width
-        v1 = weight_moments(config.init, n0, n)[1]
-        v = weight_moments(config.init, n, n)[1]
-        sb2 = config.bias_std**2
+    def __init__(self, start: WalkStart) -> None:
+        n0, n, v1, v, sb2 = start.n0, start.n, start.v1, start.v, start.sb2
+        self.activation = start.activation
         self.log_sb2 = math.log(sb2) if sb2 > 0.0 else -math.inf
-        self.linear = activation_fns(config.activation).homogeneous == (1.0, 1.0)
-        self.radial = 0.0 if config.init.name == "orthogonal" else 2.0  # kappa of |z|'s norm
+        self.linear = activation_fns(start.activation).homogeneous == (1.0, 1.0)
+        self.radial = 0.0 if start.orthogonal else 2.0  # kappa of |z|'s norm
         self.n, self.log_nv = n, _log(n * v)
-        self.mu = np.zeros(horizon + 1)
-        self.var = np.zeros(horizon + 1)
-        if config.input_q is None:  # log |x|^2 / n0 of x ~ N(0, I): log chi^2_n0 / n0
-            x = _log(n0 * v1) + float(special.digamma(n0 / 2.0)) + math.log(2.0 / n0)
-            spread = float(special.polygamma(1, n0 / 2.0))
+        if start.input_q is None:  # log |x|^2 / n0 of x ~ N(0, I): log chi^2_n0 / n0
+            x = _log(n0 * v1) + _digamma(n0 / 2.0) + math.log(2.0 / n0)
+            spread = _trigamma(n0 / 2.0)
         else:  # a prescribed input geometry: |x|^2 / n0 = input_q exactly
-            x, spread = _log(n0 * v1 * config.input_q), 0.0
+            x, spread = _log(n0 * v1 * start.input_q), 0.0
         self.lam = float(np.logaddexp(x, self.log_sb2))
         r = _share(x, self.lam)
-        self.mu[1], self.var[1] = self.lam, r * r * spread
-        self.layer = 1
+        self.mu: list[float] = [0.0, self.lam]
+        self.var: list[float] = [0.0, r * r * spread]
+        self.used: list[ActivationMoments] = []
+
+    @property
+    def layer(self) -> int:
+        return len(self.mu) - 1
 
     def step(self, m: ActivationMoments) -> None:
         """Advance one layer, given the activation's moments at the current lambda."""
-        n, layer = self.n, self.layer + 1
+        n = self.n
         if self.linear and self.radial:
-            drift = float(special.digamma(n / 2.0)) + math.log(2.0 / n)
-            noise = float(special.polygamma(1, n / 2.0))
+            drift = _digamma(n / 2.0) + math.log(2.0 / n)
+            noise = _trigamma(n / 2.0)
         else:
             kappa = max(0.0, m.kurtosis - 3.0 + self.radial)
             drift, noise = -kappa / (2.0 * n), kappa / n
         x = self.log_nv + m.log_mean_sq + drift
         self.lam = float(np.logaddexp(x, self.log_sb2))
         r = _share(x, self.lam)
-        self.mu[layer] = self.lam
-        self.var[layer] = (r * m.log_slope) ** 2 * self.var[layer - 1] + r * r * noise
-        self.layer = layer
+        self.var.append((r * m.log_slope) ** 2 * self.var[-1] + r * r * noise)
+        self.mu.append(self.lam)
+        self.used.append(m)
 
-    def result(self) -> tuple[FloatArray, FloatArray]:
-        self.mu.setflags(write=False)
-        self.var.setflags(write=False)
-        return self.mu, self.var
+    def result(self, horizon: int) -> tuple[FloatArray, FloatArray, list[ActivationMoments]]:
+        """(mu, var) over layers 0..horizon, read-only, and the moments stepped with."""
+        mu = np.zeros(horizon + 1)
+        var = np.zeros(horizon + 1)
+        mu[: horizon + 1] = self.mu[: horizon + 1]
+        var[: horizon + 1] = self.var[: horizon + 1]
+        mu.setflags(write=False)
+        var.setflags(write=False)
+        return mu, var, self.used[: max(0, horizon - 1)]
+
+
+@lru_cache(maxsize=1024)
+def _digamma(x: float) -> float:
+    """psi(x) (a walk asks for the same few values at every layer)."""
+    return float(special.digamma(x))
+
+
+@lru_cache(maxsize=1024)
+def _trigamma(x: float) -> float:
+    """psi'(x)."""
+    return float(special.polygamma(1, x))
 
 
 def _log(x: float) -> float:
@@ -287,6 +381,7 @@ def _share(x: float, lam: float) -> float:
     return math.exp(x - lam) if x > -math.inf else 0.0
 
 
+@lru_cache(maxsize=65536)
 def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
     """Relative variance over trials of one row's mean_sq(z^layer): E[ms^2] / E[ms]^2 - 1.
 
@@ -321,10 +416,11 @@ def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
             )
         return math.expm1(log_ratio)
     _, var = norm_walk(config, layer)
-    radial_var = 0.0 if ortho else float(special.polygamma(1, n / 2.0))
+    radial_var = 0.0 if ortho else _trigamma(n / 2.0)
     return math.expm1(var[layer] + radial_var)
 
 
+@lru_cache(maxsize=16384)
 def finite_width_note(config: SimConfig) -> str | None:
     """A sentence on finite-width effects when depth/width > 0.1, else None.
 

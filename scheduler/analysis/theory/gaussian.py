@@ -36,8 +36,11 @@ __all__ = [
     "FloatArray",
     "activation_fns",
     "activation_moments",
+    "activation_moments_many",
     "arccos_kernels",
     "bivariate_expectation",
+    "cached_moments_at_log_qs",
+    "forget_moments",
     "moments_at_log_q",
     "moments_at_log_qs",
     "normal_pdf",
@@ -369,7 +372,42 @@ def _homogeneous_moments(
 @lru_cache(maxsize=65536)
 def moments_at_log_q(activation: Scheme, log_q: float) -> ActivationMoments:
     """ActivationMoments at q = exp(log_q); asymptotic forms where q is extreme."""
-    return moments_at_log_qs(activation, [log_q])[0]
+    return cached_moments_at_log_qs(activation, [log_q])[0]
+
+
+_MEMO_SIZE = 1 << 17  # moments kept by `cached_moments_at_log_qs` (some 40 MB at most)
+_memo: dict[tuple[Scheme, float], ActivationMoments] = {}
+
+
+def cached_moments_at_log_qs(
+    activation: Scheme, log_qs: Sequence[float]
+) -> list[ActivationMoments]:
+    """`moments_at_log_qs(activation, log_qs)`, each distinct log q computed once per process:
+    those not seen before by one `moments_at_log_qs` call (in order of first appearance), the
+    rest from a memo of its earlier answers (the same values; cleared when it holds
+    `_MEMO_SIZE`; closed forms and nan are `moments_at_log_qs` directly). Walks that settle on
+    a fixed point, and configurations sharing a prefix of their walk, ask for the same log q
+    again."""
+    if activation_fns(activation).homogeneous is not None:  # closed forms: no memo
+        return moments_at_log_qs(activation, log_qs)
+    keys = [(activation, float(log_q)) for log_q in log_qs]
+    if any(math.isnan(log_q) for _, log_q in keys):  # nan != nan: no memo
+        return moments_at_log_qs(activation, log_qs)
+    known = {k: _memo[k] for k in keys if k in _memo}
+    missing = list(dict.fromkeys(k for k in keys if k not in known))
+    if missing:
+        found = moments_at_log_qs(activation, [log_q for _, log_q in missing])
+        known.update(zip(missing, found, strict=True))
+        if len(_memo) + len(missing) > _MEMO_SIZE:
+            _memo.clear()
+        _memo.update(zip(missing, found, strict=True))
+    return [known[k] for k in keys]
+
+
+def forget_moments() -> None:
+    """Empty the memo of `cached_moments_at_log_qs` and `moments_at_log_q`'s cache."""
+    _memo.clear()
+    moments_at_log_q.cache_clear()
 
 
 _ROWS_PER_PASS = 16  # rules evaluated together (their nodes stay in cache)
@@ -451,13 +489,29 @@ def _quadrature_moments(act: ActivationFns, log_qs: list[float]) -> list[Activat
 
 def activation_moments(activation: Scheme, q: float) -> ActivationMoments:
     """Gaussian moments of `activation` at preactivation variance q >= 0 (q = 0: the limit)."""
-    if not q >= 0.0:
-        raise ValueError(f"q: expected a non-negative variance. Received: {q!r}")
+    return activation_moments_many(activation, [q])[0]
+
+
+def activation_moments_many(activation: Scheme, qs: Sequence[float]) -> list[ActivationMoments]:
+    """`activation_moments(activation, q)` for each q of `qs` (ValueError if one is negative or
+    nan): closed forms for positively homogeneous activations, the limit at q = 0, and the
+    quadratures of the others together (`cached_moments_at_log_qs` at log q)."""
+    for q in qs:
+        if not q >= 0.0:
+            raise ValueError(f"q: expected a non-negative variance. Received: {q!r}")
     act = activation_fns(activation)
-    if q > 0.0 and act.homogeneous is not None:
-        return _homogeneous_moments(*act.homogeneous, math.log(q), q)
-    if q > 0.0:
-        return moments_at_log_q(activation, math.log(q))
+    if act.homogeneous is not None:
+        return [
+            _homogeneous_moments(*act.homogeneous, math.log(q), q) if q > 0.0 else _at_zero(act)
+            for q in qs
+        ]
+    positive = [math.log(q) for q in qs if q > 0.0]
+    found = iter(cached_moments_at_log_qs(activation, positive) if positive else [])
+    return [next(found) if q > 0.0 else _at_zero(act) for q in qs]
+
+
+def _at_zero(act: ActivationFns) -> ActivationMoments:
+    """The moments' limit as q -> 0: phi(0)^k, and the one-sided slopes at 0."""
     eps = np.array([1e-300, -1e-300])
     f0 = float(act.f(np.zeros(1))[0])
     d1 = act.d1(eps)

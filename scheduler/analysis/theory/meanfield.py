@@ -88,25 +88,29 @@ Finite-width corrections, dtype limits and the Gaussian integrals live in the si
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scipy import optimize
 
-from scheduler.analysis.theory.corrections import layer_bounds
-from scheduler.analysis.theory.finite_width import finite_width_note
+from scheduler.analysis.theory.corrections import layer_bounds, log_derivative_points
+from scheduler.analysis.theory.finite_width import finite_width_note, norm_walks
 from scheduler.analysis.theory.gaussian import (
     ActivationMoments,
     activation_fns,
     activation_moments,
+    activation_moments_many,
     bivariate_expectation,
 )
 from scheduler.analysis.theory.precision import (
+    expected_first_layer,
+    horizon,
     overflow_cdf,
-    overflow_layer,
     underflow_cdf,
-    underflow_layer,
 )
 from scheduler.analysis.theory.weights import is_centred, weight_moments
 from worker.contract import Scheme, SimConfig
@@ -114,10 +118,13 @@ from worker.contract import Scheme, SimConfig
 __all__ = [
     "PHASE_TOL",
     "ConfigTheory",
+    "FixedPoint",
     "LayerTheory",
     "c_star",
     "critical_sigma_w",
+    "fixed_point",
     "predict",
+    "predict_many",
     "predict_map",
 ]
 
@@ -326,23 +333,102 @@ class LayerTheory:
 
 
 @dataclass(frozen=True)
-class ConfigTheory:
-    """Mean-field predictions for one configuration (see the module docstring)."""
+class FixedPoint:
+    """The mean-field maps of one configuration (`predict_map`): q*, chi_1, the depth scales
+    (inf on a critical line), the phase, and the sentences that qualify them."""
 
-    config: SimConfig
-    layers: tuple[LayerTheory, ...]
     q_star: float | None
     chi_1: float | None
     xi_q: float | None
     xi_c: float | None
     phase: str
+    notes: tuple[str, ...]
+
+
+_NO_MAP = FixedPoint(None, None, None, None, "unknown", ())
+
+
+@lru_cache(maxsize=4096)
+def fixed_point(sigma_w: float, sigma_b: float, activation: Scheme, q0: float) -> FixedPoint:
+    """`predict_map(sigma_w, sigma_b, activation, q0=q0)` with non-finite q*, chi_1 as None and
+    its notes; where it cannot be computed (an arithmetic failure) every value is None and the
+    note says why. Depth does not enter: configurations that differ only in depth share it."""
+    try:
+        q_star, chi_1, xi_q, xi_c, phase = predict_map(sigma_w, sigma_b, activation, q0=q0)
+    except (ArithmeticError, ValueError) as exc:
+        return FixedPoint(
+            None,
+            None,
+            None,
+            None,
+            "unknown",
+            (f"the fixed point could not be computed ({type(exc).__name__}: {exc}).",),
+        )
+    notes: list[str] = []
+    if q_star is None:
+        notes.append(
+            "q diverges (no finite fixed point): chi_1 is its asymptotic value "
+            "sigma_w^2 (a_+^2 + a_-^2)/2; q*, xi_q and xi_c are undefined."
+        )
+    elif q_star == 0.0:
+        notes.append(
+            "q* = 0 (sigma_b = 0, phi(0) = 0): the signal vanishes; xi_c is Schoenholz's "
+            "formula -1/log(chi_1), but the normalised correlation map tends to the "
+            "identity as q -> 0, so correlations converge sub-exponentially."
+        )
+    return FixedPoint(_finite(q_star), _finite(chi_1), xi_q, xi_c, phase, tuple(notes))
+
+
+@dataclass(frozen=True)
+class ConfigTheory:
+    """Mean-field predictions for one configuration (see the module docstring).
+
+    The maps' values (q*, chi_1, xi_q, xi_c, phase: `fixed_point` of `maps_from`, None where
+    there are none) are computed when first read, not by `predict`: the per-layer predictions
+    do not use them, and the C-map's fixed point costs seconds for smooth activations.
+    """
+
+    config: SimConfig
+    layers: tuple[LayerTheory, ...]
     overflow_layer: float | None
     underflow_layer: float | None
     exact: bool
-    note: str
+    notes: tuple[str, ...] = ()  # the sentences of `note` after the maps' own
     # P(first non-finite forward layer <= l), P(collapsed to 0 by l), l = 0..precision.horizon
     overflow_cdf: tuple[float, ...] | None = None
     underflow_cdf: tuple[float, ...] | None = None
+    # (sigma_w, sigma_b, activation, q^1) of `fixed_point`; None: no map (not centred, none)
+    maps_from: tuple[float, float, Scheme, float] | None = None
+
+    @property
+    def maps(self) -> FixedPoint:
+        """`fixed_point(*maps_from)` (cached per process), or all None without `maps_from`."""
+        return _NO_MAP if self.maps_from is None else fixed_point(*self.maps_from)
+
+    @property
+    def q_star(self) -> float | None:
+        return self.maps.q_star
+
+    @property
+    def chi_1(self) -> float | None:
+        return self.maps.chi_1
+
+    @property
+    def xi_q(self) -> float | None:
+        return self.maps.xi_q
+
+    @property
+    def xi_c(self) -> float | None:
+        return self.maps.xi_c
+
+    @property
+    def phase(self) -> str:
+        return self.maps.phase
+
+    @property
+    def note(self) -> str:
+        """Every sentence on the configuration: the maps', then the rest (`notes`)."""
+        return " ".join((*self.maps.notes, *self.notes))
 
     def get(self, layer: int, quantity: str) -> LayerTheory:
         """The prediction of (layer, quantity)."""
@@ -372,15 +458,157 @@ def predict(config: SimConfig, *, device: str | None = None) -> ConfigTheory:
     prediction cannot be computed (an arithmetic failure) every layer is None and `note` says
     why, so callers count the configuration as "no prediction" instead of failing. `device`
     (a chunk's provenance device; None: CPU) sets the dtype's subnormal behaviour
-    (`precision.underflow_model`).
+    (`precision.underflow_model`). `predict_many` with one configuration.
     """
+    return predict_many([config], [device])[0]
+
+
+def predict_many(
+    configs: Sequence[SimConfig], devices: Sequence[str | None] | None = None
+) -> list[ConfigTheory]:
+    """`predict(config, device=device)` of each configuration (devices: None, CPU, for all),
+    the same values, computed together: the norm walks of all of them advance in lockstep to
+    their laws' horizon (`finite_width.norm_walks`, shared by configurations that differ only
+    in depth), so does the q recursion (one `activation_moments_many` call per activation and
+    layer), and the moments `corrections.layer_bounds` differentiates are evaluated in one call
+    per activation before each configuration is assembled. Every Gaussian moment is computed
+    once per distinct q (`gaussian.cached_moments_at_log_qs`)."""
+    if devices is None:
+        devices = [None] * len(configs)
+    _walk_ahead(configs)
+    forwards = _forward(configs)
+    _moments_ahead(configs, forwards)
+    out = []
+    for config, device, forward in zip(configs, devices, forwards, strict=True):
+        try:
+            if isinstance(forward, Exception):
+                raise forward
+            out.append(_predict(config, device, forward))
+        except (ArithmeticError, ValueError) as exc:
+            note = f"no prediction: the theory could not be computed ({type(exc).__name__}: {exc})."
+            out.append(_no_prediction(config, note))
+    return out
+
+
+def _walk_ahead(configs: Sequence[SimConfig]) -> None:
+    """The norm walks of the centred `configs` to `precision.horizon`, together (the laws, the
+    bounds and the dispersions then read prefixes of them); a failure leaves each
+    configuration to fail alone."""
+    requests = []
+    for config in configs:
+        try:
+            if is_centred(config):
+                requests.append((config, horizon(config)))
+        except (ArithmeticError, ValueError):
+            continue
+    with contextlib.suppress(ArithmeticError, ValueError):
+        norm_walks(requests)
+
+
+def _moments_ahead(configs: Sequence[SimConfig], forwards: Sequence[_Forward | Exception]) -> None:
+    """The activation moments `layer_bounds` will ask for (at `log_derivative_points` of each
+    q^l), one call per activation; a failure leaves them to be computed one at a time."""
+    points: dict[Scheme, list[float]] = {}
+    for config, forward in zip(configs, forwards, strict=True):
+        if isinstance(forward, Exception):
+            continue
+        if activation_fns(config.activation).homogeneous is not None:
+            continue  # closed forms
+        wanted = points.setdefault(config.activation, [])
+        for ql in forward.q[1:]:
+            if ql is not None and ql > 0.0 and math.isfinite(ql):
+                wanted.extend(log_derivative_points(ql))
+    for activation, qs in points.items():
+        try:
+            activation_moments_many(activation, qs)
+        except (ArithmeticError, ValueError):
+            continue
+
+
+@dataclass
+class _Forward:
+    """One configuration's q recursion: q^l and the moments at it (None beyond what is
+    predicted), and the kernels' entry moments it used."""
+
+    mu1: float
+    v1: float
+    v: float
+    centred: bool
+    q: list[float | None]
+    moments: list[ActivationMoments | None]
+
+
+def _forward(configs: Sequence[SimConfig]) -> list[_Forward | Exception]:
+    """The q recursion of each configuration (an exception where it fails), in lockstep:
+
+        q^1 = n0 (v1 + mu1^2) q0 + sigma_b^2,   q^{l+1} = n v E[phi^2](q^l) + sigma_b^2
+
+    (q^{l+1} only for centred kernels; None once not finite), each layer's moments of all of
+    them one `activation_moments_many` call per activation."""
+    out: list[_Forward | Exception] = []
+    for config in configs:
+        try:
+            n0, n, depth = config.input_dim, config.width, config.depth
+            mu1, v1 = weight_moments(config.init, n0, n)
+            v = weight_moments(config.init, n, n)[1]
+            centred = is_centred(config)
+            # q0 = |x|^2 / input_dim: exactly input_q for a prescribed input geometry, 1 in
+            # expectation for i.i.d. N(0, 1) inputs.
+            q0 = 1.0 if config.input_q is None else config.input_q
+            q: list[float | None] = [None] * (depth + 1)
+            q[1] = n0 * (v1 + mu1 * mu1) * q0 + config.bias_std**2
+            out.append(_Forward(mu1, v1, v, centred, q, [None] * (depth + 1)))
+        except (ArithmeticError, ValueError) as exc:
+            out.append(exc)
+    top = max((c.depth for c in configs), default=0)
+    for layer in range(1, top + 1):
+        by_activation: dict[Scheme, list[int]] = {}
+        for i, (config, forward) in enumerate(zip(configs, out, strict=True)):
+            if isinstance(forward, _Forward) and layer <= config.depth:
+                ql = forward.q[layer]
+                if ql is None:
+                    continue
+                if not ql >= 0.0:  # what activation_moments would raise, for this one alone
+                    out[i] = ValueError(f"q: expected a non-negative variance. Received: {ql!r}")
+                    continue
+                by_activation.setdefault(config.activation, []).append(i)
+        for activation, members in by_activation.items():
+            found = _moments_each(activation, [_q_at(out[i], layer) for i in members])
+            for i, mom in zip(members, found, strict=True):
+                forward = out[i]
+                assert isinstance(forward, _Forward)
+                if isinstance(mom, Exception):
+                    out[i] = mom
+                    continue
+                forward.moments[layer] = mom
+                config = configs[i]
+                if layer < config.depth and forward.centred:
+                    sb2 = config.bias_std**2
+                    forward.q[layer + 1] = _finite(config.width * forward.v * mom.mean_sq + sb2)
+    return out
+
+
+def _q_at(forward: _Forward | Exception, layer: int) -> float:
+    assert isinstance(forward, _Forward)
+    ql = forward.q[layer]
+    assert ql is not None
+    return ql
+
+
+def _moments_each(
+    activation: Scheme, qs: list[float]
+) -> list[ActivationMoments | ArithmeticError | ValueError]:
+    """`activation_moments_many(activation, qs)`, or where that fails each q's own answer."""
     try:
-        return _predict(config, device)
-    except (ArithmeticError, ValueError) as exc:
-        return _no_prediction(
-            config,
-            f"no prediction: the theory could not be computed ({type(exc).__name__}: {exc}).",
-        )
+        return list(activation_moments_many(activation, qs))
+    except (ArithmeticError, ValueError):
+        out: list[ActivationMoments | ArithmeticError | ValueError] = []
+        for q in qs:
+            try:
+                out.append(activation_moments(activation, q))
+            except (ArithmeticError, ValueError) as exc:
+                out.append(exc)
+        return out
 
 
 def _no_prediction(config: SimConfig, note: str) -> ConfigTheory:
@@ -391,45 +619,26 @@ def _no_prediction(config: SimConfig, note: str) -> ConfigTheory:
     return ConfigTheory(
         config=config,
         layers=tuple(layers),
-        q_star=None,
-        chi_1=None,
-        xi_q=None,
-        xi_c=None,
-        phase="unknown",
         overflow_layer=None,
         underflow_layer=None,
         exact=False,
-        note=note,
+        notes=(note,),
     )
 
 
 _QUANTITIES = ("preactivation", "activation", "gradient")
 
 
-def _predict(config: SimConfig, device: str | None) -> ConfigTheory:
-    """`predict` without the guard."""
+def _predict(config: SimConfig, device: str | None, forward: _Forward) -> ConfigTheory:
+    """`predict` without the guard, from the configuration's q recursion."""
     n0, n, depth, batch = config.input_dim, config.width, config.depth, config.batch
     act = config.activation
     sb2 = config.bias_std**2
-    mu1, v1 = weight_moments(config.init, n0, n)
-    v = weight_moments(config.init, n, n)[1]
-    centred = is_centred(config)
+    mu1, v1, v, centred = forward.mu1, forward.v1, forward.v, forward.centred
+    q, moments = forward.q, forward.moments
+    q0 = 1.0 if config.input_q is None else config.input_q
     notes: list[str] = []
 
-    # Preactivation variances q^l (None where not predicted); q0 = |x|^2 / input_dim, exactly
-    # input_q for a prescribed input geometry, 1 in expectation for i.i.d. N(0, 1) inputs.
-    q0 = 1.0 if config.input_q is None else config.input_q
-    q: list[float | None] = [None] * (depth + 1)
-    q[1] = n0 * (v1 + mu1 * mu1) * q0 + sb2
-    moments: list[ActivationMoments | None] = [None] * (depth + 1)
-    for layer in range(1, depth + 1):
-        ql = q[layer]
-        if ql is None:
-            break
-        mom = activation_moments(act, ql)
-        moments[layer] = mom
-        if layer < depth and centred:
-            q[layer + 1] = _finite(n * v * mom.mean_sq + sb2)
     grad: list[float | None] = [None] * (depth + 2)
     grad[depth + 1] = 1.0  # E[r^2]; the factor n v is not applied above the top layer
     for layer in range(depth, 0, -1):
@@ -476,23 +685,8 @@ def _predict(config: SimConfig, device: str | None) -> ConfigTheory:
         g = grad[layer]
         layers.append(LayerTheory(layer, "gradient", 0.0 if g is not None else None, g, _sqrt0(g)))
 
-    q_star = chi_1 = xi_q = xi_c = None
-    phase = "unknown"
-    if centred and q[1] is not None:
-        q_star, chi_1, xi_q, xi_c, phase = predict_map(
-            math.sqrt(n * v), config.bias_std, act, q0=q[1]
-        )
-        if q_star is None:
-            notes.append(
-                "q diverges (no finite fixed point): chi_1 is its asymptotic value "
-                "sigma_w^2 (a_+^2 + a_-^2)/2; q*, xi_q and xi_c are undefined."
-            )
-        elif q_star == 0.0:
-            notes.append(
-                "q* = 0 (sigma_b = 0, phi(0) = 0): the signal vanishes; xi_c is Schoenholz's "
-                "formula -1/log(chi_1), but the normalised correlation map tends to the "
-                "identity as q -> 0, so correlations converge sub-exponentially."
-            )
+    q1 = q[1]
+    maps_from = (math.sqrt(n * v), config.bias_std, act, q1) if centred and q1 is not None else None
     if config.init.name == "orthogonal":
         notes.append(
             "orthogonal kernels are not i.i.d.: the recursion uses their entry variance "
@@ -509,8 +703,8 @@ def _predict(config: SimConfig, device: str | None) -> ConfigTheory:
     if any(q[layer] is None for layer in range(1, depth + 1)) and centred:
         notes.append("mean-field values exceed float64 at depth: those layers are None.")
     over_law, under_law = overflow_cdf(config), underflow_cdf(config, device=device)
-    over = overflow_layer(config)
-    under = underflow_layer(config, device=device)
+    over = expected_first_layer(over_law, depth)
+    under = expected_first_layer(under_law, depth)
     if over is not None:
         notes.append(f"{config.dtype} overflow expected at layer ~{over:.1f} (forward pass).")
     if under is not None:
@@ -521,17 +715,13 @@ def _predict(config: SimConfig, device: str | None) -> ConfigTheory:
     return ConfigTheory(
         config=config,
         layers=_with_bounds(config, q, layers),
-        q_star=_finite(q_star),
-        chi_1=_finite(chi_1),
-        xi_q=xi_q,
-        xi_c=xi_c,
-        phase=phase,
         overflow_layer=_finite(over),
         underflow_layer=_finite(under),
         exact=centred and config.init.name != "orthogonal",
-        note=" ".join(notes),
+        notes=tuple(notes),
         overflow_cdf=None if over_law is None else tuple(float(p) for p in over_law),
         underflow_cdf=None if under_law is None else tuple(float(p) for p in under_law),
+        maps_from=maps_from,
     )
 
 

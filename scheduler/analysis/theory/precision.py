@@ -28,6 +28,7 @@ from worker.contract import DTYPES, INIT_SCHEMES, Scheme, SimConfig
 __all__ = [
     "DTYPE_LIMITS",
     "Underflow",
+    "expected_first_layer",
     "horizon",
     "overflow_cdf",
     "overflow_layer",
@@ -84,8 +85,9 @@ def _weight_log_row_max(init: Scheme, fan_in: int, fan_out: int) -> float:
     return math.log(sd) + m_log
 
 
-def _expected_first_layer(p_by: FloatArray | None, depth: int) -> float | None:
-    """E[L] from P(L <= l), l = 0..H (monotone); None if P(L <= depth) < 1/2 (or no law)."""
+def expected_first_layer(p_by: FloatArray | None, depth: int) -> float | None:
+    """E[L] from P(L <= l), l = 0..H (monotone; `overflow_cdf`, `underflow_cdf`); None if
+    P(L <= depth) < 1/2 (or no law)."""
     if p_by is None or p_by[min(depth, p_by.size - 1)] < 0.5:
         return None
     return float(np.sum(1.0 - p_by))
@@ -177,7 +179,7 @@ def overflow_layer(config: SimConfig) -> float | None:
     ~38.8 (a numpy float32 run gives 38 in ~1/4 of the trials and 39 otherwise; the seed
     notebook's one pass gave 38).
     """
-    return _expected_first_layer(overflow_cdf(config), config.depth)
+    return expected_first_layer(overflow_cdf(config), config.depth)
 
 
 def underflow_cdf(
@@ -241,7 +243,7 @@ def underflow_layer(
     matmul: 149.0); so its 100 layers never collapse.
     """
     law = underflow_cdf(config, device=device, flush_denormals=flush_denormals)
-    return _expected_first_layer(law, config.depth)
+    return expected_first_layer(law, config.depth)
 
 
 def _dtype(config: SimConfig) -> str:

@@ -128,6 +128,7 @@ def weight_moments(init: Scheme, fan_in: int, fan_out: int) -> tuple[float, floa
     raise ValueError(f"init: unknown weight scheme. Received: {name!r}")
 
 
+@lru_cache(maxsize=16384)
 def is_centred(config: SimConfig) -> bool:
     """Every kernel of `config` has mean-zero entries (the first, and the square ones above it)."""
     n0, n = config.input_dim, config.width

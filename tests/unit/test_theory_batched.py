@@ -1,0 +1,186 @@
+"""Theory computed together is theory computed alone, bit for bit: `predict_many` (shared walks,
+lockstep recursions, memoised moments) against `predict` of one configuration with every cache
+emptied, and `with_theory`'s batched predictor against one call per configuration, on varied
+configurations: every activation, float16/bfloat16/float32/float64, overflow and collapse
+regimes, orthogonal and non-centred kernels, batch 2 with input_q/input_corr."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from typing import Any
+
+from scheduler.analysis.compare import device_predictor, with_theory
+from scheduler.analysis.theory import finite_width, gaussian, meanfield
+from scheduler.analysis.theory.meanfield import ConfigTheory, predict, predict_many
+from tests.db.builders import layer_records
+from worker.contract import (
+    ACTIVATIONS,
+    BIAS_SCHEMES,
+    INIT_SCHEMES,
+    ChunkTask,
+    Scheme,
+    SimConfig,
+    canonical_scheme,
+)
+
+
+def _configs(n: int, rng: random.Random) -> list[SimConfig]:
+    inits: list[tuple[str, dict[str, Any]]] = [
+        ("variance_scaling", {"scale": 1.0, "distribution": "untruncated_normal"}),
+        ("variance_scaling", {"scale": 6.0, "distribution": "untruncated_normal"}),
+        ("normal", {"std": 3.0}),  # overflow within the depth
+        ("normal", {"std": 0.05}),  # collapse
+        ("normal", {"std": 0.1, "mean": 0.1}),  # non-centred
+        ("orthogonal", {"gain": 1.0}),
+        ("glorot_uniform", {}),
+        ("he_normal", {}),
+    ]
+    out = []
+    names = list(ACTIVATIONS)
+    for i in range(n):
+        name = names[i % len(names)]  # every activation
+        params = {"alpha": rng.choice([0.01, 5.0])} if name in ("leaky_relu", "elu") else {}
+        init, init_params = rng.choice(inits)
+        std = rng.choice([0.0, 0.05, 0.5, 1e-30])
+        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": std}) if std else Scheme("zeros")
+        input_q = rng.choice([None, None, 1.0, 0.3, 1e-7])
+        input_corr = None if input_q is None else rng.choice([None, 0.6, -0.25])
+        out.append(
+            SimConfig(
+                init=canonical_scheme(INIT_SCHEMES, init, init_params),
+                activation=canonical_scheme(ACTIVATIONS, name, params),
+                depth=rng.choice([1, 2, 5, 10, 40]),
+                width=rng.choice([2, 16, 64]),
+                input_dim=rng.choice([2, 16]),
+                dtype=rng.choice(["float32", "float64", "float16", "bfloat16"]),
+                bias=bias,
+                batch=1 if input_corr is None else 2,
+                input_q=input_q,
+                input_corr=input_corr,
+            )
+        )
+    # overflow and collapse within the depth, in every dtype
+    for name, std, dtype in [
+        ("linear", 3.0, "float16"),
+        ("relu", 4.0, "float32"),
+        ("linear", 0.02, "float32"),
+        ("tanh", 0.01, "float64"),
+        ("selu", 0.01, "bfloat16"),
+        ("linear", 40.0, "float64"),
+    ]:
+        out.append(
+            SimConfig(
+                init=canonical_scheme(INIT_SCHEMES, "normal", {"std": std}),
+                activation=canonical_scheme(ACTIVATIONS, name, {}),
+                depth=60,
+                width=64,
+                input_dim=64,
+                dtype=dtype,
+            )
+        )
+    # the same networks at other depths: walks and recursions shared by prefix
+    out += [dataclasses.replace(c, depth=d) for c in out[:8] for d in (3, 7)]
+    return out
+
+
+def _forget() -> None:
+    """Every cache the theory keeps, emptied: the next prediction starts from nothing."""
+    gaussian.forget_moments()
+    finite_width.forget_walks()
+    finite_width.mean_sq_dispersion.cache_clear()
+    finite_width.finite_width_note.cache_clear()
+    meanfield.fixed_point.cache_clear()
+
+
+def _bits(value: Any) -> Any:
+    if isinstance(value, float):
+        return value.hex()
+    if isinstance(value, tuple | list):
+        return [_bits(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _bits(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _fields(theory: ConfigTheory) -> dict[str, Any]:
+    out = {f.name: _bits(getattr(theory, f.name)) for f in dataclasses.fields(theory)}
+    return {k: v for k, v in out.items() if k != "config"}
+
+
+def test_predict_many_is_predict_alone() -> None:
+    configs = _configs(48, random.Random(5))
+    devices = [None if i % 3 else "/device:GPU:0" for i in range(len(configs))]
+    _forget()
+    together = predict_many(configs, devices)
+    for config, device, theory in zip(configs, devices, together, strict=True):
+        _forget()
+        alone = predict(config, device=device)
+        assert _fields(theory) == _fields(alone), config
+    assert sum(t.overflow_layer is not None for t in together) >= 2
+    assert sum(t.underflow_layer is not None for t in together) >= 2
+    assert any(not t.exact and "not centred" in t.note for t in together)
+
+
+def test_the_maps_are_computed_when_read_and_shared_by_depth() -> None:
+    tanh = canonical_scheme(ACTIVATIONS, "tanh", {})
+    config = SimConfig(
+        init=canonical_scheme(INIT_SCHEMES, "normal", {"std": 0.3}),
+        activation=tanh,
+        depth=4,
+        width=16,
+        input_dim=16,
+        bias=canonical_scheme(BIAS_SCHEMES, "normal", {"std": 0.1}),
+    )
+    shallow, deep = predict_many([config, dataclasses.replace(config, depth=9)])
+    assert shallow.maps_from == deep.maps_from and shallow.maps is deep.maps
+    q_star, chi_1, xi_q, xi_c, phase = meanfield.predict_map(
+        math.sqrt(16 * 0.09), 0.1, tanh, q0=16 * 0.09 + 0.01
+    )
+    assert (shallow.q_star, shallow.chi_1, shallow.xi_q, shallow.xi_c, shallow.phase) == (
+        q_star,
+        chi_1,
+        xi_q,
+        xi_c,
+        phase,
+    )
+
+
+def _records(configs: list[SimConfig]) -> list[dict[str, Any]]:
+    rows = []
+    for config in configs:
+        task = ChunkTask(config, 7, 0, 0, 6)
+        for r in layer_records(task):
+            row = {
+                "config_hash": config.config_hash,
+                "layer": r.layer,
+                "quantity": r.quantity,
+                "n_trials": r.n_trials,
+                "n_finite": r.n_finite,
+                "n_first_nonfinite": r.n_first_nonfinite,
+                "n_collapsed": r.n_collapsed,
+            }
+            for stat in ("mean", "std", "mean_sq"):
+                moments = getattr(r, stat)
+                row[stat], row[f"{stat}_se"] = moments.value, moments.sem
+            rows.append(row)
+    return rows
+
+
+def test_with_theory_together_is_one_configuration_at_a_time() -> None:
+    configs = [c for c in _configs(24, random.Random(8)) if c.batch == 1]
+    by_hash = {c.config_hash: c for c in configs}
+    records = _records(configs)
+    devices = {c.config_hash: "/device:GPU:0" for c in configs[::2]}
+    _forget()
+    together = with_theory(records, by_hash, predictor=device_predictor(devices))
+
+    def alone(config: SimConfig) -> ConfigTheory:
+        _forget()
+        return predict(config, device=devices.get(config.config_hash))
+
+    one_by_one = with_theory(records, by_hash, predictor=alone)
+    assert sum(r["theory_mean_sq"] is not None for r in together) > 100
+    assert sum(r["theory_std_lo"] is not None for r in together) > 100
+    assert [_bits(dict(r)) for r in together] == [_bits(dict(r)) for r in one_by_one]
