@@ -170,8 +170,16 @@ def _uleb(values: Iterable[int]) -> bytes:
     return bytes(out)
 
 
+_SMALL = 64  # bytes: below, a plain loop decodes faster than the vectorised path starts
+
+
 def _unuleb(data: bytes) -> npt.NDArray[np.int64]:
     """Every unsigned LEB128 integer of `data` (vectorised; one byte each is the common case)."""
+    if len(data) <= _SMALL:
+        try:
+            return np.array(_unuleb_small(data), dtype=np.int64)
+        except OverflowError:
+            raise ValueError("histogram: integer too large") from None
     a = np.frombuffer(data, dtype=np.uint8)
     if a.size and a[-1] >= 0x80:
         raise ValueError("histogram: truncated integer")
@@ -185,6 +193,24 @@ def _unuleb(data: bytes) -> npt.NDArray[np.int64]:
     shift = 7 * (np.arange(a.size) - starts[group])
     parts = (a & 0x7F).astype(np.int64) << shift
     return np.bitwise_or.reduceat(parts, starts)
+
+
+def _unuleb_small(data: bytes) -> list[int]:
+    """`_unuleb` of a few bytes, byte by byte (the same integers and the same errors)."""
+    out: list[int] = []
+    value = shift = 0
+    for byte in data:
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            out.append(value)
+            value = shift = 0
+        else:
+            shift += 7
+            if shift > 56:
+                raise ValueError("histogram: integer too long")
+    if shift:
+        raise ValueError("histogram: truncated integer")
+    return out
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from scheduler.where import Where, row_matches, where_terms
 from worker.contract import OBSERVABLES, QUANTILES, LayerRecord, SimConfig, TrialDistribution
+from worker.histogram import many_quantiles
 from worker.stats import Moments, Moments4, pooled_std, pooled_std_array, scaled_values
 
 __all__ = [
@@ -193,8 +194,9 @@ def _stat(m: Moments) -> tuple[float | None, float | None]:
     return (m.value if m.n and m.representable else None, sem if sem_ok else None)
 
 
-def record_row(record: LayerRecord) -> dict[str, Any]:
-    """The statistic columns of one aggregated (layer, quantity)."""
+def record_row(record: LayerRecord, quantiles: Sequence[float] | None = None) -> dict[str, Any]:
+    """The statistic columns of one aggregated (layer, quantity); `quantiles`: its histograms'
+    (`distribution_row`), when already computed."""
     mean, mean_se = _stat(record.mean)
     std, std_se = _stat(record.std)
     msq, msq_se = _stat(record.mean_sq)
@@ -215,7 +217,7 @@ def record_row(record: LayerRecord) -> dict[str, Any]:
         "mean_sq": msq,
         "mean_sq_se": msq_se,
         "pooled_std": pooled,
-        **distribution_row(record.dist),
+        **distribution_row(record.dist, quantiles),
         **pair_row(record.cross, record.corr),
     }
 
@@ -266,7 +268,9 @@ def pair_columns(
     return out
 
 
-def distribution_row(dist: TrialDistribution | None) -> dict[str, float | None]:
+def distribution_row(
+    dist: TrialDistribution | None, quantiles: Sequence[float] | None = None
+) -> dict[str, float | None]:
     """The `DIST_KEYS` columns of a per-trial distribution (all None when not recorded).
 
     log_mean_sq is the mean over trials of log(mean_sq) (natural log; trials whose mean_sq is
@@ -276,12 +280,21 @@ def distribution_row(dist: TrialDistribution | None) -> dict[str, float | None]:
     if dist is None:
         return dict.fromkeys(DIST_KEYS)
     row = distribution_row_of(dist.log_mean_sq)
-    ps = [p for _, p in QUANTILES]
+    found = iter(dist_quantiles([dist])[0] if quantiles is None else quantiles)
     for name in OBSERVABLES:
-        values = dist.histogram(name).quantiles(ps)
-        for (suffix, _), value in zip(QUANTILES, values, strict=True):
-            row[f"{name}_{suffix}"] = _json_float(value)
+        for suffix, _ in QUANTILES:
+            row[f"{name}_{suffix}"] = _json_float(next(found))
     return row
+
+
+def dist_quantiles(dists: Sequence[TrialDistribution]) -> list[list[float]]:
+    """Per distribution, the `QUANTILES` of each observable's histogram (observable-major), all
+    in one `many_quantiles` pass (bit for bit `Histogram.quantiles`)."""
+    ps = [p for _, p in QUANTILES]
+    hists = [d.histogram(name) for d in dists for name in OBSERVABLES]
+    width = len(OBSERVABLES) * len(ps)
+    flat = many_quantiles(hists, ps).reshape(len(dists), width).tolist()
+    return [[float(v) for v in row] for row in flat]
 
 
 def distribution_columns(
@@ -468,14 +481,18 @@ def result_rows(
     """
     rows: list[Record] = []
     terms = where_terms(where)
-    for item in configs:
+    items = list(configs)
+    dists = [r.dist for item in items for r in item.records if r.dist is not None]
+    found = iter(dist_quantiles(dists))  # every histogram's quantiles in one pass
+    for item in items:
         head = result_head(sweep_id, item)
         for record in item.records:
+            quantiles = None if record.dist is None else next(found)
             if quantity is not None and record.quantity != quantity:
                 continue
             if layer is not None and record.layer != layer:
                 continue
-            row = {**head, **record_row(record)}
+            row = {**head, **record_row(record, quantiles)}
             if row_matches(terms, row, last=item.config.depth):
                 rows.append(Record(row, item.config))
     return rows
