@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from models import (
     SweepConfiguration,
     utcnow,
 )
+from models.bulk import insert_rows, insert_rows_returning_ids
 from models.errors import TransientStoreError
 from scheduler.errors import SpecError, UnknownSweepError
 from scheduler.growth import first_frontier, grow_configurations, within_frontier
@@ -41,7 +42,6 @@ from worker.target import Target
 
 MAX_BIGINT = (1 << 63) - 1
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit, planner-friendly sizes)
-INSERT_BATCH = 5_000  # rows per executemany of new configurations (RETURNING their ids)
 
 
 @dataclass(frozen=True)
@@ -116,23 +116,19 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
     )
     new = [key for key in plans if key not in ids]
     session.flush()  # the sweep's row (its id) before the Core statements below
-    configurations = _table(Configuration)
-    # RETURNING in any order, matched by run_key: with sort_by_parameter_order SQLite would
-    # insert one row per statement
-    returning = insert(configurations).returning(configurations.c.run_key, configurations.c.id)
-    for i in range(0, len(new), INSERT_BATCH):
-        keys = new[i : i + INSERT_BATCH]
-        try:
-            found = session.execute(returning, [_new_configuration(plans[k][1]) for k in keys])
-        except IntegrityError as e:  # another sweep inserted the same run_key since our SELECT
-            raise TransientStoreError(
-                f"sweep {plan.name!r}: a concurrent submission created the same configurations; "
-                "retry"
-            ) from e
-        got = {key: id_ for key, id_ in found}
-        if len(got) != len(keys) or any(k not in got for k in keys):
-            raise AssertionError("RETURNING did not give one id per inserted configuration")
-        ids.update(got)
+    try:
+        ids.update(
+            insert_rows_returning_ids(
+                session,
+                _table(Configuration),
+                [_new_configuration(plans[k][1]) for k in new],
+                key="run_key",
+            )
+        )
+    except IntegrityError as e:  # another sweep inserted the same run_key since our SELECT
+        raise TransientStoreError(
+            f"sweep {plan.name!r}: a concurrent submission created the same configurations; retry"
+        ) from e
 
     links = [
         {
@@ -143,8 +139,7 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
         }
         for key, (position, config_plan) in plans.items()
     ]
-    if links:
-        session.execute(insert(_table(SweepConfiguration)), links)
+    insert_rows(session, _table(SweepConfiguration), links)
     chunks: list[dict[str, Any]] = []
     for key in new:
         config_plan = plans[key][1]
@@ -161,8 +156,7 @@ def create_sweep(*, session: Session, plan: SweepPlan) -> int:
             }
             for chunk in config_plan.chunks
         )
-    if chunks:
-        session.execute(insert(_table(Chunk)), chunks)  # Core executemany: no ORM overhead
+    insert_rows(session, _table(Chunk), chunks)
     return sweep.id
 
 

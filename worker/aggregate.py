@@ -32,9 +32,9 @@ from worker.persist import (
     STAT_FIELDS,
     quantile_rows,
     record_from_row,
-    record_from_values,
     record_order,
     record_values,
+    records_from_values,
 )
 from worker.target import Target, frontier, stop_index
 
@@ -369,8 +369,8 @@ def uncapped(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def records_by_configuration(rows: Sequence[Any]) -> dict[int, list[LayerRecord]]:
     """configuration id -> its records in (layer, quantity) order, from `layer_stat_rows`."""
     out: dict[int, list[LayerRecord]] = {}
-    for row in rows:
-        out.setdefault(row[0], []).append(record_from_values(row[1:]))
+    for row, record in zip(rows, records_from_values([row[1:] for row in rows]), strict=True):
+        out.setdefault(row[0], []).append(record)
     return {k: sorted(v, key=record_order) for k, v in out.items()}
 
 

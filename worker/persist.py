@@ -32,7 +32,7 @@ from worker.contract import (
     TrialDistribution,
 )
 from worker.errors import ChunkNotFoundError
-from worker.histogram import Histogram, many_quantiles
+from worker.histogram import Histogram, decode_many, many_quantiles
 from worker.memory import DEFAULT_BUDGET
 from worker.stats import Moments, Moments4
 
@@ -419,12 +419,16 @@ def quantile_rows(records: Sequence[LayerRecord]) -> list[dict[str, float | None
     return out
 
 
-def distribution_from_values(values: Sequence[Any]) -> TrialDistribution | None:
-    """The TrialDistribution of the `DIST_FIELDS` values, in that order (None: not recorded)."""
+def distribution_from_values(
+    values: Sequence[Any], hists: Sequence[Histogram] | None = None
+) -> TrialDistribution | None:
+    """The TrialDistribution of the `DIST_FIELDS` values, in that order (None: not recorded);
+    `hists`: its three histograms, already decoded from values[5:8]."""
     if values[0] is None:
         return None
     n, mean, m2, m3, m4 = values[:5]
-    hists = [Histogram.decode(bytes(blob)) for blob in values[5:8]]
+    if hists is None:
+        hists = [Histogram.decode(bytes(blob)) for blob in values[5:8]]
     return TrialDistribution(Moments4(int(n), mean, m2, m3, m4), *hists)
 
 
@@ -446,8 +450,29 @@ _N_BASE = 6 + 3 * len(OBSERVABLES)  # STAT_FIELDS before DIST_FIELDS
 _N_DIST = _N_BASE + len(DIST_FIELDS)  # STAT_FIELDS before PAIR_FIELDS
 
 
-def record_from_values(values: Sequence[Any]) -> LayerRecord:
-    """`record_from_row` of the values of `STAT_FIELDS`, in that order."""
+def records_from_values(rows: Sequence[Sequence[Any]]) -> list[LayerRecord]:
+    """`record_from_values` of each row, every histogram decoded in one pass (`decode_many`)."""
+    blobs = [
+        bytes(blob)
+        for values in rows
+        if values[_N_BASE] is not None
+        for blob in values[_N_BASE + 5 : _N_DIST]
+    ]
+    hists = iter(decode_many(blobs))
+    out = []
+    for values in rows:
+        if values[_N_BASE] is None:
+            out.append(record_from_values(values))
+        else:
+            out.append(record_from_values(values, [next(hists), next(hists), next(hists)]))
+    return out
+
+
+def record_from_values(
+    values: Sequence[Any], hists: Sequence[Histogram] | None = None
+) -> LayerRecord:
+    """`record_from_row` of the values of `STAT_FIELDS`, in that order (`hists`: its
+    distribution's histograms, already decoded)."""
     layer, quantity, n_trials, n_finite, n_first_nonfinite, n_collapsed = values[:6]
     moments = {
         name: Moments(
@@ -469,7 +494,7 @@ def record_from_values(values: Sequence[Any]) -> LayerRecord:
         mean=moments["mean"],
         std=moments["std"],
         mean_sq=moments["mean_sq"],
-        dist=distribution_from_values(values[_N_BASE:_N_DIST]),
+        dist=distribution_from_values(values[_N_BASE:_N_DIST], hists),
         cross=cross,
         corr=corr,
     )

@@ -307,6 +307,24 @@ def test_sweep_config_rows(db: Db) -> None:
     assert [r.run_key for r in rows] == [p.run_key for p in plans]
 
 
+def test_bulk_rows_keep_every_character(db: Db) -> None:
+    """Axes and labels with tabs, newlines, backslashes, quotes and non-ASCII text come back as
+    written (PostgreSQL's rows go through COPY's text format, SQLite's through executemany)."""
+    awkward = "tab\tnew\nline back\\slash 'q' \"dq\" \\N é σ_w %s"
+    plans = [
+        config_plan(sim_config(width=8), axes={"label": awkward, awkward: [1.5, None]}),
+        config_plan(sim_config(width=4), axes={"label": "\\."}),
+    ]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans))
+    with session_scope(db.factory) as session:
+        rows = sweep_config_rows(session=session, sweep_id=sweep_id)
+        configs = session.scalars(sa.select(Configuration).order_by(Configuration.id)).all()
+    assert [r.axes for r in rows] == [p.axes for p in plans]
+    assert [c.config_json for c in configs] == [p.config.canonical_json() for p in plans]
+    assert [c.run_key for c in configs] == [p.run_key for p in plans]
+
+
 def test_concurrent_sweeps_sharing_a_configuration(db: Db) -> None:
     """A second submission racing the first one either reuses or fails transiently, never twice."""
     (plan,) = grid([4])

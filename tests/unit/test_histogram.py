@@ -17,6 +17,7 @@ from worker.histogram import (
     Histogram,
     batch_quantiles,
     bin_index,
+    decode_many,
     histogram_columns,
     k_span,
     keys,
@@ -109,6 +110,34 @@ def test_large_counts_and_keys_round_trip() -> None:
 def test_decode_refuses_bytes_it_did_not_write(blob: bytes) -> None:
     with pytest.raises(ValueError, match="histogram"):
         Histogram.decode(blob)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(samples, min_size=0, max_size=12))
+def test_decode_many_is_decode_of_each(arrays: list[list[float]]) -> None:
+    hists = [Histogram.of_keys(keys(a, "float64")) for a in arrays]
+    hists.append(Histogram((-(1 << 20), -3, 0, 5, 1 << 21), (1, 10**9, 128, 300, 2**40)))
+    blobs = [h.encode() for h in hists]
+    assert decode_many(blobs) == [Histogram.decode(b) for b in blobs]
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"\x02\x00\x00",
+        b"\x01",
+        b"\x01\x00",
+        b"\x01\x00\x02\x05",
+        b"\x01\x80",
+        b"\x01\x02\x02\x00\x01\x01",
+        b"\x01\x02\x02\x00\x01\x81",  # the last count runs into the next histogram
+    ],
+)
+def test_decode_many_refuses_any_bytes_decode_refuses(blob: bytes) -> None:
+    good = Histogram((1, 4), (2, 3)).encode()
+    with pytest.raises(ValueError, match="histogram"):
+        decode_many([good, blob, good])
 
 
 def test_keys_order_like_values() -> None:
