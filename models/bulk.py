@@ -8,7 +8,7 @@ either way, and a unique violation is an `sqlalchemy.exc.IntegrityError` either 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, insert, text
@@ -32,7 +32,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
 
 def insert_rows_returning_ids(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: str
-) -> dict[Hashable, int]:
+) -> dict[Any, int]:
     """INSERT `rows` into `table` (its integer primary key `id` from its sequence): row[key]
     (unique among `rows`) -> the id it got."""
     if not rows:
@@ -45,7 +45,7 @@ def insert_rows_returning_ids(
         with_ids = [(id_, *r.values()) for id_, r in zip(ids, rows, strict=True)]
         _copy(session, table, ["id", *rows[0]], with_ids)
         return {r[key]: int(row[0]) for r, row in zip(rows, with_ids, strict=True)}
-    found: dict[Hashable, int] = {}
+    found: dict[Any, int] = {}
     # RETURNING in any order, matched by key: with sort_by_parameter_order SQLite would insert
     # one row per statement
     returning = insert(table).returning(table.c[key], table.c.id)
