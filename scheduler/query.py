@@ -165,25 +165,21 @@ class ResultSet:
 def result_set(
     *, session: Session, sweep_id: int, theory: bool = False, **filters: Any
 ) -> ResultSet:
-    """The sweep's records (with theory columns when `theory`) and its completeness."""
-    configs = sweep_results(session=session, sweep_id=sweep_id)
-    columns = result_columns(sweep_id, configs)
-    filters = {**filters, "where": _checked_terms(filters.get("where"), columns)}
-    records = result_rows(sweep_id, configs, **filters)
-    if theory:
-        from scheduler.analysis.compare import device_predictor, with_theory
-
-        devices = config_devices(session=session, sweep_id=sweep_id)
-        records = with_theory(records, predictor=device_predictor(devices))
+    """The sweep's records (with theory columns when `theory`) and its completeness, read as
+    `result_stream` reads them: terms on configuration columns choose configurations before
+    any statistic is read."""
+    stream = result_stream(session=session, sweep_id=sweep_id, theory=theory, **filters)
+    records = [r for batch in stream for r in batch]
+    columns = list(stream.base_columns)
     for r in records:  # theory columns, in first-seen order
         columns.extend(k for k in r if k not in columns)
     return ResultSet(
         records=records,
         columns=columns,
-        n_configs=len(configs),
-        n_complete=sum(c.complete for c in configs),
-        n_with_trials=sum(bool(c.records) for c in configs),
-        incomplete=tuple(config_label(result_head(sweep_id, c)) for c in configs if not c.complete),
+        n_configs=stream.n_configs,
+        n_complete=stream.n_complete,
+        n_with_trials=stream.n_with_trials,
+        incomplete=stream.incomplete,
     )
 
 
@@ -234,6 +230,11 @@ class ResultStream:
         self._filters = dict(filters)
         self.sweep_id = sweep_id
         self.columns = columns_for_axes(r.axes for r in self._refs)
+        self.base_columns = tuple(self.columns)  # without theory's
+        # labels of the configurations whose chunks are not all in (filtered or not)
+        self.incomplete = tuple(
+            config_label(ref_head(sweep_id, r)) for r in self._refs if r.status != "done"
+        )
         known: dict[str, str] = {}
         if theory:
             from scheduler.analysis.compare import THEORY_KEYS, THEORY_KINDS
