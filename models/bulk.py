@@ -3,16 +3,17 @@
 SQLAlchemy's executemany on psycopg renders a multi-row INSERT per 1,000 rows and psycopg
 re-parses its placeholders each time (about 1 ms of CPU per row of a 30-column table); COPY
 sends the rows as one stream (microseconds a row). The rows run in the session's transaction
-either way, and a unique violation is an `sqlalchemy.exc.IntegrityError` either way.
+either way, and a driver error is SQLAlchemy's class for it either way (a unique violation an
+`sqlalchemy.exc.IntegrityError`, a lost server an `OperationalError`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, insert, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 __all__ = ["insert_rows", "insert_rows_returning_ids"]
@@ -24,7 +25,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     """INSERT `rows` (dicts with the same keys) into `table`, in the session's transaction."""
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    if _copies(session):
         _copy(session, table, list(rows[0]), [tuple(r.values()) for r in rows])
         return
     session.execute(insert(table), list(rows))  # one cursor.executemany
@@ -37,7 +38,7 @@ def insert_rows_returning_ids(
     (unique among `rows`) -> the id it got."""
     if not rows:
         return {}
-    if session.get_bind().dialect.name == "postgresql":
+    if _copies(session):
         ids = session.execute(
             text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
             {"t": table.name, "n": len(rows)},
@@ -57,17 +58,23 @@ def insert_rows_returning_ids(
     return found
 
 
+def _copies(session: Session) -> bool:
+    """Whether the session's rows go by COPY: PostgreSQL through psycopg 3 (the shipped driver)."""
+    dialect = session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
 def _copy(session: Session, table: Table, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    """COPY `rows` (values in `columns` order) into `table` over the session's connection."""
+    """COPY `rows` (values in `columns` order) into `table` over the session's connection; a
+    driver error is raised as SQLAlchemy's class for it (as executemany would raise it)."""
     import psycopg
 
     names = ", ".join(f'"{c}"' for c in columns)
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
-    driver = session.connection().connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
+    driver = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
-    except psycopg.errors.IntegrityError as e:
-        raise IntegrityError(statement, None, e) from e
+    except psycopg.Error as e:
+        raise DBAPIError.instance(statement, None, e, psycopg.Error) from e

@@ -38,7 +38,7 @@ def make_app() -> Celery:
         celery.conf.broker_transport = TRANSPORT
     celery.conf.update(
         task_serializer="json",
-        accept_content=["json"],  # pickle from a broker would be remote code execution
+        accept_content=["json"],  # JSON only: a binary serializer from a broker could run code
         result_serializer="json",
         event_serializer="json",
         task_ignore_result=True,

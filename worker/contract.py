@@ -128,7 +128,8 @@ class Scheme:
         return {"name": self.name, **dict(self.params)}
 
     def __hash__(self) -> int:
-        """The fields' hash, computed once (not pickled: str hashes differ between processes)."""
+        """The fields' hash, computed once (left out of `__getstate__`: str hashes differ
+        between processes)."""
         try:
             return int(self.__dict__["_field_hash"])
         except KeyError:
@@ -277,7 +278,8 @@ class SimConfig:
         return new
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the cached hash (str hashes differ between processes)."""
+        """The state a copy carries: the fields, not the cached hash (str hashes differ between
+        processes)."""
         return {k: v for k, v in self.__dict__.items() if k != "_field_hash"}
 
     @functools.cached_property

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from typing import cast
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from models import Chunk, Configuration, Sweep, SweepConfiguration
+from models.bulk import insert_rows
 from models.db import session_scope
 from models.errors import TransientStoreError
 from scheduler.errors import SpecError, UnknownSweepError
@@ -323,6 +325,20 @@ def test_bulk_rows_keep_every_character(db: Db) -> None:
     assert [r.axes for r in rows] == [p.axes for p in plans]
     assert [c.config_json for c in configs] == [p.config.canonical_json() for p in plans]
     assert [c.run_key for c in configs] == [p.run_key for p in plans]
+
+
+def test_a_bulk_row_breaking_a_unique_key_is_an_integrity_error(db: Db) -> None:
+    """The bulk path (COPY on PostgreSQL) raises SQLAlchemy's IntegrityError, as executemany
+    does, and the transaction leaves nothing behind."""
+    with session_scope(db.factory) as session:
+        create_sweep(session=session, plan=sweep_plan(grid([4], trials=10, chunk_trials=10)))
+    with session_scope(db.factory) as session:
+        (chunk,) = session.execute(sa.select(Chunk.__table__)).mappings().all()
+    duplicate = {k: v for k, v in chunk.items() if k != "id"}
+    with pytest.raises(sa.exc.IntegrityError), session_scope(db.factory) as session:
+        insert_rows(session, cast(sa.Table, Chunk.__table__), [duplicate])
+    with session_scope(db.factory) as session:
+        assert _count(session, Chunk) == 1
 
 
 def test_concurrent_sweeps_sharing_a_configuration(db: Db) -> None:
