@@ -22,11 +22,13 @@ BATCH = 5000  # rows per executemany with RETURNING (the Core path)
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT `rows` (dicts with the same keys) into `table`, in the session's transaction."""
+    """INSERT `rows` (dicts with the same keys, in any order) into `table`, in the session's
+    transaction."""
     if not rows:
         return
     if _copies(session):
-        _copy(session, table, list(rows[0]), [tuple(r.values()) for r in rows])
+        columns = list(rows[0])
+        _copy(session, table, columns, [tuple(r[c] for c in columns) for r in rows])
         return
     session.execute(insert(table), list(rows))  # one cursor.executemany
 
@@ -43,8 +45,9 @@ def insert_rows_returning_ids(
             text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
             {"t": table.name, "n": len(rows)},
         ).scalars()
-        with_ids = [(id_, *r.values()) for id_, r in zip(ids, rows, strict=True)]
-        _copy(session, table, ["id", *rows[0]], with_ids)
+        columns = list(rows[0])
+        with_ids = [(id_, *(r[c] for c in columns)) for id_, r in zip(ids, rows, strict=True)]
+        _copy(session, table, ["id", *columns], with_ids)
         return {r[key]: int(row[0]) for r, row in zip(rows, with_ids, strict=True)}
     found: dict[Any, int] = {}
     # RETURNING in any order, matched by key: with sort_by_parameter_order SQLite would insert

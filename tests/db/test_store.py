@@ -371,3 +371,21 @@ def test_concurrent_sweeps_sharing_a_configuration(db: Db) -> None:
         assert _count(session, Sweep) == 2
         assert _count(session, Configuration) == 1
         assert _count(session, Chunk) == 4
+
+
+def test_bulk_rows_with_keys_in_any_order_land_in_their_columns(db: Db) -> None:
+    """A row's values go to the columns its keys name, whatever the order of its keys (COPY
+    takes the columns of the first row)."""
+    with session_scope(db.factory) as session:
+        create_sweep(session=session, plan=sweep_plan(grid([4], trials=10, chunk_trials=10)))
+    with session_scope(db.factory) as session:
+        (chunk,) = session.execute(sa.select(Chunk.__table__)).mappings().all()
+    first = {k: v for k, v in chunk.items() if k != "id"} | {"chunk_index": 7, "trial_start": 70}
+    second = dict(reversed(list((first | {"chunk_index": 8, "trial_start": 80}).items())))
+    with session_scope(db.factory) as session:
+        insert_rows(session, cast(sa.Table, Chunk.__table__), [first, second])
+    with session_scope(db.factory) as session:
+        got = session.execute(
+            sa.select(Chunk.chunk_index, Chunk.trial_start, Chunk.n_trials).order_by(Chunk.id)
+        ).all()
+    assert [tuple(r) for r in got] == [(0, 0, 10), (7, 70, 10), (8, 80, 10)]
