@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,6 +77,77 @@ def run_cli(
         timeout=timeout,
         cwd=cwd or ROOT,
     )
+
+
+def descendants(pid: int) -> set[int]:
+    """The pids of every process below `pid` (Linux /proc)."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _terminate_pending(pid: int) -> bool:
+    """Whether `pid` has a SIGTERM pending, or is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    pending = (line.split()[1] for line in status.splitlines() if line[:6] in ("SigPnd", "ShdPnd"))
+    return any(int(mask, 16) & (1 << (signal.SIGTERM - 1)) for mask in pending)
+
+
+def interrupt_mid_run(
+    proc: subprocess.Popen[str], done: Callable[[], int], total: int, at_least: int = 3
+) -> int:
+    """Ctrl-C (SIGINT) to the local run `proc` once `done()` >= `at_least`, landing for sure
+    while fewer than `total` chunks are done: its pool processes are frozen (SIGSTOP) before
+    the count that decides is read, and go on only once the run has sent them SIGTERM (so
+    none saves a chunk after the interrupt, however starved this process is). The count."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if done() >= at_least:
+                break
+        except sqlite3.OperationalError:  # its tables are not there yet, or it is busy
+            pass
+        time.sleep(0.05)
+    frozen = descendants(proc.pid)
+    pool = [pid for pid in frozen if b"spawn_main" in _cmdline(pid)]
+    for pid in frozen:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        count = done()
+        assert count < total, f"the sweep finished ({count} chunks) before the interrupt"
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if all(_terminate_pending(pid) for pid in pool):
+                break
+            time.sleep(0.01)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    return count
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, descendants, interrupt_mid_run, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -106,23 +106,6 @@ def _done(db: Path) -> int:
     return int(_query(db, "SELECT count(*) FROM chunks WHERE status='done'")[0][0])  # type: ignore[call-overload]
 
 
-def _descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    stack = [pid]
-    while stack:
-        parent = stack.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
@@ -142,8 +125,7 @@ def test_sigint_marks_interrupted_and_resume_completes(
 ) -> None:
     db = tmp_path / "int.db"
     proc = _start(spec, db, "-w", "2")
-    _wait_for(lambda: _done(db) >= 3)
-    proc.send_signal(signal.SIGINT)
+    interrupt_mid_run(proc, lambda: _done(db), N_CHUNKS)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert f"initsweep resume 1 --db {db}" in err
@@ -203,7 +185,7 @@ def test_sigkill_of_a_pool_process_run_completes_exactly_once(
     db = tmp_path / "pool.db"
     proc = _start(spec, db, "-w", "2", "-q")
     _wait_for(lambda: _done(db) >= 2)
-    children = [p for p in _descendants(proc.pid) if "spawn_main" in _cmdline(p)]
+    children = [p for p in descendants(proc.pid) if "spawn_main" in _cmdline(p)]
     assert children, "expected spawned pool processes"
     os.kill(children[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
@@ -224,7 +206,7 @@ def test_sigkill_of_run_leaves_no_process(spec: Path, tmp_path: Path) -> None:
     db = tmp_path / "killed.db"
     proc = _start(spec, db, "-w", "2", "-q")
     _wait_for(lambda: _done(db) >= 1)
-    family = _descendants(proc.pid)
+    family = descendants(proc.pid)
     assert family
     proc.kill()
     proc.communicate(timeout=30)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from scheduler.sweeps import plan_spec
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, interrupt_mid_run, run_cli
 from worker.memory import sub_batch_size
 
 pytestmark = pytest.mark.integration
@@ -78,6 +76,13 @@ def test_two_workers_bit_identical(spec: Path, reference: str, tmp_path: Path) -
     assert {n for _, n in counts} == {1 + 6 * 3}
 
 
+def _done(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=5) as conn:
+        return int(conn.execute("SELECT count(*) FROM chunks WHERE status='done'").fetchone()[0])
+
+
 def test_interrupt_then_resume_bit_identical(spec: Path, reference: str, tmp_path: Path) -> None:
     db = tmp_path / "int.db"
     proc = subprocess.Popen(
@@ -87,20 +92,7 @@ def test_interrupt_then_resume_bit_identical(spec: Path, reference: str, tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    done = conn.execute(
-                        "SELECT count(*) FROM chunks WHERE status='done'"
-                    ).fetchone()[0]
-            except sqlite3.OperationalError:
-                continue
-            if done >= 3:
-                break
-    proc.send_signal(signal.SIGINT)
+    interrupt_mid_run(proc, lambda: _done(db), 24)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     with sqlite3.connect(db) as conn:
