@@ -263,24 +263,17 @@ def layer_stat_columns(
     """The aggregated rows of these configurations column by column (`STAT_INT_COLUMNS` as
     int64, `STAT_FLOAT_COLUMNS` as float64 with NaN where NULL), unordered, bit for bit the
     values `layer_stat_rows` reads: no histogram, no Python object per value where the driver
-    allows (PostgreSQL through psycopg: `COPY ... TO STDOUT` as CSV, parsed by pyarrow; any
-    other driver: plain DBAPI tuples into one numpy record array), one statement per 500 ids."""
+    allows (PostgreSQL through psycopg: each column of a batch as one `bytea` of its values'
+    binary send form; any other driver: plain DBAPI tuples into one numpy record array), one
+    statement per 500 ids."""
     ids = [int(i) for i in configuration_ids]  # ints: written into the statement as they are
-    quantity = " ".join(f"WHEN '{q}' THEN {i}" for i, q in enumerate(QUANTITIES))
-    selected = ", ".join(
-        f"CASE quantity {quantity} ELSE -1 END" if c == "quantity" else c
-        for c in (*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS)
-    )
     connection = session.connection()
     dbapi = connection.connection.dbapi_connection
-    copy = connection.dialect.driver == "psycopg"
+    packed = connection.dialect.driver == "psycopg"
     parts: list[dict[str, npt.NDArray[Any]]] = []
     for i in range(0, len(ids), _IN_BATCH):
-        sql = (
-            f"SELECT {selected} FROM {LayerStat.__tablename__} "
-            f"WHERE configuration_id IN ({', '.join(map(str, ids[i : i + _IN_BATCH]))})"
-        )
-        parts.append(_copied_columns(dbapi, sql) if copy else _fetched_columns(dbapi, sql))
+        where = f"configuration_id IN ({', '.join(map(str, ids[i : i + _IN_BATCH]))})"
+        parts.append(_packed_columns(dbapi, where) if packed else _fetched_columns(dbapi, where))
     if not parts:
         parts.append(_fetched_columns(None, None))
     out = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
@@ -292,15 +285,25 @@ def layer_stat_columns(
 _ROW_DTYPE = np.dtype(
     [(c, np.int64) for c in STAT_INT_COLUMNS] + [(c, np.float64) for c in STAT_FLOAT_COLUMNS]
 )
+# SQL: `quantity` as its index in QUANTITIES (-1: none of them)
+_QUANTITY_INDEX = (
+    "CASE quantity "
+    + " ".join(f"WHEN '{q}' THEN {i}" for i, q in enumerate(QUANTITIES))
+    + " ELSE -1 END"
+)
 
 
-def _fetched_columns(dbapi: Any, sql: str | None) -> dict[str, npt.NDArray[Any]]:
-    """The rows of `sql` (None: no row) through a DBAPI cursor, as contiguous columns."""
+def _fetched_columns(dbapi: Any, where: str | None) -> dict[str, npt.NDArray[Any]]:
+    """The rows matching `where` (None: no row) through a DBAPI cursor, as contiguous columns."""
     rows: list[Any] = []
-    if sql is not None:
+    if where is not None:
+        selected = ", ".join(
+            _QUANTITY_INDEX if c == "quantity" else c
+            for c in (*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS)
+        )
         cursor = dbapi.cursor()
         try:
-            cursor.execute(sql)
+            cursor.execute(f"SELECT {selected} FROM {LayerStat.__tablename__} WHERE {where}")
             rows = cursor.fetchall()
         finally:
             cursor.close()
@@ -310,54 +313,36 @@ def _fetched_columns(dbapi: Any, sql: str | None) -> dict[str, npt.NDArray[Any]]
     return {c: np.ascontiguousarray(table[c]) for c in _ROW_DTYPE.names or ()}
 
 
-def _copied_columns(dbapi: Any, sql: str) -> dict[str, npt.NDArray[Any]]:
-    """The rows of `sql` through PostgreSQL's COPY as CSV (floats in their shortest exact
-    text, `extra_float_digits`), parsed by pyarrow, as columns."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    with dbapi.cursor() as cursor:
-        cursor.execute("SELECT set_config('extra_float_digits', '3', true)")
-        buffer = bytearray()
-        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
-            for block in copy:
-                buffer += block
-    names = [*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS]
-    if not buffer:
-        return _fetched_columns(None, None)
-    table = pcsv.read_csv(
-        pa.py_buffer(buffer),
-        read_options=pcsv.ReadOptions(column_names=names),
-        parse_options=pcsv.ParseOptions(newlines_in_values=False),
-        convert_options=pcsv.ConvertOptions(
-            column_types={
-                **{c: pa.int64() for c in STAT_INT_COLUMNS},
-                **{c: pa.float64() for c in STAT_FLOAT_COLUMNS},
-            },
-            null_values=[""],
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
+def _packed_columns(dbapi: Any, where: str) -> dict[str, npt.NDArray[Any]]:
+    """The rows matching `where` on PostgreSQL as columns, each aggregated on the server into
+    one `bytea`: the concatenated `int8send`/`float8send` of its values (big-endian IEEE 754
+    binary64 for floats, so exact; NULL floats sent as NaN), fed row by row to every aggregate
+    of one pass, so the columns line up. The result comes in binary, no per-row message."""
+    ints = [
+        f"({_QUANTITY_INDEX})::int8" if c == "quantity" else f"{c}::int8" for c in STAT_INT_COLUMNS
+    ]
+    floats = [f"COALESCE({c}::float8, 'NaN'::float8)" for c in STAT_FLOAT_COLUMNS]
+    selected = ", ".join(
+        [f"string_agg(int8send({e}), ''::bytea)" for e in ints]
+        + [f"string_agg(float8send({e}), ''::bytea)" for e in floats]
     )
+    with dbapi.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*), {selected} FROM {LayerStat.__tablename__} WHERE {where}",
+            binary=True,
+        )
+        n, *blobs = cursor.fetchone()
+    if not n:
+        return _fetched_columns(None, None)
     out: dict[str, npt.NDArray[Any]] = {}
-    for c in names:
-        column = table.column(c).combine_chunks()
-        if c in STAT_INT_COLUMNS and column.null_count:
+    for c, blob in zip((*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS), blobs, strict=True):
+        integer = c in STAT_INT_COLUMNS
+        if blob is None or len(blob) != 8 * n:  # string_agg skips NULLs: only ints can be
             raise ValueError(f"layer_stats: {c} is NULL")
-        out[c] = _numpy(column, np.int64 if c in STAT_INT_COLUMNS else np.float64)
+        out[c] = np.frombuffer(blob, dtype=">i8" if integer else ">f8").astype(
+            np.int64 if integer else np.float64
+        )
     return out
-
-
-def _numpy(array: Any, dtype: type[np.generic]) -> npt.NDArray[Any]:
-    """A fixed-width pyarrow array's values as numpy, NaN where null (from its buffers:
-    pyarrow's own conversions import pandas, a second's start-up)."""
-    n, offset = len(array), array.offset
-    validity, data = array.buffers()
-    values = np.frombuffer(data, dtype=dtype)[offset : offset + n].copy()
-    if array.null_count:
-        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-        values[~bits[offset : offset + n].astype(bool)] = np.nan
-    return values
 
 
 def uncapped(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -12,10 +13,20 @@ from sqlalchemy.orm import Session
 from models import ChunkStat, Configuration, LayerStat
 from models.db import session_scope
 from scheduler.store import chunk_ids, create_sweep
-from tests.db.builders import grid, outcome_for, sweep_plan
+from tests.db.builders import config_plan, grid, outcome_for, sim_config, sweep_plan
 from tests.db.conftest import Db
-from worker.aggregate import aggregate_config, aggregate_sweep, chunk_records, config_records
-from worker.contract import LayerRecord, merge_records
+from worker.aggregate import (
+    STAT_FLOAT_COLUMNS,
+    STAT_INT_COLUMNS,
+    STAT_ROW,
+    aggregate_config,
+    aggregate_sweep,
+    chunk_records,
+    config_records,
+    layer_stat_columns,
+    layer_stat_rows,
+)
+from worker.contract import QUANTITIES, LayerRecord, merge_records
 from worker.persist import (
     PAIR_FIELDS,
     chunk_configuration_id,
@@ -265,3 +276,69 @@ def test_pair_observables_round_trip_and_merge(db: Db) -> None:
         got = config_records(session=session, configuration_id=config_id)
     assert all(r.corr is None and r.cross is None for r in got)
     assert [r.mean for r in got] == [r.mean for r in expected]
+
+
+def test_stat_columns_are_the_stat_rows_bit_for_bit(db: Db) -> None:
+    """`layer_stat_columns` (PostgreSQL: packed on the server; SQLite: fetched) holds exactly
+    the values `layer_stat_rows` reads, NULL as NaN, for awkward doubles too (subnormals, the
+    largest double, values whose text form needs 17 digits; -0.0 is stored as 0.0 by
+    `models.base.Float64`), in 3 batches."""
+    awkward = [5e-324, -2.5e-310, 1.7976931348623157e308, 0.1 + 0.2, -1 / 3, None]
+    plans = [config_plan(sim_config(depth=2, width=4, batch=2), trials=4, chunk_trials=2)]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        aggregate_sweep(session=session, sweep_id=sweep_id)
+        source = session.scalars(sa.select(Configuration)).one()
+        config = {c.name: getattr(source, c.name) for c in Configuration.__table__.columns}
+        del config["id"]
+        session.execute(  # 1200 more configurations (3 batches of ids), copies under new keys
+            sa.insert(Configuration),
+            [{**config, "config_hash": f"{i:064x}", "run_key": f"{i:064x}"} for i in range(1200)],
+        )
+        ids = sorted(session.scalars(sa.select(Configuration.id)))
+        stat_columns = [c for c in LayerStat.__table__.columns if c.name != "id"]
+        base = (
+            session.execute(sa.select(*stat_columns).where(LayerStat.configuration_id == source.id))
+            .mappings()
+            .all()
+        )
+        floats = [c for c in STAT_FLOAT_COLUMNS if isinstance(base[0][c], float)]
+        rows = []
+        for i, config_id in enumerate(ids[1:]):
+            for k, template in enumerate(base):
+                row = {**template, "configuration_id": config_id}
+                for j, name in enumerate(floats):
+                    value = awkward[(i + j + k) % len(awkward)]
+                    nullable = LayerStat.__table__.columns[name].nullable
+                    row[name] = 0.0 if value is None and not nullable else value
+                rows.append(row)
+        session.execute(sa.insert(LayerStat), rows)
+        columns = layer_stat_columns(session=session, configuration_ids=ids)
+        read = layer_stat_rows(session=session, configuration_ids=ids, histograms=False)
+    assert len(read) == len(columns["layer"]) == len(base) * 1201
+    index = {q: i for i, q in enumerate(QUANTITIES)}
+    at = {name: STAT_ROW.index(name) for name in STAT_ROW}
+    want = sorted(read, key=lambda r: (r[0], r[at["layer"]], index[r[at["quantity"]]]))
+    order = np.lexsort((columns["quantity"], columns["layer"], columns["configuration_id"]))
+    for name in (*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS):
+        got = columns[name][order]
+        if name == "quantity":
+            assert got.tolist() == [index[r[at[name]]] for r in want]
+        elif name in STAT_INT_COLUMNS:
+            assert got.dtype == np.int64 and got.tolist() == [r[at[name]] for r in want], name
+        else:
+            values = [np.nan if r[at[name]] is None else float(r[at[name]]) for r in want]
+            assert got.dtype == np.float64, name
+            assert got.tobytes() == np.array(values, dtype=np.float64).tobytes(), name
+    stored = {
+        np.float64(r[at[f]]).view(np.int64).item()
+        for r in read
+        for f in floats
+        if r[at[f]] is not None
+    }
+    assert [v for v in awkward[:-1] if np.float64(v).view(np.int64).item() in stored] == awkward[
+        :-1
+    ]
