@@ -337,7 +337,7 @@ def _packed_columns(dbapi: Any, where: str) -> dict[str, npt.NDArray[Any]]:
     out: dict[str, npt.NDArray[Any]] = {}
     for c, blob in zip((*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS), blobs, strict=True):
         integer = c in STAT_INT_COLUMNS
-        if blob is None or len(blob) != 8 * n:  # string_agg skips NULLs: only ints can be
+        if blob is None or len(blob) != 8 * n:  # string_agg skips NULLs (floats have none)
             raise ValueError(f"layer_stats: {c} is NULL")
         out[c] = np.frombuffer(blob, dtype=">i8" if integer else ">f8").astype(
             np.int64 if integer else np.float64

@@ -339,6 +339,5 @@ def test_stat_columns_are_the_stat_rows_bit_for_bit(db: Db) -> None:
         for f in floats
         if r[at[f]] is not None
     }
-    assert [v for v in awkward[:-1] if np.float64(v).view(np.int64).item() in stored] == awkward[
-        :-1
-    ]
+    missing = [v for v in awkward[:-1] if np.float64(v).view(np.int64).item() not in stored]
+    assert not missing, missing  # every awkward double was stored somewhere, and read back
