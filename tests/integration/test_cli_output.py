@@ -40,7 +40,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     for name in ("solo", "twice", "twice", LONG):
         spec = folder / "spec.yaml"
         spec.write_text(SPEC.format(name=name))
-        done = run_cli("run", str(spec), "--db", path, "-q", timeout=300)
+        done = run_cli("run", str(spec), "--db", path, "-w", "1", "-q", timeout=300)
         assert done.returncode == 0, done.stderr
     return path
 
