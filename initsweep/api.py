@@ -73,17 +73,18 @@ class Plan:
 
 def validate(spec: Spec, *, workers: int | None = None) -> Plan:
     """Check `spec` and return its `Plan`; nothing is written anywhere."""
+    from scheduler.chunking import fresh_run_workers
     from scheduler.estimate import estimate, wall_estimate
-    from worker.pool import default_workers
 
     plan = _plan(spec)
+    work = estimate(plan)
     return Plan(
         name=plan.name,
         n_configs=len(plan.configs),
         n_chunks=plan.n_chunks,
         n_trials=plan.n_trials,
-        work=estimate(plan),
-        wall=wall_estimate(plan, workers=workers or default_workers()),
+        work=work,
+        wall=wall_estimate(plan, workers=workers or fresh_run_workers(work)),
         configurations=tuple(dict(cp.axes) for cp in plan.configs),
     )
 
@@ -164,16 +165,14 @@ class Sweep:
     db: str | None = None
 
     def resume(self, *, workers: int | None = None) -> str:
-        """Run the missing chunks here; returns the sweep's status afterwards."""
+        """Run the missing chunks here (`workers` processes; None: as many as the work is
+        worth, `scheduler.estimate.local_workers`); returns the sweep's status afterwards."""
         from models.db import resolve_url
         from scheduler.database import open_database
         from scheduler.sweeps import run_here
-        from worker.pool import default_workers
 
         with open_database(self.db) as factory:
-            outcome = run_here(
-                factory, resolve_url(self.db), self.id, workers=workers or default_workers()
-            )
+            outcome = run_here(factory, resolve_url(self.db), self.id, workers=workers)
         return outcome.status
 
     def status(self) -> SweepProgress:

@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable
 
 from scheduler.errors import BudgetError, SpecError
-from scheduler.estimate import nominal_seconds_per_trial
+from scheduler.estimate import WorkEstimate, local_workers, nominal_seconds_per_trial
 from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
 from scheduler.spec.expand import ExpandedConfig, ExpandedSweep
 from scheduler.spec.model import MAX_CHUNKS, MAX_SWEEP_TRIALS
@@ -83,6 +83,13 @@ def config_seconds_per_trial(config_json: str) -> float:
 def chunk_seconds(seconds_per_trial: float, n_trials: int) -> float:
     """Nominal seconds of a chunk of `n_trials` trials, its bookkeeping included."""
     return seconds_per_trial * n_trials + CHUNK_OVERHEAD_SECONDS
+
+
+def fresh_run_workers(work: WorkEstimate) -> int:
+    """The processes `initsweep run` starts by default for a plan of nominal `work`
+    (`estimate.local_workers` of what its chunks' `chunk_seconds` sum to: the trials'
+    core-seconds and each chunk's overhead), as `scheduler.sweeps.run_here` decides it."""
+    return local_workers(work.est_core_seconds + work.n_chunks * CHUNK_OVERHEAD_SECONDS)
 
 
 def task_units(seconds: float, task_seconds: float = TASK_SECONDS) -> float:

@@ -46,6 +46,7 @@ factor. `benchmarks/bench_estimate.py --calibrate` measures the constants;
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -333,6 +334,21 @@ def trial_wall_seconds(config: SimConfig, model: WallModel = DEFAULT_WALL_MODEL)
     seconds = kernel * model.draw_s[kind] + extra * model.draw_s["normal"]
     seconds += flops_per_trial(config) * model.flop_s
     return seconds * model.dtype_factor.get(config.dtype, 1.0)
+
+
+def local_workers(
+    work_s: float, *, cores: int | None = None, model: WallModel = DEFAULT_WALL_MODEL
+) -> int:
+    """Processes `initsweep run` starts when --workers is not given, for `work_s` nominal
+    core-seconds of chunks (`chunking.chunk_seconds` summed): one per core, but one per
+    `model.worker_start_s` of work at most, and at least one. A process pays that start-up (its
+    interpreter and TensorFlow) before its first trial, so one more is started only when there
+    is at least its start-up's worth of work for it: a sweep of a few seconds runs on one
+    process, as fast, with one TensorFlow in memory instead of one per core."""
+    import os
+
+    cores = max(1, cores if cores is not None else os.cpu_count() or 1)
+    return max(1, min(cores, math.floor(work_s / model.worker_start_s)))
 
 
 def wall_estimate(

@@ -129,11 +129,12 @@ def run_here(
     url: str,
     sweep_id: int,
     *,
-    workers: int,
+    workers: int | None,
     on_start: Callable[[int, int], None] | None = None,
     on_done: Callable[[int, int], None] | None = None,
 ) -> LocalRun:
-    """Run the sweep's missing chunks in local processes; `on_start(chunks, trials)` first
+    """Run the sweep's missing chunks in `workers` local processes (None: as many as their
+    nominal work is worth, `estimate.local_workers`); `on_start(chunks, trials)` first
     (a targeted sweep's counts go to its maximum: it may stop short of them).
 
     Small chunks travel in tasks of about a second of nominal work (`chunking.group_tasks`).
@@ -152,6 +153,7 @@ def run_here(
         group_tasks,
         spread_task_seconds,
     )
+    from scheduler.estimate import local_workers
     from scheduler.growth import wanted_chunk_ids
     from worker.pool import run_chunks
 
@@ -165,7 +167,13 @@ def run_here(
         trials = chunk_trials(session=session, chunk_ids=ids)
         first = wanted_chunk_ids(session=session, sweep_id=sweep_id)
         work = chunk_configs(session=session, chunk_ids=first)
+        growing = len(first) < len(ids)  # some chunks wait for a frontier to move
+        every = chunk_configs(session=session, chunk_ids=ids) if growing else work
     costs = [(cid, chunk_seconds(config_seconds_per_trial(text), n)) for cid, n, text in work]
+    if workers is None:  # what all of the pending chunks are worth, not only the first ones
+        workers = local_workers(
+            sum(chunk_seconds(config_seconds_per_trial(text), n) for _, n, text in every)
+        )
     target = spread_task_seconds(sum(c for _, c in costs), workers)
     tasks = group_tasks(costs, target)
     sent = set(first)
@@ -180,7 +188,6 @@ def run_here(
             target,
         )
 
-    growing = len(first) < len(ids)  # some chunks wait for a frontier to move
     try:
         if on_start is not None and ids:
             on_start(len(ids), trials)

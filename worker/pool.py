@@ -50,6 +50,7 @@ class RunReport:
     trials: int = 0
     core_seconds: float = 0.0
     wall_seconds: float = 0.0
+    processes: int = 0  # the pool's size: at most `workers`, at most one per task
 
 
 def default_workers() -> int:
@@ -169,6 +170,7 @@ def run_chunks(
     factory = make_session_factory(make_engine(url))
     deaths: dict[int, int] = {}
     n_workers = workers if refill is not None else min(workers, len(queue))
+    report.processes = n_workers
     pool = _new_pool(url, n_workers)
     in_flight: dict[Future[list[Outcome]], Task] = {}
 

@@ -121,7 +121,8 @@ WORKERS_OPTION = click.option(
     "-w",
     type=click.IntRange(min=1),
     default=None,
-    help="Local worker processes (default: one per core).",
+    help="Local worker processes (default: one per core, but no more than the sweep's work "
+    "is worth: a small sweep runs on one; `initsweep validate` says how many).",
 )
 QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="Print only the sweep id.")
 

@@ -31,18 +31,19 @@ if TYPE_CHECKING:
 def validate(spec: str, fmt: str, workers: int | None) -> None:
     """Check SPEC and print what it expands to, without touching a database.
 
-    The wall estimate is for `initsweep run SPEC` with --workers processes on this machine. An
-    invalid spec is one located line on stderr and exit 2 (with either format)."""
+    The wall estimate is for `initsweep run SPEC` with --workers processes on this machine (by
+    default as many as `run` would start). An invalid spec is one located line on stderr and
+    exit 2 (with either format)."""
     import dataclasses
     import json
 
+    from scheduler.chunking import fresh_run_workers
     from scheduler.estimate import estimate, wall_estimate
     from scheduler.sweeps import plan_spec
-    from worker.pool import default_workers
 
     plan = plan_spec(spec)
     work = estimate(plan)
-    wall = wall_estimate(plan, workers=workers or default_workers())
+    wall = wall_estimate(plan, workers=workers or fresh_run_workers(work))
     if fmt == "json":
         record = {
             "spec": spec,
@@ -209,15 +210,15 @@ def run_local(
     progress (`_with_progress`) and the summary on stderr."""
     from models.db import resolve_url
     from scheduler.sweeps import run_here
-    from worker.pool import default_workers
 
-    n = workers or default_workers()
     try:
         with open_database(db) as factory:
             if quiet:
-                outcome = run_here(factory, resolve_url(db), sweep_id, workers=n)
+                outcome = run_here(factory, resolve_url(db), sweep_id, workers=workers)
             else:
-                outcome = _with_progress(factory, resolve_url(db), sweep_id, n, progress_every)
+                outcome = _with_progress(
+                    factory, resolve_url(db), sweep_id, workers, progress_every
+                )
     except InterruptedRun as exc:
         where = f" --db {shlex.quote(db)}" if db else ""
         raise InterruptedRun(f"{exc}; resume with: initsweep resume {sweep_id}{where}") from None
@@ -235,7 +236,8 @@ def run_local(
         if report.trials:
             line += (
                 f" · {report.saved} chunks, {report.trials} trials in {report.wall_seconds:.1f} s "
-                f"({report.trials / max(report.wall_seconds, 1e-9):.0f} trials/s)"
+                f"({report.trials / max(report.wall_seconds, 1e-9):.0f} trials/s) on "
+                f"{report.processes} process{'es' if report.processes != 1 else ''}"
             )
         click.echo(line, err=True)
     click.echo(sweep_id)
@@ -247,7 +249,9 @@ def run_local(
         raise click.exceptions.Exit(1)
 
 
-def _with_progress(factory: Any, url: str, sweep_id: int, workers: int, every_s: float) -> LocalRun:
+def _with_progress(
+    factory: Any, url: str, sweep_id: int, workers: int | None, every_s: float
+) -> LocalRun:
     """`run_here` with progress on stderr: a bar on a terminal, else `RunProgress` lines."""
     import sys
 

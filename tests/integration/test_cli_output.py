@@ -40,7 +40,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     for name in ("solo", "twice", "twice", LONG):
         spec = folder / "spec.yaml"
         spec.write_text(SPEC.format(name=name))
-        done = run_cli("run", str(spec), "--db", path, "-w", "1", "-q", timeout=300)
+        done = run_cli("run", str(spec), "--db", path, "-q", timeout=300)
         assert done.returncode == 0, done.stderr
     return path
 
@@ -178,5 +178,26 @@ def test_a_batch_job_logs_progress_lines_on_stderr_and_only_the_id_on_stdout(
     assert len(counts) >= 3 and counts[0] == (0, 0) and counts[-1] == (24, 480)
     assert counts == sorted(counts)  # never backwards
     assert all(m[2] == "24" and m[4] == "480" for m in progress if m)
-    assert any(x.startswith("sweep 1: done · 24 chunks, 480 trials in ") for x in lines)
+    assert any(
+        x.startswith("sweep 1: done · 24 chunks, 480 trials in ") and x.endswith(" on 1 process")
+        for x in lines
+    )
     assert "std(h) at last layer" in log  # the summary table, on stderr too
+
+
+def test_a_small_sweep_runs_on_one_process_and_validate_says_so(tmp_path: Path) -> None:
+    """Without --workers a sweep of a fraction of a second starts one process (another would
+    spend more on its start-up than it could take over), `validate` estimates that count, and
+    the summary says it; a minute of work is spread over the cores."""
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC.format(name="small"))
+    checked = run_cli("validate", str(spec), "--format", "json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["wall"]["workers"] == 1
+    done = run_cli("run", str(spec), "--db", str(tmp_path / "s.db"))
+    assert done.returncode == 0, done.stderr
+    summary = [x for x in done.stderr.splitlines() if x.startswith("sweep 1: done · 4 chunks")]
+    assert len(summary) == 1 and summary[0].endswith(" on 1 process"), done.stderr
+    demo = run_cli("validate", str(ROOT / "examples" / "seed_notebook.yaml"), "--format", "json")
+    assert demo.returncode == 0, demo.stderr
+    assert json.loads(demo.stdout)["wall"]["workers"] == min(2, os.cpu_count() or 1)

@@ -55,7 +55,7 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """`results --format json` of the embedded run of the same spec."""
     db = tmp_path_factory.mktemp("ref") / "ref.db"
-    proc = run_cli("run", str(spec), "--db", str(db), "-w", "1", "-q")
+    proc = run_cli("run", str(spec), "--db", str(db), "-q")
     assert proc.returncode == 0, proc.stderr
     out = run_cli("results", "1", "--db", str(db), "--format", "json")
     assert out.returncode == 0, out.stderr

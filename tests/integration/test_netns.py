@@ -156,7 +156,7 @@ def test_workers_in_network_namespaces(
         engine.dispose()
         assert ran == {"ns1", "ns2"}, "both namespaced workers must have run chunks"
         ref_db = tmp_path / "ref.db"
-        assert run_cli("run", str(spec), "--db", str(ref_db), "-w", "1", "-q").returncode == 0
+        assert run_cli("run", str(spec), "--db", str(ref_db), "-q").returncode == 0
         reference = run_cli("results", "1", "--db", str(ref_db), "--format", "json").stdout
         assert host.results_json(sweep_id) == reference
     finally:

@@ -33,7 +33,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     tmp = tmp_path_factory.mktemp("plot")
     db = str(tmp / "plot.db")
     (tmp / "spec.yaml").write_text(SPEC)
-    done = run_cli("run", str(tmp / "spec.yaml"), "--db", db, "-w", "1", "-q", timeout=300)
+    done = run_cli("run", str(tmp / "spec.yaml"), "--db", db, "-q", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return db, done.stdout.strip().splitlines()[-1]
 

@@ -72,7 +72,7 @@ def _cli_has(command: str) -> bool:
 
 
 def _run(spec: Path, db: str) -> int:
-    done = run_cli("run", str(spec), "--db", db, "-w", "1", "-q", timeout=300)
+    done = run_cli("run", str(spec), "--db", db, "-q", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return int(done.stdout.strip().splitlines()[-1])
 

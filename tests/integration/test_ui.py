@@ -144,7 +144,7 @@ class Server:
 def _run(spec: str, db: str, tmp: Path, name: str) -> int:
     path = tmp / f"{name}.yaml"
     path.write_text(spec)
-    done = run_cli("run", str(path), "--db", db, "-w", "1", "-q", timeout=300)
+    done = run_cli("run", str(path), "--db", db, "-q", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return int(done.stdout.strip().splitlines()[-1])
 

@@ -11,11 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.chunking import plan_sweep
+from scheduler.chunking import (
+    CHUNK_OVERHEAD_SECONDS,
+    chunk_seconds,
+    fresh_run_workers,
+    plan_sweep,
+)
 from scheduler.estimate import (
     DEFAULT_WALL_MODEL,
     WallModel,
+    estimate,
     graph_shape,
+    local_workers,
     nominal_seconds_per_trial,
     trial_wall_seconds,
     wall_estimate,
@@ -157,3 +164,30 @@ def test_validate_prints_the_wall_estimate() -> None:
     est = wall_estimate(plan_sweep(load_spec(spec)), workers=3)
     assert f"with {est.workers} worker processes" in line
     assert f"{est.traces:,} graph traces" in line
+
+
+def test_local_workers_is_one_per_start_up_of_work_and_core() -> None:
+    start = DEFAULT_WALL_MODEL.worker_start_s
+    assert local_workers(0.0, cores=8) == 1
+    assert local_workers(start * 1.99, cores=8) == 1
+    assert local_workers(start * 2, cores=8) == 2
+    assert local_workers(start * 5.5, cores=8) == 5
+    assert local_workers(start * 1e6, cores=8) == 8
+    assert local_workers(start * 1e6, cores=1) == 1
+    assert local_workers(start * 3, cores=0) == 1  # no core count known: one
+
+
+def test_fresh_run_workers_sums_what_run_sums() -> None:
+    """validate's count comes from the estimate's totals; run's from its chunks' chunk_seconds:
+    the same work either way, so the same count."""
+    for spec in (SPEC, SPEC.replace("trials: 400", "trials: 4000000")):
+        plan = plan_sweep(parse_spec(spec))
+        by_chunk = sum(
+            chunk_seconds(nominal_seconds_per_trial(cp.config), c.n_trials)
+            for cp in plan.configs
+            for c in cp.chunks
+        )
+        work = estimate(plan)
+        total = work.est_core_seconds + work.n_chunks * CHUNK_OVERHEAD_SECONDS
+        assert math.isclose(total, by_chunk, rel_tol=1e-12)
+        assert fresh_run_workers(work) == local_workers(by_chunk)
