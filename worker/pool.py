@@ -50,7 +50,7 @@ class RunReport:
     trials: int = 0
     core_seconds: float = 0.0
     wall_seconds: float = 0.0
-    processes: int = 0  # the pool's size: at most `workers`, at most one per task
+    processes: int = 0  # the pool's size: `workers`, or fewer when there are fewer tasks
 
 
 def default_workers() -> int:
