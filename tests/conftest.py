@@ -97,11 +97,20 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def _cmdline(pid: int) -> bytes:
+def cmdline(pid: int) -> str:
+    """The command line of `pid`, its arguments joined by spaces ("" once it is gone)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
-        return b""
+        return ""
+
+
+def chunks_done(db: Path) -> int:
+    """Chunks `done` in the SQLite database `db` (0 before it exists)."""
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=60) as conn:
+        return int(conn.execute("SELECT count(*) FROM chunks WHERE status='done'").fetchone()[0])
 
 
 def _terminate_pending(pid: int) -> bool:
@@ -130,7 +139,7 @@ def interrupt_mid_run(
             pass
         time.sleep(0.05)
     frozen = descendants(proc.pid)
-    pool = [pid for pid in frozen if b"spawn_main" in _cmdline(pid)]
+    pool = [pid for pid in frozen if "spawn_main" in cmdline(pid)]
     for pid in frozen:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGSTOP)

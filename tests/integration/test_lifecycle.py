@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, descendants, interrupt_mid_run, run_cli
+from tests.conftest import ROOT, chunks_done, cmdline, descendants, interrupt_mid_run, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -100,12 +100,6 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 240) -> None:
     raise AssertionError("timed out")
 
 
-def _done(db: Path) -> int:
-    if not db.exists():
-        return 0
-    return int(_query(db, "SELECT count(*) FROM chunks WHERE status='done'")[0][0])  # type: ignore[call-overload]
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
@@ -125,14 +119,14 @@ def test_sigint_marks_interrupted_and_resume_completes(
 ) -> None:
     db = tmp_path / "int.db"
     proc = _start(spec, db, "-w", "2")
-    interrupt_mid_run(proc, lambda: _done(db), N_CHUNKS)
+    interrupt_mid_run(proc, lambda: chunks_done(db), N_CHUNKS)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert f"initsweep resume 1 --db {db}" in err
     assert err.count("initsweep: error:") == 1 and "Traceback" not in err
     assert _query(db, "SELECT status FROM sweeps") == [("interrupted",)]
     assert _query(db, "SELECT count(*) FROM chunks WHERE status='running'") == [(0,)]
-    assert _done(db) < N_CHUNKS
+    assert chunks_done(db) < N_CHUNKS
     status = run_cli("status", "1", "--db", str(db), env={"COLUMNS": "200"})
     assert "interrupted" in status.stdout
 
@@ -184,8 +178,8 @@ def test_sigkill_of_a_pool_process_run_completes_exactly_once(
 ) -> None:
     db = tmp_path / "pool.db"
     proc = _start(spec, db, "-w", "2", "-q")
-    _wait_for(lambda: _done(db) >= 2)
-    children = [p for p in descendants(proc.pid) if "spawn_main" in _cmdline(p)]
+    _wait_for(lambda: chunks_done(db) >= 2)
+    children = [p for p in descendants(proc.pid) if "spawn_main" in cmdline(p)]
     assert children, "expected spawned pool processes"
     os.kill(children[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
@@ -195,17 +189,10 @@ def test_sigkill_of_a_pool_process_run_completes_exactly_once(
     _recorded_once(db, N_CHUNKS)
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def test_sigkill_of_run_leaves_no_process(spec: Path, tmp_path: Path) -> None:
     db = tmp_path / "killed.db"
     proc = _start(spec, db, "-w", "2", "-q")
-    _wait_for(lambda: _done(db) >= 1)
+    _wait_for(lambda: chunks_done(db) >= 1)
     family = descendants(proc.pid)
     assert family
     proc.kill()
@@ -242,7 +229,7 @@ def test_a_held_sqlite_lock_is_waited_out(
     db = tmp_path / "locked.db"
     monkeypatch.setenv("INITSWEEP_SQLITE_BUSY_TIMEOUT", "3")  # the run and its pool processes
     proc = _start(spec, db, "-w", "2", "-q")
-    _wait_for(lambda: _done(db) >= 1)
+    _wait_for(lambda: chunks_done(db) >= 1)
     conn = sqlite3.connect(db, timeout=60, isolation_level=None)
     conn.execute("BEGIN EXCLUSIVE")  # held past the busy timeout of every worker
     time.sleep(8)

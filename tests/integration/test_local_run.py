@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.sweeps import plan_spec
-from tests.conftest import ROOT, interrupt_mid_run, run_cli
+from tests.conftest import ROOT, chunks_done, interrupt_mid_run, run_cli
 from worker.memory import sub_batch_size
 
 pytestmark = pytest.mark.integration
@@ -76,13 +76,6 @@ def test_two_workers_bit_identical(spec: Path, reference: str, tmp_path: Path) -
     assert {n for _, n in counts} == {1 + 6 * 3}
 
 
-def _done(db: Path) -> int:
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db, timeout=5) as conn:
-        return int(conn.execute("SELECT count(*) FROM chunks WHERE status='done'").fetchone()[0])
-
-
 def test_interrupt_then_resume_bit_identical(spec: Path, reference: str, tmp_path: Path) -> None:
     db = tmp_path / "int.db"
     proc = subprocess.Popen(
@@ -92,7 +85,7 @@ def test_interrupt_then_resume_bit_identical(spec: Path, reference: str, tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    interrupt_mid_run(proc, lambda: _done(db), 24)
+    interrupt_mid_run(proc, lambda: chunks_done(db), 24)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     with sqlite3.connect(db) as conn:
