@@ -13,6 +13,9 @@ A batch of complete configurations (`StatBatch`) is never built as records: its 
 come as numpy columns (`worker.aggregate.layer_stat_columns`), the record columns are computed
 column by column, Arrow arrays are made from their buffers, and each JSON line is one `%`
 template filled with the `repr` of each value and the configuration's head, encoded once.
+With theory, its columns come the same way (`scheduler.analysis.compare.theory_columns`, from
+the batch's predictions), except for configurations of batch > 1, whose correlation map is
+computed per record.
 
 A file is written beside its target and renamed into place when complete, so a failed export
 never leaves a truncated file under the name asked for.
@@ -48,6 +51,7 @@ from worker.contract import OBSERVABLES, QUANTITIES
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from scheduler.analysis.compare import TheoryColumns
     from scheduler.query import ResultStream
 
 __all__ = [
@@ -108,6 +112,7 @@ class _Columns:
     quantity: npt.NDArray[np.int64]
     counts: dict[str, npt.NDArray[np.int64]]
     stats: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]]
+    theory: TheoryColumns | None  # with theory: `with_theory`'s columns (`theory_columns`)
 
 
 def _columns(batch: StatBatch) -> _Columns:
@@ -135,17 +140,18 @@ def _columns(batch: StatBatch) -> _Columns:
     log = [column(f"log_mean_sq_{p}") for p in _LOG_PARTS]
     cross = (uncapped(column("cross_mean")), uncapped(column("cross_m2")), column("cross_exp2"))
     corr = (column("corr_n"), column("corr_mean"), column("corr_m2"))
-    return _Columns(
-        config=config[order],
-        layer=column("layer"),
-        quantity=column("quantity"),
-        counts=counts,
-        stats={
-            **record_columns(counts["n_finite"], moments),
-            **distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS}),
-            **pair_columns(cross, corr, counts["n_finite"]),
-        },
-    )
+    stats = {
+        **record_columns(counts["n_finite"], moments),
+        **distribution_columns(log, {name: column(name) for name in QUANTILE_KEYS}),
+        **pair_columns(cross, corr, counts["n_finite"]),
+    }
+    position, layer, quantity = config[order], column("layer"), column("quantity")
+    theory = None
+    if batch.theory is not None:
+        from scheduler.analysis.compare import theory_columns
+
+        theory = theory_columns(*batch.theory, position, layer, quantity, stats)
+    return _Columns(position, layer, quantity, counts, stats, theory)
 
 
 def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa.RecordBatch:
@@ -170,6 +176,14 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
         elif name in c.stats:
             values, valid = c.stats[name]
             array = _arrow(values, valid, field.type)
+        elif c.theory is not None and name in c.theory.floats:
+            values, valid = c.theory.floats[name]
+            array = _arrow(values, valid, field.type)
+        elif c.theory is not None and name == "theory_exact":
+            flags = pa.py_buffer(np.packbits(c.theory.exact, bitorder="little"))
+            array = pa.Array.from_buffers(field.type, len(c.layer), [None, flags], null_count=0)
+        elif c.theory is not None and name == "finite_width":
+            array = _small_array(c.theory.notes, field.type).take(take)
         else:  # a configuration column: one value per configuration, repeated per row
             kind = kinds[name]
             per_config = [kind_value(head.get(name), kind) for head in batch.heads]
@@ -223,18 +237,22 @@ def _small_array(values: list[Any], type: pa.DataType) -> pa.Array:
 def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
     """The records of a `StatBatch` as plain dicts: the keys, order and values of the Records
     `scheduler.query.ResultStream` yields for the same configurations (`result_head`, then
-    `record_row`), computed column by column."""
+    `record_row`, then with theory `with_theory`'s columns), computed column by column."""
     c = _columns(batch)
     values: dict[str, list[Any]] = {
         "layer": c.layer.tolist(),
         "quantity": _QUANTITY_NAMES[c.quantity].tolist(),
         **{k: v.tolist() for k, v in c.counts.items()},
     }
-    for name, (column, valid) in c.stats.items():
+    for name, (column, valid) in _float_columns(c).items():
         values[name] = [
             x if ok else None for x, ok in zip(column.tolist(), valid.tolist(), strict=True)
         ]
-    keys = list(RECORD_KEYS)
+    keys = _keys(c)
+    if c.theory is not None:
+        values["theory_exact"] = c.theory.exact.tolist()
+        notes = c.theory.notes
+        values["finite_width"] = [notes[i] for i in c.config.tolist()]
     rows = zip(*(values[k] for k in keys), strict=True)
     heads = batch.heads
     return [
@@ -243,14 +261,31 @@ def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
     ]
 
 
+def _keys(c: _Columns) -> list[str]:
+    """The record keys of these columns, in a record's order (theory's after the statistics)."""
+    if c.theory is None:
+        return list(RECORD_KEYS)
+    from scheduler.analysis.compare import THEORY_KEYS
+
+    return [*RECORD_KEYS, *(k for k in THEORY_KEYS if k not in RECORD_KEYS)]
+
+
+def _float_columns(
+    c: _Columns,
+) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]]:
+    """The statistics' columns, then theory's float columns, as (values, where not None)."""
+    return {**c.stats, **(c.theory.floats if c.theory is not None else {})}
+
+
 def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
     """The JSON lines of a `StatBatch`: `dumps` of each of its `stat_records` and a newline,
     the same text, written column by column (each configuration's head encoded once, each
     value by the `repr` `json` writes; no dict per record)."""
-    heads = batch.heads
-    if any(key in RECORD_KEYS for head in heads for key in head):  # a record key replaces it
-        return "".join([dumps(r) + "\n" for r in stat_records(batch)])
     c = _columns(batch)
+    keys = _keys(c)
+    heads = batch.heads
+    if any(key in keys for head in heads for key in head):  # a record key replaces it
+        return "".join([dumps(r) + "\n" for r in stat_records(batch)])
     prefixes = np.array([dumps(head)[:-1] + ("," if head else "") for head in heads], dtype=object)
     quantities = np.array([dumps(q) for q in QUANTITIES], dtype=object)
     values: dict[str, list[str]] = {
@@ -258,7 +293,7 @@ def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
         "quantity": quantities[c.quantity].tolist(),
         **{k: list(map(str, v.tolist())) for k, v in c.counts.items()},
     }
-    for name, (column, valid) in c.stats.items():
+    for name, (column, valid) in _float_columns(c).items():
         if column.dtype.kind == "f":
             if not np.isfinite(column[valid]).all():  # as json.dumps(allow_nan=False) refuses
                 raise ValueError(f"{name}: out of range float values are not JSON compliant")
@@ -270,7 +305,12 @@ def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
             marked[~valid] = "null"
             text = marked.tolist()
         values[name] = text
-    keys = list(RECORD_KEYS)
+    if c.theory is not None:
+        values["theory_exact"] = np.array(["false", "true"], dtype=object)[
+            c.theory.exact.astype(np.int64)
+        ].tolist()
+        notes = np.array(["null" if n is None else dumps(n) for n in c.theory.notes], dtype=object)
+        values["finite_width"] = notes[c.config].tolist()
     line = "%s" + ",".join(dumps(k).replace("%", "%%") + ":%s" for k in keys) + "}\n"
     rows = zip(prefixes[c.config].tolist(), *(values[k] for k in keys), strict=True)
     return "".join(map(line.__mod__, rows))

@@ -57,8 +57,9 @@ if TYPE_CHECKING:
 
     from scheduler.analysis.compare import CheckReport, Predictor
     from scheduler.analysis.report import ReportInput, SweepProvenance
+    from scheduler.analysis.theory import ConfigTheory
     from scheduler.store import ConfigInfo, ConfigRef
-    from worker.contract import LayerRecord
+    from worker.contract import LayerRecord, SimConfig
 
 __all__ = [
     "ACTIVE_WINDOW",
@@ -192,6 +193,8 @@ class StatBatch:
     config_ids: list[int]
     heads: list[dict[str, Any]]
     columns: dict[str, npt.NDArray[Any]]
+    # with theory: each configuration's SimConfig and prediction, in position order
+    theory: tuple[Sequence[SimConfig], Sequence[ConfigTheory]] | None = None
 
     @property
     def n_with_rows(self) -> int:
@@ -280,7 +283,8 @@ class ResultStream:
 
     def parts(self) -> Iterator[list[Record] | StatBatch]:
         """The batches of `__iter__`, except that a batch of complete configurations read with
-        no filter and no theory comes as a `StatBatch` (the same rows, not built as records)."""
+        no filter comes as a `StatBatch` (the same rows, not built as records; with theory, if
+        no configuration of it has the correlation map of batch > 1)."""
         return self._parts(columnar=True)
 
     def _parts(self, *, columnar: bool) -> Iterator[list[Record] | StatBatch]:
@@ -288,11 +292,11 @@ class ResultStream:
 
         session, sweep_id = self._session, self.sweep_id
         filtered = any(v not in (None, {}, []) for v in self._filters.values())
-        columnar = columnar and not self._theory and not filtered
+        columnar = columnar and not filtered
         for start in range(0, len(self._refs), self._batch_size):
             batch = self._refs[start : start + self._batch_size]
             ids = [r.id for r in batch]
-            if columnar and all(r.status == "done" for r in batch):
+            if columnar and not self._theory and all(r.status == "done" for r in batch):
                 # complete when the stream began, and aggregation replaces rows atomically
                 part = StatBatch(
                     config_ids=ids,
@@ -306,7 +310,9 @@ class ResultStream:
             infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
             open_ids = [info.id for info in infos if info.status != "done"]
             self.n_complete += len(infos) - len(open_ids)
-            if columnar and not open_ids:
+            pairs = self._theory and any(info.config.batch > 1 for info in infos)
+            if columnar and not open_ids and not pairs:
+                sims = [info.config for info in infos]
                 part = StatBatch(
                     config_ids=[info.id for info in infos],
                     heads=[
@@ -316,6 +322,7 @@ class ResultStream:
                         for info in infos
                     ],
                     columns=layer_stat_columns(session=session, configuration_ids=ids),
+                    theory=(sims, self._predict(sims)) if self._theory else None,
                 )
                 self.n_with_trials += part.n_with_rows
                 yield part
@@ -330,12 +337,24 @@ class ResultStream:
             self.n_with_trials += sum(bool(c.records) for c in configs)
             records = result_rows(sweep_id, configs, **self._filters)
             if self._theory:
-                from scheduler.analysis.compare import device_predictor, with_theory
+                from scheduler.analysis.compare import with_theory
 
-                if self._devices is None:
-                    self._devices = config_devices(session=session, sweep_id=sweep_id)
-                records = with_theory(records, predictor=device_predictor(self._devices))
+                records = with_theory(records, predictor=self._predictor())
             yield records
+
+    def _predictor(self) -> Predictor:
+        """Theory on the devices that computed each configuration (read once, when first used)."""
+        from scheduler.analysis.compare import device_predictor
+
+        if self._devices is None:
+            self._devices = config_devices(session=self._session, sweep_id=self.sweep_id)
+        return device_predictor(self._devices)
+
+    def _predict(self, configs: Sequence[SimConfig]) -> list[ConfigTheory]:
+        """The predictions `with_theory` makes for these configurations (all together)."""
+        from scheduler.analysis.compare import predict_all
+
+        return predict_all(configs, self._predictor())
 
 
 def result_stream(

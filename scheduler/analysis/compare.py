@@ -58,6 +58,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from scheduler.analysis.excuses import censored, distance, explain
 from scheduler.analysis.pair_theory import PAIR_THEORY_KEYS, pair_theory
 from scheduler.analysis.records import Record, config_of
@@ -79,7 +82,7 @@ from scheduler.analysis.verdict import (
     family_bound,
 )
 from scheduler.formatting import config_label
-from worker.contract import SimConfig
+from worker.contract import QUANTITIES, SimConfig
 
 __all__ = [
     "CENSORED",
@@ -92,11 +95,13 @@ __all__ = [
     "Deviation",
     "DevicePredictor",
     "Predictor",
+    "TheoryColumns",
     "check",
     "device_predictor",
     "family_bound",
     "predict_all",
     "theories",
+    "theory_columns",
     "with_theory",
 ]
 
@@ -210,8 +215,8 @@ def _band(law: tuple[float, ...] | None, layer: int) -> tuple[float, float] | No
     return lo, hi
 
 
-def _mean_sq_exact(config: SimConfig, theory: ConfigTheory, quantity: str) -> bool:
-    """E[mean_sq] of `quantity` is exact at any width (see the module docstring)."""
+def _mean_sq_exact(config: SimConfig, theory: ConfigTheory) -> bool:
+    """E[mean_sq] of every quantity is exact at any width (see the module docstring)."""
     return theory.exact and config.activation.name in _HOMOGENEOUS
 
 
@@ -271,7 +276,7 @@ def with_theory(
         row["theory_overflow_layer"] = theory.overflow_layer
         row["theory_underflow_layer"] = theory.underflow_layer
         quantity, layer = str(record["quantity"]), int(record["layer"])
-        row["theory_exact"] = _mean_sq_exact(config, theory, quantity)
+        row["theory_exact"] = _mean_sq_exact(config, theory)
         if quantity != "gradient":
             for name, law in (
                 ("overflow", theory.overflow_cdf),
@@ -308,6 +313,150 @@ def with_theory(
     if pairs:
         _add_pair_theory(out)
     return out
+
+
+Column = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]  # values, and where not None
+_FLOAT_THEORY_KEYS = tuple(k for k in THEORY_KEYS if THEORY_KINDS[k] == "float")
+
+
+@dataclass(frozen=True)
+class TheoryColumns:
+    """`with_theory`'s columns for rows given column by column: every float column as (values,
+    where not None) per row, `theory_exact` per row, `finite_width` per configuration."""
+
+    floats: dict[str, Column]
+    exact: npt.NDArray[np.bool_]
+    notes: list[str | None]
+
+
+def theory_columns(
+    configs: Sequence[SimConfig],
+    theories: Sequence[ConfigTheory],
+    config: npt.NDArray[np.int64],
+    layer: npt.NDArray[np.int64],
+    quantity: npt.NDArray[np.int64],
+    stats: Mapping[str, Column],
+) -> TheoryColumns:
+    """The theory columns `with_theory` adds to the records of rows i = 0..n-1 of configuration
+    `configs[config[i]]` (its theory `theories[config[i]]`, batch 1: no correlation map), layer
+    `layer[i]` and quantity `QUANTITIES[quantity[i]]`, whose statistics are `stats` (record
+    columns as (values, where not None)): the same values, bit for bit, computed column by
+    column (each prediction is looked up by configuration x layer x quantity in one table)."""
+    if any(c.batch > 1 for c in configs):
+        raise ValueError("theory_columns: the correlation map (batch > 1) is per record")
+    n_q = len(QUANTITIES)
+    width = n_q * (max([c.depth for c in configs], default=0) + 1)  # table slots per config
+    slot = config * width + layer * n_q + quantity
+    size = len(configs) * width
+    q_index = {q: i for i, q in enumerate(QUANTITIES)}
+
+    def table(keys: list[int], values: list[float | None]) -> Column:
+        """Row columns from (slot, value) pairs: NaN and not valid where a slot has no value."""
+        out = np.full(size, np.nan)
+        known = np.zeros(size, dtype=bool)
+        at = np.asarray(keys, dtype=np.int64)
+        out[at] = np.array(values, dtype=np.float64)
+        known[at] = [v is not None for v in values]
+        return out[slot], known[slot]
+
+    keys: list[int] = []
+    fields: dict[str, list[float | None]] = {
+        k: [] for k in ("mean", "mean_sq", "std", "dispersion", *_BOUND_KEYS)
+    }
+    log_keys: list[int] = []
+    log_values: tuple[list[float | None], list[float | None]] = ([], [])
+    for i, (each, theory) in enumerate(zip(configs, theories, strict=True)):
+        for t in theory.layers:
+            keys.append(i * width + t.layer * n_q + q_index[t.quantity])
+            for name in ("mean", "mean_sq", "std", "dispersion"):
+                fields[name].append(getattr(t, name))
+            for stat in ("mean", "mean_sq", "std"):
+                bounds = getattr(t, f"{stat}_bounds")
+                lo, hi = (None, None) if bounds is None else bounds
+                fields[f"{stat}_lo"].append(lo)
+                fields[f"{stat}_hi"].append(hi)
+        for (at, q), (mean, var) in (exact_log_mean_sq(each) or {}).items():
+            log_keys.append(i * width + at * n_q + q_index[q])
+            log_values[0].append(mean)
+            log_values[1].append(var)
+    pred = {name: table(keys, values) for name, values in fields.items()}
+    out: dict[str, Column] = {
+        f"theory_{name}": pred[name] for name in ("mean", "mean_sq", "std", "dispersion")
+    }
+    out.update({f"theory_{name}": pred[name] for name in _BOUND_KEYS})
+    out["z_mean"] = _z_column(stats["mean"], pred["mean"], stats["mean_se"])
+    out["z_mean_sq"] = _z_column(stats["mean_sq"], pred["mean_sq"], stats["mean_sq_se"])
+    out["z_std"] = _z_interval_column(stats["std"], pred["std_lo"], pred["std_hi"], stats["std_se"])
+    log_mean, log_var = table(log_keys, log_values[0]), table(log_keys, log_values[1])
+    out["theory_log_mean_sq"], out["theory_log_mean_sq_var"] = log_mean, log_var
+    out["z_log_mean_sq"] = _z_column(stats["log_mean_sq"], log_mean, stats["log_mean_sq_se"])
+    out["z_log_mean_sq_var"] = _z_column(
+        stats["log_mean_sq_var"], log_var, stats["log_mean_sq_var_se"]
+    )
+    for key, values in (
+        ("theory_overflow_layer", [t.overflow_layer for t in theories]),
+        ("theory_underflow_layer", [t.underflow_layer for t in theories]),
+    ):
+        per_config = np.array(values, dtype=np.float64)
+        known = np.array([v is not None for v in values], dtype=bool)
+        out[key] = per_config[config], known[config]
+    forward = quantity != q_index["gradient"]
+    for name, laws in (
+        ("overflow", [t.overflow_cdf for t in theories]),
+        ("collapse", [t.underflow_cdf for t in theories]),
+    ):
+        lo, hi = _band_columns(laws, config, layer)
+        out[f"theory_p_{name}_lo"] = lo[0], lo[1] & forward
+        out[f"theory_p_{name}_hi"] = hi[0], hi[1] & forward
+    blank = np.full(len(config), np.nan), np.zeros(len(config), dtype=bool)
+    floats = {k: out.get(k, blank) for k in _FLOAT_THEORY_KEYS}  # the correlation map's: None
+    exact = np.array(
+        [_mean_sq_exact(c, t) for c, t in zip(configs, theories, strict=True)], dtype=bool
+    )
+    return TheoryColumns(
+        floats=floats, exact=exact[config], notes=[_width_note(c) for c in configs]
+    )
+
+
+_BOUND_KEYS = tuple(f"{stat}_{end}" for stat in ("mean", "mean_sq", "std") for end in ("lo", "hi"))
+
+
+def _z_column(observed: Column, predicted: Column, se: Column) -> Column:
+    """`_z` of each row: (observed - predicted) / se where all three are known, se > 0 and the
+    quotient is finite."""
+    with np.errstate(all="ignore"):
+        z = (observed[0] - predicted[0]) / se[0]
+        valid = observed[1] & predicted[1] & se[1] & (se[0] > 0.0) & np.isfinite(z)
+    return z, valid
+
+
+def _z_interval_column(observed: Column, lo: Column, hi: Column, se: Column) -> Column:
+    """`_z_interval` of each row (0 inside [lo, hi]; the interval's ends are known together)."""
+    x, s = observed[0], se[0]
+    with np.errstate(all="ignore"):
+        z = np.where(x > hi[0], (x - hi[0]) / s, np.where(x < lo[0], (x - lo[0]) / s, 0.0))
+        valid = observed[1] & lo[1] & se[1] & (s > 0.0) & np.isfinite(z)
+    return z, valid
+
+
+def _band_columns(
+    laws: Sequence[tuple[float, ...] | None],
+    config: npt.NDArray[np.int64],
+    layer: npt.NDArray[np.int64],
+) -> tuple[Column, Column]:
+    """`_band` of each row: (lo, hi) of its configuration's law at its layer."""
+    longest = max([len(law) for law in laws if law is not None], default=1)
+    table = np.full((len(laws), longest), np.nan)
+    lengths = np.ones(len(laws), dtype=np.int64)
+    for i, law in enumerate(laws):
+        if law is not None:
+            table[i, : len(law)] = law
+            lengths[i] = len(law)
+    known = np.array([law is not None for law in laws], dtype=bool)[config]
+    last = lengths[config] - 1
+    lo = table[config, np.minimum(np.maximum(layer - LAYER_TOLERANCE, 0), last)]
+    hi = table[config, np.minimum(layer + LAYER_TOLERANCE, last)]
+    return (lo, known), (hi, known)
 
 
 def _add_pair_theory(rows: list[Record]) -> None:

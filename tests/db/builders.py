@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from typing import Any
 
 import numpy as np
@@ -9,12 +11,14 @@ import numpy as np
 from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
 from worker.contract import (
     ACTIVATIONS,
+    BIAS_SCHEMES,
     INIT_SCHEMES,
     QUANTITIES,
     ChunkOutcome,
     ChunkTask,
     LayerRecord,
     Provenance,
+    Scheme,
     SimConfig,
     TrialDistribution,
     canonical_scheme,
@@ -36,6 +40,68 @@ def sim_config(
         input_dim=kw.pop("input_dim", width),
         **kw,
     )
+
+
+def varied_configs(n: int, rng: random.Random) -> list[SimConfig]:
+    """`n` configurations drawn by `rng` over every activation, dtype, init family and input
+    geometry, then networks that overflow or collapse within their depth in every dtype, then
+    the first 8 again at depths 3 and 7 (theory shared by prefix)."""
+    inits: list[tuple[str, dict[str, Any]]] = [
+        ("variance_scaling", {"scale": 1.0, "distribution": "untruncated_normal"}),
+        ("variance_scaling", {"scale": 6.0, "distribution": "untruncated_normal"}),
+        ("normal", {"std": 3.0}),  # overflow within the depth
+        ("normal", {"std": 0.05}),  # collapse
+        ("normal", {"std": 0.1, "mean": 0.1}),  # non-centred
+        ("orthogonal", {"gain": 1.0}),
+        ("glorot_uniform", {}),
+        ("he_normal", {}),
+    ]
+    out = []
+    names = list(ACTIVATIONS)
+    for i in range(n):
+        name = names[i % len(names)]  # every activation
+        params = {"alpha": rng.choice([0.01, 5.0])} if name in ("leaky_relu", "elu") else {}
+        init, init_params = rng.choice(inits)
+        std = rng.choice([0.0, 0.05, 0.5, 1e-30])
+        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": std}) if std else Scheme("zeros")
+        input_q = rng.choice([None, None, 1.0, 0.3, 1e-7])
+        input_corr = None if input_q is None else rng.choice([None, 0.6, -0.25])
+        out.append(
+            SimConfig(
+                init=canonical_scheme(INIT_SCHEMES, init, init_params),
+                activation=canonical_scheme(ACTIVATIONS, name, params),
+                depth=rng.choice([1, 2, 5, 10, 40]),
+                width=rng.choice([2, 16, 64]),
+                input_dim=rng.choice([2, 16]),
+                dtype=rng.choice(["float32", "float64", "float16", "bfloat16"]),
+                bias=bias,
+                batch=1 if input_corr is None else 2,
+                input_q=input_q,
+                input_corr=input_corr,
+            )
+        )
+    # overflow and collapse within the depth, in every dtype
+    for name, std, dtype in [
+        ("linear", 3.0, "float16"),
+        ("relu", 4.0, "float32"),
+        ("linear", 0.02, "float32"),
+        ("tanh", 0.01, "float64"),
+        ("selu", 0.01, "bfloat16"),
+        ("linear", 40.0, "float64"),
+    ]:
+        out.append(
+            SimConfig(
+                init=canonical_scheme(INIT_SCHEMES, "normal", {"std": std}),
+                activation=canonical_scheme(ACTIVATIONS, name, {}),
+                depth=60,
+                width=64,
+                input_dim=64,
+                dtype=dtype,
+            )
+        )
+    # the same networks at other depths: walks and recursions shared by prefix
+    out += [dataclasses.replace(c, depth=d) for c in out[:8] for d in (3, 7)]
+    return out
 
 
 def config_plan(

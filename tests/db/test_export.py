@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,17 @@ from scheduler.errors import UnknownSweepError, UserError
 from scheduler.export import write_jsonl, write_parquet
 from scheduler.query import StatBatch, result_set, result_stream, results
 from scheduler.store import chunk_ids, create_sweep
-from tests.db.builders import config_plan, outcome_for, sim_config, sweep_plan
+from tests.db.builders import (
+    config_plan,
+    outcome_for,
+    sim_config,
+    sweep_plan,
+    varied_configs,
+)
 from tests.db.conftest import Db
 from tests.rows import assert_same_rows, typed
 from worker.aggregate import aggregate_sweep
+from worker.contract import INIT_SCHEMES, canonical_scheme
 from worker.persist import load_task, save_outcome
 
 pytestmark = pytest.mark.db
@@ -149,8 +158,8 @@ def test_parquet_and_jsonl_hold_the_json_values(
         stream = result_stream(session=session, sweep_id=sweep, theory=theory, batch_size=2)
         kinds = stream.kinds
         parts = [type(p) for p in stream.parts()]
-        # complete batches come unbuilt to the columnar writer, unless theory is asked for
-        assert (StatBatch in parts) is not theory and list in parts
+        # complete batches come unbuilt to the columnar writer, with theory or without
+        assert StatBatch in parts and list in parts
         stream = result_stream(session=session, sweep_id=sweep, theory=theory, batch_size=2)
         n = write_parquet(stream, tmp_path / "out.parquet")
     assert n == len(as_json)
@@ -397,3 +406,52 @@ def test_the_input_geometry_columns_are_bit_for_bit(db: Db, tmp_path: Path) -> N
     assert [json.loads(line) for line in text.getvalue().splitlines()] == as_json
     table = pq.read_table(tmp_path / "g.parquet")
     assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
+
+
+def test_columnar_theory_is_the_records_theory_bit_for_bit(db: Db, tmp_path: Path) -> None:
+    """Complete configurations of batch 1 in every activation, dtype and regime (overflow and
+    collapse within the depth, orthogonal and non-centred kernels, input_q, the exact log laws
+    of linear and relu): the theory columns of a `StatBatch` (`theory_columns`) are exactly
+    `with_theory`'s of the records, in Parquet and byte for byte in JSON lines."""
+    gaussian = {"distribution": "untruncated_normal"}
+    exact = [
+        dataclasses.replace(
+            sim_config(activation=name, depth=4, width=8),
+            init=canonical_scheme(INIT_SCHEMES, "variance_scaling", {**gaussian, **p}),
+        )
+        for name, p in (("relu", {"scale": 2.0}), ("linear", {"scale": 1.0}))
+    ]
+    configs = {c.config_hash: c for c in [*exact, *varied_configs(40, random.Random(3))]}
+    plans = [
+        config_plan(c, seed=4, trials=3, chunk_trials=2, axes={"i": i})
+        for i, c in enumerate(configs.values())
+        if c.batch == 1
+    ]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=4))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id), salt=2)
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == len(plans)
+    found = _one_read(db, sweep_id, theory=True)
+    records = found.records
+    for key in ("theory_log_mean_sq", "theory_p_overflow_hi", "theory_p_collapse_hi", "z_std"):
+        assert any(r[key] is not None for r in records), key
+    assert any(r["theory_overflow_layer"] is not None for r in records)
+    assert any(r["theory_exact"] for r in records) and any(r["finite_width"] for r in records)
+    as_json = json.loads(json.dumps(records, allow_nan=False))
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, theory=True, batch_size=7)
+        assert all(isinstance(p, StatBatch) for p in stream.parts())
+        stream = result_stream(session=session, sweep_id=sweep_id, theory=True, batch_size=7)
+        assert write_parquet(stream, tmp_path / "theory.parquet") == len(as_json)
+    table = pq.read_table(tmp_path / "theory.parquet")
+    assert table.schema.names == found.columns
+    assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, theory=True, batch_size=7)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    assert text.getvalue() == "".join(
+        json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in records
+    )

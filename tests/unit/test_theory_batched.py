@@ -14,75 +14,15 @@ from typing import Any
 from scheduler.analysis.compare import device_predictor, with_theory
 from scheduler.analysis.theory import finite_width, gaussian, meanfield
 from scheduler.analysis.theory.meanfield import ConfigTheory, predict, predict_many
-from tests.db.builders import layer_records
+from tests.db.builders import layer_records, varied_configs
 from worker.contract import (
     ACTIVATIONS,
     BIAS_SCHEMES,
     INIT_SCHEMES,
     ChunkTask,
-    Scheme,
     SimConfig,
     canonical_scheme,
 )
-
-
-def _configs(n: int, rng: random.Random) -> list[SimConfig]:
-    inits: list[tuple[str, dict[str, Any]]] = [
-        ("variance_scaling", {"scale": 1.0, "distribution": "untruncated_normal"}),
-        ("variance_scaling", {"scale": 6.0, "distribution": "untruncated_normal"}),
-        ("normal", {"std": 3.0}),  # overflow within the depth
-        ("normal", {"std": 0.05}),  # collapse
-        ("normal", {"std": 0.1, "mean": 0.1}),  # non-centred
-        ("orthogonal", {"gain": 1.0}),
-        ("glorot_uniform", {}),
-        ("he_normal", {}),
-    ]
-    out = []
-    names = list(ACTIVATIONS)
-    for i in range(n):
-        name = names[i % len(names)]  # every activation
-        params = {"alpha": rng.choice([0.01, 5.0])} if name in ("leaky_relu", "elu") else {}
-        init, init_params = rng.choice(inits)
-        std = rng.choice([0.0, 0.05, 0.5, 1e-30])
-        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": std}) if std else Scheme("zeros")
-        input_q = rng.choice([None, None, 1.0, 0.3, 1e-7])
-        input_corr = None if input_q is None else rng.choice([None, 0.6, -0.25])
-        out.append(
-            SimConfig(
-                init=canonical_scheme(INIT_SCHEMES, init, init_params),
-                activation=canonical_scheme(ACTIVATIONS, name, params),
-                depth=rng.choice([1, 2, 5, 10, 40]),
-                width=rng.choice([2, 16, 64]),
-                input_dim=rng.choice([2, 16]),
-                dtype=rng.choice(["float32", "float64", "float16", "bfloat16"]),
-                bias=bias,
-                batch=1 if input_corr is None else 2,
-                input_q=input_q,
-                input_corr=input_corr,
-            )
-        )
-    # overflow and collapse within the depth, in every dtype
-    for name, std, dtype in [
-        ("linear", 3.0, "float16"),
-        ("relu", 4.0, "float32"),
-        ("linear", 0.02, "float32"),
-        ("tanh", 0.01, "float64"),
-        ("selu", 0.01, "bfloat16"),
-        ("linear", 40.0, "float64"),
-    ]:
-        out.append(
-            SimConfig(
-                init=canonical_scheme(INIT_SCHEMES, "normal", {"std": std}),
-                activation=canonical_scheme(ACTIVATIONS, name, {}),
-                depth=60,
-                width=64,
-                input_dim=64,
-                dtype=dtype,
-            )
-        )
-    # the same networks at other depths: walks and recursions shared by prefix
-    out += [dataclasses.replace(c, depth=d) for c in out[:8] for d in (3, 7)]
-    return out
 
 
 def _forget() -> None:
@@ -110,7 +50,7 @@ def _fields(theory: ConfigTheory) -> dict[str, Any]:
 
 
 def test_predict_many_is_predict_alone() -> None:
-    configs = _configs(48, random.Random(5))
+    configs = varied_configs(48, random.Random(5))
     devices = [None if i % 3 else "/device:GPU:0" for i in range(len(configs))]
     _forget()
     together = predict_many(configs, devices)
@@ -169,7 +109,7 @@ def _records(configs: list[SimConfig]) -> list[dict[str, Any]]:
 
 
 def test_with_theory_together_is_one_configuration_at_a_time() -> None:
-    configs = [c for c in _configs(24, random.Random(8)) if c.batch == 1]
+    configs = [c for c in varied_configs(24, random.Random(8)) if c.batch == 1]
     by_hash = {c.config_hash: c for c in configs}
     records = _records(configs)
     devices = {c.config_hash: "/device:GPU:0" for c in configs[::2]}
