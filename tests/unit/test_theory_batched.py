@@ -124,3 +124,22 @@ def test_with_theory_together_is_one_configuration_at_a_time() -> None:
     assert sum(r["theory_mean_sq"] is not None for r in together) > 100
     assert sum(r["theory_std_lo"] is not None for r in together) > 100
     assert [_bits(dict(r)) for r in together] == [_bits(dict(r)) for r in one_by_one]
+
+
+def test_dispersions_from_the_deepest_walk_are_each_layers_own() -> None:
+    """`mean_sq_dispersions` (every layer from one walk to the depth, as `layer_bounds` reads
+    them) is `mean_sq_dispersion` of each layer, each walked alone, bit for bit."""
+    configs = varied_configs(40, random.Random(13))
+    walked = 0  # configurations whose dispersion comes from the walk (no closed form)
+    for config in configs:
+        _forget()
+        together = finite_width.mean_sq_dispersions(
+            config, [float(v) for v in finite_width.norm_walk(config, config.depth)[1]]
+        )
+        alone = []
+        for layer in range(config.depth + 1):
+            _forget()
+            alone.append(finite_width.mean_sq_dispersion(config, layer))
+        assert _bits(together) == _bits(alone), config
+        walked += config.activation.name == "tanh" and together[-1] is not None
+    assert walked >= 3

@@ -38,8 +38,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scheduler.analysis.theory.finite_width import mean_sq_dispersion, norm_walk
-from scheduler.analysis.theory.gaussian import activation_fns, activation_moments
+from scheduler.analysis.theory.finite_width import mean_sq_dispersions, norm_walk
+from scheduler.analysis.theory.gaussian import (
+    activation_fns,
+    activation_moments,
+    activation_moments_many,
+)
 from scheduler.analysis.theory.weights import is_centred, weight_moments
 from worker.contract import Scheme, SimConfig
 
@@ -62,20 +66,29 @@ class Bounds:
     dispersion: float | None  # relative variance over trials of the per-trial mean_sq
 
 
-def _log_derivatives(activation: Scheme, q: float, which: str) -> tuple[float, float, float]:
-    """(F, q F', q^2 F'') of F(q) = E[phi^2] (which="mean_sq"), E[phi] ("mean") or E[phi'^2]
-    ("deriv_sq") at q > 0: closed forms for positively homogeneous phi (F ~ q, sqrt q, 1),
-    else central differences in t = log q (truncation ~1e-4 relative: a correction's size)."""
+def _log_derivatives(
+    activation: Scheme, q: float, which: tuple[str, ...]
+) -> dict[str, tuple[float, float, float]]:
+    """(F, q F', q^2 F'') of each F(q) of `which`: E[phi^2] ("mean_sq"), E[phi] ("mean") or
+    E[phi'^2] ("deriv_sq") at q > 0: closed forms for positively homogeneous phi (F ~ q,
+    sqrt q, 1), else central differences in t = log q (truncation ~1e-4 relative: a
+    correction's size), all from the moments at the same three points."""
     if activation_fns(activation).homogeneous is not None:
-        f = getattr(activation_moments(activation, q), which)
-        power = {"mean_sq": 1.0, "mean": 0.5, "deriv_sq": 0.0}[which]
-        return f, power * f, power * (power - 1.0) * f
-    low, mid, high = (
-        getattr(activation_moments(activation, p), which) for p in log_derivative_points(q)
-    )
-    d1 = (high - low) / (2.0 * _STEP)
-    d2 = (high - 2.0 * mid + low) / _STEP**2
-    return mid, d1, d2 - d1
+        moments = activation_moments(activation, q)
+        out = {}
+        for name in which:
+            f = getattr(moments, name)
+            power = {"mean_sq": 1.0, "mean": 0.5, "deriv_sq": 0.0}[name]
+            out[name] = (f, power * f, power * (power - 1.0) * f)
+        return out
+    points = activation_moments_many(activation, log_derivative_points(q))
+    out = {}
+    for name in which:
+        low, mid, high = (getattr(m, name) for m in points)
+        d1 = (high - low) / (2.0 * _STEP)
+        d2 = (high - 2.0 * mid + low) / _STEP**2
+        out[name] = (mid, d1, d2 - d1)
+    return out
 
 
 def log_derivative_points(q: float) -> tuple[float, float, float]:
@@ -117,17 +130,18 @@ def _std_interval(
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
-def _backward_dispersion(config: SimConfig, layer: int) -> float:
+def _backward_dispersion(config: SimConfig, layer: int, forward: list[float | None]) -> float:
     """Relative variance of the per-trial gradient mean_sq at `layer`: the backward pass from the
     top multiplies the spread of the top layer by the forward pass's per-layer factor once per
-    layer (both are products of the same random matrices; Hanin & Nica 2019). Capped at 1e300."""
+    layer (both are products of the same random matrices; Hanin & Nica 2019). Capped at 1e300.
+    `forward[l]`: `mean_sq_dispersion(config, l)`."""
     depth, n = config.depth, config.width
-    top = mean_sq_dispersion(config, depth)
+    top = forward[depth]
     if top is None:
         return math.inf
     log_top = math.log1p(top)
     if depth > 1:
-        bottom = mean_sq_dispersion(config, 1) or 0.0
+        bottom = forward[1] or 0.0
         per_layer = max(log_top - math.log1p(bottom), 0.0) / (depth - 1)
     else:
         per_layer = math.log1p(2.0 / n)
@@ -165,9 +179,18 @@ def layer_bounds(
     if centred:
         _, var = norm_walk(config, depth)
         sigma2 = [float(x) for x in var]
+        dispersions = mean_sq_dispersions(config, sigma2)
     else:
         sigma2 = [0.0] * (depth + 1)
+        dispersions = [None] * (depth + 1)
     eps = 0.0  # relative error of E[q_l] against the mean-field q^l
+    # the moments whose derivatives a layer needs; relu-like (not linear): mean ~ sqrt(q)
+    if not homogeneous:
+        wanted: tuple[str, ...] = ("mean_sq", "mean", "deriv_sq")
+    elif activation_fns(act).homogeneous != (1.0, 1.0):
+        wanted = ("mean_sq", "mean")
+    else:
+        wanted = ("mean_sq",)
     grad_terms: list[float] = [0.0] * (depth + 2)  # relative correction of each E[phi'^2]
     forward: dict[int, tuple[float, float, float]] = {}
     for layer in range(1, depth + 1):
@@ -177,16 +200,15 @@ def layer_bounds(
         s2 = sigma2[layer]
         d_act = d_mean = 0.0
         if ql > 0.0 and math.isfinite(ql):
-            f, qf1, q2f2 = _log_derivatives(act, ql, "mean_sq")
+            derivs = _log_derivatives(act, ql, wanted)
+            f, qf1, q2f2 = derivs["mean_sq"]
             d_act = qf1 * eps + 0.5 * q2f2 * s2
-            if not homogeneous:
-                _, m1, m2 = _log_derivatives(act, ql, "mean")
+            if "mean" in derivs:
+                _, m1, m2 = derivs["mean"]
                 d_mean = m1 * eps + 0.5 * m2 * s2
-                g, g1, g2 = _log_derivatives(act, ql, "deriv_sq")
+            if "deriv_sq" in derivs:
+                g, g1, g2 = derivs["deriv_sq"]
                 grad_terms[layer] = (g1 * eps + 0.5 * g2 * s2) / g if g > 0.0 else math.inf
-            elif activation_fns(act).homogeneous != (1.0, 1.0):  # relu-like: mean ~ sqrt(q)
-                _, m1, m2 = _log_derivatives(act, ql, "mean")
-                d_mean = m1 * eps + 0.5 * m2 * s2
             forward[layer] = (ql * eps, d_act, d_mean)
             share = n * v * f / (n * v * f + sb2) if n * v * f + sb2 > 0.0 else 0.0
             eps = share * d_act / f if f > 0.0 else 0.0
@@ -196,7 +218,7 @@ def layer_bounds(
     for layer in range(1, depth + 1):
         s2 = sigma2[layer]
         next_order = 0.0 if homogeneous else s2 * s2 / 8.0  # homogeneous E[mean_sq] is exact
-        dispersion = mean_sq_dispersion(config, layer) if centred else 2.0 / (batch * n)
+        dispersion = dispersions[layer] if centred else 2.0 / (batch * n)
         values = batch * n
         d_pre, d_act, d_mean = forward.get(layer, (math.nan, math.nan, math.nan))
         for quantity, d_ms, d_m in (("preactivation", d_pre, 0.0), ("activation", d_act, d_mean)):
@@ -227,7 +249,7 @@ def layer_bounds(
             out[(layer, "gradient")] = Bounds(None, None, None, None)
             continue
         grad_ms = _interval(ms, ms * rel, abs(ms) * (next_order + independence))
-        grad_dispersion = _backward_dispersion(config, layer)
+        grad_dispersion = _backward_dispersion(config, layer, dispersions)
         out[(layer, "gradient")] = Bounds(
             _interval(mean, 0.0, 0.0),
             grad_ms,

@@ -62,6 +62,7 @@ __all__ = [
     "forget_walks",
     "log_chi2_moments",
     "mean_sq_dispersion",
+    "mean_sq_dispersions",
     "norm_walk",
     "norm_walks",
     "walk_start",
@@ -394,6 +395,17 @@ def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
     log-normal value exp(Var[log ms]) - 1 from the norm walk, which damps fluctuations by the
     q-map's log-slope. None for non-centred kernels or a layer outside 1..depth.
     """
+    return _dispersion(config, layer, lambda at: norm_walk(config, at)[1][at])
+
+
+def mean_sq_dispersions(config: SimConfig, var: Sequence[float]) -> list[float | None]:
+    """`mean_sq_dispersion(config, l)` for l = 0..config.depth, from `var`, the variances of
+    `norm_walk(config, config.depth)` (each layer's walk is a prefix of the deepest's)."""
+    return [_dispersion(config, layer, var.__getitem__) for layer in range(config.depth + 1)]
+
+
+def _dispersion(config: SimConfig, layer: int, walk_var: Callable[[int], float]) -> float | None:
+    """`mean_sq_dispersion`, with Var[log q_layer] of the norm walk read from `walk_var`."""
     if not is_centred(config) or not 1 <= layer <= config.depth:
         return None
     n0, n = config.input_dim, config.width
@@ -415,9 +427,8 @@ def mean_sq_dispersion(config: SimConfig, layer: int) -> float | None:
                 math.log1p(2.0 / n0) + math.log1p(2.0 / n) + (layer - 1) * math.log1p(kappa / n)
             )
         return math.expm1(log_ratio)
-    _, var = norm_walk(config, layer)
     radial_var = 0.0 if ortho else _trigamma(n / 2.0)
-    return math.expm1(var[layer] + radial_var)
+    return math.expm1(float(walk_var(layer)) + radial_var)
 
 
 @lru_cache(maxsize=16384)

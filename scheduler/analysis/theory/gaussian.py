@@ -376,7 +376,7 @@ def moments_at_log_q(activation: Scheme, log_q: float) -> ActivationMoments:
 
 
 _MEMO_SIZE = 1 << 17  # moments kept by `cached_moments_at_log_qs` (some 40 MB at most)
-_memo: dict[tuple[Scheme, float], ActivationMoments] = {}
+_memo: dict[Scheme, dict[float, ActivationMoments]] = {}  # activation -> log q -> moments
 
 
 def cached_moments_at_log_qs(
@@ -385,23 +385,22 @@ def cached_moments_at_log_qs(
     """`moments_at_log_qs(activation, log_qs)`, each distinct log q computed once per process:
     those not seen before by one `moments_at_log_qs` call (in order of first appearance), the
     rest from a memo of its earlier answers (the same values; cleared when it holds
-    `_MEMO_SIZE`; closed forms and nan are `moments_at_log_qs` directly). Walks that settle on
+    `_MEMO_SIZE`, about; closed forms and nan are `moments_at_log_qs` directly). Walks that settle on
     a fixed point, and configurations sharing a prefix of their walk, ask for the same log q
     again."""
     if activation_fns(activation).homogeneous is not None:  # closed forms: no memo
         return moments_at_log_qs(activation, log_qs)
-    keys = [(activation, float(log_q)) for log_q in log_qs]
-    if any(math.isnan(log_q) for _, log_q in keys):  # nan != nan: no memo
+    keys = [float(log_q) for log_q in log_qs]
+    if any(math.isnan(log_q) for log_q in keys):  # nan != nan: no memo
         return moments_at_log_qs(activation, log_qs)
-    known = {k: _memo[k] for k in keys if k in _memo}
-    missing = list(dict.fromkeys(k for k in keys if k not in known))
+    memo = _memo.setdefault(activation, {})
+    missing = list(dict.fromkeys(k for k in keys if k not in memo))
     if missing:
-        found = moments_at_log_qs(activation, [log_q for _, log_q in missing])
-        known.update(zip(missing, found, strict=True))
-        if len(_memo) + len(missing) > _MEMO_SIZE:
-            _memo.clear()
-        _memo.update(zip(missing, found, strict=True))
-    return [known[k] for k in keys]
+        memo.update(zip(missing, moments_at_log_qs(activation, missing), strict=True))
+    out = [memo[k] for k in keys]
+    if missing and sum(map(len, _memo.values())) > _MEMO_SIZE:
+        _memo.clear()
+    return out
 
 
 def forget_moments() -> None:

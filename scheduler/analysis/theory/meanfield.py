@@ -89,7 +89,6 @@ Finite-width corrections, dtype limits and the Gaussian integrals live in the si
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -729,26 +728,27 @@ def _with_bounds(
     config: SimConfig, q: list[float | None], layers: list[LayerTheory]
 ) -> tuple[LayerTheory, ...]:
     """`layers` with non-finite values as None and the finite-width bounds of `corrections`."""
-    clean = [
-        LayerTheory(t.layer, t.quantity, _finite(t.mean), _finite(t.mean_sq), _finite(t.std))
-        for t in layers
-    ]
-    bounds = layer_bounds(
-        config, q, {(t.layer, t.quantity): (t.mean, t.mean_sq, t.std) for t in clean}
-    )
+    clean = {
+        (t.layer, t.quantity): (_finite(t.mean), _finite(t.mean_sq), _finite(t.std)) for t in layers
+    }
+    bounds = layer_bounds(config, q, clean)
     out = []
-    for t in clean:
-        b = bounds.get((t.layer, t.quantity))
+    for key, (mean, mean_sq, std) in clean.items():
+        b = bounds.get(key)
         if b is None:
-            out.append(t)
-            continue
-        out.append(
-            dataclasses.replace(
-                t,
-                mean_bounds=b.mean,
-                mean_sq_bounds=b.mean_sq,
-                std_bounds=b.std,
-                dispersion=_finite(b.dispersion),
+            out.append(LayerTheory(key[0], key[1], mean, mean_sq, std))
+        else:
+            out.append(
+                LayerTheory(
+                    key[0],
+                    key[1],
+                    mean,
+                    mean_sq,
+                    std,
+                    b.mean,
+                    b.mean_sq,
+                    b.std,
+                    _finite(b.dispersion),
+                )
             )
-        )
     return tuple(out)
