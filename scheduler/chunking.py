@@ -23,6 +23,7 @@ import json
 import math
 from collections.abc import Iterable
 
+from scheduler.bulk import collector_paused
 from scheduler.errors import BudgetError, SpecError
 from scheduler.estimate import WorkEstimate, cost_key, local_workers, nominal_seconds_per_trial
 from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
@@ -157,7 +158,14 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
     `spec.memory_budget_bytes`, and SpecError when the sweep has more than MAX_SWEEP_TRIALS
     trials or MAX_CHUNKS chunks (counted before any chunk is built). Chunk sizes and budgets
     read a configuration through `estimate.cost_key` and its input geometry only: each is
-    decided once per such key, in order."""
+    decided once per such key, in order. The cyclic collector is paused meanwhile
+    (10^5 plans, no cycles: `scheduler.bulk`)."""
+    with collector_paused():
+        return _plan_sweep(spec)
+
+
+def _plan_sweep(spec: ExpandedSweep) -> SweepPlan:
+    """`plan_sweep`, the collector running as the caller left it."""
     sizes: list[int] = []
     fitted: dict[tuple[object, ...], int] = {}  # what both read: cost_key and input geometry
     for item in spec.configurations:

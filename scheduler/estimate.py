@@ -51,6 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from scheduler.bulk import collector_paused
 from scheduler.formatting import duration
 from scheduler.plan import SweepPlan
 from worker.contract import Scheme, SimConfig
@@ -247,7 +248,8 @@ def sampler_counts(configs: Sequence[SimConfig]) -> tuple[int, int]:
         if iid:
             dense.append(c)
     try:
-        limits = conditional_limits(dense)
+        with collector_paused():  # a limit cached per configuration (`scheduler.bulk`)
+            limits = conditional_limits(dense)
     except Exception:  # each fails again, in its place, on its own
         limits = [conditional_limit(c) for c in dense]
     return n_conditional, sum(limit is not None for limit in limits)

@@ -2,11 +2,13 @@
 seed keys against numpy's SeedSequence, canonical JSON against json.dumps, batched Gaussian
 moments and walks against one log q / one configuration at a time, the exactness limits of
 a batch against each configuration alone, and the plan's chunk sizes, the estimate and the wall
-estimate (decided once per key) against each configuration on its own."""
+estimate (decided once per key) against each configuration on its own; the collector they pause
+(`scheduler.bulk`) is restored."""
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -17,7 +19,9 @@ import pytest
 
 from scheduler.analysis.theory import gaussian
 from scheduler.analysis.theory.finite_width import forget_walks, norm_walk, norm_walks
+from scheduler.bulk import collector_paused
 from scheduler.chunking import plan_chunk_trials, plan_sweep
+from scheduler.errors import SpecError
 from scheduler.estimate import (
     DEFAULT_WALL_MODEL,
     estimate,
@@ -312,3 +316,32 @@ def test_plan_and_estimates_are_the_per_configuration_definitions(text: str) -> 
     for workers, cores in ((1, 1), (2, 2), (8, 3)):
         wall = wall_estimate(plan, workers=workers, cores=cores)
         assert dataclasses.astuple(wall) == _reference_wall(plan, workers, cores)
+
+
+def test_collector_paused_restores_the_collector_as_it_was() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outermost block restores it
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("inside")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_expansion_and_planning_leave_the_collector_running() -> None:
+    plan = plan_sweep(parse_spec(_GEOMETRY_SPEC))
+    estimate(plan)
+    assert gc.isenabled()
+    with pytest.raises(SpecError, match=r"configs\[1\]"):
+        parse_spec(_GEOMETRY_SPEC.replace("input_q: 1.0", "input_q: 1.0, sampler: conditional"))
+    assert gc.isenabled()
