@@ -23,8 +23,9 @@ import json
 import math
 from collections.abc import Iterable
 
+from scheduler.bulk import collector_paused
 from scheduler.errors import BudgetError, SpecError
-from scheduler.estimate import WorkEstimate, local_workers, nominal_seconds_per_trial
+from scheduler.estimate import WorkEstimate, cost_key, local_workers, nominal_seconds_per_trial
 from scheduler.plan import ChunkPlan, ConfigPlan, SweepPlan
 from scheduler.spec.expand import ExpandedConfig, ExpandedSweep
 from scheduler.spec.model import MAX_CHUNKS, MAX_SWEEP_TRIALS
@@ -155,11 +156,27 @@ def plan_sweep(spec: ExpandedSweep) -> SweepPlan:
     """Configurations, seeds and chunks of `spec` (its configurations as parsing expanded them);
     raises BudgetError (located) when one trial of a configuration does not fit
     `spec.memory_budget_bytes`, and SpecError when the sweep has more than MAX_SWEEP_TRIALS
-    trials or MAX_CHUNKS chunks (counted before any chunk is built)."""
+    trials or MAX_CHUNKS chunks (counted before any chunk is built). Chunk sizes and budgets
+    read a configuration through `estimate.cost_key` and its input geometry only: each is
+    decided once per such key, in order. The cyclic collector is paused meanwhile
+    (10^5 plans, no cycles: `scheduler.bulk`)."""
+    with collector_paused():
+        return _plan_sweep(spec)
+
+
+def _plan_sweep(spec: ExpandedSweep) -> SweepPlan:
+    """`plan_sweep`, the collector running as the caller left it."""
     sizes: list[int] = []
+    fitted: dict[tuple[object, ...], int] = {}  # what both read: cost_key and input geometry
     for item in spec.configurations:
-        chunk_trials = plan_chunk_trials(item.config, spec.trials, spec.chunk_trials, spec.target)
-        _check_budget(item, chunk_trials, spec.memory_budget_bytes)
+        key = (cost_key(item.config), item.config.input_q is not None)
+        chunk_trials = fitted.get(key)
+        if chunk_trials is None:  # a refused configuration is never cached: each one raises
+            chunk_trials = plan_chunk_trials(
+                item.config, spec.trials, spec.chunk_trials, spec.target
+            )
+            _check_budget(item, chunk_trials, spec.memory_budget_bytes)
+            fitted[key] = chunk_trials
         sizes.append(chunk_trials)
     _check_size(spec, sizes)
     configs: list[ConfigPlan] = []

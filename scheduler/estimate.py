@@ -47,13 +47,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from scheduler.bulk import collector_paused
 from scheduler.formatting import duration
 from scheduler.plan import SweepPlan
-from worker.contract import SimConfig
+from worker.contract import Scheme, SimConfig
 from worker.memory import DEFAULT_BUDGET, chunk_bytes, format_bytes, kernel_sizes, sub_batch_size
 from worker.schemes import family, is_iid_gaussian
 
@@ -180,30 +181,42 @@ class WorkEstimate:
 
 
 def estimate(plan: SweepPlan) -> WorkEstimate:
-    """Nominal totals of `plan` (raises worker.memory.MemoryBudgetError for an unchecked plan)."""
-    from scheduler.spec.exactness import conditional_limit, prefetch_limits  # theory (scipy)
+    """Nominal totals of `plan` (raises worker.memory.MemoryBudgetError for an unchecked plan).
 
+    Per configuration, in plan order: seconds += s * trials, longest = max(longest, s * largest
+    chunk), peak = max(peak, chunk_bytes(sub-batch of chunk_trials)), with s, the random numbers
+    and the peak computed once per (`cost_key`, input geometry, chunk_trials) and the largest chunk once per
+    chunk tuple (the sums are the one-at-a-time sums, bit for bit)."""
     normals = 0
     seconds = 0.0
     peak = 0
     longest = 0.0
-    n_conditional = n_dense_for_range = 0
-    prefetch_limits(
-        cp.config
-        for cp in plan.configs
-        if cp.config.sampler != "conditional" and is_iid_gaussian(cp.config.init)
-    )
+    budget = plan.memory_budget_bytes
+    per_key: dict[tuple[object, ...], tuple[float, int, int]] = {}  # memory reads input_q
+    largest: dict[int, tuple[object, int]] = {}  # id(chunks) -> (chunks, largest n_trials)
     for cp in plan.configs:
-        if cp.config.sampler == "conditional":
-            n_conditional += 1
-        elif is_iid_gaussian(cp.config.init) and conditional_limit(cp.config) is not None:
-            n_dense_for_range += 1
-        per_trial = nominal_seconds_per_trial(cp.config)
-        normals += random_numbers_per_trial(cp.config) * cp.trials
+        config = cp.config
+        key = (cost_key(config), config.input_q is not None, cp.chunk_trials)
+        known = per_key.get(key)
+        if known is None:
+            sub = sub_batch_size(config, cp.chunk_trials, budget)
+            known = per_key[key] = (
+                nominal_seconds_per_trial(config),
+                random_numbers_per_trial(config),
+                chunk_bytes(config, sub),
+            )
+        per_trial, numbers, chunk_peak = known
+        top = largest.get(id(cp.chunks))
+        if top is None:
+            top = largest[id(cp.chunks)] = (
+                cp.chunks,
+                max((c.n_trials for c in cp.chunks), default=0),
+            )
+        normals += numbers * cp.trials
         seconds += per_trial * cp.trials
-        longest = max(longest, per_trial * max((c.n_trials for c in cp.chunks), default=0))
-        sub = sub_batch_size(cp.config, cp.chunk_trials, plan.memory_budget_bytes)
-        peak = max(peak, chunk_bytes(cp.config, sub))
+        longest = max(longest, per_trial * top[1])
+        peak = max(peak, chunk_peak)
+    n_conditional, n_dense_for_range = sampler_counts([cp.config for cp in plan.configs])
     return WorkEstimate(
         n_configs=len(plan.configs),
         n_chunks=plan.n_chunks,
@@ -216,6 +229,30 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
         n_conditional=n_conditional,
         n_dense_for_range=n_dense_for_range,
     )
+
+
+def sampler_counts(configs: Sequence[SimConfig]) -> tuple[int, int]:
+    """(configurations run conditional, i.i.d. Gaussian ones run dense whose values can reach
+    the flush-to-zero range: `exactness.conditional_limit` not None), their limits together."""
+    from scheduler.spec.exactness import conditional_limit, conditional_limits  # theory (scipy)
+
+    n_conditional = sum(c.sampler == "conditional" for c in configs)
+    gaussian: dict[Scheme, bool] = {}
+    dense = []
+    for c in configs:
+        if c.sampler == "conditional":
+            continue
+        iid = gaussian.get(c.init)
+        if iid is None:
+            iid = gaussian[c.init] = is_iid_gaussian(c.init)
+        if iid:
+            dense.append(c)
+    try:
+        with collector_paused():  # a limit cached per configuration (`scheduler.bulk`)
+            limits = conditional_limits(dense)
+    except Exception:  # each fails again, in its place, on its own
+        limits = [conditional_limit(c) for c in dense]
+    return n_conditional, sum(limit is not None for limit in limits)
 
 
 def _kernel_draws(config: SimConfig) -> int:
@@ -336,6 +373,26 @@ def trial_wall_seconds(config: SimConfig, model: WallModel = DEFAULT_WALL_MODEL)
     return seconds * model.dtype_factor.get(config.dtype, 1.0)
 
 
+def _chunk_costs(
+    cfg: SimConfig, trials: int, chunk_trials: int, plan: SweepPlan, model: WallModel
+) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """(trace seconds, (count, seconds) of its full chunks and of its shorter last one) of a
+    configuration of `trials` in chunks of `chunk_trials` (`wall_estimate`'s work terms)."""
+    per_sub = model.call_s[cfg.sampler] + cfg.depth * model.layer_s[cfg.sampler]
+    per_trial = trial_wall_seconds(cfg, model)
+    trace = model.trace_s[cfg.sampler]
+    trace += model.orthogonal_trace_s if cfg.init.name == "orthogonal" else 0.0
+    trace *= model.dtype_factor.get(cfg.dtype, 1.0) ** 0.5
+    parts = []
+    full, last = divmod(trials, chunk_trials)
+    for n, count in ((chunk_trials, full), (last, 1 if last else 0)):
+        if not count:
+            continue
+        size = sub_batch_size(cfg, n, plan.memory_budget_bytes)
+        parts.append((count, -(-n // size) * per_sub + n * per_trial + model.chunk_overhead_s))
+    return trace, tuple(parts)
+
+
 def local_workers(
     work_s: float, *, cores: int | None = None, model: WallModel = DEFAULT_WALL_MODEL
 ) -> int:
@@ -369,21 +426,19 @@ def wall_estimate(
     traces = 0
     longest = 0.0
     shape_chunks: dict[tuple[object, ...], int] = {}  # graph shape -> chunks that need it
-    costs: dict[tuple[object, ...], tuple[float, float, float]] = {}  # by cost_key
+    # by (cost_key, input geometry, trials, chunk_trials): the trace and the (count, seconds)
+    # of the full and the last chunk
+    costs: dict[tuple[object, ...], tuple[float, tuple[tuple[int, float], ...]]] = {}
     for cp in plan.configs:
         cfg = cp.config
         n_chunks = len(cp.chunks)
         if not n_chunks:
             continue
-        known = costs.get(cost_key(cfg))
+        cost = (cost_key(cfg), cfg.input_q is not None, cp.trials, cp.chunk_trials)
+        known = costs.get(cost)
         if known is None:
-            per_sub = model.call_s[cfg.sampler] + cfg.depth * model.layer_s[cfg.sampler]
-            per_trial = trial_wall_seconds(cfg, model)
-            trace = model.trace_s[cfg.sampler]
-            trace += model.orthogonal_trace_s if cfg.init.name == "orthogonal" else 0.0
-            trace *= model.dtype_factor.get(cfg.dtype, 1.0) ** 0.5
-            known = costs[cost_key(cfg)] = (per_sub, per_trial, trace)
-        per_sub, per_trial, trace = known
+            known = costs[cost] = _chunk_costs(cfg, cp.trials, cp.chunk_trials, plan, model)
+        trace, parts = known
         key = graph_shape(cfg)
         # one trace per (shape, process): a shape's first chunks reach min(P, chunks) processes
         before = min(shape_chunks.get(key, 0), procs)
@@ -391,12 +446,7 @@ def wall_estimate(
         n_traces = min(shape_chunks[key], procs) - before
         traces += n_traces
         trace_total += n_traces * trace
-        full, last = divmod(cp.trials, cp.chunk_trials)
-        for n, count in ((cp.chunk_trials, full), (last, 1 if last else 0)):
-            if not count:
-                continue
-            size = sub_batch_size(cfg, n, plan.memory_budget_bytes)
-            chunk = -(-n // size) * per_sub + n * per_trial + model.chunk_overhead_s
+        for count, chunk in parts:
             work += count * chunk
             longest = max(longest, chunk + trace)
     compute = max((work + trace_total) / parallel, longest)

@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,7 +265,7 @@ class SimConfig:
         try:
             return int(self.__dict__["_field_hash"])
         except KeyError:
-            value = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            value = hash(_sim_config_fields(self))
             self.__dict__["_field_hash"] = value
             return value
 
@@ -289,6 +290,7 @@ class SimConfig:
 
 
 _SIM_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(SimConfig))
+_sim_config_fields = operator.attrgetter(*_SIM_CONFIG_FIELDS)  # the fields' values, in order
 
 
 def _optional_float(value: Any) -> float | None:

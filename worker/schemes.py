@@ -43,6 +43,7 @@ with B a standard draw of one of four laws (`Law.kind`): "normal" N(0, 1); "unif
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -127,6 +128,7 @@ def variance_scaling_args(init: Scheme) -> tuple[float, str, str]:
     return _num(init, "scale"), str(_param(init, "mode")), str(_param(init, "distribution"))
 
 
+@functools.lru_cache(maxsize=4096)  # a sweep asks for the same few schemes 10^5 times
 def family(init: Scheme) -> str:
     """`Law.kind` of every kernel of `init` (it does not depend on the fans)."""
     name = init.name

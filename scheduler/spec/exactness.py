@@ -26,6 +26,7 @@ tests (tests/sim/test_conditional_extremes.py) do not resolve.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -226,6 +227,7 @@ def _cleared(
     return [bool(v) for v in ok]
 
 
+@functools.cache
 def _floor(dtype: str) -> float:
     """log of the products' size below which a dense matmul's flushes matter (module doc)."""
     return math.log(DTYPE_LIMITS[dtype][1]) - (2.0 / 3.0) * math.log(_EPS[dtype])

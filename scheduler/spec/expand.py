@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from scheduler.bulk import collector_paused
 from scheduler.errors import SpecError
 from scheduler.spec.model import (
     MAX_WEIGHT_SECOND_MOMENT,
@@ -73,7 +74,8 @@ class ExpandedSweep(SweepSpec):
 def expand_sweep(spec: SweepSpec) -> ExpandedSweep:
     """`spec` with its configurations (raises a located SpecError for an inexact sampler)."""
     declared = {f.name: getattr(spec, f.name) for f in fields(SweepSpec)}
-    return ExpandedSweep(**declared, configurations=tuple(expand_located(spec)))
+    with collector_paused():  # 10^5 configurations, no cycles (`scheduler.bulk`)
+        return ExpandedSweep(**declared, configurations=tuple(expand_located(spec)))
 
 
 def expand(spec: SweepSpec) -> list[tuple[SimConfig, dict[str, Any]]]:
@@ -113,8 +115,7 @@ def expand_located(spec: SweepSpec) -> list[ExpandedConfig]:
         if key in seen:
             continue
         seen.add(key)
-        by_axis = {axis: value for axis, value, _ in d.located}
-        axes = {k: axis_label(by_axis[k]) for k in d.label_keys}
+        axes = {k: axis_label(d.values[k]) for k in d.label_keys}
         out.append(ExpandedConfig(config=config, axes=axes, origin=d.origin))
     if failure is not None:
         raise failure
@@ -238,10 +239,15 @@ class _Draft:
 
     config: SimConfig
     requested: str
-    where_sampler: str
     origin: str
     located: list[Located]
+    values: dict[str, AxisValue]  # axis -> value (the last written of an axis)
     label_keys: list[str]
+
+    @property
+    def where_sampler(self) -> str:
+        """Where its sampler was written (its origin when it was not)."""
+        return _at(self.located, "sampler", self.origin)
 
 
 class _Memo:
@@ -251,6 +257,7 @@ class _Memo:
     def __init__(self) -> None:
         self._values: dict[tuple[str, int], tuple[object, Any]] = {}
         self._rms: dict[tuple[int, int, int], tuple[Scheme, float]] = {}
+        self._checked: dict[tuple[int, tuple[tuple[int, int], ...]], Scheme] = {}
 
     def derive(self, kind: str, value: AxisValue, build: Any) -> Any:
         """`build(value)`, computed once per (kind, value object)."""
@@ -261,6 +268,14 @@ class _Memo:
         result = build(value)
         self._values[key] = (value, result)
         return result
+
+    def weights_passed(self, init: Scheme, kernels: tuple[tuple[int, int], ...]) -> bool:
+        """Whether (this scheme object, `kernels`) passed `_check_weight_scale` already."""
+        return self._checked.get((id(init), kernels)) is init
+
+    def pass_weights(self, init: Scheme, kernels: tuple[tuple[int, int], ...]) -> None:
+        """Record that (this scheme object, `kernels`) passed `_check_weight_scale`."""
+        self._checked[(id(init), kernels)] = init
 
     def weight_rms(self, init: Scheme, fan_in: int, fan_out: int) -> float:
         """`_weight_rms`, once per (scheme object, kernel)."""
@@ -289,6 +304,18 @@ def _sigma_b_bias(value: AxisValue) -> Scheme:
     return _no_zero_std(canonical_scheme(BIAS_SCHEMES, "normal", {"std": float(_num(value))}))
 
 
+def _init_scheme(value: AxisValue) -> Scheme:
+    return _canonical(INIT_SCHEMES, value)
+
+
+def _bias_scheme(value: AxisValue) -> Scheme:
+    return _no_zero_std(_canonical(BIAS_SCHEMES, value))
+
+
+def _activation_scheme(value: AxisValue) -> Scheme:
+    return _canonical(ACTIVATIONS, value)
+
+
 def _no_zero_std(bias: Scheme) -> Scheme:
     """A `normal` bias with std 0 is the zeros bias (module doc)."""
     return _ZEROS if bias.name == "normal" and bias.num("std") == 0.0 else bias
@@ -296,38 +323,36 @@ def _no_zero_std(bias: Scheme) -> Scheme:
 
 def _draft(located: list[Located], origin: str, label_keys: list[str], memo: _Memo) -> _Draft:
     values = {axis: value for axis, value, _ in located}
-    where = {axis: at for axis, _, at in located}
     for axis in ("activation", "depth", "width"):
         if axis not in values:
             raise SpecError(f"{origin}: missing axis {axis!r}")
     if "sigma_w" in values:
         init = memo.derive("sigma_w", values["sigma_w"], _sigma_w_init)
     elif "init" in values:
-        init = memo.derive("init", values["init"], lambda v: _canonical(INIT_SCHEMES, v))
+        init = memo.derive("init", values["init"], _init_scheme)
     else:
         raise SpecError(f"{origin}: missing axis 'init' (or sigma_w)")
     if "sigma_b" in values:
         bias = memo.derive("sigma_b", values["sigma_b"], _sigma_b_bias)
     elif "bias" in values:
-        bias = memo.derive(
-            "bias", values["bias"], lambda v: _no_zero_std(_canonical(BIAS_SCHEMES, v))
-        )
+        bias = memo.derive("bias", values["bias"], _bias_scheme)
     else:
         bias = _ZEROS
     requested = str(values.get("sampler", "auto"))
     width = int(_num(values["width"]))
     input_dim = int(_num(values.get("input_dim", width)))
     depth = int(_num(values["depth"]))
-    kernels = [(input_dim, width)] + ([(width, width)] if depth > 1 else [])
-    _check_weight_scale(init, kernels, where.get("sigma_w", where.get("init", origin)), memo)
+    kernels = ((input_dim, width), (width, width)) if depth > 1 else ((input_dim, width),)
+    if not memo.weights_passed(init, kernels):
+        at = _at(located, "sigma_w", _at(located, "init", origin))
+        _check_weight_scale(init, kernels, at, memo)
+        memo.pass_weights(init, kernels)
     input_q, input_corr = _geometry(
-        values, where, origin, input_dim, str(values.get("dtype", "float32"))
+        values, located, origin, input_dim, str(values.get("dtype", "float32"))
     )
     config = SimConfig(
         init=init,
-        activation=memo.derive(
-            "activation", values["activation"], lambda v: _canonical(ACTIVATIONS, v)
-        ),
+        activation=memo.derive("activation", values["activation"], _activation_scheme),
         depth=depth,
         width=width,
         input_dim=input_dim,
@@ -338,19 +363,29 @@ def _draft(located: list[Located], origin: str, label_keys: list[str], memo: _Me
         input_q=input_q,
         input_corr=input_corr,
     )
-    return _Draft(config, requested, where.get("sampler", origin), origin, located, label_keys)
+    return _Draft(config, requested, origin, located, values, label_keys)
+
+
+def _at(located: list[Located], axis: str, default: str) -> str:
+    """Where `axis` was last written among `located` (`default` when it was not)."""
+    for name, _, at in reversed(located):
+        if name == axis:
+            return at
+    return default
 
 
 def _geometry(
-    values: dict[str, AxisValue], where: dict[str, str], origin: str, input_dim: int, dtype: str
+    values: dict[str, AxisValue], located: list[Located], origin: str, input_dim: int, dtype: str
 ) -> tuple[float | None, float | None]:
     """(input_q, input_corr) of a configuration, checked against its batch, input_dim and
     dtype (`worker.sim.observables.input_geometry`); input_corr alone means input_q = 1."""
+    if "input_q" not in values and "input_corr" not in values:
+        return None, None
     q0 = None if "input_q" not in values else float(_num(values["input_q"]))
     c0 = None if "input_corr" not in values else float(_num(values["input_corr"]))
     batch = int(_num(values.get("batch", 1)))
     if c0 is not None:
-        at = where.get("input_corr", origin)
+        at = _at(located, "input_corr", origin)
         if batch < 2:
             raise SpecError(
                 f"{at}: expected batch >= 2 (a correlation between the inputs of a trial). "
@@ -374,7 +409,7 @@ def _geometry(
         top, tiny, _ = DTYPE_LIMITS.get(dtype, DTYPE_LIMITS["float32"])
         if not (math.sqrt(q0) >= tiny and math.sqrt(q0) * math.sqrt(input_dim) <= top):
             raise SpecError(
-                f"{where.get('input_q', origin)}: expected an input_q whose inputs are normal "
+                f"{_at(located, 'input_q', origin)}: expected an input_q whose inputs are normal "
                 f"{dtype} numbers (sqrt(input_q) >= {tiny:.3g} and sqrt(input_q * input_dim) "
                 f"<= {top:.3g}). Received: {q0:g}"
             )
@@ -382,7 +417,7 @@ def _geometry(
 
 
 def _check_weight_scale(
-    init: Scheme, kernels: list[tuple[int, int]], where: str, memo: _Memo
+    init: Scheme, kernels: tuple[tuple[int, int], ...], where: str, memo: _Memo
 ) -> None:
     """Refuse weights whose entries' second moment E[W^2] exceeds MAX_WEIGHT_SECOND_MOMENT (times
     a fan it would overflow float64)."""

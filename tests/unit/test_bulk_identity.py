@@ -1,11 +1,14 @@
 """The bulk paths of validation give what the one-at-a-time definitions give, bit for bit:
 seed keys against numpy's SeedSequence, canonical JSON against json.dumps, batched Gaussian
-moments and walks against one log q / one configuration at a time, and the exactness limits of
-a batch against each configuration alone."""
+moments and walks against one log q / one configuration at a time, the exactness limits of
+a batch against each configuration alone, and the plan's chunk sizes, the estimate and the wall
+estimate (decided once per key) against each configuration on its own; the collector they pause
+(`scheduler.bulk`) is restored."""
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -16,7 +19,20 @@ import pytest
 
 from scheduler.analysis.theory import gaussian
 from scheduler.analysis.theory.finite_width import forget_walks, norm_walk, norm_walks
-from scheduler.spec import exactness
+from scheduler.bulk import collector_paused
+from scheduler.chunking import plan_chunk_trials, plan_sweep
+from scheduler.errors import SpecError
+from scheduler.estimate import (
+    DEFAULT_WALL_MODEL,
+    estimate,
+    graph_shape,
+    nominal_seconds_per_trial,
+    random_numbers_per_trial,
+    trial_wall_seconds,
+    wall_estimate,
+)
+from scheduler.plan import SweepPlan
+from scheduler.spec import exactness, parse_spec
 from worker.contract import (
     ACTIVATIONS,
     BIAS_SCHEMES,
@@ -25,6 +41,8 @@ from worker.contract import (
     SimConfig,
     canonical_scheme,
 )
+from worker.memory import chunk_bytes, sub_batch_size
+from worker.schemes import is_iid_gaussian
 from worker.seeding import config_seed_key, config_seed_keys
 
 
@@ -187,3 +205,143 @@ def test_screened_limits_are_the_exact_ones(monkeypatch: pytest.MonkeyPatch) -> 
     assert n_cleared >= 5, n_cleared  # the screen decided groups itself
     assert sum(limit is not None and limit.quantity == "gradient" for limit in exact) >= 20
     assert sum(limit is None for limit in exact) >= 100
+
+
+# --- planning and estimates: decided once per key, summed per configuration -------------------
+
+_MIXED_SPEC = """
+name: mixed
+seed: 5
+trials: 230
+memory_budget: 256 MiB
+grid:
+  init: [he_normal, orthogonal, {name: uniform, low: -0.1, high: 0.1}, {name: normal, std: 0.05}]
+  activation: [tanh, relu]
+  bias: [zeros, {name: normal, std: 0.3}]
+  depth: [1, 3, 40]
+  dtype: [float32, float64]
+  sampler: [auto, dense]
+zip:
+  width: [8, 512]
+  input_dim: [8, 300]
+  input_q: [1.0, 0.5]
+configs:
+  - {init: he_normal, activation: relu, depth: 4, width: 16, batch: 2, input_corr: 0.2}
+  - {init: he_normal, activation: relu, depth: 4, width: 16}
+"""
+
+# One cost key, with and without an input geometry (which the memory model reads): the second
+# configuration's peak is the sweep's.
+_GEOMETRY_SPEC = """
+name: geometry
+seed: 5
+trials: 230
+configs:
+  - {init: he_normal, activation: relu, depth: 3, width: 64}
+  - {init: he_normal, activation: relu, depth: 3, width: 64, input_q: 1.0}
+"""
+
+
+def _reference_estimate(plan: SweepPlan) -> dict[str, object]:
+    """`estimate`'s per-configuration totals as its definition reads: every configuration on
+    its own, in plan order."""
+    normals, seconds, peak, longest, n_conditional, n_range = 0, 0.0, 0, 0.0, 0, 0
+    for cp in plan.configs:
+        c = cp.config
+        if c.sampler == "conditional":
+            n_conditional += 1
+        elif is_iid_gaussian(c.init) and exactness.conditional_limit(c) is not None:
+            n_range += 1
+        per_trial = nominal_seconds_per_trial(c)
+        normals += random_numbers_per_trial(c) * cp.trials
+        seconds += per_trial * cp.trials
+        longest = max(longest, per_trial * max(ch.n_trials for ch in cp.chunks))
+        sub = sub_batch_size(c, cp.chunk_trials, plan.memory_budget_bytes)
+        peak = max(peak, chunk_bytes(c, sub))
+    totals = (normals, seconds, peak, longest, n_conditional, n_range)
+    names = ("random_numbers", "est_core_seconds", "peak_bytes_per_worker")
+    names += ("longest_chunk_seconds", "n_conditional", "n_dense_for_range")
+    return dict(zip(names, totals, strict=True))
+
+
+def _reference_wall(plan: SweepPlan, workers: int, cores: int) -> tuple[float | int, ...]:
+    """`wall_estimate`'s fields as its definition reads: every configuration and chunk size on
+    its own."""
+    m = DEFAULT_WALL_MODEL
+    procs = max(1, min(workers, plan.n_chunks))
+    work = trace_total = longest = 0.0
+    traces = 0
+    shape_chunks: dict[tuple[object, ...], int] = {}
+    for cp in plan.configs:
+        c = cp.config
+        trace = m.trace_s[c.sampler] + (m.orthogonal_trace_s if c.init.name == "orthogonal" else 0)
+        trace *= m.dtype_factor.get(c.dtype, 1.0) ** 0.5
+        key = graph_shape(c)
+        before = min(shape_chunks.get(key, 0), procs)
+        shape_chunks[key] = shape_chunks.get(key, 0) + len(cp.chunks)
+        n_traces = min(shape_chunks[key], procs) - before
+        traces += n_traces
+        trace_total += n_traces * trace
+        full, last = divmod(cp.trials, cp.chunk_trials)
+        for n, count in ((cp.chunk_trials, full), (last, 1 if last else 0)):
+            if count:
+                size = sub_batch_size(c, n, plan.memory_budget_bytes)
+                per_sub = m.call_s[c.sampler] + c.depth * m.layer_s[c.sampler]
+                chunk = -(-n // size) * per_sub + n * trial_wall_seconds(c) + m.chunk_overhead_s
+                work += count * chunk
+                longest = max(longest, chunk + trace)
+    start = m.cli_start_s + m.worker_start_s * -(-procs // cores)
+    compute = max((work + trace_total) / min(procs, cores), longest)
+    seconds = start + compute + m.finish_s + m.finish_per_config_s * len(plan.configs)
+    return (seconds, start, traces, trace_total, work, procs)
+
+
+@pytest.mark.parametrize("text", [_MIXED_SPEC, _GEOMETRY_SPEC])
+def test_plan_and_estimates_are_the_per_configuration_definitions(text: str) -> None:
+    """`plan_sweep` decides chunk sizes and budgets once per cost key, `estimate` and
+    `wall_estimate` price once per key: the same chunks and the same floats, bit for bit, as
+    each configuration on its own, on sweeps mixing every field those keys read."""
+    spec = parse_spec(text)
+    plan = plan_sweep(spec)
+    for cp, item in zip(plan.configs, spec.configurations, strict=True):
+        assert cp.chunk_trials == plan_chunk_trials(item.config, spec.trials, None)
+    exactness._cache.clear()
+    fast = estimate(plan)
+    exactness._cache.clear()
+    reference = _reference_estimate(plan)
+    assert {k: v for k, v in dataclasses.asdict(fast).items() if k in reference} == reference
+    if text == _MIXED_SPEC:
+        assert len({cp.chunk_trials for cp in plan.configs}) > 1
+        assert fast.n_conditional and fast.n_dense_for_range
+    for workers, cores in ((1, 1), (2, 2), (8, 3)):
+        wall = wall_estimate(plan, workers=workers, cores=cores)
+        assert dataclasses.astuple(wall) == _reference_wall(plan, workers, cores)
+
+
+def test_collector_paused_restores_the_collector_as_it_was() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outermost block restores it
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("inside")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_expansion_and_planning_leave_the_collector_running() -> None:
+    plan = plan_sweep(parse_spec(_GEOMETRY_SPEC))
+    estimate(plan)
+    assert gc.isenabled()
+    with pytest.raises(SpecError, match=r"configs\[1\]"):
+        parse_spec(_GEOMETRY_SPEC.replace("input_q: 1.0", "input_q: 1.0, sampler: conditional"))
+    assert gc.isenabled()
