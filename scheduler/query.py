@@ -292,8 +292,13 @@ class ResultStream:
         for start in range(0, len(self._refs), self._batch_size):
             batch = self._refs[start : start + self._batch_size]
             ids = [r.id for r in batch]
+            if columnar and not all(r.status == "done" for r in batch):
+                batch = _without_trials(session, batch)  # those open ones have no record
+                ids = [r.id for r in batch]
             if columnar and all(r.status == "done" for r in batch):
                 # complete when the stream began, and aggregation replaces rows atomically
+                if not batch:
+                    continue
                 part = StatBatch(
                     config_ids=ids,
                     heads=[ref_head(sweep_id, r) for r in batch],
@@ -336,6 +341,17 @@ class ResultStream:
                     self._devices = config_devices(session=session, sweep_id=sweep_id)
                 records = with_theory(records, predictor=device_predictor(self._devices))
             yield records
+
+
+def _without_trials(session: Session, refs: list[ConfigRef]) -> list[ConfigRef]:
+    """`refs` without their open configurations when none of those has a chunk done (then
+    they hold no record: a batch of the others reads as a StatBatch); else all of them."""
+    from scheduler.store import configs_with_done_chunks
+
+    open_ids = [r.id for r in refs if r.status != "done"]
+    if configs_with_done_chunks(session=session, configuration_ids=open_ids):
+        return refs
+    return [r for r in refs if r.status == "done"]
 
 
 def result_stream(
