@@ -42,7 +42,7 @@ from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
 from scheduler.where import Term, Where, check_columns, row_matches, where_terms
 from worker.aggregate import (
-    layer_stat_columns,
+    StatColumnReader,
     layer_stat_rows,
     partial_records,
     records_by_configuration,
@@ -284,25 +284,36 @@ class ResultStream:
         return self._parts(columnar=True)
 
     def _parts(self, *, columnar: bool) -> Iterator[list[Record] | StatBatch]:
+        filtered = any(v not in (None, {}, []) for v in self._filters.values())
+        columnar = columnar and not self._theory and not filtered
+        reader = StatColumnReader(self._session) if columnar else None
+        try:
+            yield from self._batches(reader)
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _batches(self, reader: StatColumnReader | None) -> Iterator[list[Record] | StatBatch]:
+        """`_parts`' batches: columnar where `reader` is given (it reads their statistics)."""
         from scheduler.store import sweep_config_rows
 
         session, sweep_id = self._session, self.sweep_id
-        filtered = any(v not in (None, {}, []) for v in self._filters.values())
-        columnar = columnar and not self._theory and not filtered
         for start in range(0, len(self._refs), self._batch_size):
             batch = self._refs[start : start + self._batch_size]
             ids = [r.id for r in batch]
-            if columnar and not all(r.status == "done" for r in batch):
+            if reader is not None and not all(r.status == "done" for r in batch):
                 batch = _without_trials(session, batch)  # those open ones have no record
                 ids = [r.id for r in batch]
-            if columnar and all(r.status == "done" for r in batch):
+            if reader is not None and all(r.status == "done" for r in batch):
                 # complete when the stream began, and aggregation replaces rows atomically
                 if not batch:
                     continue
+                later = self._refs[start + self._batch_size : start + 2 * self._batch_size]
+                ahead = [r.id for r in later] if all(r.status == "done" for r in later) else []
                 part = StatBatch(
                     config_ids=ids,
                     heads=[ref_head(sweep_id, r) for r in batch],
-                    columns=layer_stat_columns(session=session, configuration_ids=ids),
+                    columns=reader.read(ids, ahead),
                 )
                 self.n_complete += len(batch)
                 self.n_with_trials += part.n_with_rows
@@ -311,7 +322,7 @@ class ResultStream:
             infos = sweep_config_rows(session=session, sweep_id=sweep_id, configuration_ids=ids)
             open_ids = [info.id for info in infos if info.status != "done"]
             self.n_complete += len(infos) - len(open_ids)
-            if columnar and not open_ids:
+            if reader is not None and not open_ids:
                 part = StatBatch(
                     config_ids=[info.id for info in infos],
                     heads=[
@@ -320,7 +331,7 @@ class ResultStream:
                         )
                         for info in infos
                     ],
-                    columns=layer_stat_columns(session=session, configuration_ids=ids),
+                    columns=reader.read(ids),
                 )
                 self.n_with_trials += part.n_with_rows
                 yield part
