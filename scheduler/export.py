@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -162,6 +163,8 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
 
     c = _columns(batch)
     take = _arrow(c.config, None, pa.int64())
+    fixed = {"layer", "quantity", *c.counts, *c.stats}
+    heads = _head_columns(batch.heads, [f.name for f in schema if f.name not in fixed])
     arrays = []
     for field in schema:
         name = field.name
@@ -185,11 +188,59 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
         elif c.theory is not None and name == "finite_width":
             array = _small_array(c.theory.notes, field.type).take(take)
         else:  # a configuration column: one value per configuration, repeated per row
-            kind = kinds[name]
-            per_config = [kind_value(head.get(name), kind) for head in batch.heads]
-            array = _small_array(per_config, field.type).take(take)
+            per_config = _kind_values(heads[name], kinds[name])
+            if pa.types.is_string(field.type):
+                array = _small_array(per_config, field.type).take(take)
+            else:
+                array = _repeated(per_config, c.config, field.type)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _head_columns(heads: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
+    """The values of `names` in each of `heads`, column by column (None where a head lacks one)."""
+    if not names:
+        return {}
+    try:
+        rows = list(map(itemgetter(*names), heads)) if len(names) > 1 else None
+    except KeyError:
+        rows = None
+    if rows is None:
+        rows = [tuple(head.get(n) for n in names) for head in heads]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return {n: list(col) for n, col in zip(names, columns, strict=True)}
+
+
+def _kind_values(values: list[Any], kind: str) -> list[Any]:
+    """`kind_value` of each of `values` (None stays None)."""
+    if kind == "float":
+        if None in values:
+            return [None if v is None else float(v) for v in values]
+        return list(map(float, values))
+    if kind == "str":
+        return [v if v is None or type(v) is str else kind_value(v, kind) for v in values]
+    return values
+
+
+def _repeated(values: list[Any], index: npt.NDArray[np.int64], type: pa.DataType) -> pa.Array:
+    """The int64, float64 or bool Arrow array of `values[i]` for each i of `index` (None: null),
+    from its buffers: `_small_array(values).take(index)`, computed by numpy."""
+    import pyarrow as pa
+
+    valid = None
+    if any(v is None for v in values):
+        valid = np.array([v is not None for v in values], dtype=bool)[index]
+    if pa.types.is_boolean(type):
+        flags = np.array([bool(v) for v in values], dtype=bool)[index]
+        n = len(flags)
+        bits = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        nulls = 0 if valid is None else n - int(np.count_nonzero(valid))
+        data = pa.py_buffer(np.packbits(flags, bitorder="little"))
+        return pa.Array.from_buffers(type, n, [bits, data], null_count=nulls)
+    dtype = np.float64 if pa.types.is_floating(type) else np.int64
+    if valid is not None:
+        values = [0 if v is None else v for v in values]
+    return _arrow(np.array(values, dtype=dtype)[index], valid, type)
 
 
 def _arrow(

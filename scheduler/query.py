@@ -42,7 +42,7 @@ from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
 from scheduler.where import Term, Where, check_columns, row_matches, where_terms
 from worker.aggregate import (
-    layer_stat_columns,
+    StatColumnReader,
     layer_stat_rows,
     partial_records,
     records_by_configuration,
@@ -288,20 +288,36 @@ class ResultStream:
         return self._parts(columnar=True)
 
     def _parts(self, *, columnar: bool) -> Iterator[list[Record] | StatBatch]:
+        filtered = any(v not in (None, {}, []) for v in self._filters.values())
+        columnar = columnar and not filtered
+        reader = StatColumnReader(self._session) if columnar else None
+        try:
+            yield from self._batches(reader)
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _batches(self, reader: StatColumnReader | None) -> Iterator[list[Record] | StatBatch]:
+        """`_parts`' batches: columnar where `reader` is given (it reads their statistics)."""
         from scheduler.store import sweep_config_rows
 
         session, sweep_id = self._session, self.sweep_id
-        filtered = any(v not in (None, {}, []) for v in self._filters.values())
-        columnar = columnar and not filtered
         for start in range(0, len(self._refs), self._batch_size):
             batch = self._refs[start : start + self._batch_size]
             ids = [r.id for r in batch]
-            if columnar and not self._theory and all(r.status == "done" for r in batch):
+            if reader is not None and not all(r.status == "done" for r in batch):
+                batch = _without_trials(session, batch)  # those open ones have no record
+                ids = [r.id for r in batch]
+                if not batch:
+                    continue
+            if reader is not None and not self._theory and all(r.status == "done" for r in batch):
                 # complete when the stream began, and aggregation replaces rows atomically
+                later = self._refs[start + self._batch_size : start + 2 * self._batch_size]
+                ahead = [r.id for r in later] if all(r.status == "done" for r in later) else []
                 part = StatBatch(
                     config_ids=ids,
                     heads=[ref_head(sweep_id, r) for r in batch],
-                    columns=layer_stat_columns(session=session, configuration_ids=ids),
+                    columns=reader.read(ids, ahead),
                 )
                 self.n_complete += len(batch)
                 self.n_with_trials += part.n_with_rows
@@ -311,7 +327,7 @@ class ResultStream:
             open_ids = [info.id for info in infos if info.status != "done"]
             self.n_complete += len(infos) - len(open_ids)
             pairs = self._theory and any(info.config.batch > 1 for info in infos)
-            if columnar and not open_ids and not pairs:
+            if reader is not None and not open_ids and not pairs:
                 sims = [info.config for info in infos]
                 part = StatBatch(
                     config_ids=[info.id for info in infos],
@@ -321,7 +337,7 @@ class ResultStream:
                         )
                         for info in infos
                     ],
-                    columns=layer_stat_columns(session=session, configuration_ids=ids),
+                    columns=reader.read(ids),
                     theory=(sims, self._predict(sims)) if self._theory else None,
                 )
                 self.n_with_trials += part.n_with_rows
@@ -355,6 +371,17 @@ class ResultStream:
         from scheduler.analysis.compare import predict_all
 
         return predict_all(configs, self._predictor())
+
+
+def _without_trials(session: Session, refs: list[ConfigRef]) -> list[ConfigRef]:
+    """`refs` without their open configurations when none of those has a chunk done (then
+    they hold no record: a batch of the others reads as a StatBatch); else all of them."""
+    from scheduler.store import configs_with_done_chunks
+
+    open_ids = [r.id for r in refs if r.status != "done"]
+    if configs_with_done_chunks(session=session, configuration_ids=open_ids):
+        return refs
+    return [r for r in refs if r.status == "done"]
 
 
 def result_stream(

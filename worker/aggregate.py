@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -266,10 +267,16 @@ def layer_stat_columns(
     allows (PostgreSQL through psycopg: each column of a batch as one `bytea` of its values'
     binary send form; any other driver: plain DBAPI tuples into one numpy record array), one
     statement per 500 ids."""
-    ids = [int(i) for i in configuration_ids]  # ints: written into the statement as they are
     connection = session.connection()
-    dbapi = connection.connection.dbapi_connection
     packed = connection.dialect.driver == "psycopg"
+    return _stat_columns(connection.connection.dbapi_connection, packed, configuration_ids)
+
+
+def _stat_columns(
+    dbapi: Any, packed: bool, configuration_ids: Sequence[int]
+) -> dict[str, npt.NDArray[Any]]:
+    """`layer_stat_columns` through a DBAPI connection (`packed`: psycopg's)."""
+    ids = [int(i) for i in configuration_ids]  # ints: written into the statement as they are
     parts: list[dict[str, npt.NDArray[Any]]] = []
     for i in range(0, len(ids), _IN_BATCH):
         where = f"configuration_id IN ({', '.join(map(str, ids[i : i + _IN_BATCH]))})"
@@ -280,6 +287,49 @@ def layer_stat_columns(
     if np.any(out["quantity"] < 0):
         raise ValueError("layer_stats: a row's quantity is none of " + ", ".join(QUANTITIES))
     return out
+
+
+class StatColumnReader:
+    """`layer_stat_columns` of one batch of configurations after another. On PostgreSQL
+    (psycopg, whose connection serialises its statements) the batch named as the next one is
+    read by a thread meanwhile: the server aggregates it while the caller works on this one.
+    `close` waits for that read."""
+
+    def __init__(self, session: Session) -> None:
+        connection = session.connection()
+        self._session = session
+        self._dbapi = connection.connection.dbapi_connection
+        self._ahead = connection.dialect.driver == "psycopg"
+        self._pool: ThreadPoolExecutor | None = None
+        self._next: tuple[list[int], Future[dict[str, npt.NDArray[Any]]]] | None = None
+
+    def read(
+        self, configuration_ids: Sequence[int], following: Sequence[int] = ()
+    ) -> dict[str, npt.NDArray[Any]]:
+        """`layer_stat_columns` of `configuration_ids`; then `following`'s begins to be read."""
+        ids = [int(i) for i in configuration_ids]
+        pending, self._next = self._next, None
+        if pending is not None and pending[0] == ids:
+            out = pending[1].result()
+        else:
+            if pending is not None:
+                pending[1].result()
+            out = layer_stat_columns(session=self._session, configuration_ids=ids)
+        if self._ahead and following:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="layer-stats")
+            later = [int(i) for i in following]
+            self._next = (later, self._pool.submit(_stat_columns, self._dbapi, True, later))
+        return out
+
+    def close(self) -> None:
+        """Wait for a read begun ahead (its error, if any, is dropped: nobody asked for it)."""
+        pending, self._next = self._next, None
+        if pending is not None:
+            pending[1].exception()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 _ROW_DTYPE = np.dtype(

@@ -19,6 +19,7 @@ from worker.aggregate import (
     STAT_FLOAT_COLUMNS,
     STAT_INT_COLUMNS,
     STAT_ROW,
+    StatColumnReader,
     aggregate_config,
     aggregate_sweep,
     chunk_records,
@@ -341,3 +342,31 @@ def test_stat_columns_are_the_stat_rows_bit_for_bit(db: Db) -> None:
     }
     missing = [v for v in awkward[:-1] if np.float64(v).view(np.int64).item() not in stored]
     assert not missing, missing  # every awkward double was stored somewhere, and read back
+
+
+def test_a_reader_gives_each_batch_its_own_columns(db: Db) -> None:
+    """`StatColumnReader`: each batch's columns are `layer_stat_columns`' bit for bit, whether
+    it was read ahead (PostgreSQL), announced as next and then not asked for, or not announced."""
+    plans = [config_plan(sim_config(depth=1 + i % 2, width=3 + i), trials=2) for i in range(6)]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 6
+        ids = sorted(session.scalars(sa.select(Configuration.id)))
+        batches = [ids[0:2], ids[2:4], ids[4:6]]
+        want = [layer_stat_columns(session=session, configuration_ids=b) for b in batches]
+        reader = StatColumnReader(session)
+        try:
+            got = [
+                reader.read(batches[0], batches[1]),  # the next one is read ahead
+                reader.read(batches[1], batches[0]),  # announced, then not asked for
+                reader.read(batches[2]),
+            ]
+            again = reader.read(batches[0], batches[2])
+        finally:
+            reader.close()
+    for w, g in zip([*want, want[0]], [*got, again], strict=True):
+        assert list(g) == list(w) and all(g[c].tobytes() == w[c].tobytes() for c in w)
+        assert len(g["layer"]) > 0

@@ -455,3 +455,59 @@ def test_columnar_theory_is_the_records_theory_bit_for_bit(db: Db, tmp_path: Pat
     assert text.getvalue() == "".join(
         json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in records
     )
+
+
+@pytest.mark.parametrize("batch_size", [3, 500])
+def test_open_configurations_with_nothing_done_keep_batches_columnar(
+    db: Db, tmp_path: Path, batch_size: int
+) -> None:
+    """A batch whose open configurations have no chunk done holds only its complete ones' rows:
+    it comes as a `StatBatch`, and the exports, their configuration columns of every kind with
+    their nulls (an axis some configurations lack), and the completeness counts are those of
+    one read."""
+    plans = []
+    for i in range(8):
+        axes: dict[str, Any] = {"sigma_w": 1 if i % 3 else 0.25 * i, "flag": i % 2 == 0}
+        axes.update({"n": i, "x": -0.0 if i == 6 else 1.5 * i, "s": f"v{i}"})
+        for key, absent in (("flag", 1), ("n", 4), ("x", 5), ("s", 7)):
+            if i == absent:
+                del axes[key]
+        plans.append(
+            config_plan(sim_config(depth=2, width=3 + i), trials=3, chunk_trials=3, axes=axes)
+        )
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=5))
+        ids = chunk_ids(session=session, sweep_id=sweep_id)
+        for i, chunk_id in enumerate(ids):
+            if i not in (2, 6):  # configurations 2 and 6: nothing done
+                outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+                assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 6
+    found = _one_read(db, sweep_id)
+    as_json = json.loads(json.dumps(found.records, allow_nan=False))
+    assert {r["config_hash"] for r in as_json} and found.n_complete == 6
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        assert all(isinstance(p, StatBatch) for p in stream.parts())
+        counts = (stream.n_configs, stream.n_complete, stream.n_with_trials)
+        assert counts == (found.n_configs, found.n_complete, found.n_with_trials)
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        assert write_parquet(stream, tmp_path / "o.parquet") == len(as_json)
+        kinds = stream.kinds
+        stream = result_stream(session=session, sweep_id=sweep_id, batch_size=batch_size)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    assert [kinds[k] for k in ("sigma_w", "flag", "n", "x", "s")] == [
+        "float",
+        "bool",
+        "int",
+        "float",
+        "str",
+    ]
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.schema.names == found.columns
+    assert all(table.column(k).null_count for k in ("flag", "n", "x", "s"))
+    assert_same_rows(typed(as_json, kinds), table.to_pylist(), kinds, found.columns)
+    assert text.getvalue() == "".join(
+        json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in found.records
+    )
