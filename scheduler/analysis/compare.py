@@ -20,9 +20,9 @@
               the collapse layer (`theory.precision`), forward quantities only
 
 and `theory_exact` (E[mean_sq] of this quantity is exact at any width: linear, relu,
-leaky_relu with centred i.i.d. weights), `finite_width` (the sentence of
-`theory.finite_width_note`, or None), `theory_overflow_layer`, `theory_underflow_layer`. The
-activation is read from the configuration the record carries (`records.Record.config`).
+leaky_relu with centred i.i.d. weights), `finite_width` (the prediction's sentence of
+`theory.finite_width_note`, `ConfigTheory.width_note`, or None), `theory_overflow_layer`,
+`theory_underflow_layer`. The activation is read from the configuration the record carries (`records.Record.config`).
 
 `check` lists every (configuration, layer, quantity, statistic) with |z| > threshold, each with
 one explanation, and every excuse is bounded by its size:
@@ -68,7 +68,6 @@ from scheduler.analysis.theory import (
     ConfigTheory,
     LayerTheory,
     exact_log_mean_sq,
-    finite_width_note,
     predict,
     predict_many,
 )
@@ -259,7 +258,7 @@ def with_theory(
     ):
         by_key = {(t.layer, t.quantity): t for t in theory.layers}
         exact = exact_log_mean_sq(each) or {}
-        cache[key] = (theory, by_key, _width_note(each), exact)
+        cache[key] = (theory, by_key, theory.width_note, exact)
     blank = dict.fromkeys(THEORY_KEYS)
     out: list[Record] = []
     for record in rows:
@@ -413,9 +412,7 @@ def theory_columns(
     exact = np.array(
         [_mean_sq_exact(c, t) for c, t in zip(configs, theories, strict=True)], dtype=bool
     )
-    return TheoryColumns(
-        floats=floats, exact=exact[config], notes=[_width_note(c) for c in configs]
-    )
+    return TheoryColumns(floats=floats, exact=exact[config], notes=[t.width_note for t in theories])
 
 
 _BOUND_KEYS = tuple(f"{stat}_{end}" for stat in ("mean", "mean_sq", "std") for end in ("lo", "hi"))
@@ -473,14 +470,6 @@ def _add_pair_theory(rows: list[Record]) -> None:
             for stat in ("corr", "cross"):
                 predicted = values[f"theory_{stat}"]
                 row[f"z_{stat}"] = _z(row.get(stat), predicted, row.get(f"{stat}_se"))
-
-
-def _width_note(config: SimConfig) -> str | None:
-    """`finite_width_note`, or None where it cannot be computed (theory has no prediction)."""
-    try:
-        return finite_width_note(config)
-    except (ArithmeticError, ValueError):
-        return None
 
 
 def check(

@@ -398,6 +398,8 @@ class ConfigTheory:
     underflow_cdf: tuple[float, ...] | None = None
     # (sigma_w, sigma_b, activation, q^1) of `fixed_point`; None: no map (not centred, none)
     maps_from: tuple[float, float, Scheme, float] | None = None
+    # `finite_width_note(config)`, also among `notes`; None: none, or it cannot be computed
+    width_note: str | None = None
 
     @property
     def maps(self) -> FixedPoint:
@@ -615,6 +617,10 @@ def _no_prediction(config: SimConfig, note: str) -> ConfigTheory:
     layers = [LayerTheory(0, "activation", None, None, None)]
     for layer in range(1, config.depth + 1):
         layers += [LayerTheory(layer, q, None, None, None) for q in _QUANTITIES]
+    try:
+        width_note = finite_width_note(config)
+    except (ArithmeticError, ValueError):
+        width_note = None
     return ConfigTheory(
         config=config,
         layers=tuple(layers),
@@ -622,6 +628,7 @@ def _no_prediction(config: SimConfig, note: str) -> ConfigTheory:
         underflow_layer=None,
         exact=False,
         notes=(note,),
+        width_note=width_note,
     )
 
 
@@ -721,6 +728,7 @@ def _predict(config: SimConfig, device: str | None, forward: _Forward) -> Config
         overflow_cdf=None if over_law is None else tuple(float(p) for p in over_law),
         underflow_cdf=None if under_law is None else tuple(float(p) for p in under_law),
         maps_from=maps_from,
+        width_note=width_note,
     )
 
 
