@@ -148,10 +148,21 @@ class Scheme:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str) -> Scheme:
+        """The scheme of `to_json`'s form; equal ones read again are the same object (a sweep's
+        10^5 configurations share a few schemes: dict lookups keyed by them stop at identity)."""
+        params: tuple[tuple[str, ParamValue], ...] = ()
         if isinstance(data, str):
-            return cls(data)
-        params = tuple(sorted((str(k), v) for k, v in data.items() if k != "name"))
-        return cls(str(data["name"]), params)
+            name = data
+        else:
+            name = str(data["name"])
+            params = tuple(sorted((str(k), v) for k, v in data.items() if k != "name"))
+        key = (name, tuple((k, type(v), v) for k, v in params))  # 1, 1.0 and True differ
+        found = _READ_SCHEMES.get(key)
+        if found is None or found.__class__ is not cls:
+            if len(_READ_SCHEMES) >= _READ_SCHEMES_MAX:
+                _READ_SCHEMES.clear()
+            found = _READ_SCHEMES[key] = cls(name, params)
+        return found
 
     @property
     def label(self) -> str:
@@ -160,6 +171,10 @@ class Scheme:
             return self.name
         inner = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params)
         return f"{self.name}({inner})"
+
+
+_READ_SCHEMES: dict[tuple[str, tuple[tuple[str, type, ParamValue], ...]], Scheme] = {}
+_READ_SCHEMES_MAX = 4096  # distinct schemes kept by `Scheme.from_json` (cleared when full)
 
 
 def _fmt(value: ParamValue) -> str:

@@ -8,6 +8,7 @@ standard laws' own moments (N(0, 1): 0, 1; U[0, 1): 1/2, 1/12; N(0, 1) cut at +-
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -19,6 +20,7 @@ from worker.contract import (
     TRUNCATED_NORMAL_STD,
     VS_DISTRIBUTIONS,
     Scheme,
+    SimConfig,
     canonical_scheme,
 )
 from worker.schemes import law
@@ -71,3 +73,19 @@ def test_theory_weight_moments_match_the_sampled_law(init: Scheme, shape: tuple[
     t_mean, t_var = weight_moments(init, *shape)
     assert math.isclose(t_mean, mean, rel_tol=1e-12, abs_tol=1e-15)
     assert math.isclose(t_var, var, rel_tol=1e-12)
+
+
+def test_schemes_read_again_are_the_same_object_and_keep_their_types() -> None:
+    """`Scheme.from_json` hands back the scheme it read before for the same JSON (identity),
+    and never one whose parameters differ only in type (1, 1.0 and True are different JSON)."""
+    first = Scheme.from_json({"name": "normal", "std": 0.5, "mean": 0.0})
+    again = Scheme.from_json(json.loads(json.dumps(first.to_json())))
+    assert again is first and again.json_text == first.json_text
+    assert Scheme.from_json("zeros") is Scheme.from_json("zeros")
+    read = [Scheme.from_json({"name": "x", "k": v}) for v in (1, 1.0, True)]
+    assert [type(s.get("k")) for s in read] == [int, float, bool]
+    assert len({s.json_text for s in read}) == 3
+    config = SimConfig.from_json(
+        {"init": first.to_json(), "activation": "tanh", "depth": 2, "width": 4}
+    )
+    assert SimConfig.from_json(config.to_json()).init is first
