@@ -94,7 +94,8 @@ def expected_first_layer(p_by: FloatArray | None, depth: int) -> float | None:
 
 
 def _monotone(p_by: FloatArray) -> FloatArray:
-    out = np.maximum.accumulate(np.clip(np.nan_to_num(p_by, nan=0.0), 0.0, 1.0))
+    """`p_by` as a CDF: nan as 0, clipped to [0, 1], non-decreasing; read-only."""
+    out = np.maximum.accumulate(np.clip(np.where(np.isnan(p_by), 0.0, p_by), 0.0, 1.0))
     out.setflags(write=False)
     return out
 
