@@ -16,6 +16,13 @@ import pytest
 
 from tests.pg import pg_url  # noqa: F401  (one session-scoped PostgreSQL cluster for all)
 
+# A suite started in the background by a shell (`make test &`, nohup) has SIGINT ignored, and
+# every process it starts would keep it ignored (an ignored signal survives exec): the tests
+# that interrupt a run with Ctrl-C need it delivered. A handler (unlike SIG_IGN) is reset to the
+# default in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 ROOT = Path(__file__).resolve().parent.parent
 _FOLDER_MARKS = {"unit": "unit", "sim": "sim", "db": "db", "integration": "integration"}
 
