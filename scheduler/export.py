@@ -335,7 +335,8 @@ def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
     c = _columns(batch)
     keys = _keys(c)
     heads = batch.heads
-    if any(key in keys for head in heads for key in head):  # a record key replaces it
+    named = set(keys)
+    if any(key in named for head in heads for key in head):  # a record key replaces it
         return "".join([dumps(r) + "\n" for r in stat_records(batch)])
     prefixes = np.array([dumps(head)[:-1] + ("," if head else "") for head in heads], dtype=object)
     quantities = np.array([dumps(q) for q in QUANTITIES], dtype=object)
