@@ -185,8 +185,8 @@ def estimate(plan: SweepPlan) -> WorkEstimate:
 
     Per configuration, in plan order: seconds += s * trials, longest = max(longest, s * largest
     chunk), peak = max(peak, chunk_bytes(sub-batch of chunk_trials)), with s, the random numbers
-    and the peak computed once per (`cost_key`, input geometry, chunk_trials) and the largest chunk once per
-    chunk tuple (the sums are the one-at-a-time sums, bit for bit)."""
+    and the peak computed once per (`cost_key`, input geometry, chunk_trials) and the largest
+    chunk once per chunk tuple (the sums are the one-at-a-time sums, bit for bit)."""
     normals = 0
     seconds = 0.0
     peak = 0

@@ -22,7 +22,8 @@
 and `theory_exact` (E[mean_sq] of this quantity is exact at any width: linear, relu,
 leaky_relu with centred i.i.d. weights), `finite_width` (the prediction's sentence of
 `theory.finite_width_note`, `ConfigTheory.width_note`, or None), `theory_overflow_layer`,
-`theory_underflow_layer`. The activation is read from the configuration the record carries (`records.Record.config`).
+`theory_underflow_layer`. The activation is read from the configuration the record carries
+(`records.Record.config`).
 
 `check` lists every (configuration, layer, quantity, statistic) with |z| > threshold, each with
 one explanation, and every excuse is bounded by its size:

@@ -42,6 +42,16 @@ def sim_config(
     )
 
 
+def random_bias_and_inputs(rng: random.Random) -> tuple[Scheme, float | None, float | None]:
+    """A bias (zeros, or normal with std 0.05, 0.5 or 1e-30) and an input geometry (input_q None,
+    1, 0.3 or 1e-7; input_corr None, 0.6 or -0.25 where input_q is set) drawn by `rng`."""
+    std = rng.choice([0.0, 0.05, 0.5, 1e-30])
+    bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": std}) if std else Scheme("zeros")
+    input_q = rng.choice([None, None, 1.0, 0.3, 1e-7])
+    input_corr = None if input_q is None else rng.choice([None, 0.6, -0.25])
+    return bias, input_q, input_corr
+
+
 def varied_configs(n: int, rng: random.Random) -> list[SimConfig]:
     """`n` configurations drawn by `rng` over every activation, dtype, init family and input
     geometry, then networks that overflow or collapse within their depth in every dtype, then
@@ -62,10 +72,7 @@ def varied_configs(n: int, rng: random.Random) -> list[SimConfig]:
         name = names[i % len(names)]  # every activation
         params = {"alpha": rng.choice([0.01, 5.0])} if name in ("leaky_relu", "elu") else {}
         init, init_params = rng.choice(inits)
-        std = rng.choice([0.0, 0.05, 0.5, 1e-30])
-        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": std}) if std else Scheme("zeros")
-        input_q = rng.choice([None, None, 1.0, 0.3, 1e-7])
-        input_corr = None if input_q is None else rng.choice([None, 0.6, -0.25])
+        bias, input_q, input_corr = random_bias_and_inputs(rng)
         out.append(
             SimConfig(
                 init=canonical_scheme(INIT_SCHEMES, init, init_params),

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from models.db import session_scope
 from scheduler.errors import UnknownSweepError, UserError
 from scheduler.export import write_jsonl, write_parquet
+from scheduler.plan import ConfigPlan
 from scheduler.query import StatBatch, result_set, result_stream, results
 from scheduler.store import chunk_ids, create_sweep
 from tests.db.builders import (
@@ -79,6 +80,18 @@ def sweep(db: Db) -> int:
                 outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
                 assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
         assert aggregate_sweep(session=session, sweep_id=sweep_id) == N_CONFIGS - 3
+    return sweep_id
+
+
+def _complete_sweep(db: Db, plans: list[ConfigPlan], *, seed: int, salt: int = 0) -> int:
+    """A sweep of `plans` with every chunk saved (`outcome_for`, `salt`) and every configuration
+    aggregated; its id."""
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=seed))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id), salt=salt)
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == len(plans)
     return sweep_id
 
 
@@ -271,12 +284,7 @@ def test_columnar_batches_are_the_records_bit_for_bit(
         )
         for i in range(10)
     ]
-    with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=3))
-        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
-            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id), salt=5)
-            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
-        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 10
+    sweep_id = _complete_sweep(db, plans, seed=3, salt=5)
     found = _one_read(db, sweep_id)
     as_json = json.loads(json.dumps(found.records, allow_nan=False))
     assert any(r["mean"] is None for r in as_json) and any(r["mean_se"] is None for r in as_json)
@@ -382,12 +390,7 @@ def test_the_input_geometry_columns_are_bit_for_bit(db: Db, tmp_path: Path) -> N
         )
         for q, c in ((None, None), (0.5, None), (2.0, -0.25))
     ]
-    with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=4))
-        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
-            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
-            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
-        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 3
+    sweep_id = _complete_sweep(db, plans, seed=4)
     found = _one_read(db, sweep_id)
     as_json = json.loads(json.dumps(found.records, allow_nan=False))
     assert {(r["input_q"], r["input_corr"]) for r in as_json} == {
@@ -427,12 +430,7 @@ def test_columnar_theory_is_the_records_theory_bit_for_bit(db: Db, tmp_path: Pat
         for i, c in enumerate(configs.values())
         if c.batch == 1
     ]
-    with session_scope(db.factory) as session:
-        sweep_id = create_sweep(session=session, plan=sweep_plan(plans, seed=4))
-        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
-            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id), salt=2)
-            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
-        assert aggregate_sweep(session=session, sweep_id=sweep_id) == len(plans)
+    sweep_id = _complete_sweep(db, plans, seed=4, salt=2)
     found = _one_read(db, sweep_id, theory=True)
     records = found.records
     for key in ("theory_log_mean_sq", "theory_p_overflow_hi", "theory_p_collapse_hi", "z_std"):
@@ -508,6 +506,41 @@ def test_open_configurations_with_nothing_done_keep_batches_columnar(
     assert table.schema.names == found.columns
     assert all(table.column(k).null_count for k in ("flag", "n", "x", "s"))
     assert_same_rows(typed(as_json, kinds), table.to_pylist(), kinds, found.columns)
+    assert text.getvalue() == "".join(
+        json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in found.records
+    )
+
+
+def test_a_batch_with_the_correlation_map_keeps_its_records_with_theory(
+    db: Db, tmp_path: Path
+) -> None:
+    """With theory, a batch holding a configuration of batch > 1 (whose correlation map is per
+    record) comes as records, the others as `StatBatch`es; the export holds the records' values,
+    the correlation map's columns included."""
+    plans = [
+        config_plan(
+            sim_config(activation="tanh", depth=2, width=3 + i, batch=2 if i == 4 else 1),
+            seed=6,
+            trials=4,
+            chunk_trials=2,
+            axes={"i": i},
+        )
+        for i in range(6)
+    ]
+    sweep_id = _complete_sweep(db, plans, seed=6)
+    found = _one_read(db, sweep_id, theory=True)
+    assert any(r["theory_corr"] is not None for r in found.records)
+    as_json = json.loads(json.dumps(found.records, allow_nan=False))
+    with session_scope(db.factory) as session:
+        stream = result_stream(session=session, sweep_id=sweep_id, theory=True, batch_size=3)
+        assert [type(p) for p in stream.parts()] == [StatBatch, list]
+        stream = result_stream(session=session, sweep_id=sweep_id, theory=True, batch_size=3)
+        assert write_parquet(stream, tmp_path / "pairs.parquet") == len(as_json)
+        stream = result_stream(session=session, sweep_id=sweep_id, theory=True, batch_size=3)
+        text = io.StringIO()
+        assert write_jsonl(stream, text) == len(as_json)
+    table = pq.read_table(tmp_path / "pairs.parquet")
+    assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
     assert text.getvalue() == "".join(
         json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in found.records
     )

@@ -33,6 +33,7 @@ from scheduler.estimate import (
 )
 from scheduler.plan import SweepPlan
 from scheduler.spec import exactness, parse_spec
+from tests.db.builders import random_bias_and_inputs
 from worker.contract import (
     ACTIVATIONS,
     BIAS_SCHEMES,
@@ -83,10 +84,7 @@ def _configs(n: int, rng: random.Random) -> list[SimConfig]:
                 canonical_scheme(INIT_SCHEMES, "orthogonal", {"gain": 1.0}),
             ]
         )
-        std = rng.choice([0.0, 0.05, 0.5, 1e-30])
-        bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": std}) if std else Scheme("zeros")
-        input_q = rng.choice([None, None, 1.0, 0.3, 1e-7])
-        input_corr = None if input_q is None else rng.choice([None, 0.6, -0.25])
+        bias, input_q, input_corr = random_bias_and_inputs(rng)
         out.append(
             SimConfig(
                 init=init,

@@ -384,8 +384,8 @@ def cached_moments_at_log_qs(
 ) -> list[ActivationMoments]:
     """`moments_at_log_qs(activation, log_qs)`, each distinct log q computed once per process:
     those not seen before by one `moments_at_log_qs` call (in order of first appearance), the
-    rest from a memo of its earlier answers (the same values; cleared when it holds
-    `_MEMO_SIZE`, about; closed forms and nan are `moments_at_log_qs` directly). Walks that settle on
+    rest from a memo of its earlier answers (the same values; cleared once it holds more
+    than `_MEMO_SIZE`; closed forms and nan are `moments_at_log_qs` directly). Walks that settle on
     a fixed point, and configurations sharing a prefix of their walk, ask for the same log q
     again."""
     if activation_fns(activation).homogeneous is not None:  # closed forms: no memo
