@@ -350,7 +350,7 @@ def theory_columns(
     size = len(configs) * width
     q_index = {q: i for i, q in enumerate(QUANTITIES)}
 
-    def table(keys: list[int], values: list[float | None]) -> Column:
+    def table(keys: Sequence[int] | npt.NDArray[np.int64], values: list[float | None]) -> Column:
         """Row columns from (slot, value) pairs: NaN and not valid where a slot has no value."""
         out = np.full(size, np.nan)
         known = np.zeros(size, dtype=bool)
@@ -359,22 +359,24 @@ def theory_columns(
         known[at] = [v is not None for v in values]
         return out[slot], known[slot]
 
-    keys: list[int] = []
+    flat = [t for theory in theories for t in theory.layers]
+    owner = np.repeat(np.arange(len(theories)), [len(theory.layers) for theory in theories])
+    at_layer = np.array([t.layer for t in flat], dtype=np.int64)
+    at_quantity = np.array([q_index[t.quantity] for t in flat], dtype=np.int64)
+    keys = owner * width + at_layer * n_q + at_quantity
     fields: dict[str, list[float | None]] = {
-        k: [] for k in ("mean", "mean_sq", "std", "dispersion", *_BOUND_KEYS)
+        "mean": [t.mean for t in flat],
+        "mean_sq": [t.mean_sq for t in flat],
+        "std": [t.std for t in flat],
+        "dispersion": [t.dispersion for t in flat],
     }
+    for stat in ("mean", "mean_sq", "std"):
+        bounds = [getattr(t, f"{stat}_bounds") for t in flat]
+        fields[f"{stat}_lo"] = [None if b is None else b[0] for b in bounds]
+        fields[f"{stat}_hi"] = [None if b is None else b[1] for b in bounds]
     log_keys: list[int] = []
     log_values: tuple[list[float | None], list[float | None]] = ([], [])
-    for i, (each, theory) in enumerate(zip(configs, theories, strict=True)):
-        for t in theory.layers:
-            keys.append(i * width + t.layer * n_q + q_index[t.quantity])
-            for name in ("mean", "mean_sq", "std", "dispersion"):
-                fields[name].append(getattr(t, name))
-            for stat in ("mean", "mean_sq", "std"):
-                bounds = getattr(t, f"{stat}_bounds")
-                lo, hi = (None, None) if bounds is None else bounds
-                fields[f"{stat}_lo"].append(lo)
-                fields[f"{stat}_hi"].append(hi)
+    for i, each in enumerate(configs):
         for (at, q), (mean, var) in (exact_log_mean_sq(each) or {}).items():
             log_keys.append(i * width + at * n_q + q_index[q])
             log_values[0].append(mean)

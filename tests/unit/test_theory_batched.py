@@ -11,8 +11,10 @@ import math
 import random
 from typing import Any
 
+import pytest
+
 from scheduler.analysis.compare import device_predictor, with_theory
-from scheduler.analysis.theory import finite_width, gaussian, meanfield
+from scheduler.analysis.theory import corrections, finite_width, gaussian, meanfield
 from scheduler.analysis.theory.meanfield import ConfigTheory, predict, predict_many
 from tests.db.builders import layer_records, varied_configs
 from worker.contract import (
@@ -61,6 +63,80 @@ def test_predict_many_is_predict_alone() -> None:
     assert sum(t.overflow_layer is not None for t in together) >= 2
     assert sum(t.underflow_layer is not None for t in together) >= 2
     assert any(not t.exact and "not centred" in t.note for t in together)
+
+
+def _at_depths(configs: list[SimConfig], rng: random.Random) -> list[SimConfig]:
+    """Each configuration, and its variants differing in one more field (bias, width, input
+    dimension, dtype), at four depths each (shallower and deeper), shuffled."""
+    bias = canonical_scheme(BIAS_SCHEMES, "normal", {"std": 0.37})
+    out = []
+    for config in configs:
+        variants = [
+            config,
+            dataclasses.replace(config, bias=bias),
+            dataclasses.replace(config, width=config.width + 3),
+            dataclasses.replace(config, input_dim=config.input_dim + 5),
+            dataclasses.replace(
+                config, dtype="float16" if config.dtype != "float16" else "float32"
+            ),
+        ]
+        depths = {config.depth, 1, config.depth + rng.randint(1, 6), max(1, config.depth - 2)}
+        out += [dataclasses.replace(v, depth=d) for v in variants for d in sorted(depths)]
+    rng.shuffle(out)
+    return out
+
+
+def test_configurations_differing_only_in_depth_share_their_forward_layers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The preactivation and activation layers of a shallower configuration are read from the
+    deepest one equal to it but in depth: computed once per such group, bit for bit what the
+    configuration gives alone."""
+    rng = random.Random(13)
+    configs = _at_depths(varied_configs(6, rng), rng)
+    built = []
+    original = meanfield._forward_part
+
+    def counted(config: SimConfig, forward: Any) -> Any:
+        built.append(config.depth)
+        return original(config, forward)
+
+    monkeypatch.setattr(meanfield, "_forward_part", counted)
+    _forget()
+    together = predict_many(configs)
+    groups = {dataclasses.replace(c, depth=1) for c in configs}
+    assert len(built) == len(groups) < len(configs) / 3  # once per group, the deepest's depth
+    assert sorted(built) == sorted(
+        max(c.depth for c in configs if dataclasses.replace(c, depth=1) == g) for g in groups
+    )
+    monkeypatch.setattr(meanfield, "_forward_part", original)
+    for config, theory in zip(configs, together, strict=True):
+        _forget()
+        assert _fields(theory) == _fields(predict(config)), config
+    assert sum(any(t.mean_sq_bounds for t in theory.layers) for theory in together) > 30
+
+
+def test_a_deeper_configuration_that_fails_leaves_the_shallower_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the deepest of a group cannot be predicted (an arithmetic failure past some
+    layer), the shallower ones are predicted from their own forward layers, as alone."""
+    original = corrections.forward_bounds
+
+    def fails_deep(config: SimConfig, q: Any, predicted: Any) -> Any:
+        if config.depth > 5:
+            raise OverflowError("math range error")
+        return original(config, q, predicted)
+
+    monkeypatch.setattr(meanfield, "forward_bounds", fails_deep)
+    base = varied_configs(6, random.Random(21))
+    configs = [dataclasses.replace(c, depth=d) for c in base for d in (3, 5, 8)]
+    _forget()
+    together = predict_many(configs)
+    for config, theory in zip(configs, together, strict=True):
+        _forget()
+        assert _fields(theory) == _fields(predict(config)), config
+        assert ("no prediction" in theory.note) == (config.depth > 5)
 
 
 def test_the_maps_are_computed_when_read_and_shared_by_depth() -> None:

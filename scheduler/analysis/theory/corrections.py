@@ -47,7 +47,15 @@ from scheduler.analysis.theory.gaussian import (
 from scheduler.analysis.theory.weights import is_centred, weight_moments
 from worker.contract import Scheme, SimConfig
 
-__all__ = ["FINITE_WIDTH_MULTIPLE", "Bounds", "layer_bounds", "log_derivative_points"]
+__all__ = [
+    "FINITE_WIDTH_MULTIPLE",
+    "Bounds",
+    "ForwardBounds",
+    "forward_bounds",
+    "gradient_bounds",
+    "layer_bounds",
+    "log_derivative_points",
+]
 
 # The allowance is this many times the second-order finite-width term (plus the next order).
 FINITE_WIDTH_MULTIPLE = 3.0
@@ -149,17 +157,52 @@ def _backward_dispersion(config: SimConfig, layer: int, forward: list[float | No
     return 1e300 if log_total > 690.0 else math.expm1(log_total)
 
 
+Predicted = dict[tuple[int, str], tuple[float | None, float | None, float | None]]
+
+
+@dataclass(frozen=True)
+class ForwardBounds:
+    """The half of `layer_bounds` that does not depend on depth: the bounds of the input and of
+    every layer's preactivation and activation up to the configuration's depth, and what the
+    gradients' bounds read from the forward pass. A configuration that differs only in being
+    shallower reads a prefix of it (each layer depends only on the layers below it).
+
+    `sigma2[l]`: Var[log q_l] of the norm walk; `dispersions[l]`: `mean_sq_dispersion` at l
+    (both over layers 0..depth); `grad_terms[l]`: the relative correction of E[phi'^2](q_l);
+    `reached`: the last layer of the forward corrections (1..reached have one)."""
+
+    bounds: dict[tuple[int, str], Bounds]
+    sigma2: list[float]
+    dispersions: list[float | None]
+    grad_terms: list[float]
+    reached: int
+
+
 def layer_bounds(
-    config: SimConfig,
-    q: list[float | None],
-    predicted: dict[tuple[int, str], tuple[float | None, float | None, float | None]],
+    config: SimConfig, q: list[float | None], predicted: Predicted
 ) -> dict[tuple[int, str], Bounds]:
     """Bounds of every (layer, quantity) of `config` (module docstring).
 
     `q[l]` is the mean-field q^l (None where not predicted); `predicted[(l, quantity)]` the
     (mean, mean_sq, std) of the mean-field prediction. Layer 0 (the input) is exact up to its
-    chi-square spread. Non-centred kernels: layer 1 only (exact there).
+    chi-square spread. Non-centred kernels: layer 1 only (exact there). `forward_bounds` and
+    `gradient_bounds` together, in the order (0, activation), then per layer preactivation,
+    activation, gradient.
     """
+    forward = forward_bounds(config, q, predicted)
+    gradient = gradient_bounds(config, forward, predicted)
+    out = {(0, "activation"): forward.bounds[(0, "activation")]}
+    for layer in range(1, config.depth + 1):
+        for key in ((layer, "preactivation"), (layer, "activation")):
+            out[key] = forward.bounds[key]
+        out[(layer, "gradient")] = gradient[layer]
+    return out
+
+
+def forward_bounds(config: SimConfig, q: list[float | None], predicted: Predicted) -> ForwardBounds:
+    """The bounds of (0, activation) and of every layer's preactivation and activation of
+    `config` (`layer_bounds`' arguments; `predicted` needs no gradients), and the forward
+    pass's share of the gradients' (`ForwardBounds`)."""
     n0, n, depth, batch = config.input_dim, config.width, config.depth, config.batch
     act = config.activation
     homogeneous = activation_fns(act).homogeneous is not None
@@ -235,9 +278,28 @@ def layer_bounds(
                 _std_interval(std, ms_bounds, ms, mean, dispersion, values, s2),
                 dispersion,
             )
+    return ForwardBounds(out, sigma2, dispersions, grad_terms, len(forward))
+
+
+def gradient_bounds(
+    config: SimConfig, forward: ForwardBounds, predicted: Predicted
+) -> dict[int, Bounds]:
+    """The bounds of each layer's gradient of `config`, by layer, from `forward`: the
+    `forward_bounds` of `config` or of one that differs only in being deeper. `predicted`
+    needs only the gradients (`layer_bounds`)."""
+    n, depth, batch = config.width, config.depth, config.batch
+    homogeneous = activation_fns(config.activation).homogeneous is not None
+    centred = is_centred(config)
+    sigma2, dispersions, grad_terms = forward.sigma2, forward.dispersions, forward.grad_terms
+    out: dict[int, Bounds] = {}
+    for layer in range(1, depth + 1):
+        s2 = sigma2[layer]
+        next_order = 0.0 if homogeneous else s2 * s2 / 8.0  # homogeneous E[mean_sq] is exact
+        dispersion = dispersions[layer] if centred else 2.0 / (batch * n)
+        values = batch * n
         mean, ms, std = predicted[(layer, "gradient")]
-        if layer not in forward or ms is None or dispersion is None:
-            out[(layer, "gradient")] = Bounds(None, None, None, None)
+        if layer > forward.reached or ms is None or dispersion is None:
+            out[layer] = Bounds(None, None, None, None)
             continue
         # exact at any width for homogeneous activations (Hanin 2018); else each factor's
         # correction and 1/n per layer for the gradient independence assumption
@@ -246,11 +308,11 @@ def layer_bounds(
             rel = sum(grad_terms[k] for k in range(layer, depth + 1))
             independence = FINITE_WIDTH_MULTIPLE * (depth - layer) / n  # sign unknown
         if not math.isfinite(rel):
-            out[(layer, "gradient")] = Bounds(None, None, None, None)
+            out[layer] = Bounds(None, None, None, None)
             continue
         grad_ms = _interval(ms, ms * rel, abs(ms) * (next_order + independence))
         grad_dispersion = _backward_dispersion(config, layer, dispersions)
-        out[(layer, "gradient")] = Bounds(
+        out[layer] = Bounds(
             _interval(mean, 0.0, 0.0),
             grad_ms,
             _std_interval(std, grad_ms, ms, mean, grad_dispersion, values, 0.0),

@@ -91,12 +91,18 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 from scipy import optimize
 
-from scheduler.analysis.theory.corrections import layer_bounds, log_derivative_points
+from scheduler.analysis.theory.corrections import (
+    Bounds,
+    ForwardBounds,
+    forward_bounds,
+    gradient_bounds,
+    log_derivative_points,
+)
 from scheduler.analysis.theory.finite_width import finite_width_note, norm_walks
 from scheduler.analysis.theory.gaussian import (
     ActivationMoments,
@@ -472,23 +478,57 @@ def predict_many(
     their laws' horizon (`finite_width.norm_walks`, shared by configurations that differ only
     in depth), so does the q recursion (one `activation_moments_many` call per activation and
     layer), and the moments `corrections.layer_bounds` differentiates are evaluated in one call
-    per activation before each configuration is assembled. Every Gaussian moment is computed
-    once per distinct q (`gaussian.cached_moments_at_log_qs`)."""
+    per activation before each configuration is assembled. Configurations that differ only in
+    depth share their input, preactivation and activation layers (values and bounds: those of
+    the deepest of them, computed once; each layer depends only on the layers below it); each
+    computes its own gradients, laws and notes. Every Gaussian moment is computed once per
+    distinct q (`gaussian.cached_moments_at_log_qs`)."""
     if devices is None:
         devices = [None] * len(configs)
     _walk_ahead(configs)
     forwards = _forward(configs)
     _moments_ahead(configs, forwards)
+    deepest: dict[tuple[object, ...], int] = {}  # depth-free key -> its deepest configuration
+    for i, (config, forward) in enumerate(zip(configs, forwards, strict=True)):
+        if not isinstance(forward, Exception):
+            j = deepest.setdefault(_depth_free(config), i)
+            if config.depth > configs[j].depth:
+                deepest[_depth_free(config)] = i
+    parts: dict[tuple[object, ...], _ForwardPart | None] = {}
     out = []
     for config, device, forward in zip(configs, devices, forwards, strict=True):
         try:
             if isinstance(forward, Exception):
                 raise forward
-            out.append(_predict(config, device, forward))
+            part = _shared_part(config, forward, parts, configs, forwards, deepest)
+            out.append(_predict(config, device, forward, part))
         except (ArithmeticError, ValueError) as exc:
             note = f"no prediction: the theory could not be computed ({type(exc).__name__}: {exc})."
             out.append(_no_prediction(config, note))
     return out
+
+
+def _shared_part(
+    config: SimConfig,
+    forward: _Forward,
+    parts: dict[tuple[object, ...], _ForwardPart | None],
+    configs: Sequence[SimConfig],
+    forwards: Sequence[_Forward | Exception],
+    deepest: dict[tuple[object, ...], int],
+) -> _ForwardPart:
+    """`config`'s `_ForwardPart`: that of the deepest configuration equal to it but in depth,
+    computed once into `parts`; its own where that one's fails (it may fail deeper down)."""
+    key = _depth_free(config)
+    if key not in parts:
+        j = deepest[key]
+        deep = forwards[j]
+        assert isinstance(deep, _Forward)
+        try:
+            parts[key] = _forward_part(configs[j], deep)
+        except (ArithmeticError, ValueError):
+            parts[key] = None
+    part = parts[key]
+    return _forward_part(config, forward) if part is None else part
 
 
 def _walk_ahead(configs: Sequence[SimConfig]) -> None:
@@ -635,29 +675,39 @@ def _no_prediction(config: SimConfig, note: str) -> ConfigTheory:
 _QUANTITIES = ("preactivation", "activation", "gradient")
 
 
-def _predict(config: SimConfig, device: str | None, forward: _Forward) -> ConfigTheory:
-    """`predict` without the guard, from the configuration's q recursion."""
+@dataclass(frozen=True)
+class _ForwardPart:
+    """What a prediction holds that does not depend on depth, to the configuration's depth:
+    (0, activation), then each layer's preactivation and activation, finished (non-finite
+    values None, bounds attached), and the forward half of the bounds (`forward_bounds`).
+    A configuration that differs only in being shallower reads a prefix of both."""
+
+    layers: tuple[LayerTheory, ...]
+    bounds: ForwardBounds
+
+
+def _depth_free(config: SimConfig) -> tuple[object, ...]:
+    """Every field of `config` but its depth: configurations equal in it share a `_ForwardPart`."""
+    return tuple(getattr(config, name) for name in _NOT_DEPTH)
+
+
+_NOT_DEPTH = tuple(f.name for f in fields(SimConfig) if f.name != "depth")
+
+
+def _forward_part(config: SimConfig, forward: _Forward) -> _ForwardPart:
+    """The `_ForwardPart` of `config` from its q recursion."""
     n0, n, depth, batch = config.input_dim, config.width, config.depth, config.batch
     act = config.activation
     sb2 = config.bias_std**2
-    mu1, v1, v, centred = forward.mu1, forward.v1, forward.v, forward.centred
+    mu1, v1 = forward.mu1, forward.v1
     q, moments = forward.q, forward.moments
     q0 = 1.0 if config.input_q is None else config.input_q
-    notes: list[str] = []
-
-    grad: list[float | None] = [None] * (depth + 2)
-    grad[depth + 1] = 1.0  # E[r^2]; the factor n v is not applied above the top layer
-    for layer in range(depth, 0, -1):
-        m, above = moments[layer], grad[layer + 1]
-        if m is None or above is None or (layer < depth and not centred):
-            break
-        factor = 1.0 if layer == depth else n * v
-        grad[layer] = _finite(factor * m.deriv_sq * above)
-
     # E[mean(x)^2] = q0 (1 + (batch - 1) c0) / (batch n0) (c0 = 0 for i.i.d. inputs).
     c0 = config.input_corr or 0.0
     x_std2 = q0 * (1.0 - (1.0 + (batch - 1) * c0) / (batch * n0))
-    layers = [LayerTheory(0, "activation", 0.0, q0, math.sqrt(max(0.0, x_std2)))]
+    raw: list[tuple[int, str, float | None, float | None, float | None]] = [
+        (0, "activation", 0.0, q0, math.sqrt(max(0.0, x_std2)))
+    ]
     for layer in range(1, depth + 1):
         ql, m = q[layer], moments[layer]
         if layer == 1:
@@ -668,13 +718,9 @@ def _predict(config: SimConfig, device: str | None, forward: _Forward) -> Config
             )
         else:
             pre_std2 = ql
-        layers.append(
-            LayerTheory(
-                layer, "preactivation", 0.0 if ql is not None else None, ql, _sqrt0(pre_std2)
-            )
-        )
+        raw.append((layer, "preactivation", 0.0 if ql is not None else None, ql, _sqrt0(pre_std2)))
         if m is None or ql is None:
-            layers.append(LayerTheory(layer, "activation", None, None, None))
+            raw.append((layer, "activation", None, None, None))
         else:
             mean_sq = _finite(m.mean_sq)
             if layer == 1 and mu1 != 0.0 and ql > 0.0:
@@ -683,13 +729,70 @@ def _predict(config: SimConfig, device: str | None, forward: _Forward) -> Config
                 act_std2 = m.mean_sq - cross / batch - (1.0 - 1.0 / batch) * m.mean * m.mean
             else:
                 act_std2 = m.mean_sq - m.mean * m.mean
-            layers.append(
-                LayerTheory(
-                    layer, "activation", _finite(m.mean), mean_sq, _sqrt0(_finite(act_std2))
-                )
-            )
+            raw.append((layer, "activation", _finite(m.mean), mean_sq, _sqrt0(_finite(act_std2))))
+    clean = {
+        (layer, quantity): (_finite(mean), _finite(mean_sq), _finite(std))
+        for layer, quantity, mean, mean_sq, std in raw
+    }
+    bounds = forward_bounds(config, q, clean)
+    return _ForwardPart(
+        tuple(_bounded(key, values, bounds.bounds.get(key)) for key, values in clean.items()),
+        bounds,
+    )
+
+
+def _bounded(
+    key: tuple[int, str],
+    values: tuple[float | None, float | None, float | None],
+    b: Bounds | None,
+) -> LayerTheory:
+    """The LayerTheory of `key` with (mean, mean_sq, std) `values` and bounds `b` (None: none)."""
+    mean, mean_sq, std = values
+    if b is None:
+        return LayerTheory(key[0], key[1], mean, mean_sq, std)
+    return LayerTheory(
+        key[0],
+        key[1],
+        mean,
+        mean_sq,
+        std,
+        b.mean,
+        b.mean_sq,
+        b.std,
+        _finite(b.dispersion),
+    )
+
+
+def _predict(
+    config: SimConfig, device: str | None, forward: _Forward, part: _ForwardPart
+) -> ConfigTheory:
+    """`predict` without the guard, from the configuration's q recursion and the
+    `_ForwardPart` of it or of a deeper configuration that differs only in depth."""
+    n, depth = config.width, config.depth
+    act = config.activation
+    mu1, v, centred = forward.mu1, forward.v, forward.centred
+    q, moments = forward.q, forward.moments
+    notes: list[str] = []
+
+    grad: list[float | None] = [None] * (depth + 2)
+    grad[depth + 1] = 1.0  # E[r^2]; the factor n v is not applied above the top layer
+    for layer in range(depth, 0, -1):
+        m, above = moments[layer], grad[layer + 1]
+        if m is None or above is None or (layer < depth and not centred):
+            break
+        factor = 1.0 if layer == depth else n * v
+        grad[layer] = _finite(factor * m.deriv_sq * above)
+    clean_grad = {}
+    for layer in range(1, depth + 1):
         g = grad[layer]
-        layers.append(LayerTheory(layer, "gradient", 0.0 if g is not None else None, g, _sqrt0(g)))
+        mean_g = 0.0 if g is not None else None
+        clean_grad[(layer, "gradient")] = (_finite(mean_g), _finite(g), _finite(_sqrt0(g)))
+    gradient = gradient_bounds(config, part.bounds, clean_grad)
+    layers = [part.layers[0]]
+    for layer in range(1, depth + 1):
+        layers += part.layers[2 * layer - 1 : 2 * layer + 1]
+        key = (layer, "gradient")
+        layers.append(_bounded(key, clean_grad[key], gradient[layer]))
 
     q1 = q[1]
     maps_from = (math.sqrt(n * v), config.bias_std, act, q1) if centred and q1 is not None else None
@@ -720,43 +823,13 @@ def _predict(config: SimConfig, device: str | None, forward: _Forward) -> Config
         notes.append(width_note)
     return ConfigTheory(
         config=config,
-        layers=_with_bounds(config, q, layers),
+        layers=tuple(layers),
         overflow_layer=_finite(over),
         underflow_layer=_finite(under),
         exact=centred and config.init.name != "orthogonal",
         notes=tuple(notes),
-        overflow_cdf=None if over_law is None else tuple(float(p) for p in over_law),
-        underflow_cdf=None if under_law is None else tuple(float(p) for p in under_law),
+        overflow_cdf=None if over_law is None else tuple(over_law.tolist()),
+        underflow_cdf=None if under_law is None else tuple(under_law.tolist()),
         maps_from=maps_from,
         width_note=width_note,
     )
-
-
-def _with_bounds(
-    config: SimConfig, q: list[float | None], layers: list[LayerTheory]
-) -> tuple[LayerTheory, ...]:
-    """`layers` with non-finite values as None and the finite-width bounds of `corrections`."""
-    clean = {
-        (t.layer, t.quantity): (_finite(t.mean), _finite(t.mean_sq), _finite(t.std)) for t in layers
-    }
-    bounds = layer_bounds(config, q, clean)
-    out = []
-    for key, (mean, mean_sq, std) in clean.items():
-        b = bounds.get(key)
-        if b is None:
-            out.append(LayerTheory(key[0], key[1], mean, mean_sq, std))
-        else:
-            out.append(
-                LayerTheory(
-                    key[0],
-                    key[1],
-                    mean,
-                    mean_sq,
-                    std,
-                    b.mean,
-                    b.mean_sq,
-                    b.std,
-                    _finite(b.dispersion),
-                )
-            )
-    return tuple(out)
