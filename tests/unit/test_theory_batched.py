@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from scheduler.analysis.compare import device_predictor, with_theory
-from scheduler.analysis.theory import corrections, finite_width, gaussian, meanfield
+from scheduler.analysis.theory import finite_width, gaussian, meanfield
 from scheduler.analysis.theory.meanfield import ConfigTheory, predict, predict_many
 from tests.db.builders import layer_records, varied_configs
 from worker.contract import (
@@ -89,9 +89,9 @@ def _at_depths(configs: list[SimConfig], rng: random.Random) -> list[SimConfig]:
 def test_configurations_differing_only_in_depth_share_their_forward_layers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The preactivation and activation layers of a shallower configuration are read from the
-    deepest one equal to it but in depth: computed once per such group, bit for bit what the
-    configuration gives alone."""
+    """The preactivation and activation layers and the overflow and collapse laws of a
+    shallower configuration are read from the deepest one equal to it but in depth (and
+    device): computed once per such group, bit for bit what the configuration gives alone."""
     rng = random.Random(13)
     configs = _at_depths(varied_configs(6, rng), rng)
     built = []
@@ -102,33 +102,38 @@ def test_configurations_differing_only_in_depth_share_their_forward_layers(
         return original(config, forward)
 
     monkeypatch.setattr(meanfield, "_forward_part", counted)
+    devices = [None if i % 3 else "/device:GPU:0" for i in range(len(configs))]
     _forget()
-    together = predict_many(configs)
+    together = predict_many(configs, devices)
     groups = {dataclasses.replace(c, depth=1) for c in configs}
     assert len(built) == len(groups) < len(configs) / 3  # once per group, the deepest's depth
     assert sorted(built) == sorted(
         max(c.depth for c in configs if dataclasses.replace(c, depth=1) == g) for g in groups
     )
     monkeypatch.setattr(meanfield, "_forward_part", original)
-    for config, theory in zip(configs, together, strict=True):
+    for config, device, theory in zip(configs, devices, together, strict=True):
         _forget()
-        assert _fields(theory) == _fields(predict(config)), config
+        assert _fields(theory) == _fields(predict(config, device=device)), config
     assert sum(any(t.mean_sq_bounds for t in theory.layers) for theory in together) > 30
+    assert sum(t.overflow_layer is not None for t in together) >= 4
+    assert sum(t.underflow_layer is not None for t in together) >= 4
 
 
+@pytest.mark.parametrize("failing", ["forward_bounds", "_laws"])
 def test_a_deeper_configuration_that_fails_leaves_the_shallower_their_own(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     """Where the deepest of a group cannot be predicted (an arithmetic failure past some
-    layer), the shallower ones are predicted from their own forward layers, as alone."""
-    original = corrections.forward_bounds
+    layer: in its forward bounds, or in its laws), the shallower ones are predicted from their
+    own forward layers and laws, as alone."""
+    original = getattr(meanfield, failing)
 
-    def fails_deep(config: SimConfig, q: Any, predicted: Any) -> Any:
+    def fails_deep(config: SimConfig, *args: Any) -> Any:
         if config.depth > 5:
             raise OverflowError("math range error")
-        return original(config, q, predicted)
+        return original(config, *args)
 
-    monkeypatch.setattr(meanfield, "forward_bounds", fails_deep)
+    monkeypatch.setattr(meanfield, failing, fails_deep)
     base = varied_configs(6, random.Random(21))
     configs = [dataclasses.replace(c, depth=d) for c in base for d in (3, 5, 8)]
     _forget()

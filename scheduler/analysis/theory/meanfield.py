@@ -106,6 +106,7 @@ from scheduler.analysis.theory.corrections import (
 from scheduler.analysis.theory.finite_width import finite_width_note, norm_walks
 from scheduler.analysis.theory.gaussian import (
     ActivationMoments,
+    FloatArray,
     activation_fns,
     activation_moments,
     activation_moments_many,
@@ -488,47 +489,77 @@ def predict_many(
     _walk_ahead(configs)
     forwards = _forward(configs)
     _moments_ahead(configs, forwards)
-    deepest: dict[tuple[object, ...], int] = {}  # depth-free key -> its deepest configuration
-    for i, (config, forward) in enumerate(zip(configs, forwards, strict=True)):
-        if not isinstance(forward, Exception):
-            j = deepest.setdefault(_depth_free(config), i)
-            if config.depth > configs[j].depth:
-                deepest[_depth_free(config)] = i
-    parts: dict[tuple[object, ...], _ForwardPart | None] = {}
+    groups = _DepthGroups(configs, forwards)
     out = []
     for config, device, forward in zip(configs, devices, forwards, strict=True):
         try:
             if isinstance(forward, Exception):
                 raise forward
-            part = _shared_part(config, forward, parts, configs, forwards, deepest)
-            out.append(_predict(config, device, forward, part))
+            part = groups.part(config, forward)
+            out.append(_predict(config, device, forward, part, groups.laws(config, device)))
         except (ArithmeticError, ValueError) as exc:
             note = f"no prediction: the theory could not be computed ({type(exc).__name__}: {exc})."
             out.append(_no_prediction(config, note))
     return out
 
 
-def _shared_part(
-    config: SimConfig,
-    forward: _Forward,
-    parts: dict[tuple[object, ...], _ForwardPart | None],
-    configs: Sequence[SimConfig],
-    forwards: Sequence[_Forward | Exception],
-    deepest: dict[tuple[object, ...], int],
-) -> _ForwardPart:
-    """`config`'s `_ForwardPart`: that of the deepest configuration equal to it but in depth,
-    computed once into `parts`; its own where that one's fails (it may fail deeper down)."""
-    key = _depth_free(config)
-    if key not in parts:
-        j = deepest[key]
-        deep = forwards[j]
-        assert isinstance(deep, _Forward)
-        try:
-            parts[key] = _forward_part(configs[j], deep)
-        except (ArithmeticError, ValueError):
-            parts[key] = None
-    part = parts[key]
-    return _forward_part(config, forward) if part is None else part
+Laws = tuple[FloatArray | None, FloatArray | None]  # (overflow_cdf, underflow_cdf)
+
+
+class _DepthGroups:
+    """The configurations of one `predict_many` call grouped by every field but depth: each
+    group's `_ForwardPart` and laws are those of its deepest configuration, computed once when
+    first asked for, and read by the others as prefixes; where the deepest's fail (they may
+    fail deeper down), a configuration computes its own."""
+
+    def __init__(
+        self, configs: Sequence[SimConfig], forwards: Sequence[_Forward | Exception]
+    ) -> None:
+        self._configs, self._forwards = configs, forwards
+        self._deepest: dict[tuple[object, ...], int] = {}  # key -> its deepest configuration
+        for i, (config, forward) in enumerate(zip(configs, forwards, strict=True)):
+            if not isinstance(forward, Exception):
+                key = _depth_free(config)
+                j = self._deepest.setdefault(key, i)
+                if config.depth > configs[j].depth:
+                    self._deepest[key] = i
+        self._parts: dict[tuple[object, ...], _ForwardPart | None] = {}
+        self._laws: dict[tuple[tuple[object, ...], str | None], Laws | None] = {}
+
+    def part(self, config: SimConfig, forward: _Forward) -> _ForwardPart:
+        """`config`'s `_ForwardPart` (its forward recursion: `forward`)."""
+        key = _depth_free(config)
+        if key not in self._parts:
+            j = self._deepest[key]
+            deep = self._forwards[j]
+            assert isinstance(deep, _Forward)
+            try:
+                self._parts[key] = _forward_part(self._configs[j], deep)
+            except (ArithmeticError, ValueError):
+                self._parts[key] = None
+        part = self._parts[key]
+        return _forward_part(config, forward) if part is None else part
+
+    def laws(self, config: SimConfig, device: str | None) -> Laws:
+        """`overflow_cdf(config)` and `underflow_cdf(config, device=device)`: the deepest's to
+        `config`'s `horizon` (both laws are built layer by layer from the walk's prefix)."""
+        key = (_depth_free(config), device)
+        if key not in self._laws:
+            try:
+                self._laws[key] = _laws(self._configs[self._deepest[key[0]]], device)
+            except (ArithmeticError, ValueError):
+                self._laws[key] = None
+        shared = self._laws[key]
+        if shared is None:
+            return _laws(config, device)
+        end = horizon(config) + 1
+        over, under = shared
+        return (None if over is None else over[:end], None if under is None else under[:end])
+
+
+def _laws(config: SimConfig, device: str | None) -> Laws:
+    """(`overflow_cdf(config)`, `underflow_cdf(config, device=device)`)."""
+    return overflow_cdf(config), underflow_cdf(config, device=device)
 
 
 def _walk_ahead(configs: Sequence[SimConfig]) -> None:
@@ -764,10 +795,11 @@ def _bounded(
 
 
 def _predict(
-    config: SimConfig, device: str | None, forward: _Forward, part: _ForwardPart
+    config: SimConfig, device: str | None, forward: _Forward, part: _ForwardPart, laws: Laws
 ) -> ConfigTheory:
-    """`predict` without the guard, from the configuration's q recursion and the
-    `_ForwardPart` of it or of a deeper configuration that differs only in depth."""
+    """`predict` without the guard, from the configuration's q recursion, and the
+    `_ForwardPart` and laws (`_laws`) of it or of a deeper configuration that differs only in
+    depth (`_DepthGroups`)."""
     n, depth = config.width, config.depth
     act = config.activation
     mu1, v, centred = forward.mu1, forward.v, forward.centred
@@ -811,7 +843,7 @@ def _predict(
         )
     if any(q[layer] is None for layer in range(1, depth + 1)) and centred:
         notes.append("mean-field values exceed float64 at depth: those layers are None.")
-    over_law, under_law = overflow_cdf(config), underflow_cdf(config, device=device)
+    over_law, under_law = laws
     over = expected_first_layer(over_law, depth)
     under = expected_first_layer(under_law, depth)
     if over is not None:
