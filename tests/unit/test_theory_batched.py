@@ -119,13 +119,13 @@ def test_configurations_differing_only_in_depth_share_their_forward_layers(
     assert sum(t.underflow_layer is not None for t in together) >= 4
 
 
-@pytest.mark.parametrize("failing", ["forward_bounds", "_laws"])
+@pytest.mark.parametrize("failing", ["_forward_lockstep", "forward_bounds", "_laws"])
 def test_a_deeper_configuration_that_fails_leaves_the_shallower_their_own(
     monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     """Where the deepest of a group cannot be predicted (an arithmetic failure past some
-    layer: in its forward bounds, or in its laws), the shallower ones are predicted from their
-    own forward layers and laws, as alone."""
+    layer: in its q recursion, its forward bounds or its laws), the shallower ones are
+    predicted from their own recursion, forward layers and laws, as alone."""
     original = getattr(meanfield, failing)
 
     def fails_deep(config: SimConfig, *args: Any) -> Any:
@@ -133,7 +133,13 @@ def test_a_deeper_configuration_that_fails_leaves_the_shallower_their_own(
             raise OverflowError("math range error")
         return original(config, *args)
 
-    monkeypatch.setattr(meanfield, failing, fails_deep)
+    def recursions_fail_deep(configs: list[SimConfig]) -> list[Any]:
+        found = original(configs)
+        pairs = zip(configs, found, strict=True)
+        return [OverflowError("deep") if c.depth > 5 else f for c, f in pairs]
+
+    lockstep = failing == "_forward_lockstep"
+    monkeypatch.setattr(meanfield, failing, recursions_fail_deep if lockstep else fails_deep)
     base = varied_configs(6, random.Random(21))
     configs = [dataclasses.replace(c, depth=d) for c in base for d in (3, 5, 8)]
     _forget()

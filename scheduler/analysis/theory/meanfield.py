@@ -611,6 +611,37 @@ class _Forward:
 
 
 def _forward(configs: Sequence[SimConfig]) -> list[_Forward | Exception]:
+    """`_forward_lockstep` of each configuration, computed for the deepest of those equal in
+    every field but depth and read by the others as a prefix (q^{l+1} depends only on q^l);
+    where the deepest's fails, the others compute their own (it may fail deeper down)."""
+    deepest: dict[tuple[object, ...], int] = {}
+    for i, config in enumerate(configs):
+        j = deepest.setdefault(_depth_free(config), i)
+        if config.depth > configs[j].depth:
+            deepest[_depth_free(config)] = i
+    heads = sorted(deepest.values())
+    found = dict(zip(heads, _forward_lockstep([configs[j] for j in heads]), strict=True))
+    out: list[_Forward | Exception | None] = []
+    again = []
+    for i, config in enumerate(configs):
+        j = deepest[_depth_free(config)]
+        head = found[j]
+        if i == j or (isinstance(head, _Forward) and config.depth == configs[j].depth):
+            out.append(head)
+        elif isinstance(head, _Forward):
+            end = config.depth + 1
+            out.append(
+                _Forward(head.mu1, head.v1, head.v, head.centred, head.q[:end], head.moments[:end])
+            )
+        else:
+            out.append(None)
+            again.append(i)
+    for i, each in zip(again, _forward_lockstep([configs[i] for i in again]), strict=True):
+        out[i] = each
+    return [each for each in out if each is not None]
+
+
+def _forward_lockstep(configs: Sequence[SimConfig]) -> list[_Forward | Exception]:
     """The q recursion of each configuration (an exception where it fails), in lockstep:
 
         q^1 = n0 (v1 + mu1^2) q0 + sigma_b^2,   q^{l+1} = n v E[phi^2](q^l) + sigma_b^2
