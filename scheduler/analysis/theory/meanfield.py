@@ -480,9 +480,10 @@ def predict_many(
     in depth), so does the q recursion (one `activation_moments_many` call per activation and
     layer), and the moments `corrections.layer_bounds` differentiates are evaluated in one call
     per activation before each configuration is assembled. Configurations that differ only in
-    depth share their input, preactivation and activation layers (values and bounds: those of
-    the deepest of them, computed once; each layer depends only on the layers below it); each
-    computes its own gradients, laws and notes. Every Gaussian moment is computed once per
+    depth share their q recursion, their input, preactivation and activation layers (values
+    and bounds) and their overflow and collapse laws: the deepest one's, computed once and read
+    as prefixes (each layer depends only on the layers below it); each computes its own
+    gradients and notes. Every Gaussian moment is computed once per
     distinct q (`gaussian.cached_moments_at_log_qs`)."""
     if devices is None:
         devices = [None] * len(configs)
@@ -516,13 +517,8 @@ class _DepthGroups:
         self, configs: Sequence[SimConfig], forwards: Sequence[_Forward | Exception]
     ) -> None:
         self._configs, self._forwards = configs, forwards
-        self._deepest: dict[tuple[object, ...], int] = {}  # key -> its deepest configuration
-        for i, (config, forward) in enumerate(zip(configs, forwards, strict=True)):
-            if not isinstance(forward, Exception):
-                key = _depth_free(config)
-                j = self._deepest.setdefault(key, i)
-                if config.depth > configs[j].depth:
-                    self._deepest[key] = i
+        ok = [not isinstance(forward, Exception) for forward in forwards]
+        self._deepest = _deepest(configs, ok)
         self._parts: dict[tuple[object, ...], _ForwardPart | None] = {}
         self._laws: dict[tuple[tuple[object, ...], str | None], Laws | None] = {}
 
@@ -614,31 +610,25 @@ def _forward(configs: Sequence[SimConfig]) -> list[_Forward | Exception]:
     """`_forward_lockstep` of each configuration, computed for the deepest of those equal in
     every field but depth and read by the others as a prefix (q^{l+1} depends only on q^l);
     where the deepest's fails, the others compute their own (it may fail deeper down)."""
-    deepest: dict[tuple[object, ...], int] = {}
-    for i, config in enumerate(configs):
-        j = deepest.setdefault(_depth_free(config), i)
-        if config.depth > configs[j].depth:
-            deepest[_depth_free(config)] = i
+    deepest = _deepest(configs, [True] * len(configs))
     heads = sorted(deepest.values())
     found = dict(zip(heads, _forward_lockstep([configs[j] for j in heads]), strict=True))
-    out: list[_Forward | Exception | None] = []
+    out: list[_Forward | Exception] = []
     again = []
     for i, config in enumerate(configs):
         j = deepest[_depth_free(config)]
         head = found[j]
-        if i == j or (isinstance(head, _Forward) and config.depth == configs[j].depth):
-            out.append(head)
-        elif isinstance(head, _Forward):
+        if isinstance(head, _Forward) and config.depth < configs[j].depth:
             end = config.depth + 1
-            out.append(
-                _Forward(head.mu1, head.v1, head.v, head.centred, head.q[:end], head.moments[:end])
+            head = _Forward(
+                head.mu1, head.v1, head.v, head.centred, head.q[:end], head.moments[:end]
             )
-        else:
-            out.append(None)
-            again.append(i)
+        elif i != j and isinstance(head, Exception):
+            again.append(i)  # replaced below
+        out.append(head)
     for i, each in zip(again, _forward_lockstep([configs[i] for i in again]), strict=True):
         out[i] = each
-    return [each for each in out if each is not None]
+    return out
 
 
 def _forward_lockstep(configs: Sequence[SimConfig]) -> list[_Forward | Exception]:
@@ -749,8 +739,23 @@ class _ForwardPart:
 
 
 def _depth_free(config: SimConfig) -> tuple[object, ...]:
-    """Every field of `config` but its depth: configurations equal in it share a `_ForwardPart`."""
+    """Every field of `config` but its depth: configurations equal in it share their q
+    recursion (`_forward`), `_ForwardPart` and laws (`_DepthGroups`)."""
     return tuple(getattr(config, name) for name in _NOT_DEPTH)
+
+
+def _deepest(
+    configs: Sequence[SimConfig], eligible: Sequence[bool]
+) -> dict[tuple[object, ...], int]:
+    """`_depth_free` key -> the index of the deepest (the first among equals) of the eligible
+    configurations with that key."""
+    out: dict[tuple[object, ...], int] = {}
+    for i, (config, ok) in enumerate(zip(configs, eligible, strict=True)):
+        if ok:
+            j = out.setdefault(_depth_free(config), i)
+            if config.depth > configs[j].depth:
+                out[_depth_free(config)] = i
+    return out
 
 
 _NOT_DEPTH = tuple(f.name for f in fields(SimConfig) if f.name != "depth")
