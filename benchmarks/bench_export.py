@@ -3,7 +3,8 @@
 Builds a finished phase-diagram-like sweep (tanh and relu, a sigma_w x sigma_b grid, one depth):
 the sweep, configurations and chunks through `scheduler.store.create_sweep`, the aggregated
 rows from the synthetic records of the database tests (`tests.db.builders.layer_records`, no
-TensorFlow) through `worker.persist.record_values`. Then each export runs in a fresh process:
+TensorFlow) through `worker.persist.record_values`, and their packs (`worker.stat_columns
+.write_packs`, as aggregation writes them). Then each export runs in a fresh process:
 the `initsweep results SWEEP --format F -o FILE` command, called there after its imports, so
 the export's own seconds and the process's peak RSS (`peak_rss`: VmHWM on Linux, else
 `resource.getrusage`; the imports' share printed beside it) are measured. On SQLite, and with `--postgresql` on a
@@ -51,6 +52,7 @@ from worker.contract import (  # noqa: E402
     canonical_scheme,
 )
 from worker.persist import load_task, quantile_values, record_values  # noqa: E402
+from worker.stat_columns import write_packs  # noqa: E402
 
 TEMPLATES = 16  # distinct synthetic record sets, cycled over the configurations
 INSERT_BATCH = 20_000  # layer_stats rows per INSERT
@@ -107,6 +109,7 @@ def build(url: str, n_configs: int, depth: int, width: int, trials: int) -> int:
     with session_scope(factory) as session:
         while batch := list(itertools.islice(rows, INSERT_BATCH)):
             session.execute(sa.insert(LayerStat), batch)
+        write_packs(session=session, configuration_ids=config_ids)  # as aggregation does
         session.execute(sa.update(Chunk).values(status="done"))  # a fresh database: all ours
         session.execute(sa.update(Configuration).values(status="done", aggregated_at=utcnow()))
         set_sweep_status(session=session, sweep_id=sweep_id, status="done")

@@ -46,6 +46,7 @@ from scheduler.store import create_sweep, set_sweep_status, sweep_config_refs  #
 from tests.db.builders import layer_records  # noqa: E402
 from worker.contract import ChunkTask  # noqa: E402
 from worker.persist import quantile_values, record_values  # noqa: E402
+from worker.stat_columns import write_packs  # noqa: E402
 
 TEMPLATES = 4  # synthetic record sets per depth, cycled over the configurations
 INSERT_BATCH = 20_000  # layer_stats rows per INSERT
@@ -84,6 +85,7 @@ def build(url: str, spec: Path) -> tuple[int, int, int]:
     with session_scope(factory) as session:
         while batch := list(itertools.islice(stream, INSERT_BATCH)):
             session.execute(sa.insert(LayerStat), batch)
+        write_packs(session=session, configuration_ids=[ref.id for ref in refs])  # as aggregation
         session.execute(sa.update(Chunk).values(status="done"))  # a fresh database: all ours
         session.execute(sa.update(Configuration).values(status="done", aggregated_at=utcnow()))
         set_sweep_status(session=session, sweep_id=sweep_id, status="done")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from models.base import Base, utcnow
 from models.chunk import CHUNK_STATUSES, Chunk
 from models.configuration import CONFIG_STATUSES, Configuration
-from models.stats import OBSERVABLES, ChunkStat, LayerStat, StatColumns
+from models.stats import OBSERVABLES, ChunkStat, LayerStat, LayerStatPack, StatColumns
 from models.sweep import SWEEP_FINISHED, SWEEP_STATUSES, Sweep, SweepConfiguration
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ChunkStat",
     "Configuration",
     "LayerStat",
+    "LayerStatPack",
     "StatColumns",
     "Sweep",
     "SweepConfiguration",

@@ -11,6 +11,10 @@ log-spaced histogram as bytes (`worker.histogram`: LEB128 gaps and counts of the
 a trial's inputs (migration 0005, `worker.contract.PAIR_OBSERVABLES`): `cross_*` (over the
 n_finite trials, scaled like mean_sq) and `corr_*` (over `corr_n` trials), NULL for batch 1
 and in rows saved before they were recorded.
+
+`layer_stat_packs` (migration 0008) holds, per aggregated configuration, its `layer_stats` rows
+as the database returns them, packed into one blob for columnar reads (`worker.aggregate`
+writes it with the rows and owns its layout); a configuration without one is read row by row.
 """
 
 from __future__ import annotations
@@ -90,3 +94,19 @@ class LayerStat(StatColumns, Base):
     configuration_id: Mapped[int] = mapped_column(
         ForeignKey("configurations.id", ondelete="CASCADE")
     )
+
+
+class LayerStatPack(Base):
+    """A configuration's `layer_stats` rows in one blob of fixed-size little-endian records
+    (`worker.aggregate.pack_layout`: `layout` names the record's columns, `n_rows` the records),
+    written in the transaction that writes the rows, from the rows read back, so a columnar read
+    of the blob gives bit for bit what reading the rows gives."""
+
+    __tablename__ = "layer_stat_packs"
+
+    configuration_id: Mapped[int] = mapped_column(
+        ForeignKey("configurations.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    layout: Mapped[int]
+    n_rows: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -10,7 +10,7 @@ Parquet, the row group being filled), so memory stays bounded whatever the numbe
   values mix kinds is a string column (`records.kind_value`: the string, or the value's JSON).
 
 A batch of complete configurations (`StatBatch`) is never built as records: its statistics
-come as numpy columns (`worker.aggregate.layer_stat_columns`), the record columns are computed
+come as numpy columns (`worker.stat_columns.layer_stat_columns`), the record columns are computed
 column by column, Arrow arrays are made from their buffers, and each JSON line is one `%`
 template filled with the `repr` of each value and the configuration's head, encoded once.
 With theory, its columns come the same way (`scheduler.analysis.compare.theory_columns`, from
@@ -46,8 +46,8 @@ from scheduler.analysis.records import (
     record_columns,
 )
 from scheduler.query import StatBatch
-from worker.aggregate import uncapped
 from worker.contract import OBSERVABLES, QUANTITIES
+from worker.stat_columns import uncapped
 
 if TYPE_CHECKING:
     import pyarrow as pa

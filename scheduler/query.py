@@ -42,12 +42,12 @@ from scheduler.errors import UserError
 from scheduler.formatting import config_label, pm, printable
 from scheduler.where import Term, Where, check_columns, row_matches, where_terms
 from worker.aggregate import (
-    StatColumnReader,
     layer_stat_rows,
     partial_records,
     records_by_configuration,
     sweep_layer_records,
 )
+from worker.stat_columns import StatColumnReader
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -188,7 +188,7 @@ def result_set(
 class StatBatch:
     """A batch of complete configurations, unbuilt, for a columnar writer: each configuration's
     id and head columns (`result_head`) in position order, and their aggregated rows column by
-    column (`worker.aggregate.layer_stat_columns`: numpy arrays), unordered."""
+    column (`worker.stat_columns.layer_stat_columns`: numpy arrays), unordered."""
 
     config_ids: list[int]
     heads: list[dict[str, Any]]

@@ -162,6 +162,7 @@ STORAGE = (
     "scheduler.reconcile",
     "worker.persist",
     "worker.aggregate",
+    "worker.stat_columns",
 )
 ORM_MODULES = (
     "models.base",
@@ -171,7 +172,16 @@ ORM_MODULES = (
     "models.sweep",
 )
 ORM_CLASSES = frozenset(
-    {"Base", "Chunk", "ChunkStat", "Configuration", "LayerStat", "Sweep", "SweepConfiguration"}
+    {
+        "Base",
+        "Chunk",
+        "ChunkStat",
+        "Configuration",
+        "LayerStat",
+        "LayerStatPack",
+        "Sweep",
+        "SweepConfiguration",
+    }
 )
 
 RULES: tuple[Rule, ...] = (

@@ -14,21 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from sqlalchemy import delete, exists, insert, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Chunk, ChunkStat, Configuration, LayerStat, SweepConfiguration, utcnow
-from worker.contract import OBSERVABLES, QUANTILES, QUANTITIES, LayerRecord, merge_records
+from worker.contract import OBSERVABLES, QUANTILES, LayerRecord, merge_records
 from worker.histogram import batch_quantiles
 from worker.persist import (
-    CAP,
-    LOG_FIELDS,
-    PAIR_FIELDS,
     QUANTILE_FIELDS,
     STAT_FIELDS,
     quantile_rows,
@@ -37,30 +31,13 @@ from worker.persist import (
     record_values,
     records_from_values,
 )
+from worker.stat_columns import write_packs
 from worker.target import Target, frontier, stop_index
 
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
 # a `layer_stat_rows` tuple
 STAT_ROW: tuple[str, ...] = ("configuration_id", *STAT_FIELDS, *QUANTILE_FIELDS)
 _HISTOGRAMS = frozenset(f for f in STAT_FIELDS if f.endswith("_hist"))
-# The columns of `layer_stat_columns`: int64 (never NULL; `quantity` is its index in
-# QUANTITIES), then float64 (NaN where NULL: the nullable counts and exponents too).
-STAT_INT_COLUMNS: tuple[str, ...] = (
-    "configuration_id",
-    "layer",
-    "quantity",
-    "n_trials",
-    "n_finite",
-    "n_first_nonfinite",
-    "n_collapsed",
-    *(f"{name}_exp2" for name in OBSERVABLES),
-)
-STAT_FLOAT_COLUMNS: tuple[str, ...] = (
-    *(f"{name}_{part}" for name in OBSERVABLES for part in ("mean", "m2")),
-    *LOG_FIELDS,
-    *PAIR_FIELDS,
-    *QUANTILE_FIELDS,
-)
 
 
 def chunk_records(*, session: Session, chunk_id: int) -> list[LayerRecord]:
@@ -102,6 +79,7 @@ def aggregate_config(*, session: Session, configuration_id: int) -> bool:
         rows = _merged_rows(session, configuration_id, [chunk_id for chunk_id, _, _ in chunks])
     if rows:
         session.execute(insert(LayerStat), rows)
+    write_packs(session=session, configuration_ids=[configuration_id])
     configuration.status = "done"
     configuration.aggregated_at = utcnow()
     session.flush()
@@ -256,149 +234,6 @@ def layer_stat_rows(
             ).all()
         )
     return rows
-
-
-def layer_stat_columns(
-    *, session: Session, configuration_ids: Sequence[int]
-) -> dict[str, npt.NDArray[Any]]:
-    """The aggregated rows of these configurations column by column (`STAT_INT_COLUMNS` as
-    int64, `STAT_FLOAT_COLUMNS` as float64 with NaN where NULL), unordered, bit for bit the
-    values `layer_stat_rows` reads: no histogram, no Python object per value where the driver
-    allows (PostgreSQL through psycopg: each column of a batch as one `bytea` of its values'
-    binary send form; any other driver: plain DBAPI tuples into one numpy record array), one
-    statement per 500 ids."""
-    connection = session.connection()
-    packed = connection.dialect.driver == "psycopg"
-    return _stat_columns(connection.connection.dbapi_connection, packed, configuration_ids)
-
-
-def _stat_columns(
-    dbapi: Any, packed: bool, configuration_ids: Sequence[int]
-) -> dict[str, npt.NDArray[Any]]:
-    """`layer_stat_columns` through a DBAPI connection (`packed`: psycopg's)."""
-    ids = [int(i) for i in configuration_ids]  # ints: written into the statement as they are
-    parts: list[dict[str, npt.NDArray[Any]]] = []
-    for i in range(0, len(ids), _IN_BATCH):
-        where = f"configuration_id IN ({', '.join(map(str, ids[i : i + _IN_BATCH]))})"
-        parts.append(_packed_columns(dbapi, where) if packed else _fetched_columns(dbapi, where))
-    if not parts:
-        parts.append(_fetched_columns(None, None))
-    out = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
-    if np.any(out["quantity"] < 0):
-        raise ValueError("layer_stats: a row's quantity is none of " + ", ".join(QUANTITIES))
-    return out
-
-
-class StatColumnReader:
-    """`layer_stat_columns` of one batch of configurations after another. On PostgreSQL
-    (psycopg, whose connection serialises its statements) the batch named as the next one is
-    read by a thread meanwhile: the server aggregates it while the caller works on this one.
-    `close` waits for that read."""
-
-    def __init__(self, session: Session) -> None:
-        connection = session.connection()
-        self._session = session
-        self._dbapi = connection.connection.dbapi_connection
-        self._ahead = connection.dialect.driver == "psycopg"
-        self._pool: ThreadPoolExecutor | None = None
-        self._next: tuple[list[int], Future[dict[str, npt.NDArray[Any]]]] | None = None
-
-    def read(
-        self, configuration_ids: Sequence[int], following: Sequence[int] = ()
-    ) -> dict[str, npt.NDArray[Any]]:
-        """`layer_stat_columns` of `configuration_ids`; then `following`'s begins to be read."""
-        ids = [int(i) for i in configuration_ids]
-        pending, self._next = self._next, None
-        if pending is not None and pending[0] == ids:
-            out = pending[1].result()
-        else:
-            if pending is not None:
-                pending[1].result()
-            out = layer_stat_columns(session=self._session, configuration_ids=ids)
-        if self._ahead and following:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="layer-stats")
-            later = [int(i) for i in following]
-            self._next = (later, self._pool.submit(_stat_columns, self._dbapi, True, later))
-        return out
-
-    def close(self) -> None:
-        """Wait for a read begun ahead (its error, if any, is dropped: nobody asked for it)."""
-        pending, self._next = self._next, None
-        if pending is not None:
-            pending[1].exception()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-
-
-_ROW_DTYPE = np.dtype(
-    [(c, np.int64) for c in STAT_INT_COLUMNS] + [(c, np.float64) for c in STAT_FLOAT_COLUMNS]
-)
-# SQL: `quantity` as its index in QUANTITIES (-1: none of them)
-_QUANTITY_INDEX = (
-    "CASE quantity "
-    + " ".join(f"WHEN '{q}' THEN {i}" for i, q in enumerate(QUANTITIES))
-    + " ELSE -1 END"
-)
-
-
-def _fetched_columns(dbapi: Any, where: str | None) -> dict[str, npt.NDArray[Any]]:
-    """The rows matching `where` (None: no row) through a DBAPI cursor, as contiguous columns."""
-    rows: list[Any] = []
-    if where is not None:
-        selected = ", ".join(
-            _QUANTITY_INDEX if c == "quantity" else c
-            for c in (*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS)
-        )
-        cursor = dbapi.cursor()
-        try:
-            cursor.execute(f"SELECT {selected} FROM {LayerStat.__tablename__} WHERE {where}")
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-    if rows and not isinstance(rows[0], tuple):  # a driver's own row type
-        rows = [tuple(r) for r in rows]
-    table = np.array(rows, dtype=_ROW_DTYPE)
-    return {c: np.ascontiguousarray(table[c]) for c in _ROW_DTYPE.names or ()}
-
-
-def _packed_columns(dbapi: Any, where: str) -> dict[str, npt.NDArray[Any]]:
-    """The rows matching `where` on PostgreSQL as columns, each aggregated on the server into
-    one `bytea`: the concatenated `int8send`/`float8send` of its values (big-endian IEEE 754
-    binary64 for floats, so exact; NULL floats sent as NaN), fed row by row to every aggregate
-    of one pass, so the columns line up. The result comes in binary, no per-row message."""
-    ints = [
-        f"({_QUANTITY_INDEX})::int8" if c == "quantity" else f"{c}::int8" for c in STAT_INT_COLUMNS
-    ]
-    floats = [f"COALESCE({c}::float8, 'NaN'::float8)" for c in STAT_FLOAT_COLUMNS]
-    selected = ", ".join(
-        [f"string_agg(int8send({e}), ''::bytea)" for e in ints]
-        + [f"string_agg(float8send({e}), ''::bytea)" for e in floats]
-    )
-    with dbapi.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*), {selected} FROM {LayerStat.__tablename__} WHERE {where}",
-            binary=True,
-        )
-        n, *blobs = cursor.fetchone()
-    if not n:
-        return _fetched_columns(None, None)
-    out: dict[str, npt.NDArray[Any]] = {}
-    for c, blob in zip((*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS), blobs, strict=True):
-        integer = c in STAT_INT_COLUMNS
-        if blob is None or len(blob) != 8 * n:  # string_agg skips NULLs (floats have none)
-            raise ValueError(f"layer_stats: {c} is NULL")
-        out[c] = np.frombuffer(blob, dtype=">i8" if integer else ">f8").astype(
-            np.int64 if integer else np.float64
-        )
-    return out
-
-
-def uncapped(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """`worker.persist.record_from_row`'s reading of capped moments (+-CAP is +-inf), on a column
-    of `layer_stat_rows` values (streamed exports read columns, not records)."""
-    return np.where(np.abs(x) == CAP, np.copysign(np.inf, x), x)
 
 
 def records_by_configuration(rows: Sequence[Any]) -> dict[int, list[LayerRecord]]:

@@ -10,21 +10,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import ChunkStat, Configuration, LayerStat
+from models import ChunkStat, Configuration, LayerStat, LayerStatPack
 from models.db import session_scope
 from scheduler.store import chunk_ids, create_sweep
 from tests.db.builders import config_plan, grid, outcome_for, sim_config, sweep_plan
 from tests.db.conftest import Db
 from worker.aggregate import (
-    STAT_FLOAT_COLUMNS,
-    STAT_INT_COLUMNS,
     STAT_ROW,
-    StatColumnReader,
     aggregate_config,
     aggregate_sweep,
     chunk_records,
     config_records,
-    layer_stat_columns,
     layer_stat_rows,
 )
 from worker.contract import QUANTITIES, LayerRecord, merge_records
@@ -35,6 +31,15 @@ from worker.persist import (
     quantile_values,
     record_values,
     save_outcome,
+)
+from worker.stat_columns import (
+    LAYOUT,
+    PACK_DTYPE,
+    STAT_FLOAT_COLUMNS,
+    STAT_INT_COLUMNS,
+    StatColumnReader,
+    layer_stat_columns,
+    write_packs,
 )
 from worker.stats import Moments
 
@@ -280,10 +285,11 @@ def test_pair_observables_round_trip_and_merge(db: Db) -> None:
 
 
 def test_stat_columns_are_the_stat_rows_bit_for_bit(db: Db) -> None:
-    """`layer_stat_columns` (PostgreSQL: packed on the server; SQLite: fetched) holds exactly
-    the values `layer_stat_rows` reads, NULL as NaN, for awkward doubles too (subnormals, the
-    largest double, values whose text form needs 17 digits; -0.0 is stored as 0.0 by
-    `models.base.Float64`), in 3 batches."""
+    """`layer_stat_columns` holds exactly the values `layer_stat_rows` reads, NULL as NaN, for
+    awkward doubles too (subnormals, the largest double, values whose text form needs 17
+    digits; -0.0 is stored as 0.0 by `models.base.Float64`), in 3 batches: from rows
+    (PostgreSQL: packed on the server; SQLite: fetched) where a configuration has no pack, and
+    from the packs `write_packs` makes of them."""
     awkward = [5e-324, -2.5e-310, 1.7976931348623157e308, 0.1 + 0.2, -1 / 3, None]
     plans = [config_plan(sim_config(depth=2, width=4, batch=2), trials=4, chunk_trials=2)]
     with session_scope(db.factory) as session:
@@ -317,23 +323,28 @@ def test_stat_columns_are_the_stat_rows_bit_for_bit(db: Db) -> None:
                     row[name] = 0.0 if value is None and not nullable else value
                 rows.append(row)
         session.execute(sa.insert(LayerStat), rows)
-        columns = layer_stat_columns(session=session, configuration_ids=ids)
+        mixed = layer_stat_columns(session=session, configuration_ids=ids)  # 1 pack, 1200 not
+        write_packs(session=session, configuration_ids=ids[1:])
+        n_packs = session.scalar(sa.select(sa.func.count()).select_from(LayerStatPack))
+        packed = layer_stat_columns(session=session, configuration_ids=ids)
         read = layer_stat_rows(session=session, configuration_ids=ids, histograms=False)
-    assert len(read) == len(columns["layer"]) == len(base) * 1201
+    assert n_packs == 1201
     index = {q: i for i, q in enumerate(QUANTITIES)}
     at = {name: STAT_ROW.index(name) for name in STAT_ROW}
     want = sorted(read, key=lambda r: (r[0], r[at["layer"]], index[r[at["quantity"]]]))
-    order = np.lexsort((columns["quantity"], columns["layer"], columns["configuration_id"]))
-    for name in (*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS):
-        got = columns[name][order]
-        if name == "quantity":
-            assert got.tolist() == [index[r[at[name]]] for r in want]
-        elif name in STAT_INT_COLUMNS:
-            assert got.dtype == np.int64 and got.tolist() == [r[at[name]] for r in want], name
-        else:
-            values = [np.nan if r[at[name]] is None else float(r[at[name]]) for r in want]
-            assert got.dtype == np.float64, name
-            assert got.tobytes() == np.array(values, dtype=np.float64).tobytes(), name
+    for columns in (mixed, packed):
+        assert len(read) == len(columns["layer"]) == len(base) * 1201
+        order = np.lexsort((columns["quantity"], columns["layer"], columns["configuration_id"]))
+        for name in (*STAT_INT_COLUMNS, *STAT_FLOAT_COLUMNS):
+            got = columns[name][order]
+            if name == "quantity":
+                assert got.tolist() == [index[r[at[name]]] for r in want]
+            elif name in STAT_INT_COLUMNS:
+                assert got.dtype == np.int64 and got.tolist() == [r[at[name]] for r in want], name
+            else:
+                values = [np.nan if r[at[name]] is None else float(r[at[name]]) for r in want]
+                assert got.dtype == np.float64, name
+                assert got.tobytes() == np.array(values, dtype=np.float64).tobytes(), name
     stored = {
         np.float64(r[at[f]]).view(np.int64).item()
         for r in read
@@ -370,3 +381,52 @@ def test_a_reader_gives_each_batch_its_own_columns(db: Db) -> None:
     for w, g in zip([*want, want[0]], [*got, again], strict=True):
         assert list(g) == list(w) and all(g[c].tobytes() == w[c].tobytes() for c in w)
         assert len(g["layer"]) > 0
+
+
+def test_aggregation_packs_its_rows_and_reads_only_packs_of_this_layout(db: Db) -> None:
+    """Aggregating writes each configuration's pack (`LAYOUT`, its rows' count) in the same
+    transaction, aggregating again replaces it, and a read takes a configuration's rows where its
+    pack is of another layout; a pack that does not hold its configuration's rows is refused."""
+    plans = [
+        config_plan(sim_config(depth=1 + i, width=3), trials=4, chunk_trials=2) for i in range(3)
+    ]
+    with session_scope(db.factory) as session:
+        sweep_id = create_sweep(session=session, plan=sweep_plan(plans))
+        for chunk_id in chunk_ids(session=session, sweep_id=sweep_id):
+            outcome = outcome_for(load_task(session=session, chunk_id=chunk_id))
+            assert save_outcome(session=session, chunk_id=chunk_id, outcome=outcome, worker="w")
+        assert aggregate_sweep(session=session, sweep_id=sweep_id) == 3
+        ids = sorted(session.scalars(sa.select(Configuration.id)))
+        packs = {p.configuration_id: p for p in session.scalars(sa.select(LayerStatPack))}
+        counts = dict(
+            session.execute(
+                sa.select(LayerStat.configuration_id, sa.func.count()).group_by(
+                    LayerStat.configuration_id
+                )
+            ).all()
+        )
+        assert sorted(packs) == ids
+        assert all(p.layout == LAYOUT and p.n_rows == counts[i] for i, p in packs.items())
+        before = {i: p.data for i, p in packs.items()}
+        assert aggregate_sweep(session=session, sweep_id=sweep_id, force=True) == 3
+        session.expire_all()
+        again = {p.configuration_id: p.data for p in session.scalars(sa.select(LayerStatPack))}
+        assert again == before
+        want = layer_stat_columns(session=session, configuration_ids=ids)
+        other = sa.update(LayerStatPack).where(LayerStatPack.configuration_id == ids[0])
+        session.execute(other.values(layout=LAYOUT + 1, data=b"\0" * len(before[ids[0]])))
+        got = layer_stat_columns(session=session, configuration_ids=ids)
+        assert _sorted_bytes(got) == _sorted_bytes(want)
+        shifted = np.frombuffer(before[ids[1]], dtype=PACK_DTYPE).copy()
+        shifted["configuration_id"] = ids[2]
+        wrong = sa.update(LayerStatPack).where(LayerStatPack.configuration_id == ids[1])
+        session.execute(wrong.values(data=shifted.tobytes()))
+        with pytest.raises(ValueError, match="does not hold its rows"):
+            layer_stat_columns(session=session, configuration_ids=ids)
+        session.rollback()
+
+
+def _sorted_bytes(columns: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """Each of `layer_stat_columns`' columns in (configuration, layer, quantity) order, as bytes."""
+    order = np.lexsort((columns["quantity"], columns["layer"], columns["configuration_id"]))
+    return {c: columns[c][order].tobytes() for c in columns}

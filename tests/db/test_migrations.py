@@ -44,6 +44,7 @@ TABLES = {
     "chunks",
     "chunk_stats",
     "layer_stats",
+    "layer_stat_packs",
 }
 
 
