@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +33,7 @@ DEFAULT_URL = "sqlite:///./initsweep.db"
 MIGRATIONS_PACKAGE = "models.migrations"  # the repository's alembic/ folder, as installed
 # pg_advisory_xact_lock key that serialises concurrent `ensure_schema` calls ("initswp").
 _MIGRATION_LOCK = 0x696E6974737770
+_VERSION_TABLE = "alembic_version"  # alembic's default, which env.py keeps
 
 
 def resolve_url(db: str | None) -> str:
@@ -204,8 +206,13 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+# The head revision of the migration scripts, known without reading them (alembic and the
+# scripts cost a command about 0.25 s to import); tests/db/test_migrations.py checks it.
+SCHEMA_HEAD = "0008"
+
+
 def head_revision() -> str:
-    """The single head revision of the migration scripts."""
+    """The single head revision of the migration scripts, read from them."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -231,15 +238,21 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at, None when it has never been migrated."""
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision the database is at (alembic's version table, read without alembic), None
+    when it has never been migrated."""
     with _translated("read the schema revision"), engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(_VERSION_TABLE):
+            return None
+        versions = conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
+    if len(versions) > 1:
+        raise SchemaError(f"{_VERSION_TABLE}: expected one revision. Received: {versions}")
+    return versions[0] if versions else None
 
 
 def ensure_schema(engine: Engine) -> str:
     """Upgrade to head when the database is not there (safe if several processes race)."""
+    if current_revision(engine) == SCHEMA_HEAD:  # the usual case: no alembic, no lock
+        return SCHEMA_HEAD
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -284,13 +297,12 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
-    from alembic.util import CommandError
-
     try:
         yield
-    except CommandError as e:
-        raise SchemaError(f"{action}: {e}") from e
     except Exception as e:
+        util = sys.modules.get("alembic.util")  # not imported: no alembic error can be raised
+        if util is not None and isinstance(e, util.CommandError):
+            raise SchemaError(f"{action}: {e}") from e
         translated = translate_error(e)
         if translated is None:
             raise

@@ -27,9 +27,9 @@ def open_database(
     from sqlalchemy.exc import SQLAlchemyError
 
     from models.db import (
+        SCHEMA_HEAD,
         current_revision,
         ensure_schema,
-        head_revision,
         make_engine,
         make_session_factory,
     )
@@ -47,10 +47,10 @@ def open_database(
     try:
         if read_only:
             revision = current_revision(engine)
-            if revision != head_revision():
+            if revision != SCHEMA_HEAD:
                 raise DatabaseUnavailableError(
                     f"database {where}: expected an initsweep database at schema "
-                    f"{head_revision()}. Received: "
+                    f"{SCHEMA_HEAD}. Received: "
                     + ("no initsweep schema" if revision is None else f"schema {revision}")
                     + f" (`initsweep db upgrade --db ...` migrates it; or {choose})"
                 )

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -513,11 +513,11 @@ PARAM_COLUMNS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class ConfigRef:
+class ConfigRef(NamedTuple):
     """A configuration's place in a sweep without its parsed SimConfig: what a streamed read
     pages over (and the axis values that fix an export's columns before the first row), with
-    its typed parameter columns (`PARAM_COLUMNS`, in that order)."""
+    its typed parameter columns (`PARAM_COLUMNS`, in that order). A named tuple, not a frozen
+    dataclass: a sweep of 10^5 configurations makes 10^5 of them, at a tenth of the cost."""
 
     id: int
     config_hash: str
@@ -564,14 +564,7 @@ def sweep_config_refs(
         rows.sort(key=lambda row: int(row[2]))
     axes = json_values([row[3] for row in rows])
     return [
-        ConfigRef(
-            id=int(row[0]),
-            config_hash=str(row[1]),
-            position=int(row[2]),
-            axes=item,
-            status=str(row[4]),
-            params=tuple(row[5:]),
-        )
+        ConfigRef(int(row[0]), str(row[1]), int(row[2]), item, str(row[4]), tuple(row[5:]))
         for row, item in zip(rows, axes, strict=True)
     ]
 
