@@ -7,8 +7,9 @@ configurations and every aggregated layer statistic, three statements), `result_
 values mean is `scheduler.analysis`'s business; the tables and CSV of the CLI are at the end.
 
 A sweep too large to hold at once is streamed: `result_stream` reads the configurations' light
-references once (one statement), then the records of `EXPORT_BATCH` configurations at a time
-(two or three statements per batch), with every column and its kind fixed before the first row,
+references once (one statement), then the records of a batch of configurations at a time (at
+most `EXPORT_BATCH` of them holding about `EXPORT_ROWS` rows; two or three statements per
+batch), with every column and its kind fixed before the first row,
 so an export (`scheduler.export`) or `results(columns=..., configs=...)` holds one batch.
 """
 
@@ -87,7 +88,8 @@ __all__ = [
 
 ACTIVE_WINDOW = timedelta(seconds=60)  # a heartbeat older than this: the worker is gone
 _IN_BATCH = 500  # bound IN (...) lists (SQLite's variable limit)
-EXPORT_BATCH = 500  # configurations per batch of a streamed read
+EXPORT_BATCH = 4000  # at most this many configurations per batch of a streamed read
+EXPORT_ROWS = 1 << 17  # and about this many rows (one Parquet row group), however deep they are
 
 
 # ------------------------------------------------------------------------- requests
@@ -302,8 +304,11 @@ class ResultStream:
         from scheduler.store import sweep_config_rows
 
         session, sweep_id = self._session, self.sweep_id
-        for start in range(0, len(self._refs), self._batch_size):
-            batch = self._refs[start : start + self._batch_size]
+        bounds = _batch_bounds(self._refs, self._batch_size)
+        for k in range(len(bounds) - 1):
+            start, end = bounds[k], bounds[k + 1]
+            after = bounds[k + 2] if k + 2 < len(bounds) else end  # the next batch's end
+            batch = self._refs[start:end]
             ids = [r.id for r in batch]
             if reader is not None and not all(r.status == "done" for r in batch):
                 batch = _without_trials(session, batch)  # those open ones have no record
@@ -312,7 +317,7 @@ class ResultStream:
                     continue
             if reader is not None and not self._theory and all(r.status == "done" for r in batch):
                 # complete when the stream began, and aggregation replaces rows atomically
-                later = self._refs[start + self._batch_size : start + 2 * self._batch_size]
+                later = self._refs[end:after]
                 ahead = [r.id for r in later] if all(r.status == "done" for r in later) else []
                 part = StatBatch(
                     config_ids=ids,
@@ -373,6 +378,24 @@ class ResultStream:
         return predict_all(configs, self._predictor())
 
 
+_DEPTH = PARAM_KEYS.index("depth")
+_PARAMS = frozenset(PARAM_KEYS)
+
+
+def _batch_bounds(refs: Sequence[ConfigRef], most: int) -> list[int]:
+    """The starts of consecutive batches of `refs`, then `len(refs)`: each batch at most `most`
+    configurations and, past its first, at most `EXPORT_ROWS` rows (3 (depth + 1) each, an
+    upper bound), so a batch of deep configurations holds no more rows than one of shallow ones."""
+    rows = 3 * (np.fromiter((r.params[_DEPTH] for r in refs), np.int64, len(refs)) + 1)
+    ends = np.cumsum(rows)
+    bounds, start = [0], 0
+    while start < len(refs):
+        fit = int(np.searchsorted(ends, ends[start] - rows[start] + EXPORT_ROWS, side="right"))
+        start = min(max(fit, start + 1), start + most, len(refs))
+        bounds.append(start)
+    return bounds
+
+
 def _without_trials(session: Session, refs: list[ConfigRef]) -> list[ConfigRef]:
     """`refs` without their open configurations when none of those has a chunk done (then
     they hold no record: a batch of the others reads as a StatBatch); else all of them."""
@@ -416,14 +439,13 @@ def result_stream(
 def ref_head(sweep_id: int, ref: ConfigRef) -> dict[str, Any]:
     """`result_head` of a configuration from its light reference (its typed parameter columns,
     `scheduler.store.PARAM_COLUMNS`, are its `config_params`): no SimConfig parsed."""
-    params = dict(zip(PARAM_KEYS, ref.params, strict=True))
-    return {
-        "sweep_id": sweep_id,
-        "config_hash": ref.config_hash,
-        **params,
-        **{k: v for k, v in ref.axes.items() if k not in params},
-        "complete": ref.status == "done",
-    }
+    head = {"sweep_id": sweep_id, "config_hash": ref.config_hash}
+    head.update(zip(PARAM_KEYS, ref.params, strict=True))
+    for key, value in ref.axes.items():  # an axis that is a parameter keeps the parameter's
+        if key not in _PARAMS:
+            head[key] = value
+    head["complete"] = ref.status == "done"
+    return head
 
 
 def theory_records(

@@ -158,9 +158,9 @@ def _read_packs(
         found = cursor.fetchall()
     finally:
         cursor.close()
-    owners = [int(r[0]) for r in found]
-    table = np.frombuffer(b"".join(bytes(r[2]) for r in found), dtype=PACK_DTYPE)
-    counts = np.array([int(r[1]) for r in found], dtype=np.int64)
+    owners, n_rows, blobs = zip(*found, strict=True) if found else ((), (), ())
+    table = np.frombuffer(b"".join(map(bytes, blobs)), dtype=PACK_DTYPE)
+    counts = np.array(n_rows, dtype=np.int64)
     if counts.sum() != len(table) or not np.array_equal(
         table["configuration_id"], np.repeat(np.array(owners, dtype=np.int64), counts)
     ):

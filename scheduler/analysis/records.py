@@ -21,6 +21,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -395,7 +396,7 @@ def columns_for_axes(axes: Iterable[Mapping[str, Any]]) -> list[str]:
     """`result_columns` of configurations with these axis values, in order (no SimConfig needed:
     the parameter columns are the same for every configuration)."""
     columns: dict[str, None] = {}
-    for item in axes:
+    for item in dict.fromkeys(tuple(item) for item in axes):  # each distinct key order once
         columns.update(dict.fromkeys(("sweep_id", "config_hash", *PARAM_KEYS)))
         columns.update(dict.fromkeys(k for k in item if k not in PARAM_KEYS))
         columns["complete"] = None
@@ -420,6 +421,16 @@ def axis_kind(values: Iterable[Any]) -> str:
     float64 (|i| <= 2**53); anything else (mixed kinds, lists, mappings) is "str", each value
     written by `kind_value`. A column with no value at all is "str" (all null).
     """
+    values = [v for v in values if v is not None]
+    types = set(map(type, values))
+    if len(types) == 1:  # one exact type: decided by C loops over the values
+        (only,) = types
+        if only is float:
+            return "float" if all(map(math.isfinite, values)) else "str"
+        if only is int:
+            return "int" if _INT64[0] <= min(values) and max(values) <= _INT64[1] else "str"
+        if only is str or only is bool:
+            return _value_kind(values[0])
     kinds: set[str] = set()
     exact = True
     for value in values:
@@ -445,10 +456,18 @@ def column_kinds(
     `axis_kind` of the values of `axes` (each configuration's axis values)."""
     fixed = {**COLUMN_KINDS, **(known or {})}
     values: dict[str, list[Any]] = {c: [] for c in columns if c not in fixed}
-    for item in axes:
-        for key, value in item.items():
-            if key in values:
-                values[key].append(value)
+    by_keys: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for item in axes:  # the items with the same keys, together
+        by_keys.setdefault(tuple(item), []).append(item)
+    for keys, items in by_keys.items():
+        chosen = [k for k in keys if k in values]
+        if not chosen:
+            continue
+        rows = list(map(itemgetter(*chosen), items))
+        for key, column in zip(
+            chosen, zip(*rows, strict=True) if len(chosen) > 1 else [rows], strict=True
+        ):
+            values[key].extend(column)
     return {c: fixed[c] if c in fixed else axis_kind(values[c]) for c in columns}
 
 

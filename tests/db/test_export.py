@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import event
 
 from models.db import session_scope
+from scheduler import query
 from scheduler.errors import UnknownSweepError, UserError
 from scheduler.export import write_jsonl, write_parquet
 from scheduler.plan import ConfigPlan
 from scheduler.query import StatBatch, result_set, result_stream, results
-from scheduler.store import chunk_ids, create_sweep
+from scheduler.store import chunk_ids, create_sweep, sweep_config_refs
 from tests.db.builders import (
     config_plan,
     outcome_for,
@@ -266,6 +267,37 @@ def test_results_reads_some_columns_of_some_configurations(db: Db, sweep: int) -
         results(sweep, db=db.url, configs=[hashes[0], "abc"])
     with pytest.raises(TypeError):
         results(sweep, db=db.url, columns="layer")
+
+
+def test_a_batch_holds_about_export_rows_whatever_the_depth(
+    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its first configuration a batch holds at most `EXPORT_ROWS` rows, so deep
+    configurations come fewer to a batch; the batches together are the records, in order."""
+    monkeypatch.setattr(query, "EXPORT_ROWS", 40)
+    depths = [1 + (5 * i) % 9 for i in range(12)]  # 6 to 27 rows each, mixed
+    plans = [config_plan(sim_config(depth=d, width=3 + i), trials=2) for i, d in enumerate(depths)]
+    sweep_id = _complete_sweep(db, plans, seed=1, salt=2)
+    found = _one_read(db, sweep_id)
+    with session_scope(db.factory) as session:
+        parts = list(result_stream(session=session, sweep_id=sweep_id).parts())
+        stream = result_stream(session=session, sweep_id=sweep_id)
+        assert write_parquet(stream, tmp_path / "all.parquet") == len(found.records)
+    assert all(isinstance(p, StatBatch) for p in parts)
+    sizes = [len(p.config_ids) for p in parts]
+    rows = [len(p.columns["layer"]) for p in parts]
+    assert sum(sizes) == len(plans) and len(parts) >= 5
+    assert all(n <= 40 or k == 1 for n, k in zip(rows, sizes, strict=True))
+    assert [i for p in parts for i in p.config_ids] == [r.id for r in stream_refs(db, sweep_id)]
+    table = pq.read_table(tmp_path / "all.parquet")
+    as_json = json.loads(json.dumps(found.records, allow_nan=False))
+    assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
+
+
+def stream_refs(db: Db, sweep_id: int) -> list[Any]:
+    """The sweep's configuration references in position order."""
+    with session_scope(db.factory) as session:
+        return sweep_config_refs(session=session, sweep_id=sweep_id)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 500])
