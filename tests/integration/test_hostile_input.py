@@ -1,8 +1,10 @@
 """Hostile and extreme input through the real CLI: one located line, exit 2, nothing written,
 bounded time and memory.
 
-Every case runs `python -m scheduler.cli` in a fresh interpreter under an address-space limit
-(RLIMIT_AS, MEMORY_LIMIT) and a wall-clock timeout, as a user (or an attacker) would run it. Before
+Every case runs the CLI in its own process under an address-space limit (RLIMIT_AS,
+MEMORY_LIMIT) and a wall-clock timeout, as a user (or an attacker) would run it: forked from a
+server that has imported the CLI (`tests.forked_cli`: the exit status, output and limits of
+`python -m scheduler.cli`, without an interpreter start per case). Before
 these bounds, the worst cases ran for minutes at gigabytes: a 521-byte alias bomb, 100,001
 `configs` entries (409 s), `depth: [1000000000]` (MemoryError after 25 s at 2.8 GB), `trials:
 100000000` with `chunk_trials: 1` (one plan object per chunk, 2 GB), `/dev/zero`.
@@ -11,17 +13,16 @@ these bounds, the worst cases ran for minutes at gigabytes: a 521-byte alias bom
 from __future__ import annotations
 
 import os
-import resource
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.forked_cli import ForkedCli
 
 pytestmark = pytest.mark.integration
 
@@ -31,31 +32,30 @@ FAST_S = 20.0  # what "refused at once" means on a loaded CI machine (about 2-5 
 GRID = "grid: {init: [he_normal], activation: [relu], depth: [2], width: [4]}\n"
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+_CLI = ForkedCli(
+    {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "OPENBLAS_NUM_THREADS": "1",  # thread buffers would count against RLIMIT_AS
+        "OMP_NUM_THREADS": "1",
+    },
+    ROOT,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forking_server() -> Iterator[None]:
+    """The module's CLI server, stopped after its last test."""
+    yield
+    _CLI.close()
 
 
 def run_bounded(
     *args: str, env: Mapping[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     """`initsweep ARGS` under MEMORY_LIMIT and TIMEOUT_S, and its wall time."""
-    full_env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "OPENBLAS_NUM_THREADS": "1",  # thread buffers would count against RLIMIT_AS
-        "OMP_NUM_THREADS": "1",
-        **(env or {}),
-    }
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=TIMEOUT_S,
-        cwd=ROOT,
-        preexec_fn=_limit_memory,
-    )
+    proc = _CLI.run(*args, env=env, timeout=TIMEOUT_S, limit=MEMORY_LIMIT)
     return proc, time.perf_counter() - start
 
 
