@@ -28,7 +28,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -164,7 +163,7 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
     c = _columns(batch)
     take = _arrow(c.config, None, pa.int64())
     fixed = {"layer", "quantity", *c.counts, *c.stats}
-    heads = _head_columns(batch.heads, [f.name for f in schema if f.name not in fixed])
+    heads = batch.head_columns([f.name for f in schema if f.name not in fixed])
     arrays = []
     for field in schema:
         name = field.name
@@ -195,20 +194,6 @@ def stat_batch(batch: StatBatch, schema: pa.Schema, kinds: dict[str, str]) -> pa
                 array = _repeated(per_config, c.config, field.type)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _head_columns(heads: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
-    """The values of `names` in each of `heads`, column by column (None where a head lacks one)."""
-    if not names:
-        return {}
-    try:
-        rows = list(map(itemgetter(*names), heads)) if len(names) > 1 else None
-    except KeyError:
-        rows = None
-    if rows is None:
-        rows = [tuple(head.get(n) for n in names) for head in heads]
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    return {n: list(col) for n, col in zip(names, columns, strict=True)}
 
 
 def _kind_values(values: list[Any], kind: str) -> list[Any]:
@@ -305,7 +290,7 @@ def stat_records(batch: StatBatch) -> list[dict[str, Any]]:
         notes = c.theory.notes
         values["finite_width"] = [notes[i] for i in c.config.tolist()]
     rows = zip(*(values[k] for k in keys), strict=True)
-    heads = batch.heads
+    heads = list(batch.heads)  # made once (`RefHeads` makes them when read)
     return [
         {**heads[i], **dict(zip(keys, row, strict=True))}
         for i, row in zip(c.config.tolist(), rows, strict=True)
@@ -334,7 +319,7 @@ def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
     value by the `repr` `json` writes; no dict per record)."""
     c = _columns(batch)
     keys = _keys(c)
-    heads = batch.heads
+    heads = list(batch.heads)  # made once (`RefHeads` makes them when read)
     named = set(keys)
     if any(key in named for head in heads for key in head):  # a record key replaces it
         return "".join([dumps(r) + "\n" for r in stat_records(batch)])

@@ -22,7 +22,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from operator import itemgetter, methodcaller
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -193,10 +194,16 @@ class StatBatch:
     column (`worker.stat_columns.layer_stat_columns`: numpy arrays), unordered."""
 
     config_ids: list[int]
-    heads: list[dict[str, Any]]
+    heads: Sequence[dict[str, Any]]  # a list, or `RefHeads` (made when read)
     columns: dict[str, npt.NDArray[Any]]
     # with theory: each configuration's SimConfig and prediction, in position order
     theory: tuple[Sequence[SimConfig], Sequence[ConfigTheory]] | None = None
+
+    def head_columns(self, names: Sequence[str]) -> dict[str, list[Any]]:
+        """The values of `names` in each head, column by column (None where a head lacks one)."""
+        if isinstance(self.heads, RefHeads):
+            return self.heads.columns(names)
+        return _dict_columns(self.heads, names)
 
     @property
     def n_with_rows(self) -> int:
@@ -321,7 +328,7 @@ class ResultStream:
                 ahead = [r.id for r in later] if all(r.status == "done" for r in later) else []
                 part = StatBatch(
                     config_ids=ids,
-                    heads=[ref_head(sweep_id, r) for r in batch],
+                    heads=RefHeads(sweep_id, batch),
                     columns=reader.read(ids, ahead),
                 )
                 self.n_complete += len(batch)
@@ -380,6 +387,8 @@ class ResultStream:
 
 _DEPTH = PARAM_KEYS.index("depth")
 _PARAMS = frozenset(PARAM_KEYS)
+_PARAM_AT = {k: i for i, k in enumerate(PARAM_KEYS)}
+_HEAD_OWN = frozenset({"sweep_id", "config_hash", "complete"})  # an axis so named replaces them
 
 
 def _batch_bounds(refs: Sequence[ConfigRef], most: int) -> list[int]:
@@ -434,6 +443,67 @@ def result_stream(
     return ResultStream(
         session, sweep_id, refs, theory=theory, batch_size=batch_size, filters=filters
     )
+
+
+class RefHeads(Sequence[dict[str, Any]]):
+    """`ref_head` of each of `refs`, made when an item is read; `columns` gives them column by
+    column without making them (the parameter tuples transposed once, the axes read by key)."""
+
+    def __init__(self, sweep_id: int, refs: Sequence[ConfigRef]) -> None:
+        self._sweep_id = sweep_id
+        self._refs = list(refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [ref_head(self._sweep_id, r) for r in self._refs[index]]
+        return ref_head(self._sweep_id, self._refs[index])
+
+    def columns(self, names: Sequence[str]) -> dict[str, list[Any]]:
+        """`{name: [head.get(name) for head in self]}`, computed from the references."""
+        refs, n = self._refs, len(self._refs)
+        axes = [r.axes for r in refs]
+        keys = {k for order in dict.fromkeys(map(tuple, axes)) for k in order}
+        if keys & _HEAD_OWN:  # an axis named like a head's own column replaces it: rare
+            return _dict_columns(list(self), names)
+        params = list(zip(*(r.params for r in refs), strict=True)) if n else []
+        out: dict[str, list[Any]] = {}
+        for name in names:
+            if name in _PARAM_AT:
+                out[name] = list(params[_PARAM_AT[name]]) if n else []
+            elif name == "sweep_id":
+                out[name] = [self._sweep_id] * n
+            elif name == "config_hash":
+                out[name] = [r.config_hash for r in refs]
+            elif name == "complete":
+                out[name] = [r.status == "done" for r in refs]
+            elif name in keys:
+                out[name] = list(map(methodcaller("get", name), axes))
+            else:
+                out[name] = [None] * n
+        return out
+
+
+def _dict_columns(heads: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """The values of `names` in each of `heads`, column by column (None where a head lacks one)."""
+    if not names:
+        return {}
+    try:
+        rows = list(map(itemgetter(*names), heads)) if len(names) > 1 else None
+    except KeyError:
+        rows = None
+    if rows is None:
+        rows = [tuple(head.get(n) for n in names) for head in heads]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return {n: list(col) for n, col in zip(names, columns, strict=True)}
 
 
 def ref_head(sweep_id: int, ref: ConfigRef) -> dict[str, Any]:

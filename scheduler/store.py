@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, Table, delete, func, select, update
+from sqlalchemy import Connection, CursorResult, Select, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -548,7 +548,7 @@ def sweep_config_refs(
     )
     connection = session.connection()  # Core execution: plain rows, no ORM loading step
     if config_hashes is None:
-        rows: list[Any] = list(connection.execute(query).all())
+        rows: list[Any] = _driver_rows(connection, query)
     else:
         hashes = list(dict.fromkeys(config_hashes))
         rows = []
@@ -567,6 +567,19 @@ def sweep_config_refs(
         ConfigRef(int(row[0]), str(row[1]), int(row[2]), item, str(row[4]), tuple(row[5:]))
         for row, item in zip(rows, axes, strict=True)
     ]
+
+
+def _driver_rows(connection: Connection, query: Select[Any]) -> list[Any]:
+    """`connection.execute(query).all()` as the driver's own tuples, for statements whose
+    columns need no result processing (ints, strings, doubles): a sweep's 10^5 references come
+    without a SQLAlchemy row each. Its parameters are written into the text as literals."""
+    statement = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(statement))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 _JSON_BATCH = 10_000  # JSON texts decoded as one array

@@ -456,14 +456,19 @@ def column_kinds(
     `axis_kind` of the values of `axes` (each configuration's axis values)."""
     fixed = {**COLUMN_KINDS, **(known or {})}
     values: dict[str, list[Any]] = {c: [] for c in columns if c not in fixed}
+    items = list(axes)
+    orders = list(dict.fromkeys(map(tuple, items)))
     by_keys: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-    for item in axes:  # the items with the same keys, together
-        by_keys.setdefault(tuple(item), []).append(item)
-    for keys, items in by_keys.items():
+    if len(orders) == 1:  # every configuration has the same axes (a grid): all together
+        by_keys[orders[0]] = items
+    else:
+        for item in items:  # the items with the same keys, together
+            by_keys.setdefault(tuple(item), []).append(item)
+    for keys, group in by_keys.items():
         chosen = [k for k in keys if k in values]
         if not chosen:
             continue
-        rows = list(map(itemgetter(*chosen), items))
+        rows = list(map(itemgetter(*chosen), group))
         for key, column in zip(
             chosen, zip(*rows, strict=True) if len(chosen) > 1 else [rows], strict=True
         ):
