@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from scheduler.query import ResultStream
 
 __all__ = [
+    "LINE_ROWS",
     "ROW_GROUP_ROWS",
     "arrow_schema",
     "record_batch",
@@ -66,6 +67,7 @@ __all__ = [
 ]
 
 ROW_GROUP_ROWS = 1 << 17  # rows gathered into one Parquet row group (batches are smaller)
+LINE_ROWS = 1 << 13  # JSON lines made and written at a time
 
 
 def arrow_schema(columns: list[str], kinds: dict[str, str]) -> pa.Schema:
@@ -313,44 +315,54 @@ def _float_columns(
     return {**c.stats, **(c.theory.floats if c.theory is not None else {})}
 
 
-def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> str:
+def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> Iterator[str]:
     """The JSON lines of a `StatBatch`: `dumps` of each of its `stat_records` and a newline,
     the same text, written column by column (each configuration's head encoded once, each
-    value by the `repr` `json` writes; no dict per record)."""
+    value by the `repr` `json` writes; no dict per record) and yielded in pieces of at most
+    `LINE_ROWS` lines, so the text held at once stays small whatever the batch."""
     c = _columns(batch)
     keys = _keys(c)
     heads = list(batch.heads)  # made once (`RefHeads` makes them when read)
     named = set(keys)
     if any(key in named for head in heads for key in head):  # a record key replaces it
-        return "".join([dumps(r) + "\n" for r in stat_records(batch)])
+        records = stat_records(batch)
+        for start in range(0, len(records), LINE_ROWS):
+            yield "".join([dumps(r) + "\n" for r in records[start : start + LINE_ROWS]])
+        return
+    floats = _float_columns(c)
+    for name, (column, valid) in floats.items():  # checked before the first line is written
+        if column.dtype.kind == "f" and not np.isfinite(column[valid]).all():
+            raise ValueError(f"{name}: out of range float values are not JSON compliant")
     prefixes = np.array([dumps(head)[:-1] + ("," if head else "") for head in heads], dtype=object)
     quantities = np.array([dumps(q) for q in QUANTITIES], dtype=object)
-    values: dict[str, list[str]] = {
-        "layer": list(map(str, c.layer.tolist())),
-        "quantity": quantities[c.quantity].tolist(),
-        **{k: list(map(str, v.tolist())) for k, v in c.counts.items()},
-    }
-    for name, (column, valid) in _float_columns(c).items():
-        if column.dtype.kind == "f":
-            if not np.isfinite(column[valid]).all():  # as json.dumps(allow_nan=False) refuses
-                raise ValueError(f"{name}: out of range float values are not JSON compliant")
-            text = list(map(float.__repr__, column.tolist()))
-        else:
-            text = list(map(str, column.tolist()))
-        if not valid.all():
-            marked = np.array(text, dtype=object)
-            marked[~valid] = "null"
-            text = marked.tolist()
-        values[name] = text
+    exact = np.array(["false", "true"], dtype=object)
+    notes = None
     if c.theory is not None:
-        values["theory_exact"] = np.array(["false", "true"], dtype=object)[
-            c.theory.exact.astype(np.int64)
-        ].tolist()
         notes = np.array(["null" if n is None else dumps(n) for n in c.theory.notes], dtype=object)
-        values["finite_width"] = notes[c.config].tolist()
     line = "%s" + ",".join(dumps(k).replace("%", "%%") + ":%s" for k in keys) + "}\n"
-    rows = zip(prefixes[c.config].tolist(), *(values[k] for k in keys), strict=True)
-    return "".join(map(line.__mod__, rows))
+    for start in range(0, len(c.layer), LINE_ROWS):
+        rows = slice(start, start + LINE_ROWS)
+        config = c.config[rows]
+        values: dict[str, list[str]] = {
+            "layer": list(map(str, c.layer[rows].tolist())),
+            "quantity": quantities[c.quantity[rows]].tolist(),
+            **{k: list(map(str, v[rows].tolist())) for k, v in c.counts.items()},
+        }
+        for name, (column, valid) in floats.items():
+            part = column[rows]
+            write = float.__repr__ if part.dtype.kind == "f" else str
+            text = list(map(write, part.tolist()))
+            missing = ~valid[rows]
+            if missing.any():
+                marked = np.array(text, dtype=object)
+                marked[missing] = "null"
+                text = marked.tolist()
+            values[name] = text
+        if c.theory is not None and notes is not None:
+            values["theory_exact"] = exact[c.theory.exact[rows].astype(np.int64)].tolist()
+            values["finite_width"] = notes[config].tolist()
+        lines = zip(prefixes[config].tolist(), *(values[k] for k in keys), strict=True)
+        yield "".join(map(line.__mod__, lines))
 
 
 @contextmanager
@@ -406,7 +418,8 @@ def write_jsonl(stream: ResultStream, out: Path | IO[str]) -> int:
         dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
         for part in stream.parts():
             if isinstance(part, StatBatch):
-                f.write(stat_lines(part, dumps))
+                for text in stat_lines(part, dumps):
+                    f.write(text)
                 n += len(part.columns["layer"])
             elif part:
                 f.write("".join([dumps(r) + "\n" for r in part]))

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import event
 
 from models.db import session_scope
-from scheduler import query
+from scheduler import export, query
 from scheduler.errors import UnknownSweepError, UserError
 from scheduler.export import write_jsonl, write_parquet
 from scheduler.plan import ConfigPlan
@@ -302,10 +302,12 @@ def stream_refs(db: Db, sweep_id: int) -> list[Any]:
 
 @pytest.mark.parametrize("batch_size", [1, 4, 500])
 def test_columnar_batches_are_the_records_bit_for_bit(
-    db: Db, tmp_path: Path, batch_size: int
+    db: Db, tmp_path: Path, batch_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every configuration complete: the Parquet comes from `StatBatch`es (numpy), never from
-    records, and still holds exactly the JSON values, None included."""
+    records, and still holds exactly the JSON values, None included; JSON lines written in
+    pieces that split configurations give the same text."""
+    monkeypatch.setattr(export, "LINE_ROWS", 5 if batch_size == 500 else 1 << 13)
     plans = [
         config_plan(
             sim_config(activation="relu", depth=3, width=2 + i, batch=1 + (i % 3 == 0)),
@@ -443,11 +445,14 @@ def test_the_input_geometry_columns_are_bit_for_bit(db: Db, tmp_path: Path) -> N
     assert_same_rows(typed(as_json, stream.kinds), table.to_pylist(), stream.kinds, found.columns)
 
 
-def test_columnar_theory_is_the_records_theory_bit_for_bit(db: Db, tmp_path: Path) -> None:
+def test_columnar_theory_is_the_records_theory_bit_for_bit(
+    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Complete configurations of batch 1 in every activation, dtype and regime (overflow and
     collapse within the depth, orthogonal and non-centred kernels, input_q, the exact log laws
     of linear and relu): the theory columns of a `StatBatch` (`theory_columns`) are exactly
-    `with_theory`'s of the records, in Parquet and byte for byte in JSON lines."""
+    `with_theory`'s of the records, in Parquet and byte for byte in JSON lines (written in
+    pieces of 11 lines)."""
     gaussian = {"distribution": "untruncated_normal"}
     exact = [
         dataclasses.replace(
@@ -465,6 +470,7 @@ def test_columnar_theory_is_the_records_theory_bit_for_bit(db: Db, tmp_path: Pat
     sweep_id = _complete_sweep(db, plans, seed=4, salt=2)
     found = _one_read(db, sweep_id, theory=True)
     records = found.records
+    monkeypatch.setattr(export, "LINE_ROWS", 11)
     for key in ("theory_log_mean_sq", "theory_p_overflow_hi", "theory_p_collapse_hi", "z_std"):
         assert any(r[key] is not None for r in records), key
     assert any(r["theory_overflow_layer"] is not None for r in records)
