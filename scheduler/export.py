@@ -336,9 +336,9 @@ def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> Iterator[str]:
     prefixes = np.array([dumps(head)[:-1] + ("," if head else "") for head in heads], dtype=object)
     quantities = np.array([dumps(q) for q in QUANTITIES], dtype=object)
     exact = np.array(["false", "true"], dtype=object)
-    notes = None
-    if c.theory is not None:
-        notes = np.array(["null" if n is None else dumps(n) for n in c.theory.notes], dtype=object)
+    theory = c.theory
+    notes = [] if theory is None else ["null" if n is None else dumps(n) for n in theory.notes]
+    note_text = np.array(notes, dtype=object)
     line = "%s" + ",".join(dumps(k).replace("%", "%%") + ":%s" for k in keys) + "}\n"
     for start in range(0, len(c.layer), LINE_ROWS):
         rows = slice(start, start + LINE_ROWS)
@@ -358,9 +358,9 @@ def stat_lines(batch: StatBatch, dumps: Callable[[Any], str]) -> Iterator[str]:
                 marked[missing] = "null"
                 text = marked.tolist()
             values[name] = text
-        if c.theory is not None and notes is not None:
-            values["theory_exact"] = exact[c.theory.exact[rows].astype(np.int64)].tolist()
-            values["finite_width"] = notes[config].tolist()
+        if theory is not None:
+            values["theory_exact"] = exact[theory.exact[rows].astype(np.int64)].tolist()
+            values["finite_width"] = note_text[config].tolist()
         lines = zip(prefixes[config].tolist(), *(values[k] for k in keys), strict=True)
         yield "".join(map(line.__mod__, lines))
 
